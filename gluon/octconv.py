@@ -1,0 +1,151 @@
+"""OctConv pair blocks for the Gluon API.
+
+Every block is called as ``block(hi, lo=None)`` and returns ``(hi, lo)``; ``lo`` is None
+when the output has no low-frequency part. Blocks hybridize. Parameter names equal the
+Symbol API's for the same layer (see :mod:`octconv.symbol.octconv`).
+"""
+from mxnet.gluon import HybridBlock, nn
+
+from octconv import ops
+from octconv.unit import plan_octconv, split_channels
+
+__all__ = ["PairBlock", "OctConv2D", "OctBatchNorm", "OctActivation", "OctPool",
+           "OctGlobalPool", "OctMerge", "OctSE"]
+
+
+class PairBlock(HybridBlock):
+    """A HybridBlock on pairs.
+
+    ``hybrid_forward`` returns ``hi`` alone when there is no low output, else
+    ``(hi, lo)``: hybridized graphs cannot carry None, so :meth:`forward` passes only the
+    tensors that exist and turns the result back into a pair.
+    """
+
+    def forward(self, hi, lo=None):
+        out = super().forward(hi) if lo is None else super().forward(hi, lo)
+        return tuple(out) if isinstance(out, (list, tuple)) else (out, None)
+
+
+def _present(hi, lo):
+    return hi if lo is None else (hi, lo)
+
+
+class OctConv2D(PairBlock):
+    """Octave convolution (Chen et al. 2019, Eq. 4).
+
+    Builds the paths of :func:`octconv.unit.plan_octconv` as child ``Conv2D`` blocks
+    named ``h2h``, ``h2l``, ``l2h``, ``l2l`` (parameters ``<prefix>h2h_weight``, ...).
+    ``in_channels=0`` defers the input width to the first call.
+    """
+
+    def __init__(self, channels, kernel_size, strides=1, padding=0, alpha_in=0.0,
+                 alpha_out=0.0, groups=1, use_bias=False, in_channels=0,
+                 weight_initializer=None, bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.plan = plan_octconv(channels, kernel_size, in_channels=in_channels,
+                                 stride=strides, padding=padding, alpha_in=alpha_in,
+                                 alpha_out=alpha_out, groups=groups, use_bias=use_bias)
+        with self.name_scope():
+            for path in self.plan.paths:
+                setattr(self, path.name, nn.Conv2D(
+                    path.channels, self.plan.kernel_size, padding=self.plan.padding,
+                    groups=path.groups, use_bias=path.use_bias, in_channels=path.in_channels,
+                    weight_initializer=weight_initializer, bias_initializer=bias_initializer,
+                    prefix=f"{path.name}_"))
+
+    def hybrid_forward(self, F, hi, lo=None):
+        ops.check_pair(hi, lo, self.plan.in_channels, self.plan.has_low_input, self.name)
+        conv = lambda path, x: getattr(self, path.name)(x)
+        return _present(*ops.octconv_forward(F, self.plan, hi, lo, conv))
+
+
+class OctBatchNorm(PairBlock):
+    """BatchNorm of each branch of a ``channels``-wide pair split by ``alpha``.
+
+    Children ``h`` and ``l`` (parameters ``<prefix>h_gamma``, ``<prefix>l_running_mean``...).
+    """
+
+    def __init__(self, channels, alpha=0.0, momentum=0.9, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        widths = split_channels(channels, alpha)
+        with self.name_scope():
+            for branch, width in zip("hl", widths):
+                if width:
+                    setattr(self, branch, nn.BatchNorm(momentum=momentum, epsilon=epsilon,
+                                                       in_channels=width, prefix=f"{branch}_"))
+
+    def hybrid_forward(self, F, hi, lo=None):
+        ops.check_pair(hi, lo, (0, 0), hasattr(self, "l"), self.name)
+        return _present(self.h(hi), None if lo is None else self.l(lo))
+
+
+class _Stateless(PairBlock):
+    """A parameter-free pair operation of :mod:`octconv.ops`."""
+
+    def __init__(self, op, **kwargs):
+        super().__init__(**kwargs)
+        self._op = op
+
+    def hybrid_forward(self, F, hi, lo=None):
+        return _present(*self._op(F, (hi, lo)))
+
+
+class OctActivation(_Stateless):
+    """``activation`` ('relu', 'relu6' or 'sigmoid') on each branch."""
+
+    def __init__(self, activation, **kwargs):
+        if activation not in ops.ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of "
+                             f"{sorted(ops.ACTIVATIONS)}")
+        super().__init__(lambda F, pair: ops.activation(F, pair, activation), **kwargs)
+
+
+class OctPool(_Stateless):
+    """Max or average pooling of each branch (ceil mode)."""
+
+    def __init__(self, pool_type, pool_size, strides, padding=0, **kwargs):
+        super().__init__(lambda F, pair: ops.pool(F, pair, pool_type, pool_size, strides,
+                                                  padding), **kwargs)
+
+
+class OctGlobalPool(_Stateless):
+    """Global pooling of each branch."""
+
+    def __init__(self, pool_type="avg", **kwargs):
+        super().__init__(lambda F, pair: ops.global_pool(F, pair, pool_type), **kwargs)
+
+
+class OctMerge(HybridBlock):
+    """One high-resolution tensor from a pair: hi concatenated with the upsampled lo."""
+
+    def forward(self, hi, lo=None):
+        return super().forward(hi) if lo is None else super().forward(hi, lo)
+
+    def hybrid_forward(self, F, hi, lo=None):
+        return ops.merge(F, (hi, lo))
+
+
+class OctSE(PairBlock):
+    """Squeeze-excitation over both branches of a ``channels``-wide pair split by ``alpha``.
+
+    Children ``fc1`` (to ``channels // reduction``), ``fc2-h`` and ``fc2-l``: 1x1
+    convolutions with bias, named as in the Symbol API.
+    """
+
+    def __init__(self, channels, alpha=0.0, reduction=16, **kwargs):
+        super().__init__(**kwargs)
+        widths = split_channels(channels, alpha)
+        with self.name_scope():
+            self.fc1 = nn.Conv2D(channels // reduction, 1, in_channels=channels,
+                                 prefix="fc1_")
+            self.fc2 = {}
+            for branch, width in zip("hl", widths):
+                if width:
+                    self.fc2[branch] = nn.Conv2D(width, 1, in_channels=channels // reduction,
+                                                 prefix=f"fc2-{branch}_")
+                    self.register_child(self.fc2[branch], f"fc2_{branch}")
+
+    def hybrid_forward(self, F, hi, lo=None):
+        pair = ops.squeeze_excitation(F, (hi, lo), self.fc1,
+                                      lambda branch, x: self.fc2[branch](x))
+        return _present(*pair)

@@ -1,0 +1,163 @@
+"""Pair operations written once for both MXNet APIs.
+
+Every function takes ``F`` (``mxnet.symbol`` or ``mxnet.ndarray``, as a Gluon
+``hybrid_forward`` receives it) and works on pairs ``(hi, lo)`` with ``lo=None`` when
+there is no low-frequency part. Operations with parameters (convolution, BatchNorm,
+squeeze-excitation) take callables that apply them, so the Symbol API and the Gluon
+API only differ in where parameters live.
+"""
+__all__ = ["avg_pool2", "upsample2_like", "octconv_forward", "check_pair", "activation",
+           "pool", "global_pool", "concat", "add", "merge", "squeeze_excitation",
+           "ACTIVATIONS"]
+
+
+def avg_pool2(F, x):
+    """2x2/2 average pooling, rounding up and averaging only the covered pixels."""
+    return F.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="avg",
+                     pooling_convention="full", count_include_pad=False)
+
+
+def upsample2_like(F, x, like):
+    """Nearest 2x upsampling of ``x``, cropped to the spatial size of ``like``."""
+    up = F.UpSampling(x, scale=2, sample_type="nearest", num_args=1)
+    return F.slice_like(up, like, axes=(2, 3))
+
+
+def _is_array(x):
+    return hasattr(x, "shape") and not hasattr(x, "list_outputs")
+
+
+def check_pair(hi, lo, in_channels, has_low, name):
+    """Raise ValueError unless ``(hi, lo)`` fits a layer declared with these inputs.
+
+    Presence of ``lo`` is always checked; channel counts and the low map's size
+    (``ceil(high / 2)``) are checked when the tensors have shapes (imperative mode).
+    """
+    if has_low and lo is None:
+        raise ValueError(f"{name}: expects a low-frequency input (alpha_in > 0), got lo=None")
+    if not has_low and lo is not None:
+        raise ValueError(f"{name}: declared without a low-frequency input, got a lo tensor")
+    if not _is_array(hi):
+        return
+    widths = (hi.shape[1], lo.shape[1] if lo is not None else 0)
+    if in_channels != (0, 0) and widths != tuple(in_channels):
+        raise ValueError(f"{name}: input has (high, low) channels {widths}, declared "
+                         f"{tuple(in_channels)}")
+    if lo is not None:
+        expected = tuple((s + 1) // 2 for s in hi.shape[2:])
+        if tuple(lo.shape[2:]) != expected:
+            raise ValueError(f"{name}: low map is {tuple(lo.shape[2:])}, expected half of "
+                             f"the high map {tuple(hi.shape[2:])} rounded up: {expected}")
+        if lo.shape[0] != hi.shape[0]:
+            raise ValueError(f"{name}: batch sizes differ, {hi.shape[0]} and {lo.shape[0]}")
+
+
+def octconv_forward(F, plan, hi, lo, conv):
+    """Apply the OctConv layer ``plan`` to ``(hi, lo)``; ``conv(path, x)`` runs one path.
+
+    Y_h = h2h(X_h) + up(l2h(X_l)),  Y_l = h2l(pool(X_h)) + l2l(X_l)   (paper, Eq. 4),
+    with one more 2x2 average pool on every source at stride 2 (none for l2h, which
+    then skips its upsampling). Returns ``(Y_h, Y_l)``, ``Y_l`` None without low output.
+    """
+    pooled = {("h", 0): hi, ("l", 0): lo}
+
+    def source(branch, pools):
+        if (branch, pools) not in pooled:
+            pooled[(branch, pools)] = avg_pool2(F, source(branch, pools - 1))
+        return pooled[(branch, pools)]
+
+    outputs = {"h": None, "l": None}
+    for path in plan.paths:  # h2h comes first, so l2h can be cropped to it
+        y = conv(path, source(path.source, path.pools))
+        if path.upsample:
+            y = upsample2_like(F, y, outputs["h"])
+        previous = outputs[path.target]
+        outputs[path.target] = y if previous is None else previous + y
+    return outputs["h"], outputs["l"]
+
+
+ACTIVATIONS = {
+    "relu": lambda F, x: F.Activation(x, act_type="relu"),
+    "relu6": lambda F, x: F.clip(x, 0.0, 6.0),
+    "sigmoid": lambda F, x: F.Activation(x, act_type="sigmoid"),
+}
+
+
+def _map(fn, pair):
+    hi, lo = pair
+    return fn(hi), (None if lo is None else fn(lo))
+
+
+def activation(F, pair, act):
+    """Apply ``act`` ('relu', 'relu6' or 'sigmoid') to each branch."""
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; choose one of {sorted(ACTIVATIONS)}")
+    return _map(lambda x: ACTIVATIONS[act](F, x), pair)
+
+
+def pool(F, pair, pool_type, kernel, stride, padding=0):
+    """Max or average pooling of each branch, ``kernel`` x ``kernel``.
+
+    Every branch comes out at ceil(size / stride), so a low map stays half its high map
+    at any size: rounding is down when ``kernel == 2 * padding + 1`` (e.g. 3x3/2 pad 1)
+    and up when ``kernel == stride + 2 * padding`` (e.g. 2x2/2); other shapes raise.
+    Averages exclude padding.
+    """
+    if pool_type not in ("avg", "max"):
+        raise ValueError(f"pool_type must be 'avg' or 'max', got {pool_type!r}")
+    if kernel == 2 * padding + 1:
+        convention = "valid"
+    elif kernel == stride + 2 * padding:
+        convention = "full"
+    else:
+        raise ValueError(
+            f"pair pooling needs kernel == 2 * padding + 1 or kernel == stride + 2 * padding "
+            f"to keep the low map at half the high map, got kernel={kernel}, "
+            f"stride={stride}, padding={padding}")
+    return _map(lambda x: F.Pooling(x, kernel=(kernel, kernel), stride=(stride, stride),
+                                    pad=(padding, padding), pool_type=pool_type,
+                                    pooling_convention=convention, count_include_pad=False),
+                pair)
+
+
+def global_pool(F, pair, pool_type="avg"):
+    """Global pooling of each branch to N x C x 1 x 1."""
+    return _map(lambda x: F.Pooling(x, kernel=(1, 1), global_pool=True,
+                                    pool_type=pool_type), pair)
+
+
+def concat(F, *pairs):
+    """Concatenate pairs along channels, high with high and low with low."""
+    his = [hi for hi, _ in pairs]
+    los = [lo for _, lo in pairs if lo is not None]
+    cat = lambda xs: xs[0] if len(xs) == 1 else F.concat(*xs, dim=1)
+    return cat(his), (cat(los) if los else None)
+
+
+def add(F, a, b):
+    """Element-wise sum of two pairs of the same structure (residual connection)."""
+    if (a[1] is None) != (b[1] is None):
+        raise ValueError("cannot add a pair with a low branch to a pair without one")
+    return a[0] + b[0], (None if a[1] is None else a[1] + b[1])
+
+
+def merge(F, pair):
+    """One tensor at high resolution: concat(hi, nearest-upsampled lo cropped to hi)."""
+    hi, lo = pair
+    return hi if lo is None else F.concat(hi, upsample2_like(F, lo, hi), dim=1)
+
+
+def squeeze_excitation(F, pair, reduce, expand):
+    """Squeeze-excitation over both branches.
+
+    Global average pool of each branch -> concat -> ``reduce`` (1x1 conv with bias) ->
+    ReLU -> ``expand(branch, z)`` (1x1 conv with bias to that branch's width) ->
+    sigmoid -> multiply each branch by its own gate.
+    """
+    hi_vec, lo_vec = global_pool(F, pair)
+    squeezed = hi_vec if lo_vec is None else F.concat(hi_vec, lo_vec, dim=1)
+    hidden = F.Activation(reduce(squeezed), act_type="relu")
+    gate = lambda branch, x: F.broadcast_mul(
+        x, F.Activation(expand(branch, hidden), act_type="sigmoid"))
+    hi, lo = pair
+    return gate("h", hi), (None if lo is None else gate("l", lo))

@@ -1,0 +1,103 @@
+"""OctConv pair operators for the Symbol API.
+
+Each function takes a pair ``(hi, lo)`` of Symbols (``lo=None`` when absent), a ``name``
+that prefixes its parameters, and returns a pair. Parameter names equal the Gluon
+API's for the same layer (``<name>-h2h_weight``, ``<name>-h_gamma``,
+``<name>-h_running_mean``, ...), so weights move between the two APIs by name.
+"""
+import mxnet as mx
+
+from octconv import ops
+from octconv.unit import plan_octconv, split_channels
+
+__all__ = ["oct_conv", "oct_batchnorm", "oct_activation", "oct_pool", "oct_global_pool",
+           "oct_concat", "oct_add", "oct_merge", "oct_se"]
+
+F = mx.symbol
+
+
+def oct_conv(data, name, channels, kernel_size, in_channels, stride=1, padding=0,
+             alpha_in=0.0, alpha_out=0.0, groups=1, use_bias=False):
+    """Octave convolution: the paths of :func:`octconv.unit.plan_octconv` summed per branch.
+
+    ``in_channels`` is the total input width (high + low); ``alpha_in`` says how it is
+    split. Returns ``(hi, lo)``; ``lo`` is None when ``alpha_out`` leaves no low channel.
+    """
+    plan = plan_octconv(channels, kernel_size, in_channels=in_channels, stride=stride,
+                        padding=padding, alpha_in=alpha_in, alpha_out=alpha_out,
+                        groups=groups, use_bias=use_bias)
+    hi, lo = data
+    ops.check_pair(hi, lo, plan.in_channels, plan.has_low_input, name)
+
+    def conv(path, x):
+        return F.Convolution(x, name=f"{name}-{path.name}", num_filter=path.channels,
+                             kernel=plan.kernel_size, pad=plan.padding,
+                             num_group=path.groups, no_bias=not path.use_bias)
+
+    return ops.octconv_forward(F, plan, hi, lo, conv)
+
+
+def oct_batchnorm(data, name, momentum=0.9, eps=1e-5):
+    """BatchNorm of each branch with its own parameters (``<name>-h_*``, ``<name>-l_*``).
+
+    Running statistics are named ``_running_mean`` / ``_running_var`` as in Gluon.
+    """
+    def bn(x, branch):
+        prefix = f"{name}-{branch}_"
+        return F.BatchNorm(
+            x, name=f"{name}-{branch}", momentum=momentum, eps=eps, fix_gamma=False,
+            gamma=F.var(prefix + "gamma"), beta=F.var(prefix + "beta"),
+            moving_mean=F.var(prefix + "running_mean"),
+            moving_var=F.var(prefix + "running_var"))
+
+    hi, lo = data
+    return bn(hi, "h"), (None if lo is None else bn(lo, "l"))
+
+
+def oct_activation(data, act):
+    """``act`` ('relu', 'relu6' or 'sigmoid') on each branch."""
+    return ops.activation(F, data, act)
+
+
+def oct_pool(data, pool_type, kernel, stride, padding=0):
+    """Max or average pooling of each branch."""
+    return ops.pool(F, data, pool_type, kernel, stride, padding)
+
+
+def oct_global_pool(data, pool_type="avg"):
+    """Global pooling of each branch."""
+    return ops.global_pool(F, data, pool_type)
+
+
+def oct_concat(*pairs):
+    """Channel concatenation, branch by branch."""
+    return ops.concat(F, *pairs)
+
+
+def oct_add(a, b):
+    """Residual sum of two pairs."""
+    return ops.add(F, a, b)
+
+
+def oct_merge(data):
+    """One high-resolution tensor: hi concatenated with the upsampled lo."""
+    return ops.merge(F, data)
+
+
+def oct_se(data, name, channels, alpha, reduction=16):
+    """Squeeze-excitation over both branches of a ``channels``-wide pair split by ``alpha``.
+
+    Hidden width ``channels // reduction``; parameters ``<name>-fc1_*``,
+    ``<name>-fc2-h_*``, ``<name>-fc2-l_*`` (1x1 convolutions with bias).
+    """
+    widths = dict(zip("hl", split_channels(channels, alpha)))
+
+    def reduce(x):
+        return F.Convolution(x, name=f"{name}-fc1", num_filter=channels // reduction,
+                             kernel=(1, 1))
+
+    def expand(branch, x):
+        return F.Convolution(x, name=f"{name}-fc2-{branch}", num_filter=widths[branch],
+                             kernel=(1, 1))
+
+    return ops.squeeze_excitation(F, data, reduce, expand)

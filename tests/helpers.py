@@ -1,0 +1,41 @@
+"""Shared test helpers: run the same layer in both APIs on the same weights."""
+import mxnet as mx
+import numpy as np
+
+
+def randomize(block, seed=0):
+    """Initialize a Gluon block with random weights (biases and BN stats too)."""
+    block.initialize(mx.init.Normal(0.5), force_reinit=True)
+    rng = np.random.RandomState(seed)
+    for name, p in sorted(block.collect_params().items()):
+        if name.endswith(("_bias", "_beta", "_running_mean")):
+            p.set_data(mx.nd.array(rng.uniform(-0.5, 0.5, p.shape)))
+        elif name.endswith(("_gamma", "_running_var")):
+            p.set_data(mx.nd.array(rng.uniform(0.5, 1.5, p.shape)))
+    return {name: p.data().asnumpy() for name, p in block.collect_params().items()}
+
+
+def run_symbol(outputs, inputs, params):
+    """Forward a Symbol (or pair of Symbols, None allowed) with named inputs and params."""
+    outs = [o for o in outputs if o is not None]
+    sym = mx.sym.Group(outs)
+    args = {k: mx.nd.array(v) for k, v in {**inputs, **params}.items()
+            if k in sym.list_arguments()}
+    aux = {k: mx.nd.array(v) for k, v in params.items() if k in sym.list_auxiliary_states()}
+    missing = set(sym.list_arguments()) - set(args)
+    assert not missing, f"symbol arguments without a value: {missing}"
+    ex = sym.bind(mx.cpu(), args, aux_states=aux, grad_req="null")
+    results = iter(o.asnumpy() for o in ex.forward(is_train=False))
+    return tuple(None if o is None else next(results) for o in outputs)
+
+
+def pair_arrays(rng, batch, widths, size):
+    """Random (hi, lo) NumPy inputs for (high, low) widths at ``size`` px; lo None if 0."""
+    hi = rng.randn(batch, widths[0], size, size).astype("float32")
+    half = (size + 1) // 2
+    lo = rng.randn(batch, widths[1], half, half).astype("float32") if widths[1] else None
+    return hi, lo
+
+
+def nd(x):
+    return None if x is None else mx.nd.array(x)
