@@ -1,3 +1,3 @@
 """octconv.gluon: the Gluon API (pair blocks; networks by name)."""
 from .octconv import *  # noqa: F401,F403
-from .octconv import __all__
+from .zoo import get_model, list_models  # noqa: F401

@@ -7,7 +7,7 @@ Symbol API's for the same layer (see :mod:`octconv.symbol.octconv`).
 from mxnet.gluon import HybridBlock, nn
 
 from octconv import ops
-from octconv.unit import plan_octconv, split_channels
+from octconv.unit import branch_widths, plan_octconv
 
 __all__ = ["PairBlock", "OctConv2D", "OctBatchNorm", "OctActivation", "OctPool",
            "OctGlobalPool", "OctMerge", "OctSE"]
@@ -60,19 +60,23 @@ class OctConv2D(PairBlock):
 
 
 class OctBatchNorm(PairBlock):
-    """BatchNorm of each branch of a ``channels``-wide pair split by ``alpha``.
+    """BatchNorm of each branch of a ``channels``-wide pair split by ``alpha`` (or of
+    explicit ``(high, low)`` widths).
 
     Children ``h`` and ``l`` (parameters ``<prefix>h_gamma``, ``<prefix>l_running_mean``...).
+    ``affine=False`` freezes gamma at 1 and beta at 0.
     """
 
-    def __init__(self, channels, alpha=0.0, momentum=0.9, epsilon=1e-5, **kwargs):
+    def __init__(self, channels, alpha=0.0, momentum=0.9, epsilon=1e-5, affine=True,
+                 **kwargs):
         super().__init__(**kwargs)
-        widths = split_channels(channels, alpha)
+        widths = branch_widths(channels, alpha)
         with self.name_scope():
             for branch, width in zip("hl", widths):
                 if width:
-                    setattr(self, branch, nn.BatchNorm(momentum=momentum, epsilon=epsilon,
-                                                       in_channels=width, prefix=f"{branch}_"))
+                    setattr(self, branch, nn.BatchNorm(
+                        momentum=momentum, epsilon=epsilon, center=affine, scale=affine,
+                        in_channels=width, prefix=f"{branch}_"))
 
     def hybrid_forward(self, F, hi, lo=None):
         ops.check_pair(hi, lo, (0, 0), hasattr(self, "l"), self.name)
@@ -126,7 +130,8 @@ class OctMerge(HybridBlock):
 
 
 class OctSE(PairBlock):
-    """Squeeze-excitation over both branches of a ``channels``-wide pair split by ``alpha``.
+    """Squeeze-excitation over both branches of a ``channels``-wide pair split by ``alpha``
+    (or of explicit ``(high, low)`` widths).
 
     Children ``fc1`` (to ``channels // reduction``), ``fc2-h`` and ``fc2-l``: 1x1
     convolutions with bias, named as in the Symbol API.
@@ -134,14 +139,14 @@ class OctSE(PairBlock):
 
     def __init__(self, channels, alpha=0.0, reduction=16, **kwargs):
         super().__init__(**kwargs)
-        widths = split_channels(channels, alpha)
+        widths = branch_widths(channels, alpha)
+        total = sum(widths)
         with self.name_scope():
-            self.fc1 = nn.Conv2D(channels // reduction, 1, in_channels=channels,
-                                 prefix="fc1_")
+            self.fc1 = nn.Conv2D(total // reduction, 1, in_channels=total, prefix="fc1_")
             self.fc2 = {}
             for branch, width in zip("hl", widths):
                 if width:
-                    self.fc2[branch] = nn.Conv2D(width, 1, in_channels=channels // reduction,
+                    self.fc2[branch] = nn.Conv2D(width, 1, in_channels=total // reduction,
                                                  prefix=f"fc2-{branch}_")
                     self.register_child(self.fc2[branch], f"fc2_{branch}")
 

@@ -3,14 +3,15 @@
 Counting rule (the paper's "FLOPs"): a Convolution costs output elements x
 (input channels / groups) x kh x kw, a FullyConnected input x output, per image;
 pooling, normalization, activations and sums are free. Parameters are the learnable
-arguments: every argument but the inputs and those named as frozen.
+arguments: every argument but the inputs, BatchNorm gammas fixed by ``fix_gamma``,
+variables with ``lr_mult`` 0 and those named as frozen.
 """
 import json
 from dataclasses import dataclass
 
 import mxnet as mx
 
-__all__ = ["Complexity", "count_symbol", "count_gluon", "trace_gluon", "table1"]
+__all__ = ["Complexity", "count_symbol", "count_gluon", "count_model", "trace_gluon", "table1"]
 
 _WEIGHTED_OPS = ("Convolution", "FullyConnected")
 
@@ -43,11 +44,15 @@ def count_symbol(sym, input_shapes, frozen=()):
     args = dict(zip(internals.list_arguments(), arg_shapes))
     outs = dict(zip(internals.list_outputs(), out_shapes))
     nodes = json.loads(sym.tojson())["nodes"]
+    frozen = set(frozen) | {name for name, attrs in sym.attr_dict().items()
+                            if float(attrs.get("__lr_mult__", 1)) == 0}
     macs = 0
     for node in nodes:
         if node["op"] in _WEIGHTED_OPS:
             weight = nodes[node["inputs"][1][0]]["name"]
             macs += _prod(outs[node["name"] + "_output"]) * _prod(args[weight][1:])
+        if node["op"] == "BatchNorm" and node.get("attrs", {}).get("fix_gamma") == "True":
+            frozen.add(nodes[node["inputs"][1][0]]["name"])
     params = sum(_prod(shape) for name, shape in args.items()
                  if name not in input_shapes and name not in frozen)
     return Complexity(params=params, macs=macs)
@@ -105,3 +110,15 @@ def table1(alphas=(0.0, 0.125, 0.25, 0.5, 0.75, 0.875, 1.0), channels=256, size=
         macs, memory = layer(alpha)
         rows.append((alpha, macs / base_macs, memory / base_memory))
     return rows
+
+
+def count_model(name, alpha=0.0, api="symbol", size=224):
+    """Count the registered network ``name`` at ``alpha`` built by ``api`` at ``size`` px."""
+    shape = (1, 3, size, size)
+    if api == "symbol":
+        from octconv.symbol import get_symbol
+        return count_symbol(get_symbol(name, alpha=alpha), {"data": shape, "softmax_label": (1,)})
+    if api == "gluon":
+        from octconv.gluon import get_model
+        return count_gluon(get_model(name, alpha=alpha), {"data": shape})
+    raise ValueError(f"api must be 'symbol' or 'gluon', got {api!r}")

@@ -8,7 +8,7 @@ API only differ in where parameters live.
 """
 __all__ = ["avg_pool2", "upsample2_like", "octconv_forward", "check_pair", "activation",
            "pool", "global_pool", "concat", "add", "merge", "squeeze_excitation",
-           "ACTIVATIONS"]
+           "ACTIVATIONS", "PairOps"]
 
 
 def avg_pool2(F, x):
@@ -161,3 +161,31 @@ def squeeze_excitation(F, pair, reduce, expand):
         x, F.Activation(expand(branch, hidden), act_type="sigmoid"))
     hi, lo = pair
     return gate("h", hi), (None if lo is None else gate("l", lo))
+
+
+class PairOps:
+    """The parameter-free half of the builders' interface (see :mod:`octconv.builders`),
+    for ``F`` = ``mx.sym`` or ``mx.nd``. Each API's backend adds the parametric ops:
+    ``conv``, ``plain_conv``, ``bn``, ``se``, ``dense``."""
+
+    def __init__(self, F):
+        self.F = F
+
+    def act(self, x, kind):
+        return activation(self.F, x, kind)
+
+    def pool(self, x, pool_type, kernel, stride, padding=0):
+        return pool(self.F, x, pool_type, kernel, stride, padding)
+
+    def global_pool(self, x):
+        return global_pool(self.F, x)
+
+    def add(self, a, b):
+        return add(self.F, a, b)
+
+    def concat(self, *pairs):
+        return concat(self.F, *pairs)
+
+    def dropout(self, x, p):
+        """Dropout of the high branch (heads only see one); identity when ``p`` is 0."""
+        return x if not p else (self.F.Dropout(x[0], p=p), x[1])

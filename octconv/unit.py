@@ -22,7 +22,7 @@ Rules (shared/spec/ARCHITECTURES.md, section 1):
 """
 from dataclasses import dataclass
 
-__all__ = ["check_alpha", "split_channels", "Path", "OctConvPlan", "plan_octconv"]
+__all__ = ["check_alpha", "split_channels", "branch_widths", "Path", "OctConvPlan", "plan_octconv"]
 
 PATH_NAMES = ("h2h", "h2l", "l2h", "l2l")
 
@@ -42,6 +42,18 @@ def split_channels(channels, alpha, name="channels"):
         raise ValueError(f"{name} must be a positive integer, got {channels!r}")
     low = int(check_alpha(alpha) * channels)
     return channels - low, low
+
+
+def branch_widths(channels, alpha, name="channels"):
+    """``(high, low)`` widths: ``channels`` split by ``alpha``, or ``channels`` itself when
+    it is already a ``(high, low)`` pair (e.g. after a branch-wise concatenation)."""
+    if isinstance(channels, tuple):
+        if (len(channels) != 2 or not all(isinstance(c, int) and c >= 0 for c in channels)
+                or channels[0] < 1):
+            raise ValueError(f"{name} must be an int or a (high, low) pair of "
+                             f"non-negative ints with high > 0, got {channels!r}")
+        return channels
+    return split_channels(channels, alpha, name)
 
 
 def _pair(value, name):
@@ -129,9 +141,11 @@ def plan_octconv(channels, kernel_size, in_channels=0, stride=1, padding=0,
 
     Parameters
     ----------
-    channels, in_channels : int
-        Total output / input width (high + low). ``in_channels=0`` defers the input
-        width to the first forward pass (Gluon only).
+    channels : int
+        Total output width (high + low), split by ``alpha_out``.
+    in_channels : int or (int, int)
+        Total input width, split by ``alpha_in``, or its explicit ``(high, low)``
+        widths. ``0`` defers the input width to the first forward pass (Gluon only).
     kernel_size, padding : int or (int, int)
         Of every path. When a low branch takes part, padding must keep the size
         (``2 * padding == kernel_size - 1``) so the four paths meet.
@@ -152,15 +166,17 @@ def plan_octconv(channels, kernel_size, in_channels=0, stride=1, padding=0,
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got {groups!r}")
     out_split = split_channels(channels, alpha_out)
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 0:
-        raise ValueError(f"in_channels must be a non-negative integer, got {in_channels!r}")
+    if isinstance(in_channels, tuple):
+        in_split = branch_widths(in_channels, alpha_in, "in_channels")
+        in_channels = sum(in_split)
+    elif isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 0:
+        raise ValueError(f"in_channels must be a non-negative integer or a (high, low) "
+                         f"pair, got {in_channels!r}")
+    elif in_channels:
+        in_split = split_channels(in_channels, alpha_in, "in_channels")
     depthwise = groups > 1 and groups == channels and in_channels in (0, channels)
-    if in_channels:
-        in_split = split_channels(in_channels, alpha_in)
-    elif depthwise:
-        in_split = split_channels(channels, alpha_in)
-    else:
-        in_split = (0, 0)
+    if not in_channels:
+        in_split = split_channels(channels, alpha_in) if depthwise else (0, 0)
     has_low_in = in_split[1] > 0 if in_channels or depthwise else alpha_in > 0
     if depthwise and in_split != out_split:
         raise ValueError(

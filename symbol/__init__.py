@@ -1,3 +1,3 @@
 """octconv.symbol: the Symbol API (pair operators; networks by name)."""
 from .octconv import *  # noqa: F401,F403
-from .octconv import __all__
+from .zoo import get_symbol, list_symbols  # noqa: F401

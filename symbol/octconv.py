@@ -8,7 +8,7 @@ API's for the same layer (``<name>-h2h_weight``, ``<name>-h_gamma``,
 import mxnet as mx
 
 from octconv import ops
-from octconv.unit import plan_octconv, split_channels
+from octconv.unit import branch_widths, plan_octconv
 
 __all__ = ["oct_conv", "oct_batchnorm", "oct_activation", "oct_pool", "oct_global_pool",
            "oct_concat", "oct_add", "oct_merge", "oct_se"]
@@ -20,8 +20,8 @@ def oct_conv(data, name, channels, kernel_size, in_channels, stride=1, padding=0
              alpha_in=0.0, alpha_out=0.0, groups=1, use_bias=False):
     """Octave convolution: the paths of :func:`octconv.unit.plan_octconv` summed per branch.
 
-    ``in_channels`` is the total input width (high + low); ``alpha_in`` says how it is
-    split. Returns ``(hi, lo)``; ``lo`` is None when ``alpha_out`` leaves no low channel.
+    ``in_channels`` is the total input width (high + low), split by ``alpha_in``, or
+    its explicit ``(high, low)`` widths. Returns ``(hi, lo)``; ``lo`` is None when ``alpha_out`` leaves no low channel.
     """
     plan = plan_octconv(channels, kernel_size, in_channels=in_channels, stride=stride,
                         padding=padding, alpha_in=alpha_in, alpha_out=alpha_out,
@@ -37,16 +37,18 @@ def oct_conv(data, name, channels, kernel_size, in_channels, stride=1, padding=0
     return ops.octconv_forward(F, plan, hi, lo, conv)
 
 
-def oct_batchnorm(data, name, momentum=0.9, eps=1e-5):
+def oct_batchnorm(data, name, momentum=0.9, eps=1e-5, affine=True):
     """BatchNorm of each branch with its own parameters (``<name>-h_*``, ``<name>-l_*``).
 
     Running statistics are named ``_running_mean`` / ``_running_var`` as in Gluon.
+    ``affine=False`` freezes gamma at 1 (``fix_gamma``) and beta at 0 (``lr_mult`` 0).
     """
     def bn(x, branch):
         prefix = f"{name}-{branch}_"
+        frozen = {} if affine else dict(lr_mult=0.0, wd_mult=0.0)
         return F.BatchNorm(
-            x, name=f"{name}-{branch}", momentum=momentum, eps=eps, fix_gamma=False,
-            gamma=F.var(prefix + "gamma"), beta=F.var(prefix + "beta"),
+            x, name=f"{name}-{branch}", momentum=momentum, eps=eps, fix_gamma=not affine,
+            gamma=F.var(prefix + "gamma", **frozen), beta=F.var(prefix + "beta", **frozen),
             moving_mean=F.var(prefix + "running_mean"),
             moving_var=F.var(prefix + "running_var"))
 
@@ -85,15 +87,16 @@ def oct_merge(data):
 
 
 def oct_se(data, name, channels, alpha, reduction=16):
-    """Squeeze-excitation over both branches of a ``channels``-wide pair split by ``alpha``.
+    """Squeeze-excitation over both branches of a ``channels``-wide pair split by ``alpha``
+    (or of explicit ``(high, low)`` widths).
 
-    Hidden width ``channels // reduction``; parameters ``<name>-fc1_*``,
+    Hidden width ``(high + low) // reduction``; parameters ``<name>-fc1_*``,
     ``<name>-fc2-h_*``, ``<name>-fc2-l_*`` (1x1 convolutions with bias).
     """
-    widths = dict(zip("hl", split_channels(channels, alpha)))
+    widths = dict(zip("hl", branch_widths(channels, alpha)))
 
     def reduce(x):
-        return F.Convolution(x, name=f"{name}-fc1", num_filter=channels // reduction,
+        return F.Convolution(x, name=f"{name}-fc1", num_filter=sum(widths.values()) // reduction,
                              kernel=(1, 1))
 
     def expand(branch, x):

@@ -3,9 +3,14 @@ import mxnet as mx
 import numpy as np
 
 
-def randomize(block, seed=0):
-    """Initialize a Gluon block with random weights (biases and BN stats too)."""
-    block.initialize(mx.init.Normal(0.5), force_reinit=True)
+def randomize(block, seed=0, init=None):
+    """Initialize a Gluon block with random weights (biases and BN stats too).
+
+    Weights are N(0, 0.5) unless ``init`` is given; deep networks need a fan-in scaled
+    ``init`` so activations stay finite.
+    """
+    mx.random.seed(seed)
+    block.initialize(init or mx.init.Normal(0.5), force_reinit=True)
     rng = np.random.RandomState(seed)
     for name, p in sorted(block.collect_params().items()):
         if name.endswith(("_bias", "_beta", "_running_mean")):

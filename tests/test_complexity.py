@@ -60,3 +60,27 @@ def test_cli_prints_table1_as_json():
                          capture_output=True, text=True, check=True).stdout
     rows = json.loads(out)
     assert [percent(r["flops"]) for r in rows] == [v[0] for v in PAPER_TABLE1.values()]
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "complexity.py"), *args],
+                          capture_output=True, text=True)
+
+
+def test_cli_contract_one_network_as_json():
+    out = run_tool("--api", "gluon", "--model", "resnet26_v2", "--alpha", "0.25", "--size",
+                   "224", "--json")
+    result = json.loads(out.stdout)
+    # shared/spec/ARCHITECTURES.md section 5: symbol/resnet26_v2/0.25
+    assert (result["params"], result["macs"]) == (15991336, 1858158592)
+    bad = run_tool("--model", "resnet26_v2", "--alpha", "1.5")
+    assert bad.returncode == 2 and "alpha must be in [0, 1), got 1.5" in bad.stderr
+    bad = run_tool("--model", "resnet27")
+    assert bad.returncode == 2 and "invalid choice: 'resnet27'" in bad.stderr
+
+
+def test_readme_zoo_table_is_the_tools_output():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    begin, end = "<!-- zoo table: begin -->\n", "\n<!-- zoo table: end -->"
+    table = readme[readme.index(begin) + len(begin):readme.index(end)]
+    assert table == run_tool("--zoo").stdout.strip()

@@ -1,0 +1,86 @@
+"""Networks by name in the Gluon API: the shared builders over Gluon pair blocks."""
+import mxnet as mx
+from mxnet.gluon import HybridBlock, nn
+
+from octconv.ops import PairOps
+from octconv.specs import check_options, get_spec, model_names
+from octconv.unit import check_alpha
+
+from .octconv import OctBatchNorm, OctConv2D, OctSE
+
+__all__ = ["OctNet", "get_model", "list_models", "GluonOps"]
+
+
+class GluonOps(PairOps):
+    """Builders' interface over child blocks of ``net``, looked up by parameter prefix.
+
+    With ``create=True`` each parametric op first creates its block (prefix = the
+    Symbol API's name, so parameter names agree) and registers it on ``net``.
+    """
+
+    def __init__(self, net, F, bn, create=False):
+        super().__init__(F)
+        self.net, self.bn_settings, self.create = net, bn, create
+
+    def _apply(self, name, make, *inputs):
+        if self.create:
+            self.net.register_child(make(), name)
+        return self.net._children[name](*inputs)
+
+    def conv(self, x, name, in_channels, channels, kernel, stride=1, alpha_in=0.0,
+             alpha_out=0.0, groups=1, use_bias=False):
+        return self._apply(name, lambda: OctConv2D(
+            channels, kernel, strides=stride, padding=kernel // 2, alpha_in=alpha_in,
+            alpha_out=alpha_out, groups=groups, use_bias=use_bias, in_channels=in_channels,
+            prefix=f"{name}-"), *x)
+
+    def plain_conv(self, x, name, in_channels, channels, kernel, stride=1, padding=0,
+                   use_bias=False):
+        return self._apply(name, lambda: nn.Conv2D(
+            channels, kernel, strides=stride, padding=padding, use_bias=use_bias,
+            in_channels=in_channels, prefix=f"{name}_"), x[0]), None
+
+    def bn(self, x, name, channels, alpha, affine=True):
+        settings = self.bn_settings
+        return self._apply(name, lambda: OctBatchNorm(
+            channels, alpha, momentum=settings["momentum"], epsilon=settings["eps"],
+            affine=affine, prefix=f"{name}-"), *x)
+
+    def se(self, x, name, channels, alpha, reduction):
+        return self._apply(name, lambda: OctSE(channels, alpha, reduction,
+                                               prefix=f"{name}-"), *x)
+
+    def dense(self, x, name, in_channels, channels):
+        return self._apply(name, lambda: nn.Dense(channels, in_units=in_channels,
+                                                  prefix=f"{name}_"), x[0])
+
+
+class OctNet(HybridBlock):
+    """A zoo network: ``builder`` run once symbolically to create the child blocks,
+    then replayed in every forward pass."""
+
+    def __init__(self, spec, alpha, classes, dropout=0.0):
+        super().__init__(prefix="")
+        self._spec, self._args = spec, (alpha, classes, dropout)
+        self._build(GluonOps(self, mx.sym, spec.bn, create=True), mx.sym.var("data"))
+
+    def _build(self, ops, x):
+        return self._spec.builder(ops, (x, None), self._spec.arch, *self._args)
+
+    def hybrid_forward(self, F, x):
+        return self._build(GluonOps(self, F, self._spec.bn), x)
+
+
+def list_models():
+    """Names accepted by :func:`get_model`."""
+    return model_names()
+
+
+def get_model(name, alpha=0.0, classes=1000, **kwargs):
+    """The network ``name`` at ``alpha``: an uninitialized HybridBlock returning logits.
+
+    Keyword arguments: ``dropout`` (before the classifier, default 0).
+    """
+    spec = get_spec(name)
+    check_alpha(alpha)
+    return OctNet(spec, alpha, classes, **check_options(kwargs))

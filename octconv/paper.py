@@ -1,0 +1,29 @@
+"""Figures printed in the paper (Chen et al., "Drop an Octave", ICCV 2019), for the
+complexity table and the tests: ``(name, alpha) -> (params in millions, FLOPs)``, FLOPs
+in G for Tables 2, 4, 5 and in M for Table 3, as printed (rounded)."""
+
+PAPER_FIGURES = {
+    # Table 2: ResNet-50 on ImageNet, alpha .125 to .75 (parameters from Table 4).
+    ("resnet50_v2", 0.0): ("Table 2", 25.6, 4.1, "G"),
+    ("resnet50_v2", 0.125): ("Table 2", 25.6, 3.6, "G"),
+    ("resnet50_v2", 0.25): ("Table 2", 25.6, 3.1, "G"),
+    ("resnet50_v2", 0.5): ("Table 2", 25.6, 2.4, "G"),
+    ("resnet50_v2", 0.75): ("Table 2", 25.6, 1.9, "G"),
+    # Table 3: small models.
+    ("mobilenet_v1_075", 0.0): ("Table 3", 2.6, 325, "M"),
+    ("mobilenet_v1_075", 0.375): ("Table 3", 2.6, 213, "M"),
+    ("mobilenet_v1_100", 0.5): ("Table 3", 4.2, 321, "M"),
+    ("mobilenet_v2_100", 0.0): ("Table 3", 3.5, 300, "M"),
+    ("mobilenet_v2_100", 0.375): ("Table 3", 3.5, 256, "M"),
+    ("mobilenet_v2_1125", 0.5): ("Table 3", 4.2, 295, "M"),
+    # Table 4: medium models.
+    ("resnet26_v2", 0.25): ("Table 4", 16.0, 1.9, "G"),
+    ("resnet50_v2", 0.5): ("Table 4", 25.6, 2.4, "G"),
+    ("resnext50_32x4d_v2", 0.25): ("Table 4", 25.0, 3.2, "G"),
+    ("resnext50_32x4d_v2", 0.5): ("Table 4", 25.0, 2.4, "G"),
+    ("resnext101_32x4d_v2", 0.25): ("Table 4", 44.2, 5.7, "G"),
+    ("resnext101_32x4d_v2", 0.5): ("Table 4", 44.2, 4.0, "G"),
+    # Table 5: large models.
+    ("resnet152_v1f", 0.125): ("Table 5", 60.2, 10.9, "G"),
+    ("se_resnet152_v1e", 0.125): ("Table 5", 66.8, 10.9, "G"),
+}

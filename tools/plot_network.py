@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""A picture of a zoo network: a graphviz drawing when graphviz (the Python package
+and its ``dot`` program) is installed, else a layer-by-layer text summary with output
+shapes and parameter counts.
+
+    python tools/plot_network.py --model resnet26_v2 --alpha 0.25              # text
+    python tools/plot_network.py --model resnet26_v2 --alpha 0.25 --out net.pdf
+"""
+import argparse
+import os
+import shutil
+import sys
+
+import mxnet as mx
+
+from octconv.specs import model_names
+from octconv.symbol import get_symbol
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, choices=model_names(), metavar="NAME",
+                        help="one of: " + ", ".join(model_names()))
+    parser.add_argument("--alpha", type=float, default=0.0)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--out", help="drawing to write (.pdf, .png or .svg); needs graphviz")
+    args = parser.parse_args(argv)
+    try:
+        sym = get_symbol(args.model, alpha=args.alpha)
+    except ValueError as err:
+        parser.error(str(err))
+    shape = {"data": (1, 3, args.size, args.size)}
+    if args.out:
+        if shutil.which("dot") is None:
+            parser.error("--out needs graphviz's 'dot' program (apt-get install graphviz); "
+                         "without --out a text summary is printed")
+        stem, ext = os.path.splitext(args.out)
+        if ext not in (".pdf", ".png", ".svg"):
+            parser.error(f"--out must end in .pdf, .png or .svg, got {args.out!r}")
+        dot = mx.viz.plot_network(sym, shape=shape, save_format=ext[1:],
+                                  node_attrs={"fixedsize": "false"})
+        print(dot.render(stem, cleanup=True))
+    else:
+        mx.viz.print_summary(sym, shape=shape, line_length=120)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
