@@ -133,8 +133,8 @@ class OctSE(PairBlock):
     """Squeeze-excitation over both branches of a ``channels``-wide pair split by ``alpha``
     (or of explicit ``(high, low)`` widths).
 
-    Children ``fc1`` (to ``channels // reduction``), ``fc2-h`` and ``fc2-l``: 1x1
-    convolutions with bias, named as in the Symbol API.
+    Children ``conv1`` (to ``(high + low) // reduction``), ``conv2-h`` and ``conv2-l``:
+    1x1 convolutions with bias, named as in the Symbol API.
     """
 
     def __init__(self, channels, alpha=0.0, reduction=16, **kwargs):
@@ -142,12 +142,12 @@ class OctSE(PairBlock):
         widths = branch_widths(channels, alpha)
         total = sum(widths)
         with self.name_scope():
-            self.fc1 = nn.Conv2D(total // reduction, 1, in_channels=total, prefix="fc1_")
+            self.fc1 = nn.Conv2D(total // reduction, 1, in_channels=total, prefix="conv1_")
             self.fc2 = {}
             for branch, width in zip("hl", widths):
                 if width:
                     self.fc2[branch] = nn.Conv2D(width, 1, in_channels=total // reduction,
-                                                 prefix=f"fc2-{branch}_")
+                                                 prefix=f"conv2-{branch}_")
                     self.register_child(self.fc2[branch], f"fc2_{branch}")
 
     def hybrid_forward(self, F, hi, lo=None):

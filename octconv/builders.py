@@ -80,10 +80,10 @@ def _conv_bn(ops, x, name, bn_name, in_c, out_c, kernel, alpha_in, alpha_out, st
     return ops.act(x, act) if act else x
 
 
-def _plain_conv_bn(ops, x, name, in_c, out_c, kernel, stride, act="relu"):
-    """Plain conv ``<name>_conv`` (true stride, same padding) -> BN -> [activation]."""
-    x = ops.plain_conv(x, f"{name}_conv", in_c, out_c, kernel, stride, kernel // 2)
-    x = ops.bn(x, f"{name}_bn", out_c, 0.0)
+def _plain_conv_bn(ops, x, conv_name, bn_name, in_c, out_c, kernel, stride, act="relu"):
+    """Plain conv (true stride, same padding) -> BN -> [activation]."""
+    x = ops.plain_conv(x, conv_name, in_c, out_c, kernel, stride, kernel // 2)
+    x = ops.bn(x, bn_name, out_c, 0.0)
     return ops.act(x, act) if act else x
 
 
@@ -97,19 +97,19 @@ def _stem_v1(ops, x, stem):
     shortcut 1x1/2 conv 64->64 -> BN ; sum -> ReLU.
     """
     if stem == "v1b":
-        x = _plain_conv_bn(ops, x, "stem1", 3, 64, 7, 2)
+        x = _plain_conv_bn(ops, x, "conv1", "bn1", 3, 64, 7, 2)
         return ops.pool(x, "max", 3, 2, 1)
     widths, strides = {"v1e": ((32, 32, 64), (2, 1, 1)), "v1f": ((8, 32, 64), (1, 2, 1))}[stem]
     in_c = 3
-    for i, (width, stride) in enumerate(zip(widths, strides)):
-        x = _plain_conv_bn(ops, x, f"stem{i + 1}", in_c, width, 3, stride)
+    for i, (width, stride) in enumerate(zip(widths, strides), 1):
+        x = _plain_conv_bn(ops, x, f"stem_conv{i}", f"stem_bn{i}", in_c, width, 3, stride)
         in_c = width
     if stem == "v1e":
         return ops.pool(x, "max", 3, 2, 1)
-    y = _plain_conv_bn(ops, x, "stempool_1", 64, 32, 1, 1)
-    y = _plain_conv_bn(ops, y, "stempool_2", 32, 32, 3, 2)
-    y = _plain_conv_bn(ops, y, "stempool_3", 32, 64, 1, 1, act=None)
-    x = _plain_conv_bn(ops, x, "stempool_4", 64, 64, 1, 2, act=None)
+    y = _plain_conv_bn(ops, x, "stem2_conv1", "stem2_bn1", 64, 32, 1, 1)
+    y = _plain_conv_bn(ops, y, "stem2_conv2", "stem2_bn2", 32, 32, 3, 2)
+    y = _plain_conv_bn(ops, y, "stem2_conv3", "stem2_bn3", 32, 64, 1, 1, act=None)
+    x = _plain_conv_bn(ops, x, "stem2_conv4", "stem2_bn4", 64, 64, 1, 2, act=None)
     return ops.act(ops.add(y, x), "relu")
 
 
@@ -131,6 +131,7 @@ def _bottleneck_v1(ops, x, name, in_c, mid, out, stride, alpha_in, alpha, spec):
                  strides[1], spec.groups)
     y = _conv_bn(ops, y, f"{name}_conv3", f"{name}_bn3", mid, out, 1, alpha, alpha,
                  strides[2], act=None)
+    ops.mark_residual_end(f"{name}_bn3")
     if spec.se_reduction:
         y = ops.se(y, f"{name}_se", out, alpha, spec.se_reduction)
     if stride != 1 or in_c != out:
@@ -177,7 +178,7 @@ def mobilenet_v1(ops, x, spec, alpha, classes, dropout):
     Widths are ``int(multiplier * base)``.
     """
     width = lambda base: int(spec.multiplier * base)
-    x = _plain_conv_bn(ops, x, "stem", 3, width(32), 3, 2)
+    x = _plain_conv_bn(ops, x, "conv1", "bn1", 3, width(32), 3, 2)
     names = _block_names([b[2] for b in spec.blocks])
     for name, (dw_base, pw_base, stride, dw_oct, pw_oct) in zip(names, spec.blocks):
         dw, pw = width(dw_base), width(pw_base)
@@ -198,7 +199,7 @@ def mobilenet_v2(ops, x, spec, alpha, classes, dropout):
     -> head. Widths are ``int(multiplier * base)``, hidden ``t * width``.
     """
     width = lambda base: int(spec.multiplier * base)
-    x = _plain_conv_bn(ops, x, "stem", 3, width(32), 3, 2, act="relu6")
+    x = _plain_conv_bn(ops, x, "conv1", "bn1", 3, width(32), 3, 2, act="relu6")
     in_c = width(32)
     names = _block_names([b[2] for b in spec.blocks])
     for k, (name, (t, out_base, stride)) in enumerate(zip(names, spec.blocks)):
@@ -208,10 +209,13 @@ def mobilenet_v2(ops, x, spec, alpha, classes, dropout):
         y = _conv_bn(ops, y, f"{name}_conv2", f"{name}_bn2", mid, mid, 3, a, a, stride,
                      groups=mid, act="relu6")
         y = _conv_bn(ops, y, f"{name}_conv3", f"{name}_bn3", mid, out, 1, a, 0.0, act=None)
-        x = ops.add(y, x) if stride == 1 and in_c == out else y
+        if stride == 1 and in_c == out:
+            ops.mark_residual_end(f"{name}_bn3")
+            y = ops.add(y, x)
+        x = y
         in_c = out
     last = spec.last_channels if spec.multiplier <= 1 else int(spec.last_channels * spec.multiplier)
-    x = _plain_conv_bn(ops, x, "tail", in_c, last, 1, 1, act="relu6")
+    x = _plain_conv_bn(ops, x, "tail-conv", "tail-bn", in_c, last, 1, 1, act="relu6")
     return _head(ops, x, last, classes, dropout)
 
 

@@ -127,10 +127,19 @@ def global_pool(F, pair, pool_type="avg"):
 
 
 def concat(F, *pairs):
-    """Concatenate pairs along channels, high with high and low with low."""
+    """Concatenate pairs along channels, high with high and low with low.
+
+    The no-op reshape moves the result to plain memory layout: without it, MXNet
+    1.9's oneDNN backward crashes (SIGFPE or "could not construct a sub-memory") when
+    such a concatenation of small low-frequency maps feeds BatchNorm and a convolution,
+    as in Oct-DenseNet.
+    """
     his = [hi for hi, _ in pairs]
     los = [lo for _, lo in pairs if lo is not None]
-    cat = lambda xs: xs[0] if len(xs) == 1 else F.concat(*xs, dim=1)
+
+    def cat(xs):
+        return xs[0] if len(xs) == 1 else F.reshape(F.concat(*xs, dim=1), shape=(0, 0, 0, 0))
+
     return cat(his), (cat(los) if los else None)
 
 
@@ -170,6 +179,11 @@ class PairOps:
 
     def __init__(self, F):
         self.F = F
+        self.residual_ends = []  # BN layers that end a residual branch (for last_gamma)
+
+    def mark_residual_end(self, bn_name):
+        """Record that the BatchNorm ``bn_name`` ends a residual branch."""
+        self.residual_ends.append(bn_name)
 
     def act(self, x, kind):
         return activation(self.F, x, kind)

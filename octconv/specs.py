@@ -144,6 +144,11 @@ MODELS["densenet121_octstem"] = ModelSpec(
     builders.densenet, DenseNet(*_DENSENETS[121], octave_stem=True),
     paper="original release, Gluon")
 
+# Not from the paper: a small ResNet v2 for the demo and the training tests (32 px).
+MODELS["resnet10_v2_mini"] = ModelSpec(
+    builders.resnet_v2, ResNetV2(units=(1, 1, 1, 1), mid=(16, 32, 64, 128),
+                                 out=(64, 128, 256, 512)), SYMBOL_BN, "")
+
 
 def model_names():
     return sorted(MODELS)

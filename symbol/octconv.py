@@ -90,17 +90,18 @@ def oct_se(data, name, channels, alpha, reduction=16):
     """Squeeze-excitation over both branches of a ``channels``-wide pair split by ``alpha``
     (or of explicit ``(high, low)`` widths).
 
-    Hidden width ``(high + low) // reduction``; parameters ``<name>-fc1_*``,
-    ``<name>-fc2-h_*``, ``<name>-fc2-l_*`` (1x1 convolutions with bias).
+    Hidden width ``(high + low) // reduction``; parameters ``<name>-conv1_*``,
+    ``<name>-conv2-h_*``, ``<name>-conv2-l_*`` (1x1 convolutions with bias, named as the
+    release's Gluon SE).
     """
     widths = dict(zip("hl", branch_widths(channels, alpha)))
 
     def reduce(x):
-        return F.Convolution(x, name=f"{name}-fc1", num_filter=sum(widths.values()) // reduction,
+        return F.Convolution(x, name=f"{name}-conv1", num_filter=sum(widths.values()) // reduction,
                              kernel=(1, 1))
 
     def expand(branch, x):
-        return F.Convolution(x, name=f"{name}-fc2-{branch}", num_filter=widths[branch],
+        return F.Convolution(x, name=f"{name}-conv2-{branch}", num_filter=widths[branch],
                              kernel=(1, 1))
 
     return ops.squeeze_excitation(F, data, reduce, expand)

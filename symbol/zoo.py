@@ -7,7 +7,7 @@ from octconv.unit import check_alpha
 
 from . import octconv as S
 
-__all__ = ["get_symbol", "list_symbols", "SymbolOps"]
+__all__ = ["get_symbol", "list_symbols", "residual_end_bns", "SymbolOps"]
 
 
 class SymbolOps(PairOps):
@@ -57,3 +57,12 @@ def get_symbol(name, alpha=0.0, num_classes=1000, **kwargs):
     logits = spec.builder(SymbolOps(spec.bn), (mx.sym.var("data"), None), spec.arch,
                           alpha, num_classes, options["dropout"])
     return mx.sym.SoftmaxOutput(logits, name="softmax")
+
+
+def residual_end_bns(name, alpha=0.0):
+    """Names of the BatchNorm layers that end a residual branch (zero-initialized
+    gamma under ``last_gamma``); empty for pre-activation and dense networks."""
+    spec = get_spec(name)
+    ops = SymbolOps(spec.bn)
+    spec.builder(ops, (mx.sym.var("data"), None), spec.arch, alpha, 10, 0.0)
+    return list(ops.residual_ends)

@@ -104,12 +104,12 @@ def test_squeeze_excitation_over_both_branches():
     params = randomize(block)
     hi, lo = pair_arrays(RNG, 2, (24, 8), 5)
     squeezed = np.concatenate([hi.mean(axis=(2, 3)), lo.mean(axis=(2, 3))], 1)
-    w1, b1 = params["se-fc1_weight"][:, :, 0, 0], params["se-fc1_bias"]
+    w1, b1 = params["se-conv1_weight"][:, :, 0, 0], params["se-conv1_bias"]
     assert w1.shape == (2, 32)
     hidden = np.maximum(squeezed @ w1.T + b1, 0)
 
     def gate(x, b):
-        w, bias = params[f"se-fc2-{b}_weight"][:, :, 0, 0], params[f"se-fc2-{b}_bias"]
+        w, bias = params[f"se-conv2-{b}_weight"][:, :, 0, 0], params[f"se-conv2-{b}_bias"]
         return x * (1 / (1 + np.exp(-(hidden @ w.T + bias))))[:, :, None, None]
 
     want = (gate(hi, "h"), gate(lo, "l"))

@@ -2,6 +2,8 @@
 Symbol equal to Gluon, forward at odd sizes, gradients for every parameter."""
 import json
 import os
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -13,7 +15,9 @@ from octconv import symbol as S
 from octconv.complexity import count_gluon, count_symbol
 from octconv.paper import PAPER_FIGURES
 
-FAN_IN = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
+# Variance-preserving weights keep logits O(10) through 200 layers in inference mode,
+# where float32 rounding cannot be amplified into a mismatch.
+FAN_IN = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=1)
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = json.load(open(os.path.join(HERE, "golden_complexity.json")))["counts"]
 NAMES = G.list_models()
@@ -83,6 +87,17 @@ def test_paper_tables_to_their_printed_rounding(name, alpha):
         assert round(scaled, 1 if unit == "G" else 0) == flops
 
 
+@pytest.mark.parametrize("ours, gluoncv_name", [
+    ("resnet50_v1b", "resnet50_v1b"), ("resnext50_32x4d_v1b", "resnext50_32x4d"),
+    ("mobilenet_v1_100", "mobilenet1.0")])
+def test_alpha_zero_counts_equal_gluoncv_vanilla_networks(ours, gluoncv_name):
+    """GluonCV's vanilla networks, counted by the same counter, as an outside reference."""
+    from gluoncv.model_zoo import get_model as gluoncv_model
+    theirs = count_gluon(gluoncv_model(gluoncv_name, pretrained=False), SHAPE)
+    got = count_gluon(G.get_model(ours), SHAPE)
+    assert (got.params, got.macs) == (theirs.params, theirs.macs)
+
+
 def test_flops_fall_with_alpha_and_params_stay():
     counts = [symbol_counts("resnet50_v2", a) for a in (0.0, 0.125, 0.25, 0.5, 0.75)]
     assert len({c.params for c in counts}) == 1
@@ -93,24 +108,26 @@ def alpha_for(name):
     return 0.375 if name.startswith("mobilenet") else 0.25
 
 
-def bind_symbol(sym, params, data_shape, grad_req="null"):
+def bind_symbol(sym, params, data_shape, grad_req="null", dtype="float32"):
     shapes = {"data": data_shape, "softmax_label": (data_shape[0],)}
     shapes = {k: v for k, v in shapes.items() if k in sym.list_arguments()}
     arg_shapes, _, aux_shapes = sym.infer_shape(**shapes)
-    args = {n: mx.nd.array(params[n]) if n in params else mx.nd.zeros(s)
+    args = {n: mx.nd.array(params[n], dtype=dtype) if n in params else mx.nd.zeros(s, dtype=dtype)
             for n, s in zip(sym.list_arguments(), arg_shapes)}
-    aux = {n: mx.nd.array(params[n]) for n in sym.list_auxiliary_states()}
+    aux = {n: mx.nd.array(params[n], dtype=dtype) for n in sym.list_auxiliary_states()}
     grads = {n: mx.nd.zeros(a.shape) for n, a in args.items()} if grad_req != "null" else None
     return sym.bind(mx.cpu(), args, args_grad=grads, aux_states=aux, grad_req=grad_req), args
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_symbol_equals_gluon_on_the_same_weights(name):
+    """Same names and shapes, same logits. In float64: deep nets on random weights
+    amplify float32 rounding differences between two evaluation orders."""
     alpha = alpha_for(name)
     net = G.get_model(name, alpha=alpha, classes=10)
     params = randomize(net, seed=1, init=FAN_IN)
     sym = S.get_symbol(name, alpha=alpha, num_classes=10)
-    data = np.random.RandomState(0).uniform(-1, 1, (2, 3, 67, 67)).astype("float32")
+    data = np.random.RandomState(0).uniform(-1, 1, (2, 3, 67, 67))
 
     arg_shapes, _, aux_shapes = sym.infer_shape(data=data.shape, softmax_label=(2,))
     symbol_shapes = dict(zip(sym.list_arguments(), arg_shapes))
@@ -119,13 +136,13 @@ def test_symbol_equals_gluon_on_the_same_weights(name):
     assert symbol_shapes == {n: v.shape for n, v in params.items()}
 
     logits = sym.get_internals()["classifier_output"]
-    ex, args = bind_symbol(logits, params, data.shape)
+    ex, args = bind_symbol(logits, params, data.shape, dtype="float64")
     args["data"][:] = data
     want = ex.forward(is_train=False)[0].asnumpy()
-    got = net(mx.nd.array(data)).asnumpy()
-    scale = np.abs(want).max()
-    assert scale > 0
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
+    net.cast("float64")
+    got = net(mx.nd.array(data, dtype="float64")).asnumpy()
+    assert np.abs(want).max() > 0
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("alpha", ["zero", "oct"])
@@ -143,24 +160,57 @@ def test_forward_at_224_and_odd_sizes(name, alpha):
         assert out_shapes == [(1, 10)]
 
 
-@pytest.mark.parametrize("alpha", ["zero", "oct"])
-@pytest.mark.parametrize("name", NAMES)
-def test_backward_reaches_every_parameter(name, alpha):
-    alpha = 0.0 if alpha == "zero" else alpha_for(name)
+# Deep variants share their builder with a shallower registered sibling.
+DEEP = {"resnet101_v2", "resnet152_v2", "resnet200_v2", "resnext101_32x4d_v2",
+        "resnet152_v1e", "resnet152_v1f", "se_resnet152_v1e", "densenet161", "densenet169",
+        "densenet201"}
+BACKWARD_CASES = [pytest.param(n, a, marks=[pytest.mark.slow] if n in DEEP else [])
+                  for n in NAMES for a in ("zero", "oct")]
+
+
+def gluon_dead_parameters(name, alpha):
+    """Learnable parameters of the Gluon network that get no gradient."""
     net = G.get_model(name, alpha=alpha, classes=10)
-    params = randomize(net, seed=2, init=FAN_IN)
-    data = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, (2, 3, 64, 64)))
+    randomize(net, seed=2, init=FAN_IN)
+    data = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, (2, 3, 32, 32)))
     weights = mx.nd.array(np.random.RandomState(2).randn(2, 10))
     with mx.autograd.record():
         loss = (net(data) * weights).sum()
     loss.backward()
-    learnable = {n for n, p in net.collect_params().items() if p.grad_req != "null"}
-    dead = [n for n in learnable if not np.abs(net.collect_params()[n].grad().asnumpy()).sum()]
-    assert not dead, f"no gradient for {dead[:5]}"
+    return [n for n, p in net.collect_params().items()
+            if p.grad_req != "null" and not np.abs(p.grad().asnumpy()).sum()], net
 
+
+# MXNet 1.9's oneDNN backward fails on Oct-DenseNet's concatenated low maps (an upstream
+# defect; README, known limits): DenseNets are checked in a process with oneDNN off.
+DENSENET_CHECK = """
+import sys
+sys.path.insert(0, sys.argv[3])
+from test_zoo import gluon_dead_parameters
+print(gluon_dead_parameters(sys.argv[1], float(sys.argv[2]))[0])
+"""
+
+
+@pytest.mark.parametrize("name, alpha", BACKWARD_CASES)
+def test_backward_reaches_every_parameter(name, alpha):
+    alpha = 0.0 if alpha == "zero" else alpha_for(name)
+    if name.startswith("densenet"):
+        run = subprocess.run([sys.executable, "-c", DENSENET_CHECK, name, str(alpha), HERE],
+                             env=dict(os.environ, MXNET_MKLDNN_ENABLED="0"),
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.strip().splitlines()[-1] == "[]"
+        return
+    dead, net = gluon_dead_parameters(name, alpha)
+    assert not dead, f"no gradient for {dead[:5]}"
+    if alpha == 0.0:
+        return  # the Symbol API's backward is checked at the octave alpha
+
+    params = {n: p.data().asnumpy() for n, p in net.collect_params().items()}
+    learnable = {n for n, p in net.collect_params().items() if p.grad_req != "null"}
     sym = S.get_symbol(name, alpha=alpha, num_classes=10)
-    ex, args = bind_symbol(sym, params, data.shape, grad_req="write")
-    args["data"][:] = data
+    ex, args = bind_symbol(sym, params, (2, 3, 32, 32), grad_req="write")
+    args["data"][:] = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, (2, 3, 32, 32)))
     args["softmax_label"][:] = mx.nd.array([1, 7])
     ex.forward(is_train=True)
     ex.backward()
