@@ -1,0 +1,106 @@
+"""Checkpoints that survive a kill at any moment.
+
+A checkpoint is a JSON manifest (``last.json``, ``best.json``, ``epoch0010.json``) naming
+a parameter file (``ckpt-e0003-i0000123.params``: every parameter by name, loadable by
+both APIs), an optimizer-state file (``.states``) and holding the run state (epoch,
+batch, iteration, best accuracy) and the resolved config. Every file is written to a
+temporary name and renamed into place, data first, manifest last: a reader always sees
+a complete checkpoint, the previous one until the new one is whole. Data files no
+manifest names any more are removed after each save.
+"""
+import glob
+import json
+import os
+
+import mxnet as mx
+
+__all__ = ["CheckpointError", "save", "load_manifest", "read_params", "load_params"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, incomplete or does not fit the network."""
+
+
+def _atomic(path, write):
+    tmp = f"{path}.tmp{os.getpid()}"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save(out_dir, tags, net, trainer, state, config):
+    """Write one checkpoint under every manifest name in ``tags`` (e.g. ``["last"]``)."""
+    os.makedirs(out_dir, exist_ok=True)
+    stem = f"ckpt-e{state['epoch']:04d}-i{state['iteration']:07d}"
+    params, states = f"{stem}.params", f"{stem}.states"
+    _atomic(os.path.join(out_dir, params),
+            lambda p: mx.nd.save(p, {name: param.data().as_in_context(mx.cpu())
+                                     for name, param in net.collect_params().items()}))
+    # save_states writes "<tmp>" itself; wrap so the final name appears atomically
+    _atomic(os.path.join(out_dir, states), trainer.save_states)
+    manifest = dict(params=params, states=states, state=state, config=config)
+    for tag in tags:
+        _atomic(os.path.join(out_dir, f"{tag}.json"),
+                lambda p: json.dump(manifest, open(p, "w"), indent=1))
+    _remove_unreferenced(out_dir)
+
+
+def _remove_unreferenced(out_dir):
+    referenced = set()
+    for path in glob.glob(os.path.join(out_dir, "*.json")):
+        try:
+            manifest = json.load(open(path))
+            referenced.update((manifest["params"], manifest["states"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    for path in glob.glob(os.path.join(out_dir, "ckpt-*")):
+        if os.path.basename(path) not in referenced and ".tmp" not in path:
+            os.remove(path)
+
+
+def load_manifest(path):
+    """The manifest at ``path`` (a ``.json`` file, or a run folder: its ``last.json``)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "last.json")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        manifest = json.load(open(path))
+        folder = os.path.dirname(os.path.abspath(path))
+        for key in ("params", "states"):
+            manifest[key] = os.path.join(folder, manifest[key])
+        manifest["state"], manifest["config"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} is not a checkpoint manifest ({err})") from None
+    if not os.path.isfile(manifest["params"]):
+        raise CheckpointError(f"{path} names {manifest['params']}, which is missing")
+    return manifest
+
+
+def read_params(path):
+    """``{name: NDArray}`` from a parameter file (``arg:``/``aux:`` prefixes dropped)."""
+    try:
+        saved = mx.nd.load(path)
+    except mx.base.MXNetError as err:
+        raise CheckpointError(f"cannot read parameters from {path}: "
+                              f"{str(err).splitlines()[0]}") from None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path} holds unnamed arrays, not named parameters")
+    return {k.split(":", 1)[-1]: v for k, v in saved.items()}
+
+
+def load_params(net, saved, ctx, source="checkpoint"):
+    """Load ``saved`` (``{name: NDArray}``) into ``net`` by name; CheckpointError naming
+    the first missing, unexpected or mismatching parameter (with both shapes)."""
+    params = net.collect_params()
+    for name, param in params.items():
+        if name not in saved:
+            raise CheckpointError(f"{source}: parameter {name} {param.shape} is missing")
+        if tuple(saved[name].shape) != tuple(param.shape) and all(param.shape):
+            raise CheckpointError(f"{source}: parameter {name} has shape "
+                                  f"{tuple(saved[name].shape)} in the file, "
+                                  f"{tuple(param.shape)} in the network")
+    extra = sorted(set(saved) - set(params))
+    if extra:
+        raise CheckpointError(f"{source}: parameter {extra[0]} {tuple(saved[extra[0]].shape)} "
+                              f"is not in the network ({len(extra)} unexpected in all)")
+    params.load_dict(saved, ctx)

@@ -1,0 +1,201 @@
+"""Data pipelines: RecordIO and class-folder sets with the ImageNet recipe, and the
+embedded demo set (scikit-learn's 8x8 digits, upscaled), built on disk with no download.
+
+Train augmentation (shared/spec/ARCHITECTURES.md 4.1): random-resized crop with area
+in [min_area, 1] and aspect in [3/4, 4/3], horizontal flip, brightness / contrast /
+saturation jitter, PCA lighting, normalization by mean / std (RGB, 0-255 units).
+Test: shorter side resized to ceil(size / crop_ratio) (bilinear or bicubic), center
+crop (4.2, 4.3).
+Batches come in a deterministic order for a given seed and epoch, so a resumed run
+sees the same data; with several workers each reads its own shard.
+"""
+import math
+import os
+import random
+
+import mxnet as mx
+import numpy as np
+from mxnet.gluon.data import DataLoader
+from mxnet.gluon.data.vision import ImageFolderDataset, transforms
+
+__all__ = ["DataError", "build_digits", "Batches", "train_batches", "val_batches",
+           "test_resize"]
+
+
+INTERP = {"bilinear": 1, "bicubic": 2}  # OpenCV codes, as MXNet takes them
+
+
+class DataError(ValueError):
+    """A data set that is missing, empty or unreadable."""
+
+
+def test_resize(size, crop_ratio):
+    """Shorter side before the center crop: ceil(size / crop_ratio) (256 for 224)."""
+    return int(math.ceil(size / crop_ratio))
+
+
+def build_digits(root, size=32, val_share=0.2, seed=0):
+    """Write scikit-learn's digits (1,797 real 8x8 scans, 10 classes) as ``size`` px RGB
+    PNGs under ``root/train/<digit>/`` and ``root/val/<digit>/``; return ``root``.
+    Existing complete sets are kept."""
+    import cv2
+    from sklearn.datasets import load_digits
+
+    marker = os.path.join(root, "COMPLETE")
+    if os.path.exists(marker):
+        return root
+    digits = load_digits()
+    order = np.random.RandomState(seed).permutation(len(digits.images))
+    n_val = int(len(order) * val_share)
+    for rank, index in enumerate(order):
+        split = "val" if rank < n_val else "train"
+        folder = os.path.join(root, split, str(digits.target[index]))
+        os.makedirs(folder, exist_ok=True)
+        gray = (digits.images[index] * (255 / 16)).astype(np.uint8)
+        image = cv2.resize(gray, (size, size), interpolation=cv2.INTER_LINEAR)
+        cv2.imwrite(os.path.join(folder, f"{index:04d}.png"), image)
+    open(marker, "w").close()
+    return root
+
+
+def _normalize(data_cfg):
+    return transforms.Normalize([m / 255 for m in data_cfg.mean], [s / 255 for s in data_cfg.std])
+
+
+def _folder_transform(data_cfg, train):
+    size = data_cfg.size
+    if train:
+        steps = [transforms.RandomResizedCrop(size, scale=(data_cfg.min_area, 1.0),
+                                              ratio=(3 / 4, 4 / 3)),
+                 transforms.RandomFlipLeftRight()]
+        if data_cfg.jitter:
+            steps.append(transforms.RandomColorJitter(data_cfg.jitter, data_cfg.jitter,
+                                                      data_cfg.jitter))
+        if data_cfg.lighting:
+            steps.append(transforms.RandomLighting(data_cfg.lighting))
+    else:
+        steps = [transforms.Resize(test_resize(size, data_cfg.crop_ratio), keep_ratio=True,
+                                   interpolation=INTERP[data_cfg.interp]),
+                 transforms.CenterCrop(size)]
+    return transforms.Compose(steps + [transforms.ToTensor(), _normalize(data_cfg)])
+
+
+def _open_folder(path):
+    if not os.path.isdir(path):
+        raise DataError(f"image folder not found: {path}")
+    dataset = ImageFolderDataset(path)
+    if len(dataset) == 0:
+        raise DataError(f"no images in {path} (expected one sub-folder per class)")
+    return dataset
+
+
+class Batches:
+    """One epoch of ``(data, label)`` NDArray batches, in a fixed order for
+    (seed, epoch); ``skip`` batches are read and dropped (random draws stay in step)."""
+
+    def __init__(self, make_iter, length, classes):
+        self._make_iter, self.length, self.classes = make_iter, length, classes
+
+    def __len__(self):
+        return self.length
+
+    def epoch(self, epoch, seed, skip=0):
+        random.seed(seed + epoch)
+        np.random.seed(seed + epoch)
+        mx.random.seed(seed + epoch)
+        for i, batch in enumerate(self._make_iter(epoch, seed)):
+            if i >= skip:
+                yield batch
+
+
+def _folder_batches(path, data_cfg, batch_size, train, part, parts):
+    dataset = _open_folder(path).transform_first(_folder_transform(data_cfg, train))
+    indices = list(range(len(dataset)))[part::parts]
+    per_epoch = len(indices) // batch_size if train else math.ceil(len(indices) / batch_size)
+    if per_epoch == 0:
+        raise DataError(f"{path}: {len(indices)} images, fewer than one batch of {batch_size}")
+
+    def make_iter(epoch, seed):
+        order = list(indices)
+        if train:
+            random.Random(seed * 1000 + epoch).shuffle(order)
+        sampler = [order[i * batch_size:(i + 1) * batch_size] for i in range(per_epoch)]
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=0)
+        for data, label in loader:
+            yield data, label.astype("float32")
+
+    classes = len(_open_folder(path).synsets)
+    return Batches(make_iter, per_epoch, classes)
+
+
+def _rec_batches(path, data_cfg, batch_size, train, part, parts):
+    if not os.path.isfile(path):
+        raise DataError(f"RecordIO file not found: {path}")
+    idx = os.path.splitext(path)[0] + ".idx"
+    if not os.path.isfile(idx):
+        raise DataError(f"index file not found beside {path}: {idx}")
+    with open(idx) as f:
+        count = sum(1 for line in f if line.strip())
+    count = len(range(part, count, parts))
+    size = data_cfg.size
+    common = dict(path_imgrec=path, path_imgidx=idx, data_shape=(3, size, size),
+                  batch_size=batch_size, preprocess_threads=data_cfg.workers,
+                  num_parts=parts, part_index=part,
+                  mean_r=data_cfg.mean[0], mean_g=data_cfg.mean[1], mean_b=data_cfg.mean[2],
+                  std_r=data_cfg.std[0], std_g=data_cfg.std[1], std_b=data_cfg.std[2])
+    if train:
+        common.update(shuffle=True, rand_mirror=True, random_resized_crop=True,
+                      min_random_area=data_cfg.min_area, max_random_area=1.0,
+                      min_aspect_ratio=3 / 4, max_aspect_ratio=4 / 3,
+                      brightness=data_cfg.jitter, contrast=data_cfg.jitter,
+                      saturation=data_cfg.jitter, pca_noise=data_cfg.lighting,
+                      round_batch=False)
+        per_epoch = count // batch_size
+    else:
+        common.update(shuffle=False, resize=test_resize(size, data_cfg.crop_ratio),
+                      inter_method=INTERP[data_cfg.interp], rand_crop=False, round_batch=False)
+        per_epoch = math.ceil(count / batch_size)
+    if per_epoch == 0:
+        raise DataError(f"{path}: {count} records, fewer than one batch of {batch_size}")
+
+    def make_iter(epoch, seed):
+        produced = 0
+        try:
+            records = mx.io.ImageRecordIter(seed=seed * 1000 + epoch, **common)
+            for i, batch in enumerate(records):
+                if i >= per_epoch:
+                    break
+                n = batch_size - batch.pad
+                produced += 1
+                yield batch.data[0][:n], batch.label[0][:n]
+        except (mx.base.MXNetError, StopIteration) as err:
+            raise DataError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else 'no decodable record'}") from None
+        if not produced:
+            raise DataError(f"cannot read {path}: no decodable record")
+
+    return Batches(make_iter, per_epoch, None)
+
+
+def _batches(cfg, train, batch_size, part, parts):
+    data_cfg = cfg.DATA
+    path = data_cfg.train if train else data_cfg.val
+    if data_cfg.kind == "digits":
+        root = build_digits(data_cfg.train or os.path.join(cfg.TRAIN.out_dir, "digits"),
+                            size=data_cfg.size)
+        path = os.path.join(root, "train" if train else "val")
+    if not path:
+        raise DataError(f"DATA.{'train' if train else 'val'} is empty: give a "
+                        f"{'.rec file' if data_cfg.kind == 'rec' else 'folder'}")
+    make = _rec_batches if data_cfg.kind == "rec" else _folder_batches
+    return make(path, data_cfg, batch_size, train, part, parts)
+
+
+def train_batches(cfg, devices=1, part=0, parts=1):
+    """Training batches of shard ``part`` of ``parts``; a batch holds DATA.batch_size
+    images per device."""
+    return _batches(cfg, True, cfg.DATA.batch_size * devices, part, parts)
+
+
+def val_batches(cfg, devices=1):
+    """Validation batches over the whole set, center crop."""
+    return _batches(cfg, False, cfg.DATA.batch_size * devices, 0, 1)

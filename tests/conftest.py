@@ -1,0 +1,25 @@
+"""Session fixtures: the digits set on disk and one short training run on it."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, "configs", "demo_digits.yaml")
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    from octconv.data import build_digits
+    return build_digits(str(tmp_path_factory.mktemp("digits")))
+
+
+@pytest.fixture(scope="session")
+def trained_run(digits, tmp_path_factory):
+    """A run folder of train_imagenet.py: the demo network after 8 epochs on digits."""
+    out = tmp_path_factory.mktemp("trained")
+    subprocess.run([sys.executable, os.path.join(ROOT, "train_imagenet.py"), "--config", DEMO,
+                    "TRAIN.out_dir", str(out), "DATA.train", digits, "OPTIM.epochs", "8"],
+                   check=True, capture_output=True)
+    return str(out)

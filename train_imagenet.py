@@ -1,0 +1,41 @@
+#!/usr/bin/env python
+"""Train an Oct-network from a config file.
+
+    python train_imagenet.py --config configs/resnet50_v2_a0.5.yaml
+    python train_imagenet.py --config configs/demo_digits.yaml OPTIM.epochs 3 TRAIN.devices 0,1
+    python train_imagenet.py --config configs/demo_digits.yaml --resume
+
+Everything is in the config (see octconv/config.py for every key and its default);
+``KEY VALUE`` pairs after the options override it. The resolved config, checkpoints
+(last, best, every TRAIN.save_every epochs), metrics.jsonl and curves.png go to
+TRAIN.out_dir. Ctrl-C saves a resumable checkpoint and exits.
+"""
+import argparse
+import sys
+
+from octconv.checkpoint import CheckpointError
+from octconv.config import ConfigError, load
+from octconv.data import DataError
+from octconv.train import TrainingError, fit
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML file of overrides (configs/*.yaml)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last checkpoint in TRAIN.out_dir")
+    parser.add_argument("overrides", nargs="*", metavar="KEY VALUE",
+                        help="config overrides, e.g. OPTIM.lr 0.2")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load(args.config, args.overrides)
+        state = fit(cfg, resume=args.resume)
+    except (ConfigError, DataError, CheckpointError, TrainingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 130 if state.get("interrupted") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
