@@ -5,13 +5,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo test test-all clean
 
-demo: $(STAMP)  ## the main job on the embedded default
-	$(BIN)/python tools/complexity.py
+demo: $(STAMP)  ## the main job on the embedded default: train, score, export
+	rm -rf runs/demo
+	$(BIN)/python train_imagenet.py --config configs/demo_digits.yaml
+	$(BIN)/python score.py runs/demo --data runs/digits/val
+	$(BIN)/python tools/export_onnx.py --checkpoint runs/demo --size 32 --out runs/demo/model.onnx
+	$(BIN)/python tools/complexity.py --table1
 
 test: $(STAMP)  ## the test suite
 	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)  ## the test suite with the slow tests (deep networks' backward)
+	$(BIN)/python -m pytest -q -m ""
 
 $(STAMP): setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)

@@ -14,8 +14,16 @@ setup(
     packages=["octconv", "octconv.symbol", "octconv.gluon"],
     package_dir={"octconv": "octconv", "octconv.symbol": "symbol", "octconv.gluon": "gluon"},
     install_requires=[
-        "numpy==1.23.5",   # mxnet 1.9.1 uses aliases removed in numpy 1.24
-        "mxnet==1.9.1",    # CPU build with oneDNN; GPU users swap in mxnet-cu112==1.9.1
+        "numpy==1.23.5",                  # mxnet 1.9.1 uses aliases removed in numpy 1.24
+        "mxnet==1.9.1",                   # CPU, oneDNN; GPU users install mxnet-cu112==1.9.1
+        "gluoncv==0.10.5.post0",          # reference vanilla models in the tests
+        "pyyaml==6.0.3",
+        "opencv-python-headless==4.11.0.86",
+        "scikit-learn==1.7.2",            # the demo's digits
+        "tqdm==4.70.1",
+        "matplotlib==3.10.9",
+        "onnx==1.15.0",                   # mx.onnx needs onnx.mapping, gone after 1.15
+        "onnxruntime==1.31.1",
     ],
     extras_require={
         "test": ["pytest==9.2.0"],

@@ -26,9 +26,9 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
 
 
 def test_pins_agree_with_setup():
-    pins = dict(line.split("==") for line in open(os.path.join(ROOT, "constraints.txt"))
-                if "==" in line)
-    requires = importlib.metadata.requires("octconv")
-    for req in requires:
+    norm = lambda name: name.strip().lower().replace("_", "-")
+    pins = {norm(line.split("==")[0]): line.split("==")[1].strip()
+            for line in open(os.path.join(ROOT, "constraints.txt")) if "==" in line}
+    for req in importlib.metadata.requires("octconv"):
         name, _, version = req.split(";")[0].strip().partition("==")
-        assert pins[name.strip()].strip() == version.strip(), name
+        assert pins[norm(name)] == version.strip(), name

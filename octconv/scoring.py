@@ -1,0 +1,105 @@
+"""Center-crop evaluation of a checkpoint at one or more test sizes.
+
+A checkpoint is a run folder or manifest written by train_imagenet.py (its config
+travels with it), a parameter file (``.params``, names as in this project) with a
+network name and alpha (the release's Gluon files too, see :mod:`octconv.release`),
+or a Symbol checkpoint (``prefix-symbol.json`` with
+``prefix-NNNN.params``), which is scored through its own graph.
+Presets (shared/spec/ARCHITECTURES.md 4.2, 4.3): ``imagenet`` (bilinear resize to
+ceil(size / 0.875), GluonCV mean / std) and ``release-symbol`` (bicubic, mean
+(124, 117, 104), scale 0.0167, i.e. std 1 / 0.0167, as the release's Symbol checkpoints).
+"""
+import glob
+import os
+import re
+import time
+
+import mxnet as mx
+from mxnet import gluon
+
+from octconv import checkpoint
+from octconv.config import DEFAULTS, from_dict
+from octconv.data import val_batches
+from octconv.release import RELEASE_PREFIX, ReleaseNameError, from_release
+from octconv.train import build_network, evaluate
+
+__all__ = ["PRESETS", "load_for_scoring", "score"]
+
+PRESETS = {
+    "imagenet": dict(mean=[123.68, 116.779, 103.939], std=[58.393, 57.12, 57.375],
+                     interp="bilinear", crop_ratio=0.875),
+    "release-symbol": dict(mean=[124.0, 117.0, 104.0], std=[1 / 0.0167] * 3,
+                           interp="bicubic", crop_ratio=0.875),
+}
+
+
+def _symbol_checkpoint(path, ctx):
+    prefix = path[:-len("-symbol.json")]
+    epochs = sorted(glob.glob(f"{prefix}-[0-9][0-9][0-9][0-9].params"))
+    if not epochs:
+        raise checkpoint.CheckpointError(f"no {prefix}-NNNN.params beside {path}")
+    net = gluon.SymbolBlock.imports(path, ["data"], epochs[-1], ctx=ctx)
+    return net, epochs[-1]
+
+
+def load_for_scoring(path, model=None, alpha=None, classes=None, ctx=(mx.cpu(),)):
+    """``(net, config dict)`` for any accepted checkpoint; the config dict holds what the
+    checkpoint says about the model and its data recipe (empty for plain files)."""
+    ctx = list(ctx)
+    if path.endswith("-symbol.json"):
+        net, _ = _symbol_checkpoint(path, ctx)
+        return net, {}
+    if os.path.isdir(path) or path.endswith(".json"):
+        manifest = checkpoint.load_manifest(path)
+        config = manifest["config"]
+        params = manifest["params"]
+    else:
+        if not os.path.isfile(path):
+            raise checkpoint.CheckpointError(f"checkpoint not found: {path}")
+        if model is None:
+            raise checkpoint.CheckpointError(
+                f"{path} is a bare parameter file: give the network (--model, --alpha)")
+        config, params = {}, path
+    model_cfg = dict(config.get("MODEL", {}))
+    for key, value in (("name", model), ("alpha", alpha), ("classes", classes)):
+        if value is not None:
+            model_cfg[key] = value
+    cfg = from_dict({"MODEL": {**model_cfg, "api": "gluon", "dropout": 0.0}}, source=path)
+    net = build_network(cfg)
+    saved = checkpoint.read_params(params)
+    prefix = RELEASE_PREFIX.get(cfg.MODEL.name)
+    if prefix and all(name.startswith(prefix) for name in saved):
+        expected = {n: p.shape for n, p in net.collect_params().items()}
+        try:
+            saved = from_release(saved, cfg.MODEL.name, expected)
+        except ReleaseNameError as err:
+            raise checkpoint.CheckpointError(f"{params}: {err}") from None
+    checkpoint.load_params(net, saved, ctx, params)
+    return net, config
+
+
+def score(net, data_path, kind, sizes=(224,), preset=None, data_cfg=None, batch_size=50,
+          ctx=(mx.cpu(),), progress=None):
+    """Top-1 / top-5 and images per second at each test size.
+
+    ``data_cfg`` (a checkpoint's DATA section) gives mean / std / crop ratio, unless a
+    ``preset`` is named. Returns a list of dicts, one per size.
+    """
+    recipe = {k: (data_cfg or {}).get(k, DEFAULTS["DATA"][k])
+              for k in ("mean", "std", "crop_ratio", "interp")}
+    if preset:
+        recipe = dict(PRESETS[preset])
+    net.hybridize()
+    results = []
+    for size in sizes:
+        cfg = from_dict({"DATA": dict(recipe, kind=kind, val=data_path, train=data_path,
+                                      size=size, batch_size=batch_size)})
+        batches = val_batches(cfg)
+        started = time.time()
+        top1, top5, count = evaluate(net, batches, list(ctx))
+        elapsed = time.time() - started
+        results.append(dict(size=size, top1=top1, top5=top5, images=count,
+                            images_per_sec=count / elapsed))
+        if progress:
+            progress(results[-1])
+    return results

@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""Score a checkpoint on a validation set: center crop, top-1 / top-5, images/s.
+
+    python score.py runs/demo --data runs/digits/val            # a run of train_imagenet.py
+    python score.py model.params --model resnet50_v2 --alpha 0.5 --data val.rec \\
+        --sizes 224,256,288,320
+    python score.py release/resnet50-symbol.json --data val.rec --preset release-symbol
+
+The data is a RecordIO file (.rec with its .idx) or a folder with one sub-folder per
+class. A run folder or manifest brings its network and data recipe; a bare .params
+file needs --model and --alpha; a Symbol checkpoint brings its own graph.
+"""
+import argparse
+import json
+import os
+import sys
+
+import mxnet as mx
+
+from octconv.checkpoint import CheckpointError
+from octconv.config import ConfigError
+from octconv.data import DataError
+from octconv.scoring import PRESETS, load_for_scoring, score
+from octconv.train import TrainingError, devices
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="run folder, manifest .json, .params or -symbol.json")
+    parser.add_argument("--data", required=True, help="validation .rec or class folder")
+    parser.add_argument("--model", help="network name (for a bare .params file)")
+    parser.add_argument("--alpha", type=float)
+    parser.add_argument("--classes", type=int)
+    parser.add_argument("--sizes", default=None,
+                        help="test sizes, e.g. 224,256,288,320 (default: the trained size)")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="mean / std / resize recipe (default: the checkpoint's own)")
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--devices", default="cpu", help="cpu, or GPU ids such as 0,1")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    kind = "rec" if args.data.endswith(".rec") else "folder"
+    try:
+        ctx = devices(args.devices)
+        net, config = load_for_scoring(args.checkpoint, args.model, args.alpha, args.classes, ctx)
+        data_cfg = config.get("DATA", {})
+        sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
+                 else [data_cfg.get("size", 224)])
+        print(f"{'size':>6} {'top-1':>8} {'top-5':>8} {'images':>8} {'img/s':>8}")
+        results = score(net, args.data, kind, sizes, args.preset, data_cfg, args.batch_size, ctx,
+                        progress=lambda r: print(f"{r['size']:>6} {r['top1']:>8.4f} "
+                                                 f"{r['top5']:>8.4f} {r['images']:>8} "
+                                                 f"{r['images_per_sec']:>8.1f}", flush=True))
+    except (CheckpointError, ConfigError, DataError, TrainingError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except mx.base.MXNetError as err:
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if args.json:
+        result = dict(checkpoint=os.path.abspath(args.checkpoint), data=args.data,
+                      preset=args.preset, results=results)
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=1)
+        os.replace(tmp, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""ONNX export: ONNX Runtime against MXNet for one network of every family."""
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from octconv.export import export_onnx, logits_symbol
+from octconv.gluon import get_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAMILIES = ["resnet26_v2", "se_resnet50_v2", "resnet50_v1b", "mobilenet_v1_075",
+            "mobilenet_v2_100", "densenet121", "densenet121_octstem"]
+
+
+def calibrated(name, alpha, size, classes=10):
+    """A network with random weights and BatchNorm statistics from a few training-mode
+    passes, so activations stay O(1) like a trained network's."""
+    mx.random.seed(0)
+    net = get_model(name, alpha=alpha, classes=classes)
+    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
+    x = mx.nd.array(np.random.RandomState(5).uniform(-1, 1, (4, 3, size, size)))
+    for _ in range(20):
+        with mx.autograd.train_mode():
+            net(x)
+    scale = float(net(x).abs().max().asscalar())  # logits O(1), as a trained network's
+    for key in ("classifier_weight", "classifier_bias"):
+        param = net.collect_params()[key]
+        param.set_data(param.data() / scale)
+    return net
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5])
+@pytest.mark.parametrize("name", FAMILIES)
+def test_onnx_runtime_equals_mxnet(name, alpha, tmp_path):
+    size = 97  # odd: the low maps are 49, 25, 13, 7 ... and l2h crops
+    net = calibrated(name, alpha, size)
+    params = {k: p.data() for k, p in net.collect_params().items()}
+    path = export_onnx(logits_symbol(name, alpha, 10), params, str(tmp_path / "m.onnx"), size)
+    x = np.random.RandomState(0).uniform(-1, 1, (1, 3, size, size)).astype("float32")
+    want = net(mx.nd.array(x)).asnumpy()
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["data"]
+    got = session.run(None, {"data": x})[0]
+    assert 0.1 < np.abs(want).max() < 100
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_export_tool_from_a_training_run(trained_run, tmp_path):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export_onnx.py"),
+                          "--checkpoint", trained_run, "--size", "32", "--out",
+                          str(tmp_path / "demo.onnx")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    session = ort.InferenceSession(str(tmp_path / "demo.onnx"), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"data": np.zeros((1, 3, 32, 32), "float32")})[0].shape == (1, 10)

@@ -1,0 +1,52 @@
+#!/usr/bin/env python
+"""Export a zoo network to ONNX, with trained weights or random ones.
+
+    python tools/export_onnx.py --model resnet50_v2 --alpha 0.25 --out r50.onnx
+    python tools/export_onnx.py --checkpoint runs/demo --out demo.onnx --size 32
+"""
+import argparse
+import sys
+
+import mxnet as mx
+
+from octconv.checkpoint import CheckpointError, load_manifest
+from octconv.export import export_onnx, logits_symbol
+from octconv.specs import model_names
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=model_names(), metavar="NAME")
+    parser.add_argument("--alpha", type=float, default=0.0)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--out", required=True, help="the .onnx file to write")
+    args = parser.parse_args(argv)
+    try:
+        if args.checkpoint:
+            manifest = load_manifest(args.checkpoint)
+            model = manifest["config"]["MODEL"]
+            name, alpha, classes = model["name"], model["alpha"], model["classes"]
+            params = mx.nd.load(manifest["params"])
+        elif args.model:
+            name, alpha, classes = args.model, args.alpha, args.classes
+            params = None
+        else:
+            parser.error("give --model or --checkpoint")
+        sym = logits_symbol(name, alpha, classes)
+        if params is None:
+            from octconv.gluon import get_model
+            net = get_model(name, alpha=alpha, classes=classes)
+            net.initialize(mx.init.MSRAPrelu())
+            params = {k: p.data() for k, p in net.collect_params().items()}
+        print(export_onnx(sym, params, args.out, args.size))
+    except (CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
