@@ -95,7 +95,8 @@ def load_params(net, saved, ctx, source="checkpoint"):
     for name, param in params.items():
         if name not in saved:
             raise CheckpointError(f"{source}: parameter {name} {param.shape} is missing")
-        if tuple(saved[name].shape) != tuple(param.shape) and all(param.shape):
+        known = param.shape is not None and all(param.shape)  # SymbolBlocks infer later
+        if known and tuple(saved[name].shape) != tuple(param.shape):
             raise CheckpointError(f"{source}: parameter {name} has shape "
                                   f"{tuple(saved[name].shape)} in the file, "
                                   f"{tuple(param.shape)} in the network")

@@ -109,7 +109,10 @@ class Batches:
 
 
 def _folder_batches(path, data_cfg, batch_size, train, part, parts):
-    dataset = _open_folder(path).transform_first(_folder_transform(data_cfg, train))
+    """Class folders, decoded in this process (random draws stay reproducible; RecordIO
+    is the fast path for large sets)."""
+    images = _open_folder(path)
+    dataset = images.transform_first(_folder_transform(data_cfg, train))
     indices = list(range(len(dataset)))[part::parts]
     per_epoch = len(indices) // batch_size if train else math.ceil(len(indices) / batch_size)
     if per_epoch == 0:
@@ -124,8 +127,7 @@ def _folder_batches(path, data_cfg, batch_size, train, part, parts):
         for data, label in loader:
             yield data, label.astype("float32")
 
-    classes = len(_open_folder(path).synsets)
-    return Batches(make_iter, per_epoch, classes)
+    return Batches(make_iter, per_epoch, len(images.synsets))
 
 
 def _rec_batches(path, data_cfg, batch_size, train, part, parts):

@@ -34,12 +34,20 @@ PRESETS = {
 
 
 def _symbol_checkpoint(path, ctx):
+    """A Symbol checkpoint (its newest ``prefix-NNNN.params``) as a block giving logits:
+    a trailing SoftmaxOutput, as in the release's files, is cut off."""
     prefix = path[:-len("-symbol.json")]
     epochs = sorted(glob.glob(f"{prefix}-[0-9][0-9][0-9][0-9].params"))
     if not epochs:
         raise checkpoint.CheckpointError(f"no {prefix}-NNNN.params beside {path}")
-    net = gluon.SymbolBlock.imports(path, ["data"], epochs[-1], ctx=ctx)
-    return net, epochs[-1]
+    sym = mx.sym.load(path)
+    if "softmax_label" in sym.list_arguments():
+        sym = sym.get_children()[0]
+    net = gluon.SymbolBlock(sym, mx.sym.var("data"))
+    saved = checkpoint.read_params(epochs[-1])
+    checkpoint.load_params(net, {k: v for k, v in saved.items() if k in net.collect_params()},
+                           ctx, epochs[-1])
+    return net
 
 
 def load_for_scoring(path, model=None, alpha=None, classes=None, ctx=(mx.cpu(),)):
@@ -47,8 +55,7 @@ def load_for_scoring(path, model=None, alpha=None, classes=None, ctx=(mx.cpu(),)
     checkpoint says about the model and its data recipe (empty for plain files)."""
     ctx = list(ctx)
     if path.endswith("-symbol.json"):
-        net, _ = _symbol_checkpoint(path, ctx)
-        return net, {}
+        return _symbol_checkpoint(path, ctx), {}
     if os.path.isdir(path) or path.endswith(".json"):
         manifest = checkpoint.load_manifest(path)
         config = manifest["config"]

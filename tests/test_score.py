@@ -77,11 +77,14 @@ def test_several_sizes_and_a_symbol_checkpoint(trained_run, digits, tmp_path):
     net.hybridize()
     net(mx.nd.zeros((1, 3, 32, 32)))
     net.export(str(tmp_path / "demo"))
-    out = score(str(tmp_path / "demo-symbol.json"), "--data", os.path.join(digits, "val"),
-                "--sizes", "32", "--json", str(tmp_path / "b.json"))
-    assert out.returncode == 0, out.stderr[-2000:]
-    symbol_top1 = json.load(open(tmp_path / "b.json"))["results"][0]["top1"]
-    assert symbol_top1 == json.load(open(tmp_path / "a.json"))["results"][0]["top1"]
+    # a Symbol file carries no data recipe: score both the same way, with a preset
+    results = {}
+    for tag, checkpoint in (("run", trained_run), ("symbol", str(tmp_path / "demo-symbol.json"))):
+        out = score(checkpoint, "--data", os.path.join(digits, "val"), "--sizes", "32",
+                    "--preset", "imagenet", "--json", str(tmp_path / f"{tag}.json"))
+        assert out.returncode == 0, out.stderr[-2000:]
+        results[tag] = json.load(open(tmp_path / f"{tag}.json"))["results"][0]["top1"]
+    assert results["symbol"] == results["run"]
 
 
 def test_a_checkpoint_that_does_not_fit_names_the_parameter(trained_run, digits):
@@ -91,9 +94,9 @@ def test_a_checkpoint_that_does_not_fit_names_the_parameter(trained_run, digits)
                 "--data", os.path.join(digits, "val"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "has shape (" in out.stderr and "in the file" in out.stderr
-    out = score(params, "--model", "resnet26_v2", "--classes", "10",
+    out = score(params, "--model", "mobilenet_v1_075", "--classes", "10",
                 "--data", os.path.join(digits, "val"))
-    assert out.returncode == 2 and "is missing" in out.stderr
+    assert out.returncode == 2 and "parameter conv1_weight (24, 3, 3, 3) is missing" in out.stderr
     out = score(params, "--data", os.path.join(digits, "val"))
     assert out.returncode == 2 and "give the network (--model, --alpha)" in out.stderr
 
@@ -149,3 +152,21 @@ def test_release_file_round_trip_scores_identically(digits, tmp_path):
     loaded, _ = load_for_scoring(str(tmp_path / "release.params"), "mobilenet_v1_075", 0.375, 10)
     x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (2, 3, 97, 97)))
     np.testing.assert_array_equal(loaded(x).asnumpy(), net(x).asnumpy())
+
+
+def test_symbol_checkpoint_ending_in_softmax_scores_its_logits(tmp_path):
+    """The release's Symbol files: prefix-symbol.json with SoftmaxOutput, arg:/aux: keys."""
+    from octconv.scoring import load_for_scoring
+    from octconv.symbol import get_symbol
+    net = get_model("resnet10_v2_mini", alpha=0.25, classes=10)
+    params = randomize(net, seed=6, init=mx.init.Xavier(magnitude=1))
+    sym = get_symbol("resnet10_v2_mini", alpha=0.25, num_classes=10)
+    saved = {f"arg:{k}": mx.nd.array(v) for k, v in params.items() if k in sym.list_arguments()}
+    saved.update({f"aux:{k}": mx.nd.array(v) for k, v in params.items()
+                  if k in sym.list_auxiliary_states()})
+    sym.save(str(tmp_path / "release-symbol.json"))
+    mx.nd.save(str(tmp_path / "release-0042.params"), saved)
+    loaded, config = load_for_scoring(str(tmp_path / "release-symbol.json"))
+    x = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, (2, 3, 33, 33)))
+    assert config == {}
+    np.testing.assert_allclose(loaded(x).asnumpy(), net(x).asnumpy(), rtol=1e-5, atol=1e-5)
