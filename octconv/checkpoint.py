@@ -28,15 +28,17 @@ def _atomic(path, write):
 
 
 def save(out_dir, tags, net, trainer, state, config):
-    """Write one checkpoint under every manifest name in ``tags`` (e.g. ``["last"]``)."""
+    """Write one checkpoint under every manifest name in ``tags`` (e.g. ``["last"]``).
+    ``trainer`` None: no optimizer state (it lives on distributed servers)."""
     os.makedirs(out_dir, exist_ok=True)
     stem = f"ckpt-e{state['epoch']:04d}-i{state['iteration']:07d}"
-    params, states = f"{stem}.params", f"{stem}.states"
+    params, states = f"{stem}.params", None
     _atomic(os.path.join(out_dir, params),
             lambda p: mx.nd.save(p, {name: param.data().as_in_context(mx.cpu())
                                      for name, param in net.collect_params().items()}))
-    # save_states writes "<tmp>" itself; wrap so the final name appears atomically
-    _atomic(os.path.join(out_dir, states), trainer.save_states)
+    if trainer is not None:
+        states = f"{stem}.states"
+        _atomic(os.path.join(out_dir, states), trainer.save_states)
     manifest = dict(params=params, states=states, state=state, config=config)
     for tag in tags:
         _atomic(os.path.join(out_dir, f"{tag}.json"),
@@ -50,6 +52,7 @@ def _remove_unreferenced(out_dir):
         try:
             manifest = json.load(open(path))
             referenced.update((manifest["params"], manifest["states"]))
+            referenced.discard(None)
         except (ValueError, KeyError, TypeError):
             continue
     for path in glob.glob(os.path.join(out_dir, "ckpt-*")):
@@ -67,7 +70,7 @@ def load_manifest(path):
         manifest = json.load(open(path))
         folder = os.path.dirname(os.path.abspath(path))
         for key in ("params", "states"):
-            manifest[key] = os.path.join(folder, manifest[key])
+            manifest[key] = manifest[key] and os.path.join(folder, manifest[key])
         manifest["state"], manifest["config"]
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path} is not a checkpoint manifest ({err})") from None

@@ -83,7 +83,10 @@ def _initialize(net, cfg, ctx):
         net.cast(cfg.OPTIM.dtype)
 
 
-def _trainer(net, cfg, iters_per_epoch, kvstore):
+def _trainer(net, cfg, iters_per_epoch, kvstore, begin_iteration=0):
+    """Gluon Trainer with the recipe's optimizer and schedule. A distributed kvstore
+    updates on its servers (every worker pulls the same weights); the optimizer starts
+    at ``begin_iteration`` so a resumed schedule continues."""
     optim = cfg.OPTIM
     if optim.no_wd:
         for name, param in net.collect_params().items():
@@ -93,9 +96,11 @@ def _trainer(net, cfg, iters_per_epoch, kvstore):
                               optim.warmup_lr, optim.lr_mode, optim.step_epochs,
                               optim.step_factor)
     params = dict(learning_rate=optim.lr, wd=optim.wd, momentum=optim.momentum,
-                  lr_scheduler=schedule, multi_precision=optim.dtype != "float32")
+                  lr_scheduler=schedule, multi_precision=optim.dtype != "float32",
+                  begin_num_update=begin_iteration)
+    distributed = not isinstance(kvstore, str)
     return gluon.Trainer(net.collect_params(), optim.optimizer, params, kvstore=kvstore,
-                         update_on_kvstore=False), schedule
+                         update_on_kvstore=distributed), schedule
 
 
 def evaluate(net, batches, ctx, dtype="float32"):
@@ -163,19 +168,22 @@ def fit(cfg, resume=False, log=print):
     np.random.seed(cfg.TRAIN.seed)
     net = build_network(cfg)
     _initialize(net, cfg, ctx)
-    trainer, schedule = _trainer(net, cfg, len(train_data), kvstore)
     state = dict(epoch=0, batch=0, iteration=0, best_top1=0.0, interrupted=None)
     if not resume and os.path.exists(os.path.join(out_dir, "last.json")):
         raise TrainingError(f"{out_dir} already holds a run: continue it with --resume or "
                             f"choose another TRAIN.out_dir")
-    if resume:
-        manifest = checkpoint.load_manifest(out_dir)
+    manifest = checkpoint.load_manifest(out_dir) if resume else None
+    if manifest:
         checkpoint.load_params(net, checkpoint.read_params(manifest["params"]), ctx,
                                manifest["params"])
-        trainer.load_states(manifest["states"])
         state.update(manifest["state"], interrupted=None)
+    trainer, schedule = _trainer(net, cfg, len(train_data), kvstore, state["iteration"])
+    if manifest:
+        if manifest["states"]:
+            trainer.load_states(manifest["states"])
         log(f"resumed from {out_dir} at epoch {state['epoch']}, batch {state['batch']}, "
-            f"iteration {state['iteration']}")
+            f"iteration {state['iteration']}"
+            + ("" if manifest["states"] else " (optimizer momentum restarts)"))
     if chief:
         os.makedirs(out_dir, exist_ok=True)
         dump(cfg, os.path.join(out_dir, "config.yaml"))
@@ -183,8 +191,9 @@ def fit(cfg, resume=False, log=print):
     config = cfg.to_dict()
 
     def save(tags):
-        if chief:
-            checkpoint.save(out_dir, tags, net, trainer, dict(state), config)
+        if chief:  # a distributed optimizer's state lives on the servers: not saved
+            checkpoint.save(out_dir, tags, net, None if distributed else trainer,
+                            dict(state), config)
 
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
     optim, classes = cfg.OPTIM, cfg.MODEL.classes
@@ -224,7 +233,7 @@ def fit(cfg, resume=False, log=print):
                 state["iteration"] += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                                lr=f"{trainer.learning_rate:.3g}",
+                                lr=f"{schedule(state['iteration']):.3g}",
                                 ips=f"{seen / (time.time() - started):.0f}")
                 if stop.signal:
                     break
@@ -238,7 +247,7 @@ def fit(cfg, resume=False, log=print):
             top1, top5, _ = evaluate(net, val_data, ctx, optim.dtype)
             elapsed = time.time() - started
             record = dict(epoch=epoch + 1, iteration=state["iteration"],
-                          lr=trainer.learning_rate, train_loss=loss_sum / max(seen, 1),
+                          lr=schedule(state["iteration"]), train_loss=loss_sum / max(seen, 1),
                           train_acc=correct / max(seen, 1), val_top1=top1, val_top5=top5,
                           images_per_sec=seen * workers / elapsed, seconds=elapsed)
             state.update(epoch=epoch + 1, batch=0)
