@@ -7,7 +7,7 @@ PAPER_FIGURES = {
     ("resnet50_v2", 0.0): ("Table 2", 25.6, 4.1, "G"),
     ("resnet50_v2", 0.125): ("Table 2", 25.6, 3.6, "G"),
     ("resnet50_v2", 0.25): ("Table 2", 25.6, 3.1, "G"),
-    ("resnet50_v2", 0.5): ("Table 2", 25.6, 2.4, "G"),
+    ("resnet50_v2", 0.5): ("Table 2", 25.6, 2.4, "G"),  # also Table 4, same figures
     ("resnet50_v2", 0.75): ("Table 2", 25.6, 1.9, "G"),
     # Table 3: small models.
     ("mobilenet_v1_075", 0.0): ("Table 3", 2.6, 325, "M"),
@@ -18,7 +18,6 @@ PAPER_FIGURES = {
     ("mobilenet_v2_1125", 0.5): ("Table 3", 4.2, 295, "M"),
     # Table 4: medium models.
     ("resnet26_v2", 0.25): ("Table 4", 16.0, 1.9, "G"),
-    ("resnet50_v2", 0.5): ("Table 4", 25.6, 2.4, "G"),
     ("resnext50_32x4d_v2", 0.25): ("Table 4", 25.0, 3.2, "G"),
     ("resnext50_32x4d_v2", 0.5): ("Table 4", 25.0, 2.4, "G"),
     ("resnext101_32x4d_v2", 0.25): ("Table 4", 44.2, 5.7, "G"),

@@ -11,7 +11,6 @@ ceil(size / 0.875), GluonCV mean / std) and ``release-symbol`` (bicubic, mean
 """
 import glob
 import os
-import re
 import time
 
 import mxnet as mx
