@@ -24,8 +24,9 @@ class GluonOps(PairOps):
 
     def _apply(self, name, make, *inputs):
         if self.create:
-            self.net.register_child(make(), name)
-        return self.net._children[name](*inputs)
+            self.net.layers[name] = make()
+            self.net.register_child(self.net.layers[name], name)
+        return self.net.layers[name](*inputs)
 
     def conv(self, x, name, in_channels, channels, kernel, stride=1, alpha_in=0.0,
              alpha_out=0.0, groups=1, use_bias=False):
@@ -57,11 +58,12 @@ class GluonOps(PairOps):
 
 class OctNet(HybridBlock):
     """A zoo network: ``builder`` run once symbolically to create the child blocks,
-    then replayed in every forward pass."""
+    then replayed in every forward pass. ``layers`` maps layer names to blocks."""
 
     def __init__(self, spec, alpha, classes, dropout=0.0):
         super().__init__(prefix="")
         self._spec, self._args = spec, (alpha, classes, dropout)
+        self.layers = {}
         self._build(GluonOps(self, mx.sym, spec.bn, create=True), mx.sym.var("data"))
 
     def _build(self, ops, x):
