@@ -88,7 +88,6 @@ class ModelSpec:
     builder: object
     arch: object
     bn: dict = field(default_factory=lambda: dict(GLUON_BN))
-    paper: str = ""             # where the paper reports it
 
 
 _RESNET_UNITS = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
@@ -97,57 +96,50 @@ _RESNET_UNITS = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
 MODELS = {}
 for _depth, _units in _RESNET_UNITS.items():
     MODELS[f"resnet{_depth}_v2"] = ModelSpec(
-        builders.resnet_v2, ResNetV2(units=_units), SYMBOL_BN, "Tables 2 and 4")
+        builders.resnet_v2, ResNetV2(units=_units), SYMBOL_BN)
 for _depth in (50, 101):
     MODELS[f"resnext{_depth}_32x4d_v2"] = ModelSpec(
         builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[_depth], mid=(128, 256, 512, 1024),
-                                     groups=32), SYMBOL_BN, "Table 4")
+                                     groups=32), SYMBOL_BN)
 MODELS["se_resnet50_v2"] = ModelSpec(
-    builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[50], se_reduction=16), SYMBOL_BN,
-    "Table 4")
+    builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[50], se_reduction=16), SYMBOL_BN)
 
 _RESNEXT_MID = (128, 256, 512, 1024)
 MODELS["resnet50_v2b"] = ModelSpec(
-    builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[50], shortcut_bias=True),
-    paper="original release, Gluon")
+    builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[50], shortcut_bias=True))
 MODELS["resnext50_32x4d_v2b"] = ModelSpec(
     builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[50], mid=_RESNEXT_MID, groups=32,
-                                 shortcut_bias=True), paper="original release, Gluon")
+                                 shortcut_bias=True))
 MODELS["resnet50_v1b"] = ModelSpec(
-    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[50]), paper="original release, Gluon")
+    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[50]))
 MODELS["resnext50_32x4d_v1b"] = ModelSpec(
-    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[50], mid=_RESNEXT_MID, groups=32),
-    paper="original release, Gluon")
+    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[50], mid=_RESNEXT_MID, groups=32))
 MODELS["resnet152_v1e"] = ModelSpec(
-    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[152], stem="v1e", stride_pos=2),
-    paper="Table 5")
+    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[152], stem="v1e", stride_pos=2))
 MODELS["resnet152_v1f"] = ModelSpec(
-    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[152], stem="v1f", stride_pos=2),
-    paper="Table 5")
+    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[152], stem="v1f", stride_pos=2))
 MODELS["se_resnet152_v1e"] = ModelSpec(
     builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[152], stem="v1e", stride_pos=2,
-                                 se_reduction=16, extra_bn=True), paper="Table 5")
+                                 se_reduction=16, extra_bn=True))
 
 for _mult, _suffix in ((0.75, "075"), (1.0, "100")):
     MODELS[f"mobilenet_v1_{_suffix}"] = ModelSpec(
-        builders.mobilenet_v1, MobileNetV1(multiplier=_mult), paper="Table 3")
+        builders.mobilenet_v1, MobileNetV1(multiplier=_mult))
 for _mult, _suffix in ((1.0, "100"), (1.125, "1125")):
     MODELS[f"mobilenet_v2_{_suffix}"] = ModelSpec(
-        builders.mobilenet_v2, MobileNetV2(multiplier=_mult), paper="Table 3")
+        builders.mobilenet_v2, MobileNetV2(multiplier=_mult))
 _DENSENETS = {121: (64, 32, (6, 12, 24, 16)), 161: (96, 48, (6, 12, 36, 24)),
               169: (64, 32, (6, 12, 32, 32)), 201: (64, 32, (6, 12, 48, 32))}
 for _depth, (_init, _growth, _units) in _DENSENETS.items():
     MODELS[f"densenet{_depth}"] = ModelSpec(
-        builders.densenet, DenseNet(_init, _growth, _units), SYMBOL_BN,
-        "Table 4" if _depth == 121 else "")
+        builders.densenet, DenseNet(_init, _growth, _units), SYMBOL_BN)
 MODELS["densenet121_octstem"] = ModelSpec(
-    builders.densenet, DenseNet(*_DENSENETS[121], octave_stem=True),
-    paper="original release, Gluon")
+    builders.densenet, DenseNet(*_DENSENETS[121], octave_stem=True))
 
 # Not from the paper: a small ResNet v2 for the demo and the training tests (32 px).
 MODELS["resnet10_v2_mini"] = ModelSpec(
     builders.resnet_v2, ResNetV2(units=(1, 1, 1, 1), mid=(16, 32, 64, 128),
-                                 out=(64, 128, 256, 512)), SYMBOL_BN, "")
+                                 out=(64, 128, 256, 512)), SYMBOL_BN)
 
 
 def model_names():

@@ -109,14 +109,6 @@ class OctConvPlan:
     def has_low_input(self):
         return any(p.source == "l" for p in self.paths)
 
-    @property
-    def has_low_output(self):
-        return self.channels[1] > 0
-
-    def path(self, name):
-        """The path called ``name``, or None when the layer does not build it."""
-        return next((p for p in self.paths if p.name == name), None)
-
 
 def _check_groups(paths, groups, check_inputs):
     """Every path needs at least ``groups`` channels on each side, then a multiple of it."""

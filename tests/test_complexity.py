@@ -84,3 +84,11 @@ def test_readme_zoo_table_is_the_tools_output():
     begin, end = "<!-- zoo table: begin -->\n", "\n<!-- zoo table: end -->"
     table = readme[readme.index(begin) + len(begin):readme.index(end)]
     assert table == run_tool("--zoo").stdout.strip()
+
+
+def test_zoo_as_json_holds_the_release_counts():
+    rows = json.loads(run_tool("--zoo", "--json").stdout)
+    row = next(r for r in rows if r["model"] == "resnet50_v2" and r["alpha"] == 0.5)
+    # shared/spec/ARCHITECTURES.md section 5: symbol/resnet50_v2/0.5
+    assert (row["params"], row["macs"]) == (25553192, 2367143936)
+    assert row["paper"] == dict(table="Table 2", params_m=25.6, flops=2.4, unit="G")

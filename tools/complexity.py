@@ -3,7 +3,7 @@
 
     python tools/complexity.py                      # Table 1 and the zoo table
     python tools/complexity.py --table1             # Table 1 only
-    python tools/complexity.py --zoo                # every network, paper figures beside
+    python tools/complexity.py --zoo [--json]       # every network, paper figures beside
     python tools/complexity.py --api gluon --model resnet50_v2 --alpha 0.25 --size 224 --json
 """
 import argparse
@@ -22,24 +22,27 @@ def format_table1(rows):
     return "\n".join(lines)
 
 
-def zoo_rows():
-    """(name, alpha) pairs of the zoo table: alpha 0, every alpha the paper reports,
-    and 0.25 for networks the paper does not report."""
+def zoo_rows(size):
+    """One dict per (network, alpha) of the zoo table: alpha 0, every alpha the paper
+    reports, and 0.25 for networks the paper does not report."""
     for name in model_names():
         alphas = {a for n, a in PAPER_FIGURES if n == name} or {0.25}
         for alpha in sorted(alphas | {0.0}):
-            yield name, alpha
+            c = count_model(name, alpha, "symbol", size)
+            paper = PAPER_FIGURES.get((name, alpha))
+            yield dict(model=name, alpha=alpha, size=size, params=c.params, macs=c.macs,
+                       paper=dict(table=paper[0], params_m=paper[1], flops=paper[2],
+                                  unit=paper[3]) if paper else None)
 
 
-def format_zoo(size):
+def format_zoo(rows, size):
     lines = [f"| network | alpha | params | MACs at {size} | paper (params / FLOPs) |",
              "|---|---:|---:|---:|---|"]
-    for name, alpha in zoo_rows():
-        c = count_model(name, alpha, "symbol", size)
-        paper = PAPER_FIGURES.get((name, alpha))
-        cited = f"{paper[0]}: {paper[1]} M / {paper[2]} {paper[3]}" if paper else ""
-        lines.append(f"| {name} | {alpha:g} | {c.params / 1e6:.2f} M | {c.macs / 1e9:.3f} G "
-                     f"| {cited} |")
+    for r in rows:
+        p = r["paper"]
+        cited = f"{p['table']}: {p['params_m']} M / {p['flops']} {p['unit']}" if p else ""
+        lines.append(f"| {r['model']} | {r['alpha']:g} | {r['params'] / 1e6:.2f} M | "
+                     f"{r['macs'] / 1e9:.3f} G | {cited} |")
     return "\n".join(lines)
 
 
@@ -66,15 +69,18 @@ def main(argv=None):
             return 0
     except ValueError as err:
         parser.error(str(err))
-    if args.json:
-        print(json.dumps([dict(alpha=a, flops=f, memory=m) for a, f, m in table1()]))
+    if args.zoo:
+        rows = list(zoo_rows(args.size))
+        print(json.dumps(rows) if args.json else format_zoo(rows, args.size))
         return 0
-    parts = []
-    if not args.zoo:
-        parts.append(format_table1(table1()))
+    table = table1()
+    if args.json:
+        print(json.dumps([dict(alpha=a, flops=f, memory=m) for a, f, m in table]))
+        return 0
+    print(format_table1(table))
     if not args.table1:
-        parts.append(format_zoo(args.size))
-    print("\n\n".join(parts))
+        print()
+        print(format_zoo(zoo_rows(args.size), args.size))
     return 0
 
 
