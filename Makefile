@@ -5,14 +5,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all clean
+.PHONY: demo test test-all table2 clean
 
-demo: $(STAMP)  ## the main job on the embedded default: train, score, export
+demo: $(STAMP)  ## the main job on the embedded default: train, score, export, TVM
 	rm -rf runs/demo
 	$(BIN)/python train_imagenet.py --config configs/demo_digits.yaml
 	$(BIN)/python score.py runs/demo --data runs/digits/val
 	$(BIN)/python tools/export_onnx.py --checkpoint runs/demo --size 32 --out runs/demo/model.onnx
 	$(BIN)/python tools/complexity.py --table1
+	$(BIN)/python tools/tvm_compile.py --checkpoint runs/demo --size 32 --time --out runs/demo/model.so
+
+table2: $(STAMP)  ## TVM vs oneDNN vs ONNX Runtime timing, writes results/table2.*
+	$(BIN)/python tools/table2.py
 
 test: $(STAMP)  ## the test suite
 	$(BIN)/python -m pytest -q

@@ -11,7 +11,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11,<3.12",
-    packages=["octconv", "octconv.symbol", "octconv.gluon"],
+    packages=["octconv", "octconv.deploy", "octconv.symbol", "octconv.gluon"],
     package_dir={"octconv": "octconv", "octconv.symbol": "symbol", "octconv.gluon": "gluon"},
     install_requires=[
         "numpy==1.23.5",                  # mxnet 1.9.1 uses aliases removed in numpy 1.24
@@ -24,6 +24,8 @@ setup(
         "matplotlib==3.10.9",
         "onnx==1.15.0",                   # mx.onnx needs onnx.mapping, gone after 1.15
         "onnxruntime==1.31.1",
+        "apache-tvm==0.27.0.post1",       # Relax; no Relay, no MXNet frontend
+        "apache-tvm-ffi==0.1.14.post1",   # 0.1.15.post2 segfaults inside TVM
     ],
     extras_require={
         "test": ["pytest==9.2.0"],

@@ -1,0 +1,31 @@
+"""TVM deployment of zoo networks on CPUs.
+
+    from octconv.deploy import compile_network, load_library
+    net = compile_network("resnet50_v2", alpha=0.5)            # host CPU, random weights
+    logits = net.run(x)                                          # x: 1 x 3 x 224 x 224
+    net.export("r50_oct.so"); run = load_library("r50_oct.so")   # TVM runtime only
+
+The path: the network's Symbol graph and weights are lowered by
+:mod:`octconv.deploy.lower` (BatchNorm folding, epilogue fusion, OctConv path sums,
+weight packing) to the channel-blocked kernels of :mod:`octconv.deploy.kernels`, each
+scheduled with a register tile chosen per workload by :mod:`octconv.deploy.tuning`
+(cached on disk), and compiled by TVM into one Relax VM library
+(:mod:`octconv.deploy.compile`). :mod:`octconv.deploy.bench` times it against MXNet
+(oneDNN) and ONNX Runtime.
+"""
+from octconv.deploy.compile import CompiledNetwork, compile_symbol, load_library
+from octconv.deploy.target import make_target
+from octconv.deploy.tuning import TileCache
+
+__all__ = ["compile_network", "compile_symbol", "load_library", "CompiledNetwork",
+           "TileCache", "make_target"]
+
+
+def compile_network(name, alpha=0.0, classes=1000, params=None, size=224, batch=1,
+                    target=None, cache=None, budget=4):
+    """Compile the zoo network ``name`` at ``alpha`` for ``batch`` x 3 x ``size`` x
+    ``size`` inputs; ``params`` (name -> array) default to random weights."""
+    from octconv.deploy.bench import zoo_network
+    network = zoo_network(name, alpha, classes, params, size)
+    return compile_symbol(network.symbol, network.params, (batch, 3, size, size), target,
+                          cache, budget)

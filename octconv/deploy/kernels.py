@@ -1,0 +1,582 @@
+"""The compute kernels of a compiled network, in TVM TE, on channel-blocked tensors.
+
+Every activation is stored ``N x C/cb x H x W x cb`` (NCHW[cb]c, see :class:`Layout`),
+so the innermost axis of every kernel is a vector of ``cb`` channels. A kernel is a
+frozen dataclass: its fields are the whole workload (shapes, strides, fused epilogue),
+``key()`` names it for the tuning cache, ``compute()`` returns the TE tensors
+``(inputs, output)`` and ``schedule(sch, tile)`` schedules its PrimFunc.
+
+Fused epilogues (:class:`Epilogue`) follow a convolution or start a point-wise kernel:
+a sequence of per-channel affine steps (folded or unfolded BatchNorm, conv bias), adds
+of another tensor (read directly, or nearest-2x-upsampled and cropped, which is
+OctConv's low-to-high path), channel gates (squeeze-excitation) and activations
+(relu, relu6, sigmoid), applied in the order of the source graph.
+"""
+from dataclasses import dataclass
+
+from tvm import te, tirx
+
+__all__ = ["Layout", "Epilogue", "Conv", "Depthwise", "Pointwise", "Pool", "GlobalPool",
+           "Upsample", "Concat", "Dense", "Flatten", "PackInput"]
+
+F32 = "float32"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Storage of ``channels`` channels: blocks of ``block``, zero-padded to ``padded``."""
+    channels: int
+    block: int
+
+    @property
+    def padded(self):
+        return -(-self.channels // self.block) * self.block
+
+    @property
+    def blocks(self):
+        return self.padded // self.block
+
+    @staticmethod
+    def for_channels(channels, lanes):
+        """16-channel blocks when the channels allow it, else blocks of ``lanes``
+        (8 on AVX2, 16 on AVX-512) with zero padding up to a whole block."""
+        if channels % 16 == 0:
+            return Layout(channels, 16)
+        return Layout(channels, lanes)
+
+
+def _zero():
+    return tirx.const(0.0, F32)
+
+
+# ----------------------------------------------------------------------------- epilogue
+
+@dataclass(frozen=True)
+class Epilogue:
+    """Steps applied to a value at (n, block, y, x, lane). Each step is a tuple:
+    ``("affine",)`` (per-channel scale and shift inputs), ``("bias",)`` (per-channel
+    shift), ``("add", shape, "direct"|"up2")`` (another tensor, read at the same
+    position or at (y // 2, x // 2)), ``("gate", shape)`` (multiply by an N x B x 1 x 1
+    x cb tensor), ``("act", "relu"|"relu6"|"sigmoid")``."""
+    steps: tuple = ()
+
+    def placeholders(self, blocks, block):
+        """The TE inputs the steps read, in step order."""
+        inputs = []
+        for i, step in enumerate(self.steps):
+            if step[0] == "affine":
+                inputs += [te.placeholder((blocks, block), F32, f"scale{i}"),
+                           te.placeholder((blocks, block), F32, f"shift{i}")]
+            elif step[0] == "bias":
+                inputs.append(te.placeholder((blocks, block), F32, f"shift{i}"))
+            elif step[0] in ("add", "gate"):
+                inputs.append(te.placeholder(step[1], F32, f"other{i}"))
+        return inputs
+
+    def apply(self, value, inputs, n, b, y, x, i):
+        """The TE expression of the steps applied to ``value`` at (n, b, y, x, i)."""
+        feed = iter(inputs)
+        for step in self.steps:
+            kind = step[0]
+            if kind == "affine":
+                scale, shift = next(feed), next(feed)
+                value = value * scale[b, i] + shift[b, i]
+            elif kind == "bias":
+                value = value + next(feed)[b, i]
+            elif kind == "add":
+                other = next(feed)
+                value = value + (other[n, b, y, x, i] if step[2] == "direct"
+                                 else other[n, b, y // 2, x // 2, i])
+            elif kind == "gate":
+                value = value * next(feed)[n, b, 0, 0, i]
+            elif step[1] == "relu":
+                value = te.max(value, _zero())
+            elif step[1] == "relu6":
+                value = te.min(te.max(value, _zero()), tirx.const(6.0, F32))
+            else:
+                value = te.sigmoid(value)
+        return value
+
+
+def _vectorize_inner(sch, block, fuse_outer=True):
+    """Vectorize a block's innermost (channel-lane) loop; fuse the others."""
+    loops = sch.get_loops(block)
+    if len(loops) > 2 and fuse_outer:
+        sch.fuse(*loops[:-1])
+    sch.vectorize(sch.get_loops(block)[-1])
+
+
+def _pad(data, top, left, height, width, value):
+    """``data`` (N, B, H, W, cb) padded with ``value`` to ``height`` x ``width``, the
+    original starting at (top, left)."""
+    n_, b_, h, w, c_ = (int(d) for d in data.shape)
+    if (top, left, height, width) == (0, 0, h, w):
+        return data
+    return te.compute(
+        (n_, b_, height, width, c_),
+        lambda n, b, y, x, i: tirx.if_then_else(
+            tirx.all(y >= top, y < top + h, x >= left, x < left + w),
+            data[n, b, y - top, x - left, i], tirx.const(value, F32)),
+        name="pad")
+
+
+def _out_size(size, kernel, stride, pad, ceil=False):
+    span = size + 2 * pad - kernel
+    return (-(-span // stride) if ceil else span // stride) + 1
+
+
+# ----------------------------------------------------------------------------- convolution
+
+@dataclass(frozen=True)
+class Conv:
+    """Convolution of an NCHW[ib]c tensor with packed weights (OB, ICB, KH, KW, ib, ob),
+    ``groups`` block groups (each output block reads the ICB input blocks of its group),
+    then the epilogue. Spatial padding is materialized once (zeros), outside the tile."""
+    data: tuple          # (N, IB, H, W, ib)
+    out_blocks: int
+    out_block: int
+    in_blocks_per_group: int
+    groups: int
+    kernel: int
+    stride: int
+    pad: int
+    epilogue: Epilogue
+
+    @property
+    def out_shape(self):
+        n, _, h, w, _ = self.data
+        oh = _out_size(h, self.kernel, self.stride, self.pad)
+        ow = _out_size(w, self.kernel, self.stride, self.pad)
+        return (n, self.out_blocks, oh, ow, self.out_block)
+
+    @property
+    def weight_shape(self):
+        ib = self.data[4]
+        return (self.out_blocks, self.in_blocks_per_group, self.kernel, self.kernel, ib,
+                self.out_block)
+
+    @property
+    def macs(self):
+        n, ob_, oh, ow, ob = self.out_shape
+        return n * ob_ * ob * oh * ow * self.in_blocks_per_group * self.data[4] * self.kernel ** 2
+
+    def key(self):
+        return repr(self)
+
+    def compute(self):
+        n_, ib_, h, w, ib = self.data
+        data = te.placeholder(self.data, F32, "data")
+        weight = te.placeholder(self.weight_shape, F32, "weight")
+        shape = self.out_shape
+        k, s, p = self.kernel, self.stride, self.pad
+        padded = _pad(data, p, p, max(h + 2 * p, (shape[2] - 1) * s + k),
+                      max(w + 2 * p, (shape[3] - 1) * s + k), 0.0)
+        icb = te.reduce_axis((0, self.in_blocks_per_group), "icb")
+        kh = te.reduce_axis((0, k), "kh")
+        kw = te.reduce_axis((0, k), "kw")
+        ic = te.reduce_axis((0, ib), "ic")
+        per_group = self.out_blocks // self.groups
+
+        def source_block(oc):
+            return icb if self.groups == 1 else (oc // per_group) * self.in_blocks_per_group + icb
+
+        conv = te.compute(shape, lambda n, oc, y, x, o: te.sum(
+            padded[n, source_block(oc), y * s + kh, x * s + kw, ic]
+            * weight[oc, icb, kh, kw, ic, o], axis=[icb, kh, kw, ic]), name="conv")
+        extra = self.epilogue.placeholders(self.out_blocks, self.out_block)
+        out = te.compute(shape, lambda n, b, y, x, i: self.epilogue.apply(
+            conv[n, b, y, x, i], extra, n, b, y, x, i), name="epilogue")
+        return [data, weight] + extra, out
+
+    @property
+    def pointwise(self):
+        """A 1x1 stride-1 convolution: its pixels are tiled as one flat axis."""
+        return self.kernel == 1 and self.stride == 1 and self.pad == 0
+
+    def tiles(self, lanes):
+        """Register tiles (rows, cols, output blocks) whose accumulators fit in the
+        vector registers (12 of 16 ymm on AVX2, 24 of 32 zmm on AVX-512), best-guess
+        first: about 12 accumulators and no ragged edge (a partial tile costs more
+        than its share). A 1x1 stride-1 convolution tiles flat pixels (rows is 1, cols
+        counts pixels: whole rows or a divisor of a row)."""
+        _, _, oh, ow, ob = self.out_shape
+        vectors = max(1, ob // lanes)
+        budget = 24 if lanes == 16 else 12
+        per_group = self.out_blocks // self.groups
+        rows, cols = (1, oh * ow) if self.pointwise else (oh, ow)
+        found = []
+        for ot in (1, 2, 4):
+            if per_group % ot:
+                continue
+            for rh in ((1,) if self.pointwise else (1, 2, 4)):
+                for rw in range(1, 17):
+                    count = rh * rw * ot * vectors
+                    if rh > rows or rw > cols or count > budget:
+                        continue
+                    if self.pointwise and (cols % rw or (ow % rw and rw % ow)):
+                        continue  # TVM 0.27 miscompiles flat tiles cut across a row
+                    waste = (-(-rows // rh) * rh * -(-cols // rw) * rw) / (rows * cols) - 1
+                    ragged = 1.0 if waste else 0.0
+                    found.append((ragged + waste + abs(count - 12) / 24, (rh, rw, ot)))
+        return [tile for _, tile in sorted(found)]
+
+    def schedule(self, sch, tile):
+        rh, rw, ot = tile
+        conv = sch.get_sblock("conv")
+        n, oc, y, x, o, icb, kh, kw, ic = sch.get_loops(conv)
+        oco, oci = sch.split(oc, [None, ot])
+        if self.pointwise:
+            yo, yi = sch.split(sch.fuse(y, x), [None, rw])
+            tile_loops = (oci, yi)
+            sch.reorder(n, oco, yo, icb, kh, kw, ic, oci, yi, o)
+            outer = yo
+        else:
+            yo, yi = sch.split(y, [None, rh])
+            xo, xi = sch.split(x, [None, rw])
+            tile_loops = (oci, yi, xi)
+            sch.reorder(n, oco, yo, xo, icb, kh, kw, ic, oci, yi, xi, o)
+            outer = xo
+        epilogue = sch.get_sblock("epilogue")
+        sch.reverse_compute_at(epilogue, outer)
+        sch.vectorize(o)
+        for loop in tile_loops:
+            sch.unroll(loop)
+        sch.vectorize(sch.get_loops(epilogue)[-1])
+        sch.decompose_reduction(conv, icb)
+        _schedule_padding(sch)
+
+
+def _schedule_padding(sch):
+    try:
+        pad = sch.get_sblock("pad")
+    except Exception:  # noqa: BLE001 - no padding stage in this kernel
+        return
+    _vectorize_inner(sch, pad)
+
+
+@dataclass(frozen=True)
+class Depthwise:
+    """Depthwise convolution (one filter per channel) with weights (B, KH, KW, cb),
+    then the epilogue."""
+    data: tuple
+    kernel: int
+    stride: int
+    pad: int
+    epilogue: Epilogue
+
+    @property
+    def out_shape(self):
+        n, b, h, w, c = self.data
+        return (n, b, _out_size(h, self.kernel, self.stride, self.pad),
+                _out_size(w, self.kernel, self.stride, self.pad), c)
+
+    @property
+    def weight_shape(self):
+        return (self.data[1], self.kernel, self.kernel, self.data[4])
+
+    def key(self):
+        return repr(self)
+
+    def compute(self):
+        n_, b_, h, w, c = self.data
+        data = te.placeholder(self.data, F32, "data")
+        weight = te.placeholder(self.weight_shape, F32, "weight")
+        shape = self.out_shape
+        k, s, p = self.kernel, self.stride, self.pad
+        padded = _pad(data, p, p, max(h + 2 * p, (shape[2] - 1) * s + k),
+                      max(w + 2 * p, (shape[3] - 1) * s + k), 0.0)
+        kh = te.reduce_axis((0, k), "kh")
+        kw = te.reduce_axis((0, k), "kw")
+        conv = te.compute(shape, lambda n, b, y, x, i: te.sum(
+            padded[n, b, y * s + kh, x * s + kw, i] * weight[b, kh, kw, i], axis=[kh, kw]),
+            name="conv")
+        extra = self.epilogue.placeholders(b_, c)
+        out = te.compute(shape, lambda n, b, y, x, i: self.epilogue.apply(
+            conv[n, b, y, x, i], extra, n, b, y, x, i), name="epilogue")
+        return [data, weight] + extra, out
+
+    def tiles(self, lanes):
+        ow = self.out_shape[3]
+        return [(1, rw) for rw in (8, 7, 4, 14, 16, 2, 1) if rw <= ow]
+
+    def schedule(self, sch, tile):
+        _, rw = tile
+        conv = sch.get_sblock("conv")
+        n, b, y, x, i, kh, kw = sch.get_loops(conv)
+        xo, xi = sch.split(x, [None, rw])
+        sch.reorder(n, b, y, xo, kh, kw, xi, i)
+        epilogue = sch.get_sblock("epilogue")
+        sch.reverse_compute_at(epilogue, xo)
+        sch.vectorize(i)
+        sch.unroll(xi)
+        sch.vectorize(sch.get_loops(epilogue)[-1])
+        sch.decompose_reduction(conv, kh)
+        _schedule_padding(sch)
+
+
+# ----------------------------------------------------------------------------- the rest
+
+@dataclass(frozen=True)
+class Pointwise:
+    """The epilogue applied to a tensor on its own (a BatchNorm+ReLU after a residual
+    add, an add that no convolution absorbed, a channel gate)."""
+    data: tuple
+    epilogue: Epilogue
+
+    def key(self):
+        return repr(self)
+
+    def compute(self):
+        data = te.placeholder(self.data, F32, "data")
+        extra = self.epilogue.placeholders(self.data[1], self.data[4])
+        out = te.compute(self.data, lambda n, b, y, x, i: self.epilogue.apply(
+            data[n, b, y, x, i], extra, n, b, y, x, i), name="epilogue")
+        return [data] + extra, out
+
+    def tiles(self, lanes):
+        return [None]
+
+    def schedule(self, sch, tile):
+        _vectorize_inner(sch, sch.get_sblock("epilogue"))
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Max or average pooling (averages over the covered pixels only), ``ceil`` rounding
+    as MXNet's 'full' convention."""
+    data: tuple
+    pool_type: str
+    kernel: int
+    stride: int
+    pad: int
+    ceil: bool
+
+    @property
+    def out_shape(self):
+        n, b, h, w, c = self.data
+        size = lambda s: _out_size(s, self.kernel, self.stride, self.pad, self.ceil)
+        return (n, b, size(h), size(w), c)
+
+    def key(self):
+        return repr(self)
+
+    def compute(self):
+        _, _, h, w, _ = self.data
+        data = te.placeholder(self.data, F32, "data")
+        shape = self.out_shape
+        k, s, p = self.kernel, self.stride, self.pad
+        is_max = self.pool_type == "max"
+        fill = -3.4e38 if is_max else 0.0
+        padded = _pad(data, p, p, max(h + 2 * p, (shape[2] - 1) * s + k),
+                      max(w + 2 * p, (shape[3] - 1) * s + k), fill)
+        kh = te.reduce_axis((0, k), "kh")
+        kw = te.reduce_axis((0, k), "kw")
+        reduce = te.max if is_max else te.sum
+        pooled = te.compute(shape, lambda n, b, y, x, i: reduce(
+            padded[n, b, y * s + kh, x * s + kw, i], axis=[kh, kw]), name="pool")
+        if is_max:
+            return [data], pooled
+
+        def covered(o, size):
+            start = o * s - p
+            return (te.min(start + k, size) - te.max(start, 0)).astype(F32)
+
+        out = te.compute(shape, lambda n, b, y, x, i:
+                         pooled[n, b, y, x, i] / (covered(y, h) * covered(x, w)),
+                         name="epilogue")
+        return [data], out
+
+    def tiles(self, lanes):
+        return [None]
+
+    def schedule(self, sch, tile):
+        pool = sch.get_sblock("pool")
+        loops = sch.get_loops(pool)
+        sch.reorder(*loops[:4], *loops[5:], loops[4])
+        sch.vectorize(loops[4])
+        sch.decompose_reduction(pool, loops[5])
+        if self.pool_type == "avg":
+            _vectorize_inner(sch, sch.get_sblock("epilogue"))
+        _schedule_padding(sch)
+
+
+@dataclass(frozen=True)
+class GlobalPool:
+    """Global average pooling to N x B x 1 x 1 x cb."""
+    data: tuple
+
+    def key(self):
+        return repr(self)
+
+    def compute(self):
+        n_, b_, h, w, c = self.data
+        data = te.placeholder(self.data, F32, "data")
+        ry = te.reduce_axis((0, h), "ry")
+        rx = te.reduce_axis((0, w), "rx")
+        total = te.compute((n_, b_, 1, 1, c), lambda n, b, y, x, i: te.sum(
+            data[n, b, ry, rx, i], axis=[ry, rx]), name="pool")
+        out = te.compute((n_, b_, 1, 1, c), lambda n, b, y, x, i:
+                         total[n, b, y, x, i] / float(h * w), name="epilogue")
+        return [data], out
+
+    def tiles(self, lanes):
+        return [None]
+
+    def schedule(self, sch, tile):
+        pool = sch.get_sblock("pool")
+        loops = sch.get_loops(pool)
+        sch.reorder(*loops[:4], *loops[5:], loops[4])
+        sch.vectorize(loops[4])
+        sch.decompose_reduction(pool, loops[5])
+        _vectorize_inner(sch, sch.get_sblock("epilogue"))
+
+
+@dataclass(frozen=True)
+class Upsample:
+    """Nearest 2x upsampling cropped to ``size`` (an l2h path no add absorbed)."""
+    data: tuple
+    size: tuple
+
+    def key(self):
+        return repr(self)
+
+    def compute(self):
+        n_, b_, _, _, c = self.data
+        data = te.placeholder(self.data, F32, "data")
+        out = te.compute((n_, b_) + tuple(self.size) + (c,), lambda n, b, y, x, i:
+                         data[n, b, y // 2, x // 2, i], name="epilogue")
+        return [data], out
+
+    def tiles(self, lanes):
+        return [None]
+
+    def schedule(self, sch, tile):
+        _vectorize_inner(sch, sch.get_sblock("epilogue"))
+
+
+@dataclass(frozen=True)
+class Concat:
+    """Channel concatenation of tensors with layouts ``layouts`` into ``out`` (padding
+    of each input is skipped, channels are re-blocked as needed)."""
+    spatial: tuple  # (N, H, W)
+    layouts: tuple
+    out: Layout
+
+    def key(self):
+        return repr(self)
+
+    def compute(self):
+        n_, h, w = self.spatial
+        inputs = [te.placeholder((n_, lay.blocks, h, w, lay.block), F32, f"data{j}")
+                  for j, lay in enumerate(self.layouts)]
+        starts = []
+        total = 0
+        for lay in self.layouts:
+            starts.append(total)
+            total += lay.channels
+
+        def value(n, b, y, x, i):
+            c = b * self.out.block + i
+            result = _zero()
+            for data, lay, start in reversed(list(zip(inputs, self.layouts, starts))):
+                local = c - start
+                result = tirx.if_then_else(
+                    tirx.all(local >= 0, local < lay.channels),
+                    data[n, local // lay.block, y, x, local % lay.block], result)
+            return result
+
+        out = te.compute((n_, self.out.blocks, h, w, self.out.block), value, name="epilogue")
+        return inputs, out
+
+    def tiles(self, lanes):
+        return [None]
+
+    def schedule(self, sch, tile):
+        _vectorize_inner(sch, sch.get_sblock("epilogue"))
+
+
+@dataclass(frozen=True)
+class Dense:
+    """Fully connected layer on the N x B x 1 x 1 x cb pooled features: weights packed
+    (J/16, B, cb, 16), bias (J/16, 16), output N x ``classes``."""
+    data: tuple
+    out_blocks: int
+    classes: int
+
+    def key(self):
+        return repr(self)
+
+    def compute(self):
+        n_, b_, _, _, c = self.data
+        data = te.placeholder(self.data, F32, "data")
+        weight = te.placeholder((self.out_blocks, b_, c, 16), F32, "weight")
+        bias = te.placeholder((self.out_blocks, 16), F32, "bias")
+        rb = te.reduce_axis((0, b_), "rb")
+        rc = te.reduce_axis((0, c), "rc")
+        acc = te.compute((n_, self.out_blocks, 16), lambda n, j, o: te.sum(
+            data[n, rb, 0, 0, rc] * weight[j, rb, rc, o], axis=[rb, rc]), name="conv")
+        out = te.compute((n_, self.classes), lambda n, j:
+                         acc[n, j // 16, j % 16] + bias[j // 16, j % 16], name="epilogue")
+        return [data, weight, bias], out
+
+    def tiles(self, lanes):
+        return [None]
+
+    def schedule(self, sch, tile):
+        acc = sch.get_sblock("conv")
+        n, j, o, rb, rc = sch.get_loops(acc)
+        sch.reorder(n, j, rb, rc, o)
+        sch.vectorize(o)
+        sch.decompose_reduction(acc, rb)
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """N x B x 1 x 1 x cb to N x ``channels`` (a network ending in a 1x1 convolution)."""
+    data: tuple
+    channels: int
+
+    def key(self):
+        return repr(self)
+
+    def compute(self):
+        block = self.data[4]
+        data = te.placeholder(self.data, F32, "data")
+        out = te.compute((self.data[0], self.channels), lambda n, c:
+                         data[n, c // block, 0, 0, c % block], name="epilogue")
+        return [data], out
+
+    def tiles(self, lanes):
+        return [None]
+
+    def schedule(self, sch, tile):
+        _vectorize_inner(sch, sch.get_sblock("epilogue"))
+
+
+@dataclass(frozen=True)
+class PackInput:
+    """NCHW input to NCHW[cb]c (zero-padded channels)."""
+    data: tuple
+    out: Layout
+
+    def key(self):
+        return repr(self)
+
+    def compute(self):
+        n_, c_, h, w = self.data
+        data = te.placeholder(self.data, F32, "data")
+        block = self.out.block
+
+        def value(n, b, y, x, i):
+            c = b * block + i
+            return tirx.if_then_else(c < c_, data[n, te.min(c, c_ - 1), y, x], _zero())
+
+        out = te.compute((n_, self.out.blocks, h, w, block), value, name="epilogue")
+        return [data], out
+
+    def tiles(self, lanes):
+        return [None]
+
+    def schedule(self, sch, tile):
+        _vectorize_inner(sch, sch.get_sblock("epilogue"))
+

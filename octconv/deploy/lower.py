@@ -1,0 +1,414 @@
+"""From a network's Symbol graph and weights to a list of kernel calls.
+
+We translate the MXNet Symbol JSON directly rather than going through ONNX: the
+network uses 14 operators, and owning the translation lets it decide fusion and layout
+with OctConv in mind. (MXNet's ONNX exporter turns every low-to-high crop into eight
+shape-computing nodes, and Relax's ONNX importer would keep them.)
+
+Inference simplifications made here:
+- BatchNorm right after a convolution is folded into its weights and bias; any other
+  BatchNorm becomes a per-channel affine step fused into the kernel before it.
+- A convolution absorbs the chain of single-consumer point-wise operations after it
+  (BatchNorm, add, ReLU / ReLU6 / sigmoid, channel gate): one kernel, one memory write.
+- OctConv's paths are summed in those epilogues: ``h2h + up(l2h)`` reads the low map at
+  (y // 2, x // 2) inside the h2h kernel (no upsampled tensor is ever stored), and
+  ``h2l(pool(h)) + l2l(l)`` adds the first path's result in the second's tile.
+- A strided 1x1 convolution becomes a subsampling and a stride-1 1x1 convolution
+  (whose flat pixel tiles are faster).
+- Weights are packed once, here, for the channel-blocked layout of
+  :mod:`octconv.deploy.kernels`; channel counts that are not a whole number of blocks
+  are zero-padded (padded channels stay zero through every kernel).
+"""
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from octconv.deploy import kernels as K
+
+__all__ = ["Tensor", "Call", "Program", "lower"]
+
+FUSABLE = ("BatchNorm", "elemwise_add", "Activation", "clip", "broadcast_mul", "Reshape")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A stored activation: ``index`` in the program, batch, channel layout and size."""
+    index: int
+    batch: int
+    layout: K.Layout
+    size: tuple
+
+    @property
+    def shape(self):
+        return (self.batch, self.layout.blocks) + tuple(self.size) + (self.layout.block,)
+
+
+@dataclass(frozen=True)
+class _Upsampled:
+    """A tensor read nearest-2x-upsampled and cropped to ``size`` (not stored)."""
+    source: Tensor
+    size: tuple
+
+
+@dataclass
+class Call:
+    """One kernel invocation; ``args`` are Tensors or packed numpy constants."""
+    kernel: object
+    args: list
+    out_shape: tuple
+
+
+@dataclass
+class Program:
+    input_shape: tuple
+    calls: list = field(default_factory=list)
+    output_shape: tuple = None
+
+    def kernels(self):
+        """The distinct kernels, in first-use order."""
+        seen = {}
+        for call in self.calls:
+            seen.setdefault(call.kernel.key(), call.kernel)
+        return list(seen.values())
+
+
+def _tuple(text):
+    return tuple(int(v) for v in text.strip("()").split(",") if v.strip())
+
+
+def _pack_channels(vector, layout):
+    out = np.zeros(layout.padded, np.float32)
+    out[:len(vector)] = vector
+    return out.reshape(layout.blocks, layout.block)
+
+
+class _Lowering:
+    def __init__(self, graph, params, input_shape, lanes):
+        self.nodes = graph["nodes"]
+        self.heads = [h[0] for h in graph["heads"]]
+        self.params = {k: np.asarray(v, np.float32) for k, v in params.items()}
+        self.lanes = lanes
+        self.program = Program(tuple(input_shape))
+        self.values = {}
+        self.users = {i: [] for i in range(len(self.nodes))}
+        for i, node in enumerate(self.nodes):
+            sources = node["inputs"][:1] if node["op"] == "slice_like" else node["inputs"]
+            for src in sources:  # slice_like reads only the size of its second input
+                if self.nodes[src[0]]["op"] != "null":
+                    self.users[src[0]].append(i)
+
+    # -- helpers ---------------------------------------------------------------------
+    def attrs(self, i):
+        return self.nodes[i].get("attrs", {})
+
+    def data_input(self, i, k=0):
+        return self.nodes[i]["inputs"][k][0]
+
+    def param(self, i, k):
+        name = self.nodes[self.data_input(i, k)]["name"]
+        if name not in self.params:
+            raise KeyError(f"no weight named {name!r} for layer {self.nodes[i]['name']!r}")
+        return self.params[name]
+
+    def layout(self, channels):
+        return K.Layout.for_channels(channels, self.lanes)
+
+    def emit(self, kernel, args, batch, layout, size):
+        out = Tensor(len(self.program.calls), batch, layout, tuple(size))
+        self.program.calls.append(Call(kernel, list(args), out.shape))
+        return out
+
+    def stored(self, i):
+        """The value of node ``i`` as a stored tensor (upsampling one if needed)."""
+        value = self.values[i]
+        if isinstance(value, _Upsampled):
+            src = value.source
+            value = self.emit(K.Upsample(src.shape, value.size), [src], src.batch,
+                              src.layout, value.size)
+            self.values[i] = value
+        return value
+
+    def size_of(self, i):
+        """The spatial size of node ``i``'s output, also before its chain is emitted."""
+        if i in self.values:
+            return tuple(self.values[i].size)
+        node = self.nodes[i]
+        if node["op"] != "Convolution":
+            return self.size_of(self.data_input(i))
+        k, s, p = (_tuple(node["attrs"].get(a, d))[0] for a, d in
+                   (("kernel", "()"), ("stride", "(1, 1)"), ("pad", "(0, 0)")))
+        return tuple((d + 2 * p - k) // s + 1 for d in self.size_of(self.data_input(i)))
+
+    # -- fusion chains -----------------------------------------------------------------
+    def follower(self, i):
+        """The node that can be fused after node ``i``: its only user, point-wise."""
+        users = self.users[i]
+        if len(users) != 1 or i in self.heads:
+            return None
+        j = users[0]
+        node = self.nodes[j]
+        if node["op"] not in FUSABLE:
+            return None
+        if node["op"] in ("BatchNorm", "broadcast_mul") and self.data_input(j) != i:
+            return None
+        if node["op"] == "Reshape" and self.attrs(j).get("shape") != "(0, 0, 0, 0)":
+            return None
+        if node["op"] == "elemwise_add" and self.data_input(j, 0) == self.data_input(j, 1):
+            return None
+        return j
+
+    def chains(self):
+        """``(fused nodes, {tail node: [head, ..., tail]})`` for every convolution and
+        every point-wise node no convolution absorbed."""
+        absorbed, tails = set(), {}
+        for i, node in enumerate(self.nodes):
+            if i in absorbed or node["op"] not in ("Convolution",) + FUSABLE:
+                continue
+            if node["op"] == "Reshape":
+                continue
+            chain = [i]
+            while (j := self.follower(chain[-1])) is not None and j not in absorbed:
+                chain.append(j)
+            absorbed.update(chain)
+            tails[chain[-1]] = chain
+        return absorbed, tails
+
+    def step(self, j, prev, shape):
+        """The epilogue step of node ``j`` applied after ``prev``: (step, args)."""
+        node, attrs = self.nodes[j], self.attrs(j)
+        op = node["op"]
+        if op == "BatchNorm":
+            scale, shift = self.batchnorm(j)
+            layout = K.Layout(len(scale), shape[4])
+            return ("affine",), [_pack_channels(scale, layout), _pack_channels(shift, layout)]
+        if op == "elemwise_add":
+            other = self.data_input(j, 1) if self.data_input(j, 0) == prev else self.data_input(j, 0)
+            value = self.values[other]
+            if isinstance(value, _Upsampled) and tuple(value.size) == tuple(shape[2:4]):
+                return ("add", value.source.shape, "up2"), [value.source]
+            value = self.stored(other)
+            if value.shape != tuple(shape):
+                raise ValueError(f"{node['name']}: cannot add {value.shape} to {shape}")
+            return ("add", value.shape, "direct"), [value]
+        if op == "broadcast_mul":
+            gate = self.stored(self.data_input(j, 1))
+            return ("gate", gate.shape), [gate]
+        if op == "Activation":
+            if attrs["act_type"] not in ("relu", "sigmoid"):
+                raise NotImplementedError(f"{node['name']}: activation {attrs['act_type']}")
+            return ("act", attrs["act_type"]), []
+        if op == "clip":
+            if (float(attrs["a_min"]), float(attrs["a_max"])) != (0.0, 6.0):
+                raise NotImplementedError(f"{node['name']}: only clip(0, 6) (ReLU6)")
+            return ("act", "relu6"), []
+        return None, []  # Reshape (0, 0, 0, 0): identity
+
+    def batchnorm(self, j):
+        attrs = self.attrs(j)
+        gamma, beta, mean, var = (self.param(j, k) for k in range(1, 5))
+        if attrs.get("fix_gamma", "True") == "True":
+            gamma = np.ones_like(gamma)
+        scale = gamma / np.sqrt(var + float(attrs.get("eps", 1e-3)))
+        return scale, beta - mean * scale
+
+    def epilogue(self, chain, shape, start, prev):
+        """The steps of ``chain[start:]``, the first applied after node ``prev``."""
+        steps, args = [], []
+        for j in chain[start:]:
+            step, extra = self.step(j, prev, shape)
+            if step is not None:
+                steps.append(step)
+                args += extra
+            prev = j
+        return K.Epilogue(tuple(steps)), args
+
+    # -- chain kernels -----------------------------------------------------------------
+    def conv_chain(self, chain):
+        i = chain[0]
+        attrs = self.attrs(i)
+        x = self.stored(self.data_input(i))
+        kernel, stride, pad = (_tuple(attrs.get(a, d)) for a, d in
+                               (("kernel", "()"), ("stride", "(1, 1)"), ("pad", "(0, 0)")))
+        if len(set(kernel)) != 1 or len(set(stride)) != 1 or len(set(pad)) != 1:
+            raise NotImplementedError(f"{self.nodes[i]['name']}: only square kernels, "
+                                      "strides and paddings")
+        k, s, p = kernel[0], stride[0], pad[0]
+        weight = self.param(i, 1)
+        out_c, groups = weight.shape[0], int(attrs.get("num_group", 1))
+        bias = (self.param(i, 2) if attrs.get("no_bias", "False") != "True"
+                else np.zeros(out_c, np.float32))
+        start = 1
+        if len(chain) > 1 and self.nodes[chain[1]]["op"] == "BatchNorm":
+            scale, shift = self.batchnorm(chain[1])
+            weight = weight * scale[:, None, None, None]
+            bias = bias * scale + shift
+            start = 2
+        if k == 1 and s > 1 and p == 0:  # subsample once, then the faster 1x1 kernel
+            kern = K.Pool(x.shape, "max", 1, s, 0, False)
+            x = self.emit(kern, [x], x.batch, x.layout, kern.out_shape[2:4])
+            s = 1
+        lin, lout = x.layout, self.layout(out_c)
+        size = [(d + 2 * p - k) // s + 1 for d in x.size]
+        shape = (x.batch, lout.blocks, *size, lout.block)
+        epilogue, extra = self.epilogue(chain, shape, start, chain[start - 1])
+        epilogue = K.Epilogue((("bias",),) + epilogue.steps)
+        extra = [_pack_channels(bias, lout)] + extra
+        if groups > 1 and groups == lin.channels == out_c and lin == lout:
+            kern = K.Depthwise(x.shape, k, s, p, epilogue)
+            packed = np.zeros((lin.padded, k, k), np.float32)
+            packed[:out_c] = weight[:, 0]
+            packed = packed.reshape(lin.blocks, lin.block, k, k).transpose(0, 2, 3, 1)
+        else:
+            block_groups, per_group = _block_grouping(groups, lin, lout)
+            kern = K.Conv(x.shape, lout.blocks, lout.block, per_group, block_groups, k, s, p,
+                          epilogue)
+            packed = _pack_conv_weight(weight, groups, lin, lout, block_groups, per_group)
+        return self.emit(kern, [x, np.ascontiguousarray(packed)] + extra, x.batch, lout, size)
+
+    def pointwise_chain(self, chain):
+        source = self.data_input(chain[0])
+        x = self.stored(source)
+        epilogue, extra = self.epilogue(chain, x.shape, 0, source)
+        if not epilogue.steps:
+            return x
+        return self.emit(K.Pointwise(x.shape, epilogue), [x] + extra, x.batch, x.layout, x.size)
+
+    # -- single nodes ------------------------------------------------------------------
+    def single(self, i):
+        node, attrs = self.nodes[i], self.attrs(i)
+        op = node["op"]
+        if op in ("Reshape", "Flatten"):
+            return self.values[self.data_input(i)]
+        if op == "UpSampling":
+            if attrs.get("sample_type") != "nearest" or int(attrs.get("scale", 0)) != 2:
+                raise NotImplementedError(f"{node['name']}: only nearest 2x upsampling")
+            src = self.stored(self.data_input(i))
+            return _Upsampled(src, tuple(2 * d for d in src.size))
+        if op == "slice_like":
+            value = self.values[self.data_input(i)]
+            if not isinstance(value, _Upsampled) or attrs.get("axes") != "(2, 3)":
+                raise NotImplementedError(f"{node['name']}: only the crop of an upsampling")
+            return _Upsampled(value.source, self.size_of(self.data_input(i, 1)))
+        if op == "Pooling":
+            return self.pooling(i)
+        if op == "Concat":
+            if int(attrs.get("dim", 1)) != 1:
+                raise NotImplementedError(f"{node['name']}: concat on channels only")
+            parts = [self.stored(src[0]) for src in node["inputs"]]
+            out = self.layout(sum(p.layout.channels for p in parts))
+            kern = K.Concat((parts[0].batch,) + parts[0].size,
+                            tuple(p.layout for p in parts), out)
+            return self.emit(kern, parts, parts[0].batch, out, parts[0].size)
+        if op == "FullyConnected":
+            return self.dense(i)
+        raise NotImplementedError(f"{node['name']}: operator {op} is not supported")
+
+    def pooling(self, i):
+        node, attrs = self.nodes[i], self.attrs(i)
+        x = self.stored(self.data_input(i))
+        if attrs.get("global_pool") == "True":
+            if attrs.get("pool_type", "max") != "avg":
+                raise NotImplementedError(f"{node['name']}: global pooling is average only")
+            return self.emit(K.GlobalPool(x.shape), [x], x.batch, x.layout, (1, 1))
+        kernel, stride, pad = (_tuple(attrs.get(a, d)) for a, d in
+                               (("kernel", "()"), ("stride", "(1, 1)"), ("pad", "(0, 0)")))
+        pool_type = attrs.get("pool_type", "max")
+        if pool_type == "avg" and pad[0] and attrs.get("count_include_pad", "True") != "False":
+            raise NotImplementedError(f"{node['name']}: padded average pooling must exclude "
+                                      "the padding")
+        ceil = attrs.get("pooling_convention", "valid") == "full"
+        kern = K.Pool(x.shape, pool_type, kernel[0], stride[0], pad[0], ceil)
+        return self.emit(kern, [x], x.batch, x.layout, kern.out_shape[2:4])
+
+    def dense(self, i):
+        x = self.stored(self.data_input(i))
+        if x.size != (1, 1):
+            raise NotImplementedError("the classifier must follow a global pooling")
+        weight = self.param(i, 1)
+        bias = (self.param(i, 2) if self.attrs(i).get("no_bias", "False") != "True"
+                else np.zeros(weight.shape[0], np.float32))
+        classes, blocks = weight.shape[0], -(-weight.shape[0] // 16)
+        padded = np.zeros((blocks * 16, x.layout.padded), np.float32)
+        padded[:classes, :weight.shape[1]] = weight
+        packed = padded.reshape(blocks, 16, x.layout.blocks, x.layout.block).transpose(0, 2, 3, 1)
+        kern = K.Dense(x.shape, blocks, classes)
+        bias_packed = np.zeros(blocks * 16, np.float32)
+        bias_packed[:classes] = bias
+        self.program.calls.append(Call(kern, [x, np.ascontiguousarray(packed),
+                                              bias_packed.reshape(blocks, 16)],
+                                       (x.batch, classes)))
+        return "logits"
+
+    # -- the walk ----------------------------------------------------------------------
+    def run(self):
+        n_, c_, h, w = self.program.input_shape
+        fused, tails = self.chains()
+        for i, node in enumerate(self.nodes):
+            if node["op"] == "null":
+                if node["name"] == "data":
+                    layout = K.Layout(c_, c_) if c_ < self.lanes else self.layout(c_)
+                    self.values[i] = self.emit(K.PackInput((n_, c_, h, w), layout), ["input"],
+                                               n_, layout, (h, w))
+                continue
+            if i in tails:
+                chain = tails[i]
+                head = self.nodes[chain[0]]["op"]
+                value = (self.conv_chain(chain) if head == "Convolution"
+                         else self.pointwise_chain(chain))
+                for j in chain:
+                    self.values[j] = value
+            elif i not in fused:
+                self.values[i] = self.single(i)
+        head = self.values[self.heads[0]]
+        if isinstance(head, Tensor) and head.size == (1, 1):  # a 1x1-convolution classifier
+            kern = K.Flatten(head.shape, head.layout.channels)
+            self.program.calls.append(Call(kern, [head], (head.batch, head.layout.channels)))
+        elif head != "logits":
+            raise NotImplementedError("the network must end with its classifier (a fully "
+                                      "connected layer, or a 1x1 convolution on a 1x1 map)")
+        self.program.output_shape = self.program.calls[-1].out_shape
+        return self.program
+
+
+def _block_grouping(groups, lin, lout):
+    """``(block groups, input blocks per block group)`` for a grouped convolution:
+    the true groups when they are whole blocks, one group per block when groups are
+    smaller than a block (block-diagonal weights), else a dense convolution."""
+    if groups == 1:
+        return 1, lin.blocks
+    gin, gout = lin.channels // groups, lout.channels // groups
+    if gin % lin.block == 0 and gout % lout.block == 0:
+        return groups, gin // lin.block
+    if (lin.block % gin == 0 and lout.block % gout == 0 and lin.blocks == lout.blocks
+            and lin.block // gin == lout.block // gout):
+        return lout.blocks, 1
+    return 1, lin.blocks
+
+
+def _pack_conv_weight(weight, groups, lin, lout, block_groups, per_group):
+    """(O, I/groups, KH, KW) weights to (OB, ICB, KH, KW, ib, ob), zeros where an output
+    block's input window holds channels of other groups or padding."""
+    out_c, gin, kh, kw = weight.shape
+    window = per_group * lin.block
+    out_blocks_per_group = lout.blocks // block_groups
+    expanded = np.zeros((lout.padded, window, kh, kw), np.float32)
+    gout = out_c // groups
+    for o in range(0, out_c, gout):
+        group = o // gout
+        for oo in range(o, o + gout):
+            start = ((oo // lout.block) // out_blocks_per_group) * window
+            offset = group * gin - start
+            if not 0 <= offset <= window - gin:
+                raise AssertionError("grouped convolution does not fit its block window")
+            expanded[oo, offset:offset + gin] = weight[oo]
+    return expanded.reshape(lout.blocks, lout.block, per_group, lin.block, kh, kw) \
+        .transpose(0, 2, 4, 5, 3, 1)
+
+
+def lower(symbol_json, params, input_shape, lanes):
+    """The :class:`Program` computing the logits of the network ``symbol_json`` (a
+    Symbol's JSON text, ending at its classifier) with ``params`` (name -> array) on an
+    NCHW float32 input of ``input_shape``; ``lanes``: the target's float32 vector lanes."""
+    graph = json.loads(symbol_json)
+    return _Lowering(graph, params, input_shape, lanes).run()

@@ -1,0 +1,50 @@
+"""CPU targets: the host by default, or any LLVM CPU name (cross-compiled when it
+cannot run here)."""
+import re
+
+import tvm
+from tvm.target import codegen
+
+__all__ = ["make_target", "host_cpu", "vector_lanes", "runs_here", "describe"]
+
+_ISA = re.compile(r"^(avx|fma|sse|f16c|bmi|amx)")
+
+
+def host_cpu():
+    """LLVM's name of this machine's CPU (e.g. 'skylake-avx512', 'znver3')."""
+    return codegen.llvm_get_system_cpu()
+
+
+def make_target(cpu=None):
+    """A single-core LLVM target for ``cpu`` (an LLVM CPU name; the host when None or
+    'host')."""
+    cpu = host_cpu() if cpu in (None, "host") else cpu
+    if not codegen.llvm_is_valid_cpu(cpu, "x86_64-linux-gnu"):
+        raise ValueError(f"unknown CPU {cpu!r} for LLVM; e.g. 'skylake-avx512', 'znver3', "
+                         f"'haswell' or 'host'")
+    spec = {"kind": "llvm", "mcpu": cpu, "num-cores": 1}
+    if "prefer-256-bit" in codegen.llvm_get_cpu_features(tvm.target.Target(spec)):
+        # LLVM splits 512-bit vectors on these parts by default; our kernels size their
+        # register tiles for whole zmm registers
+        spec["mattr"] = ["-prefer-256-bit"]
+    return tvm.target.Target(spec)
+
+
+def _isa(target):
+    return {f for f in codegen.llvm_get_cpu_features(target) if _ISA.match(f)}
+
+
+def vector_lanes(target):
+    """float32 lanes of the widest vector the target has: 16 with AVX-512, else 8."""
+    return 16 if "avx512f" in _isa(target) else 8
+
+
+def runs_here(target):
+    """True when this machine has every instruction set extension of ``target``."""
+    return _isa(target) <= _isa(make_target())
+
+
+def describe(target):
+    """A short stable name of ``target`` (the tuning cache's key)."""
+    mattr = " ".join(target.attrs.get("mattr", []))
+    return f"llvm -mcpu={target.attrs['mcpu']}" + (f" -mattr={mattr}" if mattr else "")

@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""Compile a zoo network or a trained checkpoint with TVM for a CPU; optionally time it,
+single thread, beside MXNet (oneDNN) and ONNX Runtime.
+
+    python tools/tvm_compile.py --model resnet50_v2 --alpha 0.5 --time
+    python tools/tvm_compile.py --checkpoint runs/demo --size 32 --out runs/demo/model.so --time
+    python tools/tvm_compile.py --model mobilenet_v2_100 --target skylake-avx512 --out m.so
+
+``--target`` takes an LLVM CPU name (default: this machine); a target this machine
+cannot run is cross-compiled (no tuning, no timing). Tuning results are cached in
+``--cache`` (default ``$OCTCONV_TVM_CACHE`` or ``~/.cache/octconv/tvm_tiles.json``).
+"""
+import argparse
+import os
+import sys
+
+os.environ["OMP_NUM_THREADS"] = "1"  # single thread, before MXNet and TVM start
+os.environ["TVM_NUM_THREADS"] = "1"
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a zoo network name (see tools/complexity.py --zoo)")
+    parser.add_argument("--alpha", type=float, default=0.0)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--target", default=None, help="LLVM CPU name, e.g. skylake-avx512")
+    parser.add_argument("--out", help="write the compiled library (.so) here")
+    parser.add_argument("--time", action="store_true",
+                        help="time TVM, MXNet and ONNX Runtime, single thread")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per backend")
+    parser.add_argument("--budget", type=int, default=4,
+                        help="register tiles tried per new convolution workload")
+    parser.add_argument("--cache", default=None, help="the tuning cache file")
+    args = parser.parse_args(argv)
+    if bool(args.model) == bool(args.checkpoint):
+        parser.error("give exactly one of --model and --checkpoint")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    import mxnet as mx
+
+    from octconv.checkpoint import CheckpointError, load_manifest
+    from octconv.deploy.bench import time_backends, zoo_network
+    from octconv.deploy.compile import compile_symbol
+    from octconv.deploy.target import describe, make_target, runs_here
+    from octconv.deploy.tuning import TileCache
+    try:
+        if args.checkpoint:
+            manifest = load_manifest(args.checkpoint)
+            model = manifest["config"]["MODEL"]
+            params = {k: v.asnumpy() for k, v in mx.nd.load(manifest["params"]).items()}
+            network = zoo_network(model["name"], model["alpha"], model["classes"], params)
+        else:
+            network = zoo_network(args.model, args.alpha, args.classes, size=args.size)
+        target = make_target(args.target)
+        cache = TileCache(args.cache)
+        print(f"{network.label}: {network.macs(args.size) / 1e6:.1f} M multiply-adds at "
+              f"{args.size} px, target {describe(target)}")
+        if args.time:
+            if not runs_here(target):
+                raise ValueError(f"cannot time {describe(target)} on this machine")
+            result = time_backends(network, args.size, runs=args.runs, target=target,
+                                   cache=cache, budget=args.budget)
+            compiled = None
+            print(f"TVM compile: {result['tvm']}")
+            print(f"single thread, median of {args.runs} interleaved runs:")
+            for backend, ms in result["ms"].items():
+                diff = result["max_diff"].get(backend)
+                agree = "" if diff is None else f"   max |diff| vs MXNet {diff:.2g}"
+                print(f"  {backend:12s} {ms:9.3f} ms{agree}")
+        if args.out or not args.time:
+            compiled = compile_symbol(network.symbol, network.params,
+                                      (1, 3, args.size, args.size), target, cache, args.budget)
+            print(f"TVM compile: {compiled.stats}")
+            if args.out:
+                print(f"wrote {compiled.export(args.out)}")
+    except (CheckpointError, ValueError, NotImplementedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
