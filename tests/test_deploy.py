@@ -154,6 +154,8 @@ def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
                     str(tmp_path / "out.npy")], check=True, cwd=ROOT)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), compiled.run(x))
     np.testing.assert_array_equal(load_library(library)(x), compiled.run(x))
+    with pytest.raises(ValueError, match=r"compiled for inputs of shape \(1, 3, 33, 33\)"):
+        compiled.run(image(35))
 
 
 def test_cache_is_written_then_reused_and_a_corrupt_one_is_ignored(tmp_path):

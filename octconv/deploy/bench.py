@@ -129,9 +129,11 @@ class _TVM:
 
 
 def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, target=None,
-                  cache=None, budget=4, seed=0):
+                  cache=None, budget=4, seed=0, twin=None):
     """``{"ms": {backend: median ms}, "max_diff": {backend: max |out - MXNet out|},
-    "scale": max |MXNet out|, "tvm": compile stats}`` for one image of ``size``."""
+    "scale": max |MXNet out|, "tvm": compile stats}`` for one image of ``size``.
+    ``twin``: another network compiled with TVM and timed in the same interleaved loop
+    (as ``"tvm_twin"``), so that the speed-up over it is measured side by side."""
     require_single_thread()
     x = np.random.default_rng(seed).standard_normal((1, 3, size, size)).astype(np.float32)
     with tempfile.TemporaryDirectory() as folder:
@@ -145,6 +147,8 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
                 runners[backend] = _OnnxRuntime(network, x, folder)
             else:
                 raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+        if twin is not None:
+            runners["tvm_twin"] = _TVM(twin, x, target, cache, budget)
         outputs = {b: run() for b, run in runners.items()}
         for _ in range(warmup):
             for run in runners.values():
@@ -160,7 +164,7 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     if reference is not None:
         result["scale"] = float(np.abs(reference).max())
         result["max_diff"] = {b: float(np.abs(out - reference).max())
-                              for b, out in outputs.items() if b != "mxnet"}
+                              for b, out in outputs.items() if b not in ("mxnet", "tvm_twin")}
     if "tvm" in runners:
         result["tvm"] = runners["tvm"].compiled.stats
     return result

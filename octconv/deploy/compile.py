@@ -21,13 +21,17 @@ class CompiledNetwork:
     """A compiled network: ``run(x)`` on an NCHW float32 array gives the logits.
     ``stats`` holds the compile's kernel count, searches and wall times."""
 
-    def __init__(self, executable, target, stats):
+    def __init__(self, executable, target, input_shape, stats):
         self.executable = executable
         self.target = target
+        self.input_shape = tuple(input_shape)
         self.stats = stats
         self._vm = None
 
     def run(self, x):
+        if tuple(np.shape(x)) != self.input_shape:
+            raise ValueError(f"compiled for inputs of shape {self.input_shape}, got "
+                             f"{tuple(np.shape(x))}; compile again for another size")
         if self._vm is None:
             self._vm = relax.VirtualMachine(self.executable, tvm.cpu())
         return self._vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x, np.float32))).numpy()
@@ -86,4 +90,4 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     stats = dict(kernels=kernels, calls=len(program.calls),
                  searches=cache.searches - searches_before,
                  tune_s=round(tuned - start, 2), build_s=round(done - tuned, 2))
-    return CompiledNetwork(executable, target, stats)
+    return CompiledNetwork(executable, target, input_shape, stats)

@@ -108,7 +108,7 @@ class _Lowering:
     def param(self, i, k):
         name = self.nodes[self.data_input(i, k)]["name"]
         if name not in self.params:
-            raise KeyError(f"no weight named {name!r} for layer {self.nodes[i]['name']!r}")
+            raise ValueError(f"no weight named {name!r} for layer {self.nodes[i]['name']!r}")
         return self.params[name]
 
     def layout(self, channels):
@@ -134,8 +134,11 @@ class _Lowering:
         if i in self.values:
             return tuple(self.values[i].size)
         node = self.nodes[i]
-        if node["op"] != "Convolution":
+        if node["op"] in FUSABLE:
             return self.size_of(self.data_input(i))
+        if node["op"] != "Convolution":
+            raise NotImplementedError(f"{node['name']}: cannot crop an upsampling to the size "
+                                      f"of a {node['op']}")
         k, s, p = (_tuple(node["attrs"].get(a, d))[0] for a, d in
                    (("kernel", "()"), ("stride", "(1, 1)"), ("pad", "(0, 0)")))
         return tuple((d + 2 * p - k) // s + 1 for d in self.size_of(self.data_input(i)))
@@ -278,7 +281,9 @@ class _Lowering:
     def single(self, i):
         node, attrs = self.nodes[i], self.attrs(i)
         op = node["op"]
-        if op in ("Reshape", "Flatten"):
+        if op == "Reshape" and attrs.get("shape") != "(0, 0, 0, 0)":
+            raise NotImplementedError(f"{node['name']}: only the identity reshape (0, 0, 0, 0)")
+        if op in ("Reshape", "Flatten"):  # Flatten: the classifier checks for a 1x1 map
             return self.values[self.data_input(i)]
         if op == "UpSampling":
             if attrs.get("sample_type") != "nearest" or int(attrs.get("scale", 0)) != 2:
