@@ -63,24 +63,20 @@ def main(argv=None):
         cache = TileCache(args.cache)
         print(f"{network.label}: {network.macs(args.size) / 1e6:.1f} M multiply-adds at "
               f"{args.size} px, target {describe(target)}")
+        if args.time and not runs_here(target):
+            raise ValueError(f"cannot time {describe(target)} on this machine")
+        compiled = compile_symbol(network.symbol, network.params,
+                                  (1, 3, args.size, args.size), target, cache, args.budget)
+        print(f"TVM compile: {compiled.stats}")
+        if args.out:
+            print(f"wrote {compiled.export(args.out)}")
         if args.time:
-            if not runs_here(target):
-                raise ValueError(f"cannot time {describe(target)} on this machine")
-            result = time_backends(network, args.size, runs=args.runs, target=target,
-                                   cache=cache, budget=args.budget)
-            compiled = None
-            print(f"TVM compile: {result['tvm']}")
+            result = time_backends(network, args.size, runs=args.runs, compiled=compiled)
             print(f"single thread, median of {args.runs} interleaved runs:")
             for backend, ms in result["ms"].items():
                 diff = result["max_diff"].get(backend)
                 agree = "" if diff is None else f"   max |diff| vs MXNet {diff:.2g}"
                 print(f"  {backend:12s} {ms:9.3f} ms{agree}")
-        if args.out or not args.time:
-            compiled = compile_symbol(network.symbol, network.params,
-                                      (1, 3, args.size, args.size), target, cache, args.budget)
-            print(f"TVM compile: {compiled.stats}")
-            if args.out:
-                print(f"wrote {compiled.export(args.out)}")
     except (CheckpointError, ValueError, NotImplementedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

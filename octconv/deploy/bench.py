@@ -119,9 +119,9 @@ class _OnnxRuntime:
 
 
 class _TVM:
-    def __init__(self, network, x, target, cache, budget):
-        self.compiled = compile_symbol(network.symbol, network.params, x.shape, target,
-                                       cache, budget)
+    def __init__(self, network, x, target, cache, budget, compiled=None):
+        self.compiled = compiled or compile_symbol(network.symbol, network.params, x.shape,
+                                                   target, cache, budget)
         self.x = x
 
     def __call__(self):
@@ -129,18 +129,19 @@ class _TVM:
 
 
 def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, target=None,
-                  cache=None, budget=4, seed=0, twin=None):
+                  cache=None, budget=4, seed=0, twin=None, compiled=None):
     """``{"ms": {backend: median ms}, "max_diff": {backend: max |out - MXNet out|},
     "scale": max |MXNet out|, "tvm": compile stats}`` for one image of ``size``.
     ``twin``: another network compiled with TVM and timed in the same interleaved loop
-    (as ``"tvm_twin"``), so that the speed-up over it is measured side by side."""
+    (as ``"tvm_twin"``), so that the speed-up over it is measured side by side.
+    ``compiled``: the network already compiled for this input (else it is compiled)."""
     require_single_thread()
     x = np.random.default_rng(seed).standard_normal((1, 3, size, size)).astype(np.float32)
     with tempfile.TemporaryDirectory() as folder:
         runners = {}
         for backend in backends:
             if backend == "tvm":
-                runners[backend] = _TVM(network, x, target, cache, budget)
+                runners[backend] = _TVM(network, x, target, cache, budget, compiled)
             elif backend == "mxnet":
                 runners[backend] = _MXNet(network, x)
             elif backend == "onnxruntime":
