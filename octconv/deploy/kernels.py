@@ -155,11 +155,6 @@ class Conv:
         return (self.out_blocks, self.in_blocks_per_group, self.kernel, self.kernel, ib,
                 self.out_block)
 
-    @property
-    def macs(self):
-        n, ob_, oh, ow, ob = self.out_shape
-        return n * ob_ * ob * oh * ow * self.in_blocks_per_group * self.data[4] * self.kernel ** 2
-
     def key(self):
         return repr(self)
 
