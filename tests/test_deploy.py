@@ -15,6 +15,7 @@ from tvm import te
 
 from octconv.deploy import TileCache, compile_symbol, load_library
 from octconv.deploy import kernels as K
+from octconv.deploy.lower import UnsupportedGraph
 from octconv.deploy.tuning import scheduled_func
 from octconv.deploy.bench import gluoncv_network, zoo_network
 from octconv.deploy.target import make_target, runs_here, vector_lanes
@@ -205,7 +206,7 @@ def test_unknown_target_and_unsupported_operator_are_named():
         mx.sym.LeakyReLU(data, act_type="elu", name="odd"), global_pool=True, kernel=(1, 1),
         pool_type="avg")), num_hidden=2, name="fc")
     params = {"fc_weight": np.ones((2, 3), np.float32), "fc_bias": np.zeros(2, np.float32)}
-    with pytest.raises(NotImplementedError, match="odd: operator LeakyReLU"):
+    with pytest.raises(UnsupportedGraph, match="odd: operator LeakyReLU"):
         compile_symbol(sym, params, (1, 3, 8, 8), budget=1)
 
 

@@ -106,18 +106,30 @@ def _vectorize_inner(sch, block, fuse_outer=True):
     sch.vectorize(sch.get_loops(block)[-1])
 
 
-def _pad(data, top, left, height, width, value):
-    """``data`` (N, B, H, W, cb) padded with ``value`` to ``height`` x ``width``, the
-    original starting at (top, left)."""
+def _pad(data, out_shape, kernel, stride, pad, value):
+    """``data`` (N, B, H, W, cb) with ``pad`` rows and columns of ``value`` around it,
+    and more at the bottom and right if the windows of ``out_shape`` reach further
+    (ceil-mode pooling). Unpadded data is returned as is."""
     n_, b_, h, w, c_ = (int(d) for d in data.shape)
-    if (top, left, height, width) == (0, 0, h, w):
+    height = max(h + 2 * pad, (out_shape[2] - 1) * stride + kernel)
+    width = max(w + 2 * pad, (out_shape[3] - 1) * stride + kernel)
+    if (pad, height, width) == (0, h, w):
         return data
     return te.compute(
         (n_, b_, height, width, c_),
         lambda n, b, y, x, i: tirx.if_then_else(
-            tirx.all(y >= top, y < top + h, x >= left, x < left + w),
-            data[n, b, y - top, x - left, i], tirx.const(value, F32)),
+            tirx.all(y >= pad, y < pad + h, x >= pad, x < pad + w),
+            data[n, b, y - pad, x - pad, i], tirx.const(value, F32)),
         name="pad")
+
+
+def _with_epilogue(epilogue, value, shape):
+    """``(epilogue inputs, output tensor)``: ``epilogue`` applied to the tensor
+    ``value`` of ``shape`` (N, B, H, W, cb)."""
+    extra = epilogue.placeholders(shape[1], shape[4])
+    out = te.compute(shape, lambda n, b, y, x, i: epilogue.apply(
+        value[n, b, y, x, i], extra, n, b, y, x, i), name="epilogue")
+    return extra, out
 
 
 def _out_size(size, kernel, stride, pad, ceil=False):
@@ -159,13 +171,12 @@ class Conv:
         return repr(self)
 
     def compute(self):
-        n_, ib_, h, w, ib = self.data
+        ib = self.data[4]
         data = te.placeholder(self.data, F32, "data")
         weight = te.placeholder(self.weight_shape, F32, "weight")
         shape = self.out_shape
         k, s, p = self.kernel, self.stride, self.pad
-        padded = _pad(data, p, p, max(h + 2 * p, (shape[2] - 1) * s + k),
-                      max(w + 2 * p, (shape[3] - 1) * s + k), 0.0)
+        padded = _pad(data, shape, k, s, p, 0.0)
         icb = te.reduce_axis((0, self.in_blocks_per_group), "icb")
         kh = te.reduce_axis((0, k), "kh")
         kw = te.reduce_axis((0, k), "kw")
@@ -178,9 +189,7 @@ class Conv:
         conv = te.compute(shape, lambda n, oc, y, x, o: te.sum(
             padded[n, source_block(oc), y * s + kh, x * s + kw, ic]
             * weight[oc, icb, kh, kw, ic, o], axis=[icb, kh, kw, ic]), name="conv")
-        extra = self.epilogue.placeholders(self.out_blocks, self.out_block)
-        out = te.compute(shape, lambda n, b, y, x, i: self.epilogue.apply(
-            conv[n, b, y, x, i], extra, n, b, y, x, i), name="epilogue")
+        extra, out = _with_epilogue(self.epilogue, conv, shape)
         return [data, weight] + extra, out
 
     @property
@@ -273,21 +282,17 @@ class Depthwise:
         return repr(self)
 
     def compute(self):
-        n_, b_, h, w, c = self.data
         data = te.placeholder(self.data, F32, "data")
         weight = te.placeholder(self.weight_shape, F32, "weight")
         shape = self.out_shape
         k, s, p = self.kernel, self.stride, self.pad
-        padded = _pad(data, p, p, max(h + 2 * p, (shape[2] - 1) * s + k),
-                      max(w + 2 * p, (shape[3] - 1) * s + k), 0.0)
+        padded = _pad(data, shape, k, s, p, 0.0)
         kh = te.reduce_axis((0, k), "kh")
         kw = te.reduce_axis((0, k), "kw")
         conv = te.compute(shape, lambda n, b, y, x, i: te.sum(
             padded[n, b, y * s + kh, x * s + kw, i] * weight[b, kh, kw, i], axis=[kh, kw]),
             name="conv")
-        extra = self.epilogue.placeholders(b_, c)
-        out = te.compute(shape, lambda n, b, y, x, i: self.epilogue.apply(
-            conv[n, b, y, x, i], extra, n, b, y, x, i), name="epilogue")
+        extra, out = _with_epilogue(self.epilogue, conv, shape)
         return [data, weight] + extra, out
 
     def tiles(self, lanes):
@@ -323,9 +328,7 @@ class Pointwise:
 
     def compute(self):
         data = te.placeholder(self.data, F32, "data")
-        extra = self.epilogue.placeholders(self.data[1], self.data[4])
-        out = te.compute(self.data, lambda n, b, y, x, i: self.epilogue.apply(
-            data[n, b, y, x, i], extra, n, b, y, x, i), name="epilogue")
+        extra, out = _with_epilogue(self.epilogue, data, self.data)
         return [data] + extra, out
 
     def tiles(self, lanes):
@@ -362,8 +365,7 @@ class Pool:
         k, s, p = self.kernel, self.stride, self.pad
         is_max = self.pool_type == "max"
         fill = -3.4e38 if is_max else 0.0
-        padded = _pad(data, p, p, max(h + 2 * p, (shape[2] - 1) * s + k),
-                      max(w + 2 * p, (shape[3] - 1) * s + k), fill)
+        padded = _pad(data, shape, k, s, p, fill)
         kh = te.reduce_axis((0, k), "kh")
         kw = te.reduce_axis((0, k), "kw")
         reduce = te.max if is_max else te.sum

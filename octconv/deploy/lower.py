@@ -26,7 +26,12 @@ import numpy as np
 
 from octconv.deploy import kernels as K
 
-__all__ = ["Tensor", "Call", "Program", "lower"]
+__all__ = ["Tensor", "Call", "Program", "UnsupportedGraph", "lower"]
+
+class UnsupportedGraph(ValueError):
+    """The graph uses an operator, or an operator setting, that has no kernel here
+    (the zoo's networks and GluonCV's ResNets and MobileNets need none of them)."""
+
 
 FUSABLE = ("BatchNorm", "elemwise_add", "Activation", "clip", "broadcast_mul", "Reshape")
 
@@ -137,7 +142,7 @@ class _Lowering:
         if node["op"] in FUSABLE:
             return self.size_of(self.data_input(i))
         if node["op"] != "Convolution":
-            raise NotImplementedError(f"{node['name']}: cannot crop an upsampling to the size "
+            raise UnsupportedGraph(f"{node['name']}: cannot crop an upsampling to the size "
                                       f"of a {node['op']}")
         k, s, p = (_tuple(node["attrs"].get(a, d))[0] for a, d in
                    (("kernel", "()"), ("stride", "(1, 1)"), ("pad", "(0, 0)")))
@@ -199,11 +204,11 @@ class _Lowering:
             return ("gate", gate.shape), [gate]
         if op == "Activation":
             if attrs["act_type"] not in ("relu", "sigmoid"):
-                raise NotImplementedError(f"{node['name']}: activation {attrs['act_type']}")
+                raise UnsupportedGraph(f"{node['name']}: activation {attrs['act_type']}")
             return ("act", attrs["act_type"]), []
         if op == "clip":
             if (float(attrs["a_min"]), float(attrs["a_max"])) != (0.0, 6.0):
-                raise NotImplementedError(f"{node['name']}: only clip(0, 6) (ReLU6)")
+                raise UnsupportedGraph(f"{node['name']}: only clip(0, 6) (ReLU6)")
             return ("act", "relu6"), []
         return None, []  # Reshape (0, 0, 0, 0): identity
 
@@ -234,7 +239,7 @@ class _Lowering:
         kernel, stride, pad = (_tuple(attrs.get(a, d)) for a, d in
                                (("kernel", "()"), ("stride", "(1, 1)"), ("pad", "(0, 0)")))
         if len(set(kernel)) != 1 or len(set(stride)) != 1 or len(set(pad)) != 1:
-            raise NotImplementedError(f"{self.nodes[i]['name']}: only square kernels, "
+            raise UnsupportedGraph(f"{self.nodes[i]['name']}: only square kernels, "
                                       "strides and paddings")
         k, s, p = kernel[0], stride[0], pad[0]
         weight = self.param(i, 1)
@@ -282,24 +287,24 @@ class _Lowering:
         node, attrs = self.nodes[i], self.attrs(i)
         op = node["op"]
         if op == "Reshape" and attrs.get("shape") != "(0, 0, 0, 0)":
-            raise NotImplementedError(f"{node['name']}: only the identity reshape (0, 0, 0, 0)")
+            raise UnsupportedGraph(f"{node['name']}: only the identity reshape (0, 0, 0, 0)")
         if op in ("Reshape", "Flatten"):  # Flatten: the classifier checks for a 1x1 map
             return self.values[self.data_input(i)]
         if op == "UpSampling":
             if attrs.get("sample_type") != "nearest" or int(attrs.get("scale", 0)) != 2:
-                raise NotImplementedError(f"{node['name']}: only nearest 2x upsampling")
+                raise UnsupportedGraph(f"{node['name']}: only nearest 2x upsampling")
             src = self.stored(self.data_input(i))
             return _Upsampled(src, tuple(2 * d for d in src.size))
         if op == "slice_like":
             value = self.values[self.data_input(i)]
             if not isinstance(value, _Upsampled) or attrs.get("axes") != "(2, 3)":
-                raise NotImplementedError(f"{node['name']}: only the crop of an upsampling")
+                raise UnsupportedGraph(f"{node['name']}: only the crop of an upsampling")
             return _Upsampled(value.source, self.size_of(self.data_input(i, 1)))
         if op == "Pooling":
             return self.pooling(i)
         if op == "Concat":
             if int(attrs.get("dim", 1)) != 1:
-                raise NotImplementedError(f"{node['name']}: concat on channels only")
+                raise UnsupportedGraph(f"{node['name']}: concat on channels only")
             parts = [self.stored(src[0]) for src in node["inputs"]]
             out = self.layout(sum(p.layout.channels for p in parts))
             kern = K.Concat((parts[0].batch,) + parts[0].size,
@@ -307,20 +312,20 @@ class _Lowering:
             return self.emit(kern, parts, parts[0].batch, out, parts[0].size)
         if op == "FullyConnected":
             return self.dense(i)
-        raise NotImplementedError(f"{node['name']}: operator {op} is not supported")
+        raise UnsupportedGraph(f"{node['name']}: operator {op} is not supported")
 
     def pooling(self, i):
         node, attrs = self.nodes[i], self.attrs(i)
         x = self.stored(self.data_input(i))
         if attrs.get("global_pool") == "True":
             if attrs.get("pool_type", "max") != "avg":
-                raise NotImplementedError(f"{node['name']}: global pooling is average only")
+                raise UnsupportedGraph(f"{node['name']}: global pooling is average only")
             return self.emit(K.GlobalPool(x.shape), [x], x.batch, x.layout, (1, 1))
         kernel, stride, pad = (_tuple(attrs.get(a, d)) for a, d in
                                (("kernel", "()"), ("stride", "(1, 1)"), ("pad", "(0, 0)")))
         pool_type = attrs.get("pool_type", "max")
         if pool_type == "avg" and pad[0] and attrs.get("count_include_pad", "True") != "False":
-            raise NotImplementedError(f"{node['name']}: padded average pooling must exclude "
+            raise UnsupportedGraph(f"{node['name']}: padded average pooling must exclude "
                                       "the padding")
         ceil = attrs.get("pooling_convention", "valid") == "full"
         kern = K.Pool(x.shape, pool_type, kernel[0], stride[0], pad[0], ceil)
@@ -329,7 +334,7 @@ class _Lowering:
     def dense(self, i):
         x = self.stored(self.data_input(i))
         if x.size != (1, 1):
-            raise NotImplementedError("the classifier must follow a global pooling")
+            raise UnsupportedGraph("the classifier must follow a global pooling")
         weight = self.param(i, 1)
         bias = (self.param(i, 2) if self.attrs(i).get("no_bias", "False") != "True"
                 else np.zeros(weight.shape[0], np.float32))
@@ -370,7 +375,7 @@ class _Lowering:
             kern = K.Flatten(head.shape, head.layout.channels)
             self.program.calls.append(Call(kern, [head], (head.batch, head.layout.channels)))
         elif head != "logits":
-            raise NotImplementedError("the network must end with its classifier (a fully "
+            raise UnsupportedGraph("the network must end with its classifier (a fully "
                                       "connected layer, or a 1x1 convolution on a 1x1 map)")
         self.program.output_shape = self.program.calls[-1].out_shape
         return self.program
