@@ -16,9 +16,11 @@ from tvm import te
 from octconv.deploy import TileCache, compile_symbol, load_library
 from octconv.deploy import kernels as K
 from octconv.deploy.lower import UnsupportedGraph
-from octconv.deploy.tuning import scheduled_func
 from octconv.deploy.bench import gluoncv_network, zoo_network
 from octconv.deploy.target import make_target, runs_here, vector_lanes
+from octconv.deploy.tuning import scheduled_func
+
+from helpers import run_symbol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,12 +31,7 @@ FAMILIES = ["resnet10_v2_mini", "resnet50_v1b", "mobilenet_v1_075", "mobilenet_v
 
 def mxnet_logits(network, x):
     """The reference: MXNet's own executor on the same Symbol and weights."""
-    sym = network.symbol
-    args = {k: mx.nd.array(v) for k, v in network.params.items() if k in sym.list_arguments()}
-    args["data"] = mx.nd.array(x)
-    aux = {k: mx.nd.array(network.params[k]) for k in sym.list_auxiliary_states()}
-    return sym.bind(mx.cpu(), args, aux_states=aux, grad_req="null") \
-        .forward(is_train=False)[0].asnumpy()
+    return run_symbol([network.symbol], {"data": x}, network.params)[0]
 
 
 def network_(name, alpha, size):
