@@ -1,9 +1,9 @@
 """Center-crop evaluation of a checkpoint at one or more test sizes.
 
 A checkpoint is a run folder or manifest written by train_imagenet.py (its config
-travels with it), a parameter file (``.params``, names as in this project) with a
-network name and alpha (the release's Gluon files too, see :mod:`octconv.release`),
-or a Symbol checkpoint (``prefix-symbol.json`` with
+travels with it), a parameter file (``.params``) with a network name and alpha (this
+project's names, or any form of the original release's, converted by
+:mod:`octconv.release`), or a Symbol checkpoint (``prefix-symbol.json`` with
 ``prefix-NNNN.params``), which is scored through its own graph.
 Presets (shared/spec/ARCHITECTURES.md 4.2, 4.3): ``imagenet`` (bilinear resize to
 ceil(size / 0.875), GluonCV mean / std) and ``release-symbol`` (bicubic, mean
@@ -19,7 +19,7 @@ from mxnet import gluon
 from octconv import checkpoint
 from octconv.config import DEFAULTS, from_dict
 from octconv.data import val_batches
-from octconv.release import RELEASE_PREFIX, ReleaseNameError, from_release
+from octconv.release import ReleaseNameError, from_release, release_format
 from octconv.train import build_network, evaluate
 
 __all__ = ["PRESETS", "load_for_scoring", "score"]
@@ -73,11 +73,11 @@ def load_for_scoring(path, model=None, alpha=None, classes=None, ctx=(mx.cpu(),)
     cfg = from_dict({"MODEL": {**model_cfg, "api": "gluon", "dropout": 0.0}}, source=path)
     net = build_network(cfg)
     saved = checkpoint.read_params(params)
-    prefix = RELEASE_PREFIX.get(cfg.MODEL.name)
-    if prefix and all(name.startswith(prefix) for name in saved):
+    if release_format(saved, cfg.MODEL.name):
         expected = {n: p.shape for n, p in net.collect_params().items()}
         try:
-            saved = from_release(saved, cfg.MODEL.name, expected)
+            saved = {k: mx.nd.array(v) for k, v in
+                     from_release(saved, cfg.MODEL.name, expected).items()}
         except ReleaseNameError as err:
             raise checkpoint.CheckpointError(f"{params}: {err}") from None
     checkpoint.load_params(net, saved, ctx, params)
