@@ -5,13 +5,19 @@ Counting rule (the paper's "FLOPs"): a Convolution costs output elements x
 pooling, normalization, activations and sums are free. Parameters are the learnable
 arguments: every argument but the inputs, BatchNorm gammas fixed by ``fix_gamma``,
 variables with ``lr_mult`` 0 and those named as frozen.
+
+The paper's FLOPs of Oct networks came from the FLOPs tool its release credits (Ldpe2G,
+DeepLearningForFun/MXNet-Python/CalculateFlopsTool), which also counts biases, pooling
+and ReLU operators: :func:`tool_flops` applies that rule, :func:`paper_flops` applies it
+as the release's graph of a network would have met it (shared/spec/ARCHITECTURES.md 5).
 """
 import json
 from dataclasses import dataclass
 
 import mxnet as mx
 
-__all__ = ["Complexity", "count_symbol", "count_gluon", "count_model", "trace_gluon", "table1"]
+__all__ = ["Complexity", "count_symbol", "count_gluon", "count_model", "trace_gluon", "table1",
+           "tool_flops", "paper_flops"]
 
 _WEIGHTED_OPS = ("Convolution", "FullyConnected")
 
@@ -29,11 +35,9 @@ def _prod(shape):
     return out
 
 
-def count_symbol(sym, input_shapes, frozen=()):
-    """Count ``sym`` for one image; ``input_shapes`` maps each input name to its shape.
-
-    Shapes must have batch size 1 (MACs are per image).
-    """
+def _graph(sym, input_shapes):
+    """``(nodes, {argument: shape}, {output: shape})`` of ``sym`` for ``input_shapes``,
+    which must have batch size 1 (counts are per image)."""
     for name, shape in input_shapes.items():
         if shape[0] != 1:
             raise ValueError(f"input {name!r} must have batch size 1, got shape {shape}")
@@ -41,9 +45,14 @@ def count_symbol(sym, input_shapes, frozen=()):
     arg_shapes, out_shapes, _ = internals.infer_shape(**input_shapes)
     if arg_shapes is None:
         raise ValueError(f"cannot infer shapes from inputs {input_shapes}")
-    args = dict(zip(internals.list_arguments(), arg_shapes))
-    outs = dict(zip(internals.list_outputs(), out_shapes))
-    nodes = json.loads(sym.tojson())["nodes"]
+    return (json.loads(sym.tojson())["nodes"], dict(zip(internals.list_arguments(), arg_shapes)),
+            dict(zip(internals.list_outputs(), out_shapes)))
+
+
+def count_symbol(sym, input_shapes, frozen=()):
+    """Count ``sym`` for one image; ``input_shapes`` maps each input name to its shape
+    (batch size 1)."""
+    nodes, args, outs = _graph(sym, input_shapes)
     frozen = set(frozen) | {name for name, attrs in sym.attr_dict().items()
                             if float(attrs.get("__lr_mult__", 1)) == 0}
     macs = 0
@@ -56,6 +65,103 @@ def count_symbol(sym, input_shapes, frozen=()):
     params = sum(_prod(shape) for name, shape in args.items()
                  if name not in input_shapes and name not in frozen)
     return Complexity(params=params, macs=macs)
+
+
+# Operators a ReLU's BatchNorm is looked for through: sums and the squeeze-excitation gate.
+_PASS_THROUGH = ("elemwise_add", "_Plus", "_plus", "ElementWiseSum", "broadcast_add",
+                 "broadcast_mul")
+# The release's Gluon MobileNet v1 pools its head with AdaptiveAvgPooling2D, which the
+# tool does not count (utils/gluon/utils/mobilenetv1.py); its other networks use
+# GlobalAvgPool2D, a Pooling operator.
+_ADAPTIVE_HEAD = ("mobilenet_v1_075", "mobilenet_v1_100")
+
+
+def _feeding_batchnorm(nodes, node):
+    """The name of the BatchNorm nearest above ``node`` through sums and gates, or None."""
+    frontier = [nodes[i[0]] for i in node["inputs"]]
+    while frontier:
+        source = frontier.pop(0)
+        if source["op"] == "BatchNorm":
+            return source["name"]
+        if source["op"] in _PASS_THROUGH:
+            frontier += [nodes[i[0]] for i in source["inputs"]]
+    return None
+
+
+def _kernel(node):
+    return [int(k) for k in node["attrs"]["kernel"].strip("()").split(",") if k.strip()]
+
+
+def tool_flops(sym, input_shapes, relu_counts=None, se_pools=True, head_pool=True,
+               merge_stacked_pools=False):
+    """FLOPs of ``sym`` (one image) by the rule of the tool the release credits: conv
+    multiply-adds, one op per output element of a conv bias, fully-connected weights and
+    biases, pooling output elements x kernel area (global pools: input elements), and
+    the outputs of ``Activation(relu)``; nothing else.
+
+    The tool counts operators, so the figure depends on which operators a graph was
+    built with. ``relu_counts(layer)`` says whether a ReLU fed by the BatchNorm ``layer``
+    counts (default: all; ReLUs not fed by one, as in squeeze-excitation, always do);
+    ``se_pools`` and ``head_pool`` whether the squeeze-excitation and classifier global
+    pools count. ``merge_stacked_pools``: an average pool of an average pool counts as
+    one pool of their combined kernel (where a stride-2 octave conv pools the high map
+    twice for its h->l path, the release's Gluon code pools 4x4 once).
+    """
+    nodes, args, outs = _graph(sym, input_shapes)
+    consumers = {}
+    for index, node in enumerate(nodes):
+        for source in node["inputs"]:
+            consumers.setdefault(source[0], []).append(index)
+
+    def output(node):
+        return args[node["name"]] if node["op"] == "null" else outs[node["name"] + "_output"]
+
+    def feeds_convolution(index):  # a squeeze-excitation pool (through its concat)
+        return any(nodes[c]["op"] == "Convolution" or
+                   (nodes[c]["op"] == "Concat" and feeds_convolution(c))
+                   for c in consumers.get(index, ()))
+
+    flops = 0
+    for index, node in enumerate(nodes):
+        op, attrs = node["op"], node.get("attrs", {})
+        if op in _WEIGHTED_OPS:
+            weight = _prod(args[nodes[node["inputs"][1][0]]["name"]])
+            out = output(node)
+            flops += weight * (_prod(out[2:]) if op == "Convolution" else 1)
+            if len(node["inputs"]) > 2:  # a bias
+                flops += _prod(out) if op == "Convolution" else out[1]
+        elif op == "Pooling" and attrs.get("global_pool") == "True":
+            if se_pools if feeds_convolution(index) else head_pool:
+                flops += _prod(output(nodes[node["inputs"][0][0]]))
+        elif op == "Pooling":
+            kernel, source = _prod(_kernel(node)), nodes[node["inputs"][0][0]]
+            if (merge_stacked_pools and source["op"] == "Pooling"
+                    and attrs.get("pool_type") == source["attrs"].get("pool_type") == "avg"):
+                kernel *= _prod(_kernel(source))
+            flops += _prod(output(node)) * kernel
+        elif op == "Activation" and attrs.get("act_type") == "relu":
+            layer = _feeding_batchnorm(nodes, node)
+            if relu_counts is None or layer is None or relu_counts(layer):
+                flops += _prod(output(node))
+    return flops
+
+
+def paper_flops(name, alpha=0.0, size=224):
+    """The FLOPs figure the paper prints for the registered network ``name``:
+    :func:`tool_flops` on its Symbol graph, counted as the release's own graph was. The
+    release built the Table 3 and 5 networks with Gluon, where octave layers apply
+    ReLU with a ``relu`` operator and squeeze-excitation pools with adaptive pooling,
+    neither of which the tool counts (its plain Gluon layers use ``Activation``), and a
+    stride-2 octave conv pools its high input 4x4 once for the h->l path."""
+    from octconv import release
+    from octconv.symbol import get_symbol
+    sym = get_symbol(name, alpha=alpha)
+    shapes = {"data": (1, 3, size, size), "softmax_label": (1,)}
+    if release.RELEASE.get(name, ("symbol",))[0] != "gluon":
+        return tool_flops(sym, shapes)
+    return tool_flops(sym, shapes, relu_counts=lambda layer: release.plain_in_gluon(name, layer),
+                      se_pools=False, head_pool=name not in _ADAPTIVE_HEAD,
+                      merge_stacked_pools=True)
 
 
 def trace_gluon(block, input_names=("data",)):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["RELEASE", "FORMATS", "ReleaseNameError", "release_format", "release_map",
-           "to_release", "from_release"]
+           "to_release", "from_release", "plain_in_gluon"]
 
 FORMATS = ("symbol", "gluon-names", "gluon-file")
 
@@ -114,6 +114,13 @@ def _gluon_layer(naming, layer):
     # v2b counts blocks from 0; DenseNet's stages after the first start with a transition
     block = block - 1 if naming == "v2b" or stage == 2 else block
     return f"L{stage - 1}_B{block}_{rest}"
+
+
+def plain_in_gluon(model, layer):
+    """Whether the release's Gluon code built this project's ``layer`` of ``model`` as a
+    plain Gluon layer (``gluon.nn``, no octave wrapper). Its names tell: octave layers
+    end in ``-h``/``-l``, plain ones do not."""
+    return not re.search(r"-[hl]$", _gluon_layer(_layout(model)[2], layer))
 
 
 def _symbol_layer(naming, layer):

@@ -9,7 +9,7 @@ import mxnet as mx
 import pytest
 
 from octconv import gluon as G
-from octconv.complexity import count_gluon, count_symbol, table1
+from octconv.complexity import count_gluon, count_symbol, table1, tool_flops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,6 +32,25 @@ def test_counter_matches_hand_counts():
     assert got.params == (8 * 2 * 3 * 3 + 8) + (200 * 7 + 7)
     with pytest.raises(ValueError, match="batch size 1"):
         count_symbol(x, {"data": (2, 4, 10, 10)})
+
+
+def test_tool_rule_counts_by_hand():
+    """The release's FLOPs tool (Ldpe2G): biases, pools and ReLUs on top of MACs."""
+    data = mx.sym.var("data")                                            # 4x10x10
+    x = mx.sym.Convolution(data, num_filter=8, kernel=(3, 3), pad=(1, 1), name="c")
+    x = mx.sym.Activation(x, act_type="relu")                            # fed by a conv
+    x = mx.sym.Activation(mx.sym.BatchNorm(x, name="blk_bn"), act_type="relu")
+    x = mx.sym.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="avg")  # 8x5x5
+    x = mx.sym.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="avg")  # 8x2x2
+    x = mx.sym.Pooling(x, kernel=(1, 1), global_pool=True, pool_type="avg")
+    x = mx.sym.FullyConnected(mx.sym.flatten(x), num_hidden=7, name="fc")
+    shapes = {"data": (1, 4, 10, 10)}
+    conv, bias, relu, fc = 800 * 4 * 9, 800, 800, 8 * 7 + 7
+    assert tool_flops(x, shapes) == (conv + bias + relu + relu + 200 * 4 + 32 * 4 + 32 + fc)
+    # ReLUs after the BatchNorm skipped, no head pool, the two 2x2 pools as one 4x4
+    assert tool_flops(x, shapes, relu_counts=lambda layer: layer != "blk_bn",
+                      head_pool=False, merge_stacked_pools=True) == (
+        conv + bias + relu + 200 * 4 + 32 * 16 + fc)
 
 
 def test_octconv_layer_counts_by_hand():
@@ -90,5 +109,5 @@ def test_zoo_as_json_holds_the_release_counts():
     rows = json.loads(run_tool("--zoo", "--json").stdout)
     row = next(r for r in rows if r["model"] == "resnet50_v2" and r["alpha"] == 0.5)
     # shared/spec/ARCHITECTURES.md section 5: symbol/resnet50_v2/0.5
-    assert (row["params"], row["macs"]) == (25553192, 2367143936)
+    assert (row["params"], row["macs"], row["tool_flops"]) == (25553192, 2367143936, 2382530152)
     assert row["paper"] == dict(table="Table 2", params_m=25.6, flops=2.4, unit="G")

@@ -1,5 +1,8 @@
 #!/usr/bin/env python
-"""Parameters and multiply-adds (the paper's "FLOPs") of OctConv networks.
+"""Parameters, multiply-adds and the paper's FLOPs figure of OctConv networks.
+
+Multiply-adds count convolutions and fully-connected layers; the paper's figure adds
+what the FLOPs tool its release credits counts (see octconv.complexity.paper_flops).
 
     python tools/complexity.py                      # Table 1 and the zoo table
     python tools/complexity.py --table1             # Table 1 only
@@ -10,7 +13,7 @@ import argparse
 import json
 import sys
 
-from octconv.complexity import count_model, table1
+from octconv.complexity import count_model, paper_flops, table1
 from octconv.paper import PAPER_FIGURES
 from octconv.specs import model_names
 
@@ -31,18 +34,19 @@ def zoo_rows(size):
             c = count_model(name, alpha, "symbol", size)
             paper = PAPER_FIGURES.get((name, alpha))
             yield dict(model=name, alpha=alpha, size=size, params=c.params, macs=c.macs,
+                       tool_flops=paper_flops(name, alpha, size),
                        paper=dict(table=paper[0], params_m=paper[1], flops=paper[2],
                                   unit=paper[3]) if paper else None)
 
 
 def format_zoo(rows, size):
-    lines = [f"| network | alpha | params | MACs at {size} | paper (params / FLOPs) |",
-             "|---|---:|---:|---:|---|"]
+    lines = [f"| network | alpha | params | MACs at {size} | FLOPs, paper's tool | "
+             "paper (params / FLOPs) |", "|---|---:|---:|---:|---:|---|"]
     for r in rows:
         p = r["paper"]
         cited = f"{p['table']}: {p['params_m']} M / {p['flops']} {p['unit']}" if p else ""
         lines.append(f"| {r['model']} | {r['alpha']:g} | {r['params'] / 1e6:.2f} M | "
-                     f"{r['macs'] / 1e9:.3f} G | {cited} |")
+                     f"{r['macs'] / 1e9:.3f} G | {r['tool_flops'] / 1e9:.3f} G | {cited} |")
     return "\n".join(lines)
 
 
