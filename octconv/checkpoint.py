@@ -14,7 +14,8 @@ import os
 
 import mxnet as mx
 
-__all__ = ["CheckpointError", "save", "load_manifest", "read_params", "load_params"]
+__all__ = ["CheckpointError", "save", "load_manifest", "read_params", "load_params",
+           "trained_model"]
 
 
 class CheckpointError(ValueError):
@@ -89,6 +90,13 @@ def read_params(path):
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path} holds unnamed arrays, not named parameters")
     return {k.split(":", 1)[-1]: v for k, v in saved.items()}
+
+
+def trained_model(path):
+    """``(MODEL section of the config, {name: NDArray})`` of the checkpoint at ``path``
+    (a run folder or manifest): the network it holds and its parameters."""
+    manifest = load_manifest(path)
+    return manifest["config"]["MODEL"], read_params(manifest["params"])
 
 
 def load_params(net, saved, ctx, source="checkpoint"):

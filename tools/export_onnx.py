@@ -9,7 +9,7 @@ import sys
 
 import mxnet as mx
 
-from octconv.checkpoint import CheckpointError, load_manifest
+from octconv.checkpoint import CheckpointError, trained_model
 from octconv.export import export_onnx, logits_symbol
 from octconv.specs import model_names
 
@@ -26,10 +26,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.checkpoint:
-            manifest = load_manifest(args.checkpoint)
-            model = manifest["config"]["MODEL"]
+            model, params = trained_model(args.checkpoint)
             name, alpha, classes = model["name"], model["alpha"], model["classes"]
-            params = mx.nd.load(manifest["params"])
         elif args.model:
             name, alpha, classes = args.model, args.alpha, args.classes
             params = None

@@ -44,18 +44,15 @@ def parse(argv):
 
 def main(argv=None):
     args = parse(argv)
-    import mxnet as mx
-
-    from octconv.checkpoint import CheckpointError, load_manifest
+    from octconv.checkpoint import CheckpointError, trained_model
     from octconv.deploy.bench import time_backends, zoo_network
     from octconv.deploy.compile import compile_symbol
     from octconv.deploy.target import describe, make_target, runs_here
     from octconv.deploy.tuning import TileCache
     try:
         if args.checkpoint:
-            manifest = load_manifest(args.checkpoint)
-            model = manifest["config"]["MODEL"]
-            params = {k: v.asnumpy() for k, v in mx.nd.load(manifest["params"]).items()}
+            model, params = trained_model(args.checkpoint)
+            params = {k: v.asnumpy() for k, v in params.items()}
             network = zoo_network(model["name"], model["alpha"], model["classes"], params)
         else:
             network = zoo_network(args.model, args.alpha, args.classes, size=args.size)
