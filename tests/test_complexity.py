@@ -1,4 +1,5 @@
 """The counter against hand counts and the paper's Table 1."""
+import importlib.util
 import json
 import math
 import os
@@ -98,16 +99,20 @@ def test_cli_contract_one_network_as_json():
     assert bad.returncode == 2 and "invalid choice: 'resnet27'" in bad.stderr
 
 
-def test_readme_zoo_table_is_the_tools_output():
-    readme = open(os.path.join(ROOT, "README.md")).read()
-    begin, end = "<!-- zoo table: begin -->\n", "\n<!-- zoo table: end -->"
-    table = readme[readme.index(begin) + len(begin):readme.index(end)]
-    assert table == run_tool("--zoo").stdout.strip()
-
-
-def test_zoo_as_json_holds_the_release_counts():
+def test_zoo_table_json_and_readme():
+    """One run of ``--zoo --json``; the README's table is those rows as the tool prints
+    them (``--zoo`` formats the same rows)."""
     rows = json.loads(run_tool("--zoo", "--json").stdout)
     row = next(r for r in rows if r["model"] == "resnet50_v2" and r["alpha"] == 0.5)
     # shared/spec/ARCHITECTURES.md section 5: symbol/resnet50_v2/0.5
     assert (row["params"], row["macs"], row["tool_flops"]) == (25553192, 2367143936, 2382530152)
     assert row["paper"] == dict(table="Table 2", params_m=25.6, flops=2.4, unit="G")
+
+    spec = importlib.util.spec_from_file_location("complexity_tool",
+                                                  os.path.join(ROOT, "tools", "complexity.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    begin, end = "<!-- zoo table: begin -->\n", "\n<!-- zoo table: end -->"
+    table = readme[readme.index(begin) + len(begin):readme.index(end)]
+    assert table == tool.format_zoo(rows, 224)

@@ -43,6 +43,24 @@ def network_(name, alpha, size):
     return net
 
 
+def two_octave_layers():
+    """A small network for what does not depend on the architecture: 3 -> (8, 8) -> 16
+    channels through two 3x3 OctConvs with ReLU, global pool, 10 logits."""
+    from types import SimpleNamespace
+    from octconv.symbol import oct_conv
+    x = oct_conv((mx.sym.var("data"), None), "a", 16, 3, 3, padding=1, alpha_out=0.5)
+    x = tuple(mx.sym.Activation(t, act_type="relu") for t in x)
+    x, _ = oct_conv(x, "b", 16, 3, 16, padding=1, alpha_in=0.5)
+    x = mx.sym.Pooling(mx.sym.Activation(x, act_type="relu"), kernel=(1, 1), global_pool=True,
+                       pool_type="avg")
+    sym = mx.sym.FullyConnected(mx.sym.Flatten(x), num_hidden=10, name="fc")
+    shapes, _, _ = sym.infer_shape(data=(1, 3, 16, 16))
+    rng = np.random.default_rng(0)
+    params = {n: (rng.standard_normal(s) * 0.3).astype(np.float32)
+              for n, s in zip(sym.list_arguments(), shapes) if n != "data"}
+    return SimpleNamespace(symbol=sym, params=params)
+
+
 def image(size, seed=1):
     return np.random.default_rng(seed).standard_normal((1, 3, size, size)).astype(np.float32)
 
@@ -160,8 +178,8 @@ def test_cache_is_written_then_reused_and_a_corrupt_one_is_ignored(tmp_path):
     if not runs_here(make_target()):
         pytest.skip("host target not runnable")
     path = str(tmp_path / "tiles.json")
-    network = network_("resnet10_v2_mini", 0.25, 33)
-    x = image(33)
+    network = two_octave_layers()
+    x = image(16)
     first = compile_symbol(network.symbol, network.params, x.shape, cache=TileCache(path),
                            budget=2)
     assert first.stats["searches"] > 0
@@ -210,7 +228,7 @@ def test_unknown_target_and_unsupported_operator_are_named():
 def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     out = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "tvm_compile.py"), "--checkpoint",
-         trained_run, "--size", "32", "--time", "--runs", "10", "--out",
+         trained_run, "--size", "32", "--time", "--runs", "3", "--budget", "1", "--out",
          str(tmp_path / "demo.so"), "--cache", str(tmp_path / "tiles.json")],
         check=True, capture_output=True, text=True, cwd=ROOT).stdout
     for backend in ("tvm", "mxnet", "onnxruntime"):

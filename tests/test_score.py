@@ -1,4 +1,5 @@
 """score.py against an independent evaluation, and the release checkpoint converter."""
+import functools
 import json
 import math
 import os
@@ -200,15 +201,21 @@ def as_file(release, form):
     return {("aux:" if "_moving_" in k else "arg:") + k: v for k, v in release.items()}
 
 
-@pytest.mark.parametrize("model, alpha, form", sorted(RELEASE_KEYS))
-def test_release_names_map_completely_and_round_trip(model, alpha, form):
+@functools.lru_cache(maxsize=1)  # the cases of one network are adjacent
+def random_network(model, alpha):
+    """``({name: shape}, {name: array})`` of ``model`` with random weights."""
     net = get_model(model, alpha=alpha)
     params = randomize(net, seed=3, init=mx.init.Xavier(magnitude=1))
+    return {n: p.shape for n, p in net.collect_params().items()}, params
+
+
+@pytest.mark.parametrize("model, alpha, form", sorted(RELEASE_KEYS))
+def test_release_names_map_completely_and_round_trip(model, alpha, form):
+    expected, params = random_network(model, alpha)
     release = to_release(params, model, form)
     for key, shape in RELEASE_KEYS[(model, alpha, form)].items():
         assert release[key].shape == shape, key
     assert sum(v.size for v in release.values()) == sum(v.size for v in params.values())
-    expected = {n: p.shape for n, p in net.collect_params().items()}
     back = from_release(as_file(release, form), model, expected)
     assert set(back) == set(params)
     assert all(np.array_equal(back[n], params[n]) for n in params)
