@@ -1,7 +1,6 @@
 #!/usr/bin/env python
-"""A picture of a zoo network: a graphviz drawing when graphviz (the Python package
-and its ``dot`` program) is installed, else a layer-by-layer text summary with output
-shapes and parameter counts.
+"""A picture of a zoo network: a layer-by-layer text summary with output shapes and
+parameter counts, or with ``--out`` a graphviz drawing (needs graphviz's ``dot`` program).
 
     python tools/plot_network.py --model resnet26_v2 --alpha 0.25              # text
     python tools/plot_network.py --model resnet26_v2 --alpha 0.25 --out net.pdf
