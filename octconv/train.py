@@ -149,128 +149,161 @@ def _progress(total, epoch, quiet):
                 disable=quiet or not sys.stderr.isatty())
 
 
+class _Run:
+    """One training run: its devices, data, network, optimizer and progress ``state``
+    (epoch, batch within it, iteration, best top-1, what interrupted it)."""
+
+    def __init__(self, cfg, resume, log):
+        self.cfg, self.log = cfg, log
+        self.ctx = devices(cfg.TRAIN.devices)
+        self.distributed = cfg.TRAIN.kvstore.startswith("dist")
+        kvstore = mx.kv.create(cfg.TRAIN.kvstore) if self.distributed else cfg.TRAIN.kvstore
+        self.rank, self.workers = ((kvstore.rank, kvstore.num_workers) if self.distributed
+                                   else (0, 1))
+        self.chief = self.rank == 0
+        self.out_dir = out_dir = cfg.TRAIN.out_dir
+        self.train_data = train_batches(cfg, len(self.ctx), part=self.rank, parts=self.workers)
+        self.val_data = val_batches(cfg, len(self.ctx))
+        if self.train_data.classes not in (None, cfg.MODEL.classes):
+            log(f"warning: the data has {self.train_data.classes} classes, MODEL.classes is "
+                f"{cfg.MODEL.classes}")
+
+        mx.random.seed(cfg.TRAIN.seed)
+        np.random.seed(cfg.TRAIN.seed)
+        self.net = build_network(cfg)
+        _initialize(self.net, cfg, self.ctx)
+        self.state = dict(epoch=0, batch=0, iteration=0, best_top1=0.0, interrupted=None)
+        if not resume and os.path.exists(os.path.join(out_dir, "last.json")):
+            raise TrainingError(f"{out_dir} already holds a run: continue it with --resume or "
+                                f"choose another TRAIN.out_dir")
+        manifest = checkpoint.load_manifest(out_dir) if resume else None
+        if manifest:
+            checkpoint.load_params(self.net, checkpoint.read_params(manifest["params"]),
+                                   self.ctx, manifest["params"])
+            self.state.update(manifest["state"], interrupted=None)
+        self.trainer, self.schedule = _trainer(self.net, cfg, len(self.train_data), kvstore,
+                                               self.state["iteration"])
+        if manifest:
+            if manifest["states"]:
+                self.trainer.load_states(manifest["states"])
+            log(f"resumed from {out_dir} at epoch {self.state['epoch']}, batch "
+                f"{self.state['batch']}, iteration {self.state['iteration']}"
+                + ("" if manifest["states"] else " (optimizer momentum restarts)"))
+        if self.chief:
+            os.makedirs(out_dir, exist_ok=True)
+            dump(cfg, os.path.join(out_dir, "config.yaml"))
+        self.net.hybridize(static_alloc=True, static_shape=True)
+        self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
+        self.metrics_path = os.path.join(out_dir, "metrics.jsonl")
+
+    def save(self, tags):
+        """Checkpoint under ``tags`` (rank 0 only). A distributed optimizer's state lives
+        on the kvstore servers and is not saved."""
+        if self.chief:
+            checkpoint.save(self.out_dir, tags, self.net,
+                            None if self.distributed else self.trainer, dict(self.state),
+                            self.cfg.to_dict())
+
+    def step(self, data, label, use_mixup):
+        """One optimizer step on a batch -> (summed loss, correct predictions).
+        Targets: smoothed one-hot, mixed with a Beta(a, a) weight when ``use_mixup``."""
+        optim = self.cfg.OPTIM
+        targets = smooth_one_hot(label.asnumpy(), self.cfg.MODEL.classes, optim.label_smoothing)
+        images = data
+        if use_mixup:
+            lam = float(np.random.beta(optim.mixup_alpha, optim.mixup_alpha))
+            images, targets = mixup(data, mx.nd.array(targets), lam)
+        targets = mx.nd.array(targets) if isinstance(targets, np.ndarray) else targets
+        xs = gluon.utils.split_and_load(images.astype(optim.dtype), self.ctx)
+        ts = gluon.utils.split_and_load(targets.astype(optim.dtype), self.ctx)
+        with autograd.record():
+            outs = [self.net(x) for x in xs]
+            losses = [self.loss_fn(o, t) for o, t in zip(outs, ts)]
+        autograd.backward(losses)
+        self.trainer.step(data.shape[0])
+        batch_loss = sum(float(l.sum().asscalar()) for l in losses)
+        if not math.isfinite(batch_loss):
+            raise TrainingError(
+                f"loss is {batch_loss} at epoch {self.state['epoch']}, iteration "
+                f"{self.state['iteration']} (LR {self.schedule(self.state['iteration']):.4g}); "
+                f"stopped, the last good checkpoint in {self.out_dir} is kept")
+        predictions = np.concatenate([o.argmax(axis=1).asnumpy() for o in outs])
+        return batch_loss, int((predictions == label.asnumpy()).sum())
+
+    def train_epoch(self, stop):
+        """The rest of the current epoch, from ``state["batch"]``; leaves early after the
+        batch during which ``stop`` was signalled. -> images seen, loss sum, correct, start."""
+        optim, epoch = self.cfg.OPTIM, self.state["epoch"]
+        use_mixup = optim.mixup_alpha > 0 and epoch < optim.epochs - optim.mixup_off_epochs
+        seen, loss_sum, correct, started = 0, 0.0, 0, time.time()
+        bar = _progress(len(self.train_data) - self.state["batch"], epoch, not self.chief)
+        for data, label in self.train_data.epoch(epoch, self.cfg.TRAIN.seed,
+                                                 skip=self.state["batch"]):
+            batch_loss, batch_correct = self.step(data, label, use_mixup)
+            seen += data.shape[0]
+            loss_sum += batch_loss
+            correct += batch_correct
+            self.state["batch"] += 1
+            self.state["iteration"] += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                            lr=f"{self.schedule(self.state['iteration']):.3g}",
+                            ips=f"{seen / (time.time() - started):.0f}")
+            if stop.signal:
+                break
+        bar.close()
+        return seen, loss_sum, correct, started
+
+    def end_epoch(self, seen, loss_sum, correct, started):
+        """Validate, advance to the next epoch, checkpoint (last, best, every
+        ``save_every``), append to metrics.jsonl and log a line."""
+        optim, epoch = self.cfg.OPTIM, self.state["epoch"]
+        top1, top5, _ = evaluate(self.net, self.val_data, self.ctx, optim.dtype)
+        elapsed = time.time() - started
+        record = dict(epoch=epoch + 1, iteration=self.state["iteration"],
+                      lr=self.schedule(self.state["iteration"]),
+                      train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
+                      val_top1=top1, val_top5=top5,
+                      images_per_sec=seen * self.workers / elapsed, seconds=elapsed)
+        self.state.update(epoch=epoch + 1, batch=0)
+        tags = ["last"]
+        if top1 > self.state["best_top1"]:
+            self.state["best_top1"] = top1
+            tags.append("best")
+        if (epoch + 1) % self.cfg.TRAIN.save_every == 0:
+            tags.append(f"epoch{epoch + 1:04d}")
+        self.save(tags)
+        if self.chief:
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            self.log(f"epoch {epoch + 1}/{optim.epochs}: loss {record['train_loss']:.4f} "
+                     f"train-acc {record['train_acc']:.4f} val top-1 {top1:.4f} top-5 "
+                     f"{top5:.4f} lr {record['lr']:.4g} {record['images_per_sec']:.0f} img/s")
+
+
 def fit(cfg, resume=False, log=print):
     """Train per ``cfg``; return the final state dict. With ``resume``, continue from the
-    ``last`` checkpoint in ``cfg.TRAIN.out_dir`` (parameters, optimizer, epoch, iteration)."""
-    ctx = devices(cfg.TRAIN.devices)
-    distributed = cfg.TRAIN.kvstore.startswith("dist")
-    kvstore = mx.kv.create(cfg.TRAIN.kvstore) if distributed else cfg.TRAIN.kvstore
-    rank, workers = (kvstore.rank, kvstore.num_workers) if distributed else (0, 1)
-    chief = rank == 0
-    out_dir = cfg.TRAIN.out_dir
-    train_data = train_batches(cfg, len(ctx), part=rank, parts=workers)
-    val_data = val_batches(cfg, len(ctx))
-    if train_data.classes not in (None, cfg.MODEL.classes):
-        log(f"warning: the data has {train_data.classes} classes, MODEL.classes is "
-            f"{cfg.MODEL.classes}")
-
-    mx.random.seed(cfg.TRAIN.seed)
-    np.random.seed(cfg.TRAIN.seed)
-    net = build_network(cfg)
-    _initialize(net, cfg, ctx)
-    state = dict(epoch=0, batch=0, iteration=0, best_top1=0.0, interrupted=None)
-    if not resume and os.path.exists(os.path.join(out_dir, "last.json")):
-        raise TrainingError(f"{out_dir} already holds a run: continue it with --resume or "
-                            f"choose another TRAIN.out_dir")
-    manifest = checkpoint.load_manifest(out_dir) if resume else None
-    if manifest:
-        checkpoint.load_params(net, checkpoint.read_params(manifest["params"]), ctx,
-                               manifest["params"])
-        state.update(manifest["state"], interrupted=None)
-    trainer, schedule = _trainer(net, cfg, len(train_data), kvstore, state["iteration"])
-    if manifest:
-        if manifest["states"]:
-            trainer.load_states(manifest["states"])
-        log(f"resumed from {out_dir} at epoch {state['epoch']}, batch {state['batch']}, "
-            f"iteration {state['iteration']}"
-            + ("" if manifest["states"] else " (optimizer momentum restarts)"))
-    if chief:
-        os.makedirs(out_dir, exist_ok=True)
-        dump(cfg, os.path.join(out_dir, "config.yaml"))
-    net.hybridize(static_alloc=True, static_shape=True)
-    config = cfg.to_dict()
-
-    def save(tags):
-        if chief:  # a distributed optimizer's state lives on the servers: not saved
-            checkpoint.save(out_dir, tags, net, None if distributed else trainer,
-                            dict(state), config)
-
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
-    optim, classes = cfg.OPTIM, cfg.MODEL.classes
-    metrics_path = os.path.join(out_dir, "metrics.jsonl")
+    ``last`` checkpoint in ``cfg.TRAIN.out_dir`` (parameters, optimizer, epoch, iteration).
+    SIGINT / SIGTERM save ``last`` after the current batch and return."""
+    run = _Run(cfg, resume, log)
     stop = _StopRequest()
     try:
-        while state["epoch"] < optim.epochs:
-            epoch = state["epoch"]
-            use_mixup = optim.mixup_alpha > 0 and epoch < optim.epochs - optim.mixup_off_epochs
-            seen, loss_sum, correct, started = 0, 0.0, 0, time.time()
-            bar = _progress(len(train_data) - state["batch"], epoch, not chief)
-            for data, label in train_data.epoch(epoch, cfg.TRAIN.seed, skip=state["batch"]):
-                targets = smooth_one_hot(label.asnumpy(), classes, optim.label_smoothing)
-                images = data
-                if use_mixup:
-                    lam = float(np.random.beta(optim.mixup_alpha, optim.mixup_alpha))
-                    images, targets = mixup(data, mx.nd.array(targets), lam)
-                targets = mx.nd.array(targets) if isinstance(targets, np.ndarray) else targets
-                xs = gluon.utils.split_and_load(images.astype(optim.dtype), ctx)
-                ts = gluon.utils.split_and_load(targets.astype(optim.dtype), ctx)
-                with autograd.record():
-                    outs = [net(x) for x in xs]
-                    losses = [loss_fn(o, t) for o, t in zip(outs, ts)]
-                autograd.backward(losses)
-                trainer.step(data.shape[0])
-                batch_loss = sum(float(l.sum().asscalar()) for l in losses)
-                if not math.isfinite(batch_loss):
-                    raise TrainingError(
-                        f"loss is {batch_loss} at epoch {epoch}, iteration {state['iteration']}"
-                        f" (LR {schedule(state['iteration']):.4g}); stopped, the last good "
-                        f"checkpoint in {out_dir} is kept")
-                predictions = np.concatenate([o.argmax(axis=1).asnumpy() for o in outs])
-                correct += int((predictions == label.asnumpy()).sum())
-                seen += data.shape[0]
-                loss_sum += batch_loss
-                state["batch"] += 1
-                state["iteration"] += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                                lr=f"{schedule(state['iteration']):.3g}",
-                                ips=f"{seen / (time.time() - started):.0f}")
-                if stop.signal:
-                    break
-            bar.close()
+        while run.state["epoch"] < cfg.OPTIM.epochs:
+            progress = run.train_epoch(stop)
             if stop.signal:
-                state["interrupted"] = stop.signal
-                save(["last"])
-                log(f"{stop.signal}: saved {out_dir}/last.json at epoch {epoch}, batch "
-                    f"{state['batch']}; resume with --resume")
-                return state
-            top1, top5, _ = evaluate(net, val_data, ctx, optim.dtype)
-            elapsed = time.time() - started
-            record = dict(epoch=epoch + 1, iteration=state["iteration"],
-                          lr=schedule(state["iteration"]), train_loss=loss_sum / max(seen, 1),
-                          train_acc=correct / max(seen, 1), val_top1=top1, val_top5=top5,
-                          images_per_sec=seen * workers / elapsed, seconds=elapsed)
-            state.update(epoch=epoch + 1, batch=0)
-            tags = ["last"]
-            if top1 > state["best_top1"]:
-                state["best_top1"] = top1
-                tags.append("best")
-            if (epoch + 1) % cfg.TRAIN.save_every == 0:
-                tags.append(f"epoch{epoch + 1:04d}")
-            save(tags)
-            if chief:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                log(f"epoch {epoch + 1}/{optim.epochs}: loss {record['train_loss']:.4f} "
-                    f"train-acc {record['train_acc']:.4f} val top-1 {top1:.4f} top-5 "
-                    f"{top5:.4f} lr {record['lr']:.4g} {record['images_per_sec']:.0f} img/s")
+                run.state["interrupted"] = stop.signal
+                run.save(["last"])
+                log(f"{stop.signal}: saved {run.out_dir}/last.json at epoch "
+                    f"{run.state['epoch']}, batch {run.state['batch']}; resume with --resume")
+                return run.state
+            run.end_epoch(*progress)
     finally:
         stop.restore()
-    if chief:
-        plot_curves(metrics_path, os.path.join(out_dir, "curves.png"))
-    log(f"done: best val top-1 {state['best_top1']:.4f}; rank {rank} parameters digest "
-        f"{params_digest(net)}")
-    return state
+    if run.chief:
+        plot_curves(run.metrics_path, os.path.join(run.out_dir, "curves.png"))
+    log(f"done: best val top-1 {run.state['best_top1']:.4f}; rank {run.rank} parameters "
+        f"digest {params_digest(run.net)}")
+    return run.state
 
 
 def plot_curves(metrics_path, png_path):
