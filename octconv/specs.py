@@ -90,6 +90,7 @@ class ModelSpec:
     bn: dict = field(default_factory=lambda: dict(GLUON_BN))
 
 
+_RESNEXT_MID = (128, 256, 512, 1024)  # 32x4d: 32 groups of 4, 8, 16, 32 channels
 _RESNET_UNITS = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
                  152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
 
@@ -99,12 +100,11 @@ for _depth, _units in _RESNET_UNITS.items():
         builders.resnet_v2, ResNetV2(units=_units), SYMBOL_BN)
 for _depth in (50, 101):
     MODELS[f"resnext{_depth}_32x4d_v2"] = ModelSpec(
-        builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[_depth], mid=(128, 256, 512, 1024),
-                                     groups=32), SYMBOL_BN)
+        builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[_depth], mid=_RESNEXT_MID, groups=32),
+        SYMBOL_BN)
 MODELS["se_resnet50_v2"] = ModelSpec(
     builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[50], se_reduction=16), SYMBOL_BN)
 
-_RESNEXT_MID = (128, 256, 512, 1024)
 MODELS["resnet50_v2b"] = ModelSpec(
     builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[50], shortcut_bias=True))
 MODELS["resnext50_32x4d_v2b"] = ModelSpec(
