@@ -34,13 +34,18 @@ def mxnet_logits(network, x):
     return run_symbol([network.symbol], {"data": x}, network.params)[0]
 
 
+def at_fan_in_scale(network):
+    """``network`` with its He-scaled convolution weights at 0.7 x (``helpers.FAN_IN``):
+    at the full scale deep random networks are chaotic (MXNet's own SE-ResNet-50 logits
+    at alpha .5 move 4 % for a 1e-6 change of the input), which no fp32 comparison
+    survives."""
+    network.params = {k: v * 0.7 if v.ndim == 4 else v for k, v in network.params.items()}
+    return network
+
+
 def network_(name, alpha, size):
-    """A zoo network with random weights at 0.7 x the He scale: at the full scale deep
-    random networks are chaotic (MXNet's own SE-ResNet-50 logits at alpha .5 move 4 %
-    for a 1e-6 change of the input), which no fp32 comparison survives."""
-    net = zoo_network(name, alpha, classes=10, size=size)
-    net.params = {k: v * 0.7 if v.ndim == 4 else v for k, v in net.params.items()}
-    return net
+    """A zoo network with random weights, at fan-in scale."""
+    return at_fan_in_scale(zoo_network(name, alpha, classes=10, size=size))
 
 
 def two_octave_layers():
@@ -132,8 +137,7 @@ def test_every_candidate_tile_computes_the_same(kernel):
 def test_gluoncv_vanilla_networks_equal_mxnet(name, cache):
     """Strided convolutions (absent from the zoo, which pools first) and GluonCV's
     graphs (BatchNorm on the input, ReLU6 as clip)."""
-    network = gluoncv_network(name, size=65)
-    network.params = {k: v * 0.7 if v.ndim == 4 else v for k, v in network.params.items()}
+    network = at_fan_in_scale(gluoncv_network(name, size=65))
     x = image(65)
     compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))

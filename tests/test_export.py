@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from helpers import FAN_IN
 from octconv.export import export_onnx, logits_symbol
 from octconv.gluon import get_model
 
@@ -21,12 +22,12 @@ FAMILIES = ["resnet26_v2", "resnext50_32x4d_v2", "se_resnet50_v2", "resnet50_v1b
 
 def calibrated(name, alpha, size, classes=10):
     """A network with random weights and BatchNorm statistics from a few training
-    passes, so activations stay O(1) like a trained network's. Weights at variance
-    1 / fan-in: at He's 2 / fan-in, a 1e-6 change of the input moves the 152-layer SE
-    network's logits by up to 0.2 % of their scale, and float32 rounding as much."""
+    passes, so activations stay O(1) like a trained network's. Weights at ``FAN_IN``
+    scale: at He's, a 1e-6 change of the input moves the 152-layer SE network's logits
+    by up to 0.2 % of their scale, and float32 rounding as much."""
     mx.random.seed(0)
     net = get_model(name, alpha=alpha, classes=classes)
-    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=1))
+    net.initialize(FAN_IN)
     x = mx.nd.array(np.random.RandomState(5).uniform(-1, 1, (2, 3, size, size)))
     for _ in range(20):  # MXNet's BatchNorm updates its running statistics in backward
         with mx.autograd.record():

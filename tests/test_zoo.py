@@ -9,15 +9,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from helpers import randomize
+from helpers import FAN_IN, randomize
 from octconv import gluon as G
 from octconv import symbol as S
 from octconv.complexity import count_gluon, count_symbol, paper_flops
 from octconv.paper import PAPER_FIGURES
 
-# Variance-preserving weights keep logits O(10) through 200 layers in inference mode,
-# where float32 rounding cannot be amplified into a mismatch.
-FAN_IN = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=1)
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = json.load(open(os.path.join(HERE, "golden_complexity.json")))["counts"]
 NAMES = G.list_models()
