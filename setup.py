@@ -24,6 +24,7 @@ setup(
         "matplotlib==3.10.9",
         "onnx==1.15.0",                   # mx.onnx needs onnx.mapping, gone after 1.15
         "onnxruntime==1.31.1",
+        "openvino==2026.4.1",             # reads the ONNX export; a fourth timed backend
         "apache-tvm==0.27.0.post1",       # Relax; no Relay, no MXNet frontend
         "apache-tvm-ffi==0.1.14.post1",   # 0.1.15.post2 segfaults inside TVM
     ],

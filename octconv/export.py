@@ -8,6 +8,8 @@ pooling keeps ceil_mode and count_include_pad, the l2h crop becomes Slice.
 import mxnet as mx
 import numpy as np
 
+from octconv.weights import check_params
+
 __all__ = ["logits_symbol", "export_onnx"]
 
 
@@ -18,7 +20,10 @@ def logits_symbol(name, alpha=0.0, classes=1000):
 
 
 def export_onnx(sym, params, path, size=224, batch=1):
-    """Write ``sym`` with ``params`` (name -> NDArray or array) to the ONNX file ``path``."""
+    """Write ``sym`` with ``params`` (name -> NDArray or array) to the ONNX file ``path``
+    for inputs of ``batch`` x 3 x ``size`` x ``size``; every weight is first checked
+    against the graph (:func:`octconv.weights.check_params`)."""
+    check_params(sym, params, (batch, 3, size, size))
     params = {k: v if isinstance(v, mx.nd.NDArray) else mx.nd.array(v) for k, v in params.items()}
     wanted = set(sym.list_arguments()) | set(sym.list_auxiliary_states())
     params = {k: v for k, v in params.items() if k in wanted}

@@ -49,3 +49,10 @@ def pair_arrays(rng, batch, widths, size):
 
 def nd(x):
     return None if x is None else mx.nd.array(x)
+
+
+def assert_refused_weights(code, stderr):
+    """A CLI refused a parameter file that does not fit: exit code 2 and one line naming
+    the parameter and both shapes."""
+    assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert "parameter '" in stderr and "has shape (" in stderr and "the graph needs (" in stderr

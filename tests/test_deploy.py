@@ -1,5 +1,7 @@
-"""TVM deployment: compiled networks against MXNet on the same weights and input, the
-exported library in a fresh process, the tuning cache, cross-compilation, the CLIs."""
+"""TVM deployment: compiled networks against MXNet on the same weights and input (also
+threaded and batched), Winograd against direct convolution, the exported library in a
+fresh process, the tuning and library caches, weights that do not fit, cross-compilation,
+the CLIs."""
 import csv
 import json
 import os
@@ -13,14 +15,15 @@ import pytest
 import tvm
 from tvm import te
 
-from octconv.deploy import TileCache, compile_symbol, load_library
+from octconv.deploy import TileCache, compile_network, compile_symbol, load_library
 from octconv.deploy import kernels as K
+from octconv.deploy.winograd import Winograd, transform_weight
 from octconv.deploy.lower import UnsupportedGraph
 from octconv.deploy.bench import gluoncv_network, zoo_network
 from octconv.deploy.target import make_target, runs_here, vector_lanes
 from octconv.deploy.tuning import scheduled_func
 
-from helpers import run_symbol
+from helpers import assert_refused_weights, run_symbol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,12 +83,22 @@ def cache(tmp_path):
     return TileCache(str(tmp_path / "tiles.json"))
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.125, 0.5])
-@pytest.mark.parametrize("name", FAMILIES)
-def test_compiled_network_equals_mxnet(name, alpha, cache):
+def _network_cases():
+    """Every family at alpha .125 on a batch of 2 and 2 threads; the families but
+    DenseNet (the slowest to build) also at alpha 0 and at .5 on all cores."""
+    for name in FAMILIES:
+        yield name, 0.125, 2, 2
+        if name != "densenet121":
+            yield name, 0.0, 1, 1
+            yield name, 0.5, 1, 0
+
+
+@pytest.mark.parametrize("name, alpha, batch, threads", list(_network_cases()))
+def test_compiled_network_equals_mxnet(name, alpha, batch, threads, cache):
     network = network_(name, alpha, 33)
-    x = image(33)
-    compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
+    x = np.concatenate([image(33, seed) for seed in range(1, batch + 1)])
+    compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1,
+                              threads=threads)
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 
@@ -101,12 +114,17 @@ def test_grouped_se_and_large_odd_inputs_equal_mxnet(name, alpha, size, cache):
 
 @pytest.mark.parametrize("kernel", [
     K.Conv((1, 2, 14, 14, 16), 2, 16, 2, 1, 1, 1, 0, K.Epilogue((("bias",), ("act", "relu")))),
+    K.Conv((2, 8, 7, 7, 8), 1, 8, 8, 1, 3, 1, 1, K.Epilogue((("bias",),))),
     K.Conv((1, 2, 9, 9, 8), 4, 8, 1, 2, 3, 2, 1,
            K.Epilogue((("bias",), ("add", (1, 4, 5, 5, 8), "direct")))),
     K.Conv((1, 1, 10, 10, 16), 2, 16, 1, 1, 3, 1, 1,
            K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2"), ("act", "relu6")))),
     K.Depthwise((1, 2, 9, 9, 16), 3, 2, 1, K.Epilogue((("bias",), ("act", "sigmoid")))),
-], ids=["conv1x1", "grouped-strided", "conv3x3-up2", "depthwise"])
+    Winograd((2, 2, 9, 7, 16), 1, 16, 1, 2, K.Epilogue((("bias",), ("act", "relu")))),
+    Winograd((1, 1, 10, 10, 16), 2, 16, 1, 4,
+             K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2")))),
+], ids=["conv1x1", "conv3x3-8lane-batch2", "grouped-strided", "conv3x3-up2", "depthwise",
+        "winograd2", "winograd4-up2"])
 def test_every_candidate_tile_computes_the_same(kernel):
     """Every schedule the search may pick equals the unscheduled computation."""
     target = make_target()
@@ -131,6 +149,35 @@ def test_every_candidate_tile_computes_the_same(kernel):
     for j, tile in enumerate(tiles):
         np.testing.assert_allclose(run(f"tile{j}"), expected, rtol=1e-5, atol=1e-5,
                                    err_msg=f"tile {tile}")
+
+
+@pytest.mark.parametrize("m, size", [(2, 7), (2, 10), (4, 14), (4, 17)])
+def test_winograd_equals_direct_convolution(m, size):
+    """Winograd's transforms against the direct convolution's definition, on odd and
+    even sizes (partial output tiles) and 8-channel blocks."""
+    target = make_target()
+    if not runs_here(target):
+        pytest.skip("host target not runnable")
+    epilogue = K.Epilogue((("bias",),))
+    data = (1, 3, size, size, 8)
+    direct = K.Conv(data, 2, 16, 3, 1, 3, 1, 1, epilogue)
+    fast = Winograd(data, 2, 16, 1, m, epilogue)
+    rng = np.random.default_rng(m * size)
+    x = rng.standard_normal(data).astype(np.float32)
+    weight = rng.standard_normal(direct.weight_shape).astype(np.float32)
+    bias = rng.standard_normal((2, 16)).astype(np.float32)
+
+    def run(kernel, func, w):
+        lib = tvm.compile(tvm.IRModule({"main": func}), target=target)
+        args = [tvm.runtime.tensor(a) for a in (x, w, bias)]
+        args.append(tvm.runtime.tensor(np.zeros(kernel.out_shape, np.float32)))
+        (lib.jit() if hasattr(lib, "jit") else lib)["main"](*args)
+        return args[-1].numpy()
+
+    inputs, output = direct.compute()
+    expected = run(direct, te.create_prim_func(inputs + [output]), weight)
+    got = run(fast, scheduled_func(fast, fast.tiles(8)[0]), transform_weight(weight, m))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("name", ["resnet18_v1", "mobilenetv2_0.25"])
@@ -178,7 +225,9 @@ def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
         compiled.run(image(35))
 
 
-def test_cache_is_written_then_reused_and_a_corrupt_one_is_ignored(tmp_path):
+def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):
+    """Tile records and compiled libraries: a second compile searches nothing and builds
+    nothing (the library file is loaded as is); unreadable ones warn and are rebuilt."""
     if not runs_here(make_target()):
         pytest.skip("host target not runnable")
     path = str(tmp_path / "tiles.json")
@@ -186,23 +235,58 @@ def test_cache_is_written_then_reused_and_a_corrupt_one_is_ignored(tmp_path):
     x = image(16)
     first = compile_symbol(network.symbol, network.params, x.shape, cache=TileCache(path),
                            budget=2)
-    assert first.stats["searches"] > 0
+    assert first.stats["searches"] > 0 and first.stats["library"] == "built"
     records = json.load(open(path))
     (target_records,) = records.values()
     assert len(target_records) == first.stats["searches"]
+    (library,) = (tmp_path / "libraries").glob("*.so")
+    built_at = library.stat().st_mtime_ns
     second = compile_symbol(network.symbol, network.params, x.shape, cache=TileCache(path),
                             budget=2)
-    assert second.stats["searches"] == 0
+    assert second.stats["searches"] == 0 and second.stats["library"] == "cached"
+    assert library.stat().st_mtime_ns == built_at
     np.testing.assert_array_equal(second.run(x), first.run(x))
+
+    broken = tmp_path / "broken.so"  # replaced, not truncated: this process maps the file
+    broken.write_bytes(library.read_bytes()[:1000])
+    os.replace(broken, library)
+    with pytest.warns(RuntimeWarning, match="unreadable compiled library"):
+        third = compile_symbol(network.symbol, network.params, x.shape, cache=TileCache(path),
+                               budget=2)
+    assert third.stats["library"] == "built" and library.stat().st_size > 1000
+    np.testing.assert_array_equal(third.run(x), first.run(x))
 
     with open(path, "w") as f:
         f.write('{"llvm -mcpu=x": {"tru')  # a run killed mid-write
     with pytest.warns(RuntimeWarning, match="unreadable TVM tuning cache"):
         cache = TileCache(path)
-    third = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=2)
-    assert third.stats["searches"] == first.stats["searches"]
-    assert_close_to_mxnet(third.run(x), mxnet_logits(network, x))
+    fourth = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=2)
+    assert fourth.stats["searches"] == first.stats["searches"]
+    assert_close_to_mxnet(fourth.run(x), mxnet_logits(network, x))
     assert json.load(open(path))  # rewritten, readable
+
+
+def test_other_weights_and_bad_shapes_are_refused(cache):
+    """Weights of another alpha, one wrong shape, a batch of 0, another channel count:
+    a ValueError naming the problem, before anything is built."""
+    wrong_alpha = zoo_network("resnet10_v2_mini", 0.5, classes=10, size=32).params
+    with pytest.raises(ValueError, match=r"parameter '\S+' has shape \(\d+, .* the graph "
+                                         r"needs \(\d+, "):
+        compile_network("resnet10_v2_mini", 0.25, classes=10, params=wrong_alpha, size=32,
+                        cache=cache)
+    network = two_octave_layers()
+    params = dict(network.params, fc_bias=np.zeros(11, np.float32))
+    with pytest.raises(ValueError, match=r"parameter 'fc_bias' has shape \(11,\) but the "
+                                         r"graph needs \(10,\)"):
+        compile_symbol(network.symbol, params, (1, 3, 16, 16), cache=cache, budget=1)
+    with pytest.raises(ValueError, match=r"at least 1 .batch included.*got \(0, 3, 16, 16\)"):
+        compile_symbol(network.symbol, network.params, (0, 3, 16, 16), cache=cache)
+    with pytest.raises(ValueError, match=r"input of shape \(1, 4, 16, 16\)"):
+        compile_symbol(network.symbol, network.params, (1, 4, 16, 16), cache=cache)
+    compiled = compile_symbol(network.symbol, network.params, (2, 3, 16, 16), cache=cache,
+                              budget=1)
+    with pytest.raises(ValueError, match=r"compiled for inputs of shape \(2, 3, 16, 16\)"):
+        compiled.run(image(16))
 
 
 def test_cross_compiles_for_a_named_avx512_target(tmp_path, cache):
@@ -230,52 +314,102 @@ def test_unknown_target_and_unsupported_operator_are_named():
 
 
 def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
+    """All four backends on 2 threads and a batch of 2, each checked against MXNet."""
     out = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "tvm_compile.py"), "--checkpoint",
-         trained_run, "--size", "32", "--time", "--runs", "3", "--budget", "1", "--out",
-         str(tmp_path / "demo.so"), "--cache", str(tmp_path / "tiles.json")],
+         trained_run, "--size", "32", "--time", "--runs", "3", "--budget", "1", "--threads",
+         "2", "--batch", "2", "--out", str(tmp_path / "demo.so"), "--cache",
+         str(tmp_path / "tiles.json")],
         check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    for backend in ("tvm", "mxnet", "onnxruntime"):
-        assert f"  {backend}" in out
+    assert "2 thread(s), batch 2" in out
+    for backend in ("tvm", "onnxruntime", "openvino"):
+        line = next(line for line in out.splitlines() if line.startswith(f"  {backend} "))
+        assert float(line.split("max |diff| vs MXNet")[1]) < 1e-4, line
+    assert "  mxnet " in out
     assert os.path.getsize(tmp_path / "demo.so") > 0
 
 
-def test_compile_cli_names_a_bad_checkpoint(tmp_path):
-    run = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "tvm_compile.py"),
-                          "--checkpoint", str(tmp_path / "nothing")],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 2 and "checkpoint not found" in run.stderr
+def _tool(name):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    return __import__(name)
+
+
+def test_compile_cli_names_a_bad_checkpoint_and_weights_of_another_alpha(tmp_path, capsys):
+    tool = _tool("tvm_compile")
+    assert tool.main(["--checkpoint", str(tmp_path / "nothing")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    params = zoo_network("resnet10_v2_mini", 0.5, classes=10, size=32).params
+    mx.nd.save(str(tmp_path / "a05.params"), {k: mx.nd.array(v) for k, v in params.items()})
+    code = tool.main(["--model", "resnet10_v2_mini", "--alpha", "0.25", "--classes", "10",
+                      "--params", str(tmp_path / "a05.params"), "--size", "32", "--cache",
+                      str(tmp_path / "tiles.json")])
+    assert_refused_weights(code, capsys.readouterr().err)
 
 
 def test_results_file_comes_from_the_table2_tool():
-    """results/table2.* were written by tools/table2.py: every row of the tool, the
-    same figures in the CSV and the markdown, the machine and versions recorded."""
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import table2
+    """results/table2.* were written by tools/table2.py: every row of the tool at one
+    thread, the same figures in the CSV and the markdown, noisy rows marked, the
+    machine, its ISA and the versions recorded."""
+    table2 = _tool("table2")
     folder = os.path.join(ROOT, "results")
     rows = list(csv.DictReader(open(os.path.join(folder, "table2.csv"))))
-    assert [r["network"] for r in rows] == [r[1] for r in table2.ROWS]
+    single = [r["network"] for r in rows if (r["threads"], r["batch"]) == ("1", "1")]
+    assert single == [r[1] for r in table2.ROWS]
+    assert {r["threads"] for r in rows} == {"1", "2"}
+    assert {r["network"] for r in rows if r["batch"] == str(table2.BATCH)} == set(table2.BATCH_ROWS)
     text = open(os.path.join(folder, "table2.md")).read()
-    for key in ("CPU", "TVM target", "versions", "search budget", "wall time"):
+    for key in ("CPU", "ISA", "TVM target", "threads", "versions", "algorithm", "timing",
+                "search budget", "wall time"):
         assert f"- {key}: " in text
     for r in rows:
-        assert f"| {r['network']} | {float(r['macs_m']):.0f} | {float(r['tvm_ms']):.1f} |" in text
+        mark = " ~" if r["noisy"] == "True" else ""
+        assert (f"| {r['network']}{mark} | {r['threads']} | {r['batch']} | "
+                f"{float(r['macs_m']):.0f} | {float(r['tvm_ms']):.1f} |") in text
         assert float(r["max_diff"]) <= 1e-4
     assert os.path.getsize(os.path.join(folder, "table2.png")) > 10_000
 
 
-def test_table2_verdicts_follow_the_issue_targets():
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import table2
+def _worker_output(threads, rows, batch_rows=()):
+    """What a table2 worker writes, from ``{label: (MMACs, {backend: median ms})}``."""
+    def results(specs):
+        return {label: {"macs": macs * 1e6, "scale": 2.0, "max_diff": {"tvm": 1e-5},
+                        "tvm": {"searches": 0},
+                        "ms": {b: {"median": ms, "spread": 0.01} for b, ms in times.items()}}
+                for label, (macs, times) in specs.items()}
+    return {"threads": threads, "groups": {"resnet": results(rows)},
+            "batch": {"resnet": results(dict(batch_rows))} if batch_rows else {}}
 
-    def row(name, tvm, mxnet, ort, speedup=None, ratio=None):
-        return {"network": name, "tvm_vs_mxnet": tvm / mxnet, "tvm_vs_onnxruntime": tvm / ort,
-                "speedup": speedup, "macs_ratio": ratio,
-                "speedup_over_macs_ratio": speedup / ratio if speedup else None}
 
-    good = [row("vanilla ResNet-50", 80, 100, 100),
-            row("Oct-ResNet-50 alpha=.5", 50, 60, 60, 1.6, 1.65)]
-    assert all(ok for _, ok, _ in table2.verdicts(good))
-    bad = [row("vanilla ResNet-50", 95, 100, 100),
-           row("Oct-ResNet-50 alpha=.5", 70, 60, 60, 1.2, 1.65)]
-    assert not any(ok for _, ok, _ in table2.verdicts(bad))
+def test_table2_rows_and_verdicts_follow_the_targets():
+    table2 = _tool("table2")
+
+    def runs(vanilla, oct_, others, vanilla_1=None, oct_1=None):
+        both = {"vanilla ResNet-50": (4000, dict(tvm=vanilla, **others)),
+                "Oct-ResNet-50 alpha=.5": (2400, dict(tvm=oct_, **others))}
+        if vanilla_1:
+            both["vanilla ResNet-50"][1]["tvm_1"] = vanilla_1
+            both["Oct-ResNet-50 alpha=.5"][1]["tvm_1"] = oct_1
+        return both
+
+    def others(ms):
+        return dict(mxnet=ms, onnxruntime=ms + 5, openvino=ms + 10)
+
+    meta = {"TVM target": "llvm -mcpu=x", "tuning cache at start": "12 records", "wall_s": 60}
+    good = [_worker_output(1, runs(80, 49, others(100))),
+            _worker_output(2, runs(42, 26, others(45), 80, 49),
+                           [("vanilla ResNet-50", (4000, dict(tvm=300, **others(320))))])]
+    rows = table2.table(good, 0.05)
+    oct_row = next(r for r in rows if r["network"] == "Oct-ResNet-50 alpha=.5")
+    assert oct_row["speedup"] == pytest.approx(80 / 49)
+    assert oct_row["macs_ratio"] == pytest.approx(4000 / 2400)
+    assert oct_row["tvm_vs_best_other"] == pytest.approx(49 / 100)
+    assert rows[-1]["batch"] == table2.BATCH
+    assert rows[-1]["images_per_s"] == pytest.approx(8 / 0.3)
+    assert next(r for r in rows if r["threads"] == 2)["scaling"] == pytest.approx(80 / 42)
+    checks = table2.verdicts(rows, meta)
+    assert len(checks) == 8 and all(ok for _, ok, _ in checks), checks
+    bad = [_worker_output(1, runs(95, 105, others(100))),
+           _worker_output(2, runs(60, 50, others(45), 95, 70),
+                          [("vanilla ResNet-50", (4000, dict(tvm=350, **others(320))))])]
+    checks = table2.verdicts(table2.table(bad, 0.05), dict(meta, wall_s=120))
+    assert len(checks) == 8 and not any(ok for _, ok, _ in checks), checks

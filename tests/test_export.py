@@ -1,4 +1,5 @@
-"""ONNX export: ONNX Runtime against MXNet for one network of every family."""
+"""ONNX export: ONNX Runtime and OpenVINO against MXNet for one network of every
+family; weights that do not fit the network are refused."""
 import os
 import subprocess
 import sys
@@ -6,9 +7,10 @@ import sys
 import mxnet as mx
 import numpy as np
 import onnxruntime as ort
+import openvino as ov
 import pytest
 
-from helpers import FAN_IN
+from helpers import FAN_IN, assert_refused_weights
 from octconv.export import export_onnx, logits_symbol
 from octconv.gluon import get_model
 
@@ -40,9 +42,25 @@ def calibrated(name, alpha, size, classes=10):
     return net
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5])
-@pytest.mark.parametrize("name", FAMILIES)
-def test_onnx_runtime_equals_mxnet(name, alpha, tmp_path):
+def _cases():
+    """Every family at alpha 0, .25 and .5; the 152-layer network's other alphas only in
+    the slow run (its .25 case covers the deep stem and SE in the default run)."""
+    for name in FAMILIES:
+        for alpha in (0.0, 0.25, 0.5):
+            slow = name == "se_resnet152_v1e" and alpha != 0.25
+            yield pytest.param(name, alpha, marks=pytest.mark.slow) if slow else (name, alpha)
+
+
+def openvino_logits(path, x):
+    """OpenVINO's CPU plugin on the ONNX file, float32, one thread."""
+    core = ov.Core()
+    model = core.compile_model(core.read_model(path), "CPU", {
+        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
+    return np.array(model.create_infer_request().infer({0: x})[0])
+
+
+@pytest.mark.parametrize("name, alpha", list(_cases()))
+def test_onnx_runtime_and_openvino_equal_mxnet(name, alpha, tmp_path):
     size = 97  # odd: the low maps are 49, 25, 13, 7 ... and l2h crops
     net = calibrated(name, alpha, size)
     params = {k: p.data() for k, p in net.collect_params().items()}
@@ -54,6 +72,24 @@ def test_onnx_runtime_equals_mxnet(name, alpha, tmp_path):
     got = session.run(None, {"data": x})[0]
     assert 0.1 < np.abs(want).max() < 100
     assert np.abs(got - want).max() < 1e-4
+    got = openvino_logits(path, x)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_export_refuses_weights_of_another_alpha(tmp_path, capsys):
+    """The tool names the first parameter whose shape does not fit, with both shapes."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import export_onnx as tool
+    net = get_model("resnet26_v2", alpha=0.5, classes=10)
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    mx.nd.save(str(tmp_path / "a05.params"),  # named as checkpoints and converted files
+               {k: p.data() for k, p in net.collect_params().items()})
+    code = tool.main(["--model", "resnet26_v2", "--alpha", "0.25", "--classes", "10",
+                      "--params", str(tmp_path / "a05.params"), "--size", "32", "--out",
+                      str(tmp_path / "m.onnx")])
+    assert_refused_weights(code, capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "m.onnx")
 
 
 def test_export_tool_from_a_training_run(trained_run, tmp_path):

@@ -3,13 +3,17 @@
 
     python tools/export_onnx.py --model resnet50_v2 --alpha 0.25 --out r50.onnx
     python tools/export_onnx.py --checkpoint runs/demo --out demo.onnx --size 32
+    python tools/export_onnx.py --model resnet50_v2 --alpha 0.25 --params r50.params --out r50.onnx
+
+Every weight is checked against the shape the network needs: a parameter file of
+another network or alpha is refused, naming the parameter.
 """
 import argparse
 import sys
 
 import mxnet as mx
 
-from octconv.checkpoint import CheckpointError, trained_model
+from octconv.checkpoint import CheckpointError, read_params, trained_model
 from octconv.export import export_onnx, logits_symbol
 from octconv.specs import model_names
 
@@ -20,17 +24,20 @@ def main(argv=None):
     parser.add_argument("--model", choices=model_names(), metavar="NAME")
     parser.add_argument("--alpha", type=float, default=0.0)
     parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--params", help="weights for --model (an MXNet .params file)")
     parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     args = parser.parse_args(argv)
+    if args.params and not args.model:
+        parser.error("--params goes with --model (a checkpoint holds its own weights)")
     try:
         if args.checkpoint:
             model, params = trained_model(args.checkpoint)
             name, alpha, classes = model["name"], model["alpha"], model["classes"]
         elif args.model:
             name, alpha, classes = args.model, args.alpha, args.classes
-            params = None
+            params = read_params(args.params) if args.params else None
         else:
             parser.error("give --model or --checkpoint")
         sym = logits_symbol(name, alpha, classes)

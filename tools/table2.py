@@ -1,26 +1,36 @@
 #!/usr/bin/env python
 """The paper's Table 2 (ResNet-50, alpha 0 to .75) and Table 3 MobileNets, timed on
-this CPU, single thread, with TVM beside MXNet (oneDNN) and ONNX Runtime.
+this CPU with TVM beside MXNet (oneDNN), ONNX Runtime and OpenVINO.
 
     python tools/table2.py                      # writes results/table2.{md,csv,png}
-    python tools/table2.py --only resnet --runs 20
+    python tools/table2.py --only resnet --threads 1 --no-batch
 
-Every row is timed on all three backends in one interleaved run (median of --runs
-after a warm-up) on random weights of the right scale; its vanilla twin's TVM library
-runs in the same loop, so the speed-up over the twin is measured side by side.
+Timing: every network of a group (ResNets, MobileNets) runs on all four backends in
+one interleaved loop, one call of each per round, so each network has one time per
+backend and the speed-up over a vanilla twin (another row of the group) is measured
+side by side. Rounds are added in steps of five until every backend's spread
+(interquartile range over the median) is below ``--tolerance`` or ``--max-runs`` is
+reached; rows still above it are marked noisy. On more than one thread each timed
+call follows an untimed one of the same runtime (other runtimes' spinning workers
+would otherwise be timed). Each thread count runs in its own
+process (MXNet fixes its thread count when it starts); the 2-thread process also runs
+the TVM libraries on one thread, for the scaling ratio. A few rows are timed again at
+batch 8 on the most threads, in images per second.
+
 "Vanilla" networks are GluonCV's (true strided convolutions, what a user would
 otherwise deploy); the MobileNet v2 1.125 twin is this zoo's alpha-0 network (GluonCV
 has none). Speed-up is TVM time of the vanilla twin over TVM time of the row; the MACs
-ratio is the twin's multiply-adds over the row's.
+ratio is the twin's multiply-adds over the row's. Weights are random, at a trained
+network's scale.
 """
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
-
-os.environ["OMP_NUM_THREADS"] = "1"  # single thread, before MXNet and TVM start
-os.environ["TVM_NUM_THREADS"] = "1"
 
 # (group, row label, source, name, alpha, vanilla twin label)
 ROWS = [
@@ -43,13 +53,20 @@ ROWS = [
     ("mobilenet", "Oct-MobileNet v2 1.125 alpha=.5", "zoo", "mobilenet_v2_1125", 0.5,
      "MobileNet v2 1.125 alpha=0"),
 ]
+# timed again at batch 8 (images per second), on the most threads
+BATCH_ROWS = ["vanilla ResNet-50", "Oct-ResNet-50 alpha=.5", "vanilla MobileNet v2 1.0",
+              "Oct-MobileNet v2 1.0 alpha=.375"]
+BATCH = 8
+SIZE = 224
+OTHERS = ("mxnet", "onnxruntime", "openvino")
 # The paper's Table 2 (ms, one 2.0 GHz Skylake thread): TVM per alpha, MKLDNN 119 ms.
 PAPER_TVM_MS = {"Oct-ResNet-50 alpha=0": 115, "Oct-ResNet-50 alpha=.125": 116,
                 "Oct-ResNet-50 alpha=.25": 99, "Oct-ResNet-50 alpha=.5": 74,
                 "Oct-ResNet-50 alpha=.75": 61}
-COLUMNS = ["network", "macs_m", "tvm_ms", "mxnet_ms", "onnxruntime_ms", "tvm_vs_mxnet",
-           "tvm_vs_onnxruntime", "speedup", "macs_ratio", "speedup_over_macs_ratio",
-           "paper_tvm_ms", "max_diff"]
+COLUMNS = ["network", "threads", "batch", "macs_m", "tvm_ms", "mxnet_ms", "onnxruntime_ms",
+           "openvino_ms", "tvm_spread", "worst_spread", "noisy", "images_per_s",
+           "tvm_vs_best_other", "speedup", "macs_ratio", "speedup_over_macs_ratio",
+           "scaling", "paper_tvm_ms", "max_diff"]
 
 
 def cpu_model():
@@ -65,77 +82,183 @@ def cpu_model():
 
 def versions():
     from importlib.metadata import version
-    return {p: version(p) for p in ("mxnet", "apache-tvm", "onnxruntime", "numpy")}
+    return {p: version(p) for p in ("mxnet", "apache-tvm", "onnxruntime", "openvino", "numpy")}
 
 
-def measure(rows, args, cache, target):
-    from octconv.deploy.bench import gluoncv_network, time_backends, zoo_network
-    def build(label):
-        _, _, source, name, alpha, _ = next(r for r in ROWS if r[1] == label)
-        return gluoncv_network(name) if source == "gluoncv" else zoo_network(name, alpha)
+# ----------------------------------------------------------------------------- one process
 
-    results = {}
-    for _, label, _, _, _, twin in rows:
-        network = build(label)
+def _network(label):
+    from octconv.deploy.bench import gluoncv_network, zoo_network
+    _, _, source, name, alpha, _ = next(r for r in ROWS if r[1] == label)
+    return gluoncv_network(name, SIZE) if source == "gluoncv" else zoo_network(name, alpha,
+                                                                               size=SIZE)
+
+
+def time_group(labels, threads, batch, args, cache, target, folder, scaling=False):
+    """``{label: {"ms": {backend: summary}, "max_diff": {...}, "scale", "macs", "tvm"}}``
+    for the networks ``labels``, all timed in one interleaved loop; with ``scaling``
+    each TVM library also runs on one thread (runner ``tvm_1``)."""
+    import numpy as np
+    from octconv.deploy.bench import interleave, make_runners, summarize
+    x = np.random.default_rng(0).standard_normal((batch, 3, SIZE, SIZE)).astype(np.float32)
+    runners, results = {}, {}
+    for j, label in enumerate(labels):
+        network = _network(label)
+        sub = os.path.join(folder, str(j))
+        os.makedirs(sub, exist_ok=True)
         start = time.perf_counter()
-        timed = time_backends(network, 224, runs=args.runs, target=target, cache=cache,
-                              budget=args.budget, twin=build(twin) if twin else None)
-        timed["macs"] = network.macs(224)
-        timed["wall_s"] = time.perf_counter() - start
-        results[label] = timed
-        ms = timed["ms"]
-        print(f"{label:36s} {timed['macs'] / 1e6:7.0f} M  tvm {ms['tvm']:7.1f}  mxnet "
-              f"{ms['mxnet']:7.1f}  onnxruntime {ms['onnxruntime']:7.1f} ms  "
-              f"({timed['wall_s']:.0f} s, {timed['tvm']['searches']} searches)", flush=True)
+        mine = make_runners(network, x, sub, threads=threads, target=target, cache=cache,
+                            budget=args.budget)
+        if scaling:
+            mine["tvm_1"] = _tvm_on_one_thread(mine["tvm"], x)
+        outputs = {b: run() for b, run in mine.items()}
+        reference = outputs["mxnet"]
+        results[label] = {
+            "macs": network.macs(SIZE), "tvm": mine["tvm"].compiled.stats,
+            "scale": float(np.abs(reference).max()),
+            "max_diff": {b: float(np.abs(out - reference).max())
+                         for b, out in outputs.items() if b != "mxnet"}}
+        runners.update({(label, b): run for b, run in mine.items()})
+        print(f"  {label}: ready in {time.perf_counter() - start:.0f} s "
+              f"({results[label]['tvm']['searches']} searches, library "
+              f"{results[label]['tvm']['library']})", flush=True)
+    times = {key: [] for key in runners}
+    warmup = 2
+    while True:
+        for key, ms in interleave(runners, 5, warmup, settle=threads > 1).items():
+            times[key] += ms
+        warmup = 0
+        spreads = {key: summarize(ms)["spread"] for key, ms in times.items()}
+        runs = len(next(iter(times.values())))
+        if max(spreads.values()) < args.tolerance or runs >= args.max_runs:
+            break
+    for (label, backend), ms in times.items():
+        results[label].setdefault("ms", {})[backend] = summarize(ms)
     return results
 
 
-def table(rows, results):
-    out = []
-    for _, label, _, _, _, twin in rows:
-        r = results[label]
-        ms = r["ms"]
-        row = {"network": label, "macs_m": r["macs"] / 1e6, "tvm_ms": ms["tvm"],
-               "mxnet_ms": ms["mxnet"], "onnxruntime_ms": ms["onnxruntime"],
-               "tvm_vs_mxnet": ms["tvm"] / ms["mxnet"],
-               "tvm_vs_onnxruntime": ms["tvm"] / ms["onnxruntime"],
-               "speedup": None, "macs_ratio": None, "speedup_over_macs_ratio": None,
-               "paper_tvm_ms": PAPER_TVM_MS.get(label),
-               "max_diff": r["max_diff"]["tvm"] / max(r["scale"], 1e-12)}
-        if twin:
-            row["speedup"] = ms["tvm_twin"] / ms["tvm"]
-            row["macs_ratio"] = results[twin]["macs"] / r["macs"]
-            row["speedup_over_macs_ratio"] = row["speedup"] / row["macs_ratio"]
-        out.append(row)
-    return out
+def _tvm_on_one_thread(runner, x):
+    from octconv.deploy.compile import CompiledNetwork
+    compiled = runner.compiled
+    single = CompiledNetwork(compiled.module, compiled.target, compiled.input_shape, 1,
+                             compiled.stats, compiled.library)
+    return lambda: single.run(x)
 
 
-def verdicts(rows):
-    """The issue's targets, each with the figure reached."""
-    by = {r["network"]: r for r in rows}
+def worker(args):
+    """Time every group at one thread count; write the results as JSON."""
+    from octconv.deploy.target import make_target
+    from octconv.deploy.tuning import TileCache
+    target = make_target(args.target)
+    cache = TileCache(args.cache)
+    threads = args.worker
+    out = {"threads": threads, "groups": {}, "batch": {}}
+    with tempfile.TemporaryDirectory() as folder:
+        for group in ("resnet", "mobilenet"):
+            labels = [r[1] for r in ROWS if r[0] == group and args.only in (None, group)]
+            if not labels:
+                continue
+            print(f"{group}, {threads} thread(s), batch 1:", flush=True)
+            out["groups"][group] = time_group(labels, threads, 1, args, cache, target, folder,
+                                              scaling=threads > 1)
+            cache.save()
+            batch_labels = [label for label in labels if label in BATCH_ROWS]
+            if args.batch_threads == threads and batch_labels:
+                print(f"{group}, {threads} thread(s), batch {BATCH}:", flush=True)
+                out["batch"][group] = time_group(batch_labels, threads, BATCH, args, cache,
+                                                 target, folder)
+    with open(args.json, "w") as f:
+        json.dump(out, f)
+
+
+# ----------------------------------------------------------------------------- the table
+
+def _row(label, result, group_results, threads, batch, tolerance):
+    ms = {b: s["median"] for b, s in result["ms"].items()}
+    spreads = [s["spread"] for b, s in result["ms"].items() if b != "tvm_1"]
+    twin = next(r[5] for r in ROWS if r[1] == label)
+    best = min(ms[b] for b in OTHERS)
+    row = {"network": label, "threads": threads, "batch": batch, "macs_m": result["macs"] / 1e6,
+           "tvm_ms": ms["tvm"], "mxnet_ms": ms["mxnet"], "onnxruntime_ms": ms["onnxruntime"],
+           "openvino_ms": ms["openvino"], "tvm_spread": result["ms"]["tvm"]["spread"],
+           "worst_spread": max(spreads), "noisy": max(spreads) >= tolerance,
+           "images_per_s": 1e3 * batch / ms["tvm"], "tvm_vs_best_other": ms["tvm"] / best,
+           "speedup": None, "macs_ratio": None, "speedup_over_macs_ratio": None,
+           "scaling": ms["tvm_1"] / ms["tvm"] if "tvm_1" in ms else None,
+           "paper_tvm_ms": PAPER_TVM_MS.get(label) if threads == 1 and batch == 1 else None,
+           "max_diff": max(result["max_diff"].values()) / max(result["scale"], 1e-12)}
+    if twin and twin in group_results:
+        row["speedup"] = group_results[twin]["ms"]["tvm"]["median"] / ms["tvm"]
+        row["macs_ratio"] = group_results[twin]["macs"] / result["macs"]
+        row["speedup_over_macs_ratio"] = row["speedup"] / row["macs_ratio"]
+    return row
+
+
+def table(workers, tolerance):
+    """The CSV rows: every network at every thread count (batch 1), then the batch rows."""
+    rows = []
+    for part, batch in (("groups", 1), ("batch", BATCH)):
+        for out in workers:
+            for group_results in out[part].values():
+                for label in [r[1] for r in ROWS if r[1] in group_results]:
+                    rows.append(_row(label, group_results[label], group_results,
+                                     out["threads"], batch, tolerance))
+    return rows
+
+
+def verdicts(rows, meta):
+    """Each target of the deployment round: (target, reached or None when not measured
+    here, the figure reached)."""
+    def pick(threads, batch=1):
+        return {r["network"]: r for r in rows if r["threads"] == threads and r["batch"] == batch}
+
+    one, two = pick(1), pick(2)
     checks = []
-    if "vanilla ResNet-50" in by:
-        v = by["vanilla ResNet-50"]
-        checks.append(("TVM vanilla ResNet-50 <= 0.9 x oneDNN and <= 0.9 x ONNX Runtime",
-                       v["tvm_vs_mxnet"] <= 0.9 and v["tvm_vs_onnxruntime"] <= 0.9,
-                       f"{v['tvm_vs_mxnet']:.2f} x oneDNN, {v['tvm_vs_onnxruntime']:.2f} x "
-                       "ONNX Runtime"))
-    octs = [r for r in rows if r["network"].startswith("Oct-ResNet") and r["macs_ratio"]]
+    if "vanilla ResNet-50" in one:
+        v = one["vanilla ResNet-50"]
+        checks.append(("1 thread: vanilla ResNet-50 TVM <= 0.9 x the fastest other backend",
+                       v["tvm_vs_best_other"] <= 0.9, f"{v['tvm_vs_best_other']:.2f} x"))
+    octs = [r for r in one.values() if r["network"].startswith("Oct-ResNet") and r["macs_ratio"]]
     if octs:
         worst = min(octs, key=lambda r: r["speedup_over_macs_ratio"])
-        checks.append(("Oct-ResNet-50 speed-up >= 0.95 x MACs ratio at every alpha",
-                       worst["speedup_over_macs_ratio"] >= 0.95,
+        checks.append((f"Oct-ResNet-50 speed-up >= 0.95 x MACs ratio at every alpha "
+                       f"({meta['TVM target']})", worst["speedup_over_macs_ratio"] >= 0.95,
                        f"lowest {worst['speedup_over_macs_ratio']:.2f} ({worst['network']})"))
-    oct_rows = [r for r in rows if r["network"].startswith("Oct-")]
-    slow = [r["network"] for r in oct_rows
-            if r["tvm_vs_mxnet"] >= 1 or r["tvm_vs_onnxruntime"] >= 1]
-    checks.append(("every Oct network faster in TVM than in oneDNN and ONNX Runtime",
-                   not slow, "all faster" if not slow else "not: " + ", ".join(slow)))
-    mobile = [r for r in oct_rows if "MobileNet" in r["network"] and r["speedup"]]
+    mobile = [r for r in one.values() if r["network"].startswith("Oct-MobileNet")
+              and r["speedup"]]
     if mobile:
-        slow = [r["network"] for r in mobile if r["speedup"] <= 1]
-        checks.append(("Oct-MobileNets faster than their vanilla width twins (TVM)", not slow,
-                       "all faster" if not slow else "not: " + ", ".join(slow)))
+        worst = min(mobile, key=lambda r: r["speedup_over_macs_ratio"])
+        slower = [r["network"] for r in mobile if r["speedup"] <= 1]
+        checks.append(("Oct-MobileNets: speed-up >= 0.9 x MACs ratio and faster than vanilla",
+                       worst["speedup_over_macs_ratio"] >= 0.9 and not slower,
+                       f"lowest {worst['speedup_over_macs_ratio']:.2f} ({worst['network']})"
+                       + (f"; slower: {', '.join(slower)}" if slower else "")))
+    for threads, by in ((1, one), (2, two)):
+        octs = [r for r in by.values() if r["network"].startswith("Oct-")]
+        if octs:
+            slow = [r["network"] for r in octs if r["tvm_vs_best_other"] >= 1]
+            checks.append((f"{threads} thread{'s' if threads > 1 else ''}: every Oct network faster in TVM than in each "
+                           "other backend", not slow, "all faster" if not slow
+                           else "not: " + ", ".join(slow)))
+    scaled = [r for r in two.values() if r["scaling"]]
+    if scaled:
+        worst = min(scaled, key=lambda r: r["scaling"])
+        checks.append(("TVM scaling from 1 to 2 threads >= 1.8 x", worst["scaling"] >= 1.8,
+                       f"lowest {worst['scaling']:.2f} ({worst['network']}), median "
+                       f"{sorted(r['scaling'] for r in scaled)[len(scaled) // 2]:.2f}"))
+    if "vanilla ResNet-50" in two:
+        v = two["vanilla ResNet-50"]
+        checks.append(("2 threads: vanilla ResNet-50 TVM <= 1.0 x the fastest other backend",
+                       v["tvm_vs_best_other"] <= 1.0, f"{v['tvm_vs_best_other']:.2f} x"))
+    batched = [r for r in rows if r["batch"] == BATCH]
+    if batched:
+        slow = [r["network"] for r in batched if r["tvm_vs_best_other"] > 1]
+        checks.append((f"batch {BATCH}: TVM images/s >= the fastest other backend", not slow,
+                       "all rows" if not slow else "not: " + ", ".join(slow)))
+    cold = meta["tuning cache at start"] == "0 records"
+    limit = 360 if cold else 90
+    checks.append((f"wall time {'from an empty cache <= 6 min' if cold else 'warm <= 90 s'}",
+                   meta["wall_s"] <= limit, f"{meta['wall_s']:.0f} s"))
     return checks
 
 
@@ -150,25 +273,31 @@ def write(rows, checks, meta, out_dir):
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["# Table 2 / Table 3 timing: TVM vs MXNet (oneDNN) vs ONNX Runtime", "",
-             "Written by `tools/table2.py`; single thread, batch 1, 224 x 224, median of "
-             f"{meta['runs']} interleaved runs per backend after a warm-up.", ""]
-    lines += [f"- {k}: {v}" for k, v in meta.items()]
-    lines += ["", "| network | MMACs | TVM ms | oneDNN ms | ORT ms | TVM/oneDNN | TVM/ORT | "
-              "speed-up | MACs ratio | speed-up / MACs ratio | paper TVM ms |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["# Table 2 / Table 3 timing: TVM vs MXNet (oneDNN) vs ONNX Runtime vs OpenVINO", "",
+             "Written by `tools/table2.py`; 224 x 224 inputs. Times are medians (ms per call) "
+             "of interleaved rounds; spread is the interquartile range over the median; "
+             "rows marked ~ stayed above the tolerance (noisy: read them with care).", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items() if k != "wall_s"]
+    lines += ["", "| network | threads | batch | MMACs | TVM ms | oneDNN ms | ORT ms | "
+              "OpenVINO ms | TVM spread | img/s | TVM / best other | speed-up | MACs ratio | "
+              "speed-up / MACs ratio | 1->2 thread scaling | paper TVM ms |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        mark = " ~" if r["noisy"] else ""
         lines.append(
-            f"| {r['network']} | {r['macs_m']:.0f} | {r['tvm_ms']:.1f} | {r['mxnet_ms']:.1f} "
-            f"| {r['onnxruntime_ms']:.1f} | {_fmt(r['tvm_vs_mxnet'])} | "
-            f"{_fmt(r['tvm_vs_onnxruntime'])} | {_fmt(r['speedup'])} | {_fmt(r['macs_ratio'])} "
-            f"| {_fmt(r['speedup_over_macs_ratio'])} | {r['paper_tvm_ms'] or ''} |")
+            f"| {r['network']}{mark} | {r['threads']} | {r['batch']} | {r['macs_m']:.0f} | "
+            f"{r['tvm_ms']:.1f} | {r['mxnet_ms']:.1f} | {r['onnxruntime_ms']:.1f} | "
+            f"{r['openvino_ms']:.1f} | {100 * r['tvm_spread']:.1f} % | {r['images_per_s']:.1f} | "
+            f"{_fmt(r['tvm_vs_best_other'])} | {_fmt(r['speedup'])} | {_fmt(r['macs_ratio'])} | "
+            f"{_fmt(r['speedup_over_macs_ratio'])} | {_fmt(r['scaling'])} | "
+            f"{r['paper_tvm_ms'] or ''} |")
     lines += ["", "## Targets", ""]
     lines += [f"- [{'x' if ok else ' '}] {what}: {figure}" for what, ok, figure in checks]
     lines += ["", "![timings](table2.png)", ""]
     with open(os.path.join(out_dir, "table2.md"), "w") as f:
         f.write("\n".join(lines))
-    _chart(rows, os.path.join(out_dir, "table2.png"))
+    _chart([r for r in rows if r["threads"] == 1 and r["batch"] == 1],
+           os.path.join(out_dir, "table2.png"))
 
 
 def _chart(rows, path):
@@ -176,11 +305,12 @@ def _chart(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    fig, ax = plt.subplots(figsize=(11, 5))
+    fig, ax = plt.subplots(figsize=(12, 5))
     x = np.arange(len(rows))
-    for k, (key, name) in enumerate((("tvm_ms", "TVM"), ("mxnet_ms", "MXNet oneDNN"),
-                                     ("onnxruntime_ms", "ONNX Runtime"))):
-        ax.bar(x + (k - 1) * 0.27, [r[key] for r in rows], 0.27, label=name)
+    names = (("tvm_ms", "TVM"), ("mxnet_ms", "MXNet oneDNN"), ("onnxruntime_ms", "ONNX Runtime"),
+             ("openvino_ms", "OpenVINO"))
+    for k, (key, name) in enumerate(names):
+        ax.bar(x + (k - 1.5) * 0.2, [r[key] for r in rows], 0.2, label=name)
     ax.set_xticks(x)
     ax.set_xticklabels([r["network"] for r in rows], rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("ms per image, single thread")
@@ -190,36 +320,95 @@ def _chart(rows, path):
     plt.close(fig)
 
 
-def main(argv=None):
+def _isa():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16")
+    return ", ".join(flag for flag in wanted if flag in flags)
+
+
+def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("resnet", "mobilenet"))
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--threads", default="1,2",
+                        help="comma-separated thread counts (0: all cores)")
+    parser.add_argument("--no-batch", action="store_true", help=f"skip the batch {BATCH} rows")
+    parser.add_argument("--tolerance", type=float, default=0.05,
+                        help="spread (IQR / median) below which timing stops")
+    parser.add_argument("--max-runs", type=int, default=30, help="round limit")
     parser.add_argument("--budget", type=int, default=4,
-                        help="register tiles tried per new convolution workload")
+                        help="tiles tried per new convolution workload")
+    parser.add_argument("--target", default=None,
+                        help="LLVM CPU name for TVM (e.g. haswell on an AVX-512 machine)")
     parser.add_argument("--cache", default=None, help="the tuning cache file")
     parser.add_argument("--out-dir", default="results")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--batch-threads", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--json", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.runs < 10:
-        parser.error("--runs must be at least 10 (the median of at least 10 runs)")
+    try:
+        args.thread_counts = sorted({int(t) for t in args.threads.split(",")})
+    except ValueError:
+        parser.error(f"--threads takes comma-separated counts, got {args.threads!r}")
+    if min(args.thread_counts) < 0:
+        parser.error("--threads: counts are 0 (all cores) or positive")
+    if args.max_runs < 10:
+        parser.error("--max-runs must be at least 10")
+    if not 0 < args.tolerance < 1:
+        parser.error("--tolerance is a fraction between 0 and 1")
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    if args.worker is not None:
+        worker(args)
+        return 0
     from octconv.deploy.target import describe, make_target
+    from octconv.deploy.threads import resolve_threads
     from octconv.deploy.tuning import TileCache
-    rows = [r for r in ROWS if args.only in (None, r[0])]
-    target = make_target()
+    counts = sorted({resolve_threads(t) for t in args.thread_counts})
     cache = TileCache(args.cache)
     cached_before = sum(len(v) for v in cache.records.values())
     start = time.perf_counter()
-    results = measure(rows, args, cache, target)
+    workers = []
+    with tempfile.TemporaryDirectory() as folder:
+        for threads in counts:
+            path = os.path.join(folder, f"{threads}.json")
+            command = [sys.executable, os.path.abspath(__file__), "--worker", str(threads),
+                       "--json", path, "--budget", str(args.budget), "--tolerance",
+                       str(args.tolerance), "--max-runs", str(args.max_runs),
+                       "--batch-threads", str(-1 if args.no_batch else max(counts))]
+            for flag, value in (("--only", args.only), ("--target", args.target),
+                                ("--cache", cache.path)):
+                if value:
+                    command += [flag, value]
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+            subprocess.run(command, check=True, env=env)
+            with open(path) as f:
+                workers.append(json.load(f))
     wall = time.perf_counter() - start
-    table_rows = table(rows, results)
-    meta = {"CPU": cpu_model(), "TVM target": describe(target),
+    rows = table(workers, args.tolerance)
+    searches = sum(r["tvm"]["searches"] for w in workers for part in ("groups", "batch")
+                   for g in w[part].values() for r in g.values())
+    meta = {"CPU": cpu_model(), "ISA": _isa(), "TVM target": describe(make_target(args.target)),
+            "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
-            "runs": args.runs, "search budget": f"{args.budget} tiles per workload",
+            "algorithm": "3x3 stride-1 convolutions of >= 32 channels on >= 7 px maps by "
+                         "Winograd, F(4x4, 3x3) from 14 px, F(2x2, 3x3) below; the rest "
+                         "direct",
+            "timing": f"rounds of 5 until every spread < {100 * args.tolerance:.0f} % or "
+                      f"{args.max_runs} runs",
+            "search budget": f"{args.budget} tiles per workload",
             "tuning cache at start": f"{cached_before} records",
-            "searches run": sum(r["tvm"]["searches"] for r in results.values()),
-            "wall time": f"{wall:.0f} s (compile, tuning and timing)"}
-    checks = verdicts(table_rows)
-    write(table_rows, checks, meta, args.out_dir)
+            "searches run": searches,
+            "wall time": f"{wall:.0f} s (compile, tuning and timing)", "wall_s": wall}
+    checks = verdicts(rows, meta)
+    write(rows, checks, meta, args.out_dir)
     for what, ok, figure in checks:
         print(f"[{'x' if ok else ' '}] {what}: {figure}")
     print(f"wrote {os.path.join(args.out_dir, 'table2.md')} (.csv, .png) in {wall:.0f} s")

@@ -1,21 +1,22 @@
 #!/usr/bin/env python
-"""Compile a zoo network or a trained checkpoint with TVM for a CPU; optionally time it,
-single thread, beside MXNet (oneDNN) and ONNX Runtime.
+"""Compile a zoo network or a trained checkpoint with TVM for a CPU; optionally time it
+beside MXNet (oneDNN), ONNX Runtime and OpenVINO on the same thread count.
 
     python tools/tvm_compile.py --model resnet50_v2 --alpha 0.5 --time
+    python tools/tvm_compile.py --model resnet50_v2 --threads 0 --batch 8 --time
     python tools/tvm_compile.py --checkpoint runs/demo --size 32 --out runs/demo/model.so --time
+    python tools/tvm_compile.py --model resnet50_v2 --alpha .25 --params r50_a25.params
     python tools/tvm_compile.py --model mobilenet_v2_100 --target skylake-avx512 --out m.so
 
 ``--target`` takes an LLVM CPU name (default: this machine); a target this machine
 cannot run is cross-compiled (no tuning, no timing). Tuning results are cached in
-``--cache`` (default ``$OCTCONV_TVM_CACHE`` or ``~/.cache/octconv/tvm_tiles.json``).
+``--cache`` (default ``$OCTCONV_TVM_CACHE`` or ``~/.cache/octconv/tvm_tiles.json``), the
+compiled libraries in the ``libraries/`` folder beside it. ``--threads`` (default 1,
+as the paper; 0 = all cores) applies to every backend.
 """
 import argparse
 import os
 import sys
-
-os.environ["OMP_NUM_THREADS"] = "1"  # single thread, before MXNet and TVM start
-os.environ["TVM_NUM_THREADS"] = "1"
 
 
 def parse(argv):
@@ -24,27 +25,39 @@ def parse(argv):
     parser.add_argument("--model", help="a zoo network name (see tools/complexity.py --zoo)")
     parser.add_argument("--alpha", type=float, default=0.0)
     parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--params", help="weights for --model (an MXNet .params file)")
     parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=1, help="images per call")
+    parser.add_argument("--threads", type=int, default=1, help="threads (0: all cores)")
     parser.add_argument("--target", default=None, help="LLVM CPU name, e.g. skylake-avx512")
+    parser.add_argument("--no-winograd", action="store_true",
+                        help="3x3 convolutions computed directly, not by Winograd")
     parser.add_argument("--out", help="write the compiled library (.so) here")
     parser.add_argument("--time", action="store_true",
-                        help="time TVM, MXNet and ONNX Runtime, single thread")
+                        help="time TVM, MXNet, ONNX Runtime and OpenVINO")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per backend")
     parser.add_argument("--budget", type=int, default=4,
-                        help="register tiles tried per new convolution workload")
+                        help="tiles tried per new convolution workload")
     parser.add_argument("--cache", default=None, help="the tuning cache file")
     args = parser.parse_args(argv)
     if bool(args.model) == bool(args.checkpoint):
         parser.error("give exactly one of --model and --checkpoint")
+    if args.params and not args.model:
+        parser.error("--params goes with --model (a checkpoint holds its own weights)")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.threads < 0:
+        parser.error("--threads must be 0 (all cores) or a positive count")
     return args
 
 
 def main(argv=None):
     args = parse(argv)
-    from octconv.checkpoint import CheckpointError, trained_model
+    from octconv.deploy.threads import resolve_threads
+    threads = resolve_threads(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # MXNet's count, before it starts
+    from octconv.checkpoint import CheckpointError, read_params, trained_model
     from octconv.deploy.bench import time_backends, zoo_network
     from octconv.deploy.compile import compile_symbol
     from octconv.deploy.target import describe, make_target, runs_here
@@ -52,28 +65,35 @@ def main(argv=None):
     try:
         if args.checkpoint:
             model, params = trained_model(args.checkpoint)
-            params = {k: v.asnumpy() for k, v in params.items()}
-            network = zoo_network(model["name"], model["alpha"], model["classes"], params)
+            name, alpha, classes = model["name"], model["alpha"], model["classes"]
         else:
-            network = zoo_network(args.model, args.alpha, args.classes, size=args.size)
+            name, alpha, classes = args.model, args.alpha, args.classes
+            params = read_params(args.params) if args.params else None
+        if params is not None:
+            params = {k: v.asnumpy() for k, v in params.items()}
+        network = zoo_network(name, alpha, classes, params, size=args.size)
         target = make_target(args.target)
         cache = TileCache(args.cache)
-        print(f"{network.label}: {network.macs(args.size) / 1e6:.1f} M multiply-adds at "
-              f"{args.size} px, target {describe(target)}")
+        print(f"{network.label}: {network.macs(args.size) / 1e6:.1f} M multiply-adds per "
+              f"image at {args.size} px, target {describe(target)}")
         if args.time and not runs_here(target):
             raise ValueError(f"cannot time {describe(target)} on this machine")
-        compiled = compile_symbol(network.symbol, network.params,
-                                  (1, 3, args.size, args.size), target, cache, args.budget)
+        shape = (args.batch, 3, args.size, args.size)
+        compiled = compile_symbol(network.symbol, network.params, shape, target, cache,
+                                  args.budget, threads, winograd=not args.no_winograd)
         print(f"TVM compile: {compiled.stats}")
         if args.out:
             print(f"wrote {compiled.export(args.out)}")
         if args.time:
-            result = time_backends(network, args.size, runs=args.runs, compiled=compiled)
-            print(f"single thread, median of {args.runs} interleaved runs:")
+            result = time_backends(network, args.size, runs=args.runs, compiled=compiled,
+                                   threads=threads, batch=args.batch)
+            print(f"{threads} thread(s), batch {args.batch}, {args.runs} interleaved runs "
+                  "(median, min-max, images/s):")
             for backend, ms in result["ms"].items():
                 diff = result["max_diff"].get(backend)
                 agree = "" if diff is None else f"   max |diff| vs MXNet {diff:.2g}"
-                print(f"  {backend:12s} {ms:9.3f} ms{agree}")
+                print(f"  {backend:12s} {ms['median']:9.3f} ms  ({ms['min']:.3f}-{ms['max']:.3f})"
+                      f"  {1e3 * args.batch / ms['median']:8.1f} img/s{agree}")
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

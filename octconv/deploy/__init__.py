@@ -4,14 +4,15 @@
     net = compile_network("resnet50_v2", alpha=0.5)            # host CPU, random weights
     logits = net.run(x)                                          # x: 1 x 3 x 224 x 224
     net.export("r50_oct.so"); run = load_library("r50_oct.so")   # TVM runtime only
+    net8 = compile_network("resnet50_v2", alpha=0.5, batch=8, threads=0)  # all cores
 
 The path: the network's Symbol graph and weights are lowered by
 :mod:`octconv.deploy.lower` (BatchNorm folding, epilogue fusion, OctConv path sums,
-weight packing) to the channel-blocked kernels of :mod:`octconv.deploy.kernels`, each
-scheduled with a register tile chosen per workload by :mod:`octconv.deploy.tuning`
-(cached on disk), and compiled by TVM into one Relax VM library
-(:mod:`octconv.deploy.compile`). :mod:`octconv.deploy.bench` times it against MXNet
-(oneDNN) and ONNX Runtime.
+weight packing) to the channel-blocked kernels of :mod:`octconv.deploy.kernels` and
+:mod:`octconv.deploy.winograd`, each scheduled with a tile chosen per workload by
+:mod:`octconv.deploy.tuning` (cached on disk), and compiled by TVM into one Relax VM
+library (:mod:`octconv.deploy.compile`, cached by :mod:`octconv.deploy.libraries`).
+:mod:`octconv.deploy.bench` times it against MXNet (oneDNN), ONNX Runtime and OpenVINO.
 """
 from octconv.deploy.compile import CompiledNetwork, compile_symbol, load_library
 from octconv.deploy.target import make_target
@@ -22,10 +23,12 @@ __all__ = ["compile_network", "compile_symbol", "load_library", "CompiledNetwork
 
 
 def compile_network(name, alpha=0.0, classes=1000, params=None, size=224, batch=1,
-                    target=None, cache=None, budget=4):
+                    target=None, cache=None, budget=4, threads=1, winograd=True):
     """Compile the zoo network ``name`` at ``alpha`` for ``batch`` x 3 x ``size`` x
-    ``size`` inputs; ``params`` (name -> array) default to random weights."""
+    ``size`` inputs, run on ``threads`` threads (0: all cores); ``params`` (name ->
+    array) default to random weights and must fit the network (ValueError naming the
+    first that does not). See :func:`compile_symbol` for the other arguments."""
     from octconv.deploy.bench import zoo_network
     network = zoo_network(name, alpha, classes, params, size)
     return compile_symbol(network.symbol, network.params, (batch, 3, size, size), target,
-                          cache, budget)
+                          cache, budget, threads, winograd=winograd)

@@ -1,12 +1,15 @@
-"""Single-thread timing of one network on TVM, MXNet (oneDNN) and ONNX Runtime.
+"""Timing of one network on TVM, MXNet (oneDNN), ONNX Runtime and OpenVINO.
 
-Every backend runs the same Symbol graph with the same weights on the same input.
-Runs are interleaved (TVM, MXNet, ONNX Runtime, TVM, ...) after a warm-up, so a
-change of machine speed during the measurement hits all backends alike; each time is
-the median of ``runs`` single-image calls.
+Every backend runs the same Symbol graph with the same weights on the same input
+(ONNX Runtime and OpenVINO read the same ONNX export), with the same thread count.
+Runs are interleaved (TVM, MXNet, ONNX Runtime, OpenVINO, TVM, ...) after a warm-up,
+so a change of machine speed during the measurement hits all backends alike (on more
+than one thread, each timed call follows an untimed one: see :func:`interleave`); each
+backend's times are summarized by their median and spread (:func:`summarize`).
 
-Single thread needs ``OMP_NUM_THREADS=1`` and ``TVM_NUM_THREADS=1`` in the environment
-before MXNet or TVM start: :func:`require_single_thread` checks it; the CLIs set it.
+MXNet fixes its thread count when it is imported, from ``OMP_NUM_THREADS``:
+:func:`require_threads` checks it; the CLIs set it from ``--threads``. TVM, ONNX
+Runtime and OpenVINO take the count as an option.
 """
 import json
 import os
@@ -19,21 +22,21 @@ import numpy as np
 
 from octconv.complexity import count_symbol
 from octconv.deploy.compile import compile_symbol
+from octconv.deploy.threads import resolve_threads
 from octconv.export import export_onnx, logits_symbol
 
-__all__ = ["Network", "zoo_network", "gluoncv_network", "require_single_thread",
-           "time_backends", "BACKENDS"]
+__all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
+           "interleave", "summarize", "time_backends", "BACKENDS"]
 
-BACKENDS = ("tvm", "mxnet", "onnxruntime")
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "TVM_NUM_THREADS")
+BACKENDS = ("tvm", "mxnet", "onnxruntime", "openvino")
 
 
-def require_single_thread():
-    """Raise unless the thread-count variables are set to 1."""
-    wrong = [v for v in THREAD_VARIABLES if os.environ.get(v) != "1"]
-    if wrong:
-        raise RuntimeError(f"single-thread timing needs {', '.join(f'{v}=1' for v in wrong)} "
-                           "in the environment before MXNet and TVM are imported")
+def require_threads(threads):
+    """Raise unless MXNet was started with ``threads`` OpenMP threads (0: all cores)."""
+    threads = resolve_threads(threads)
+    if os.environ.get("OMP_NUM_THREADS") != str(threads):
+        raise RuntimeError(f"timing on {threads} thread(s) needs OMP_NUM_THREADS={threads} in "
+                           "the environment before MXNet is imported")
 
 
 @dataclass
@@ -103,69 +106,120 @@ class _MXNet:
 
 
 class _OnnxRuntime:
-    def __init__(self, network, x, folder):
+    def __init__(self, onnx_path, x, threads):
         import onnxruntime as ort
-        path = export_onnx(network.symbol, network.params, os.path.join(folder, "net.onnx"),
-                           size=x.shape[2], batch=x.shape[0])
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(onnx_path, options,
+                                            providers=["CPUExecutionProvider"])
         self.feed = {self.session.get_inputs()[0].name: x}
 
     def __call__(self):
         return self.session.run(None, self.feed)[0]
 
 
+class _OpenVINO:
+    """OpenVINO's CPU plugin on the ONNX export: latency hint, one stream, float32."""
+
+    def __init__(self, onnx_path, x, threads):
+        import openvino as ov
+        core = ov.Core()
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                  "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
+        model = core.compile_model(core.read_model(onnx_path), "CPU", config)
+        self.request = model.create_infer_request()
+        self.x = x
+
+    def __call__(self):
+        return np.array(self.request.infer({0: self.x})[0])
+
+
 class _TVM:
-    def __init__(self, network, x, target, cache, budget, compiled=None):
-        self.compiled = compiled or compile_symbol(network.symbol, network.params, x.shape,
-                                                   target, cache, budget)
+    def __init__(self, compiled, x):
+        self.compiled = compiled
         self.x = x
 
     def __call__(self):
         return self.compiled.run(self.x)
 
 
+def make_runners(network, x, folder, backends=BACKENDS, threads=1, target=None, cache=None,
+                 budget=4, compiled=None):
+    """``{backend: callable}`` running ``network`` on ``x`` (N x 3 x H x W) with
+    ``threads`` threads each; ``folder`` receives the ONNX export; ``compiled``: the
+    network already compiled by TVM for ``x``'s shape and ``threads``."""
+    require_threads(threads)
+    threads = resolve_threads(threads)
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        raise ValueError(f"unknown backend {sorted(unknown)[0]!r}; choose from {BACKENDS}")
+    onnx_path = None
+    if {"onnxruntime", "openvino"} & set(backends):
+        onnx_path = export_onnx(network.symbol, network.params,
+                                os.path.join(folder, "net.onnx"), size=x.shape[2],
+                                batch=x.shape[0])
+    runners = {}
+    for backend in backends:
+        if backend == "tvm":
+            runners[backend] = _TVM(compiled or compile_symbol(
+                network.symbol, network.params, x.shape, target, cache, budget, threads), x)
+        elif backend == "mxnet":
+            runners[backend] = _MXNet(network, x)
+        elif backend == "onnxruntime":
+            runners[backend] = _OnnxRuntime(onnx_path, x, threads)
+        else:
+            runners[backend] = _OpenVINO(onnx_path, x, threads)
+    return runners
+
+
+def interleave(runners, runs, warmup=2, settle=False):
+    """``{key: [ms, ...]}``: ``runs`` calls of every runner, one of each per round.
+    ``settle``: an untimed call right before each timed one. Multi-threaded runtimes
+    keep their workers spinning for a while after a call, which would slow the next
+    backend down and time this one's wake-up; the extra call lets the previous
+    backend's workers go idle and wakes this one's."""
+    for _ in range(warmup):
+        for run in runners.values():
+            run()
+    times = {key: [] for key in runners}
+    for _ in range(runs):
+        for key, run in runners.items():
+            if settle:
+                run()
+            start = time.perf_counter()
+            run()
+            times[key].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def summarize(ms):
+    """Median, extremes, quartiles and spread (interquartile range over the median) of
+    a list of times."""
+    q1, median, q3 = (float(v) for v in np.percentile(ms, [25, 50, 75]))
+    return {"median": median, "min": float(min(ms)), "max": float(max(ms)), "q1": q1,
+            "q3": q3, "spread": (q3 - q1) / median, "runs": len(ms)}
+
+
 def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, target=None,
-                  cache=None, budget=4, seed=0, twin=None, compiled=None):
-    """``{"ms": {backend: median ms}, "max_diff": {backend: max |out - MXNet out|},
-    "scale": max |MXNet out|, "tvm": compile stats}`` for one image of ``size``.
-    ``twin``: another network compiled with TVM and timed in the same interleaved loop
-    (as ``"tvm_twin"``), so that the speed-up over it is measured side by side.
+                  cache=None, budget=4, seed=0, compiled=None, threads=1, batch=1):
+    """``{"ms": {backend: summary}, "max_diff": {backend: max |out - MXNet out|},
+    "scale": max |MXNet out|, "tvm": compile stats}`` for ``batch`` images of ``size``
+    on ``threads`` threads; summaries as :func:`summarize` (times per call).
     ``compiled``: the network already compiled for this input (else it is compiled)."""
-    require_single_thread()
-    x = np.random.default_rng(seed).standard_normal((1, 3, size, size)).astype(np.float32)
+    x = np.random.default_rng(seed).standard_normal((batch, 3, size, size)).astype(np.float32)
     with tempfile.TemporaryDirectory() as folder:
-        runners = {}
-        for backend in backends:
-            if backend == "tvm":
-                runners[backend] = _TVM(network, x, target, cache, budget, compiled)
-            elif backend == "mxnet":
-                runners[backend] = _MXNet(network, x)
-            elif backend == "onnxruntime":
-                runners[backend] = _OnnxRuntime(network, x, folder)
-            else:
-                raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
-        if twin is not None:
-            runners["tvm_twin"] = _TVM(twin, x, target, cache, budget)
+        runners = make_runners(network, x, folder, backends, threads, target, cache, budget,
+                               compiled)
         outputs = {b: run() for b, run in runners.items()}
-        for _ in range(warmup):
-            for run in runners.values():
-                run()
-        times = {b: [] for b in runners}
-        for _ in range(runs):
-            for backend, run in runners.items():
-                start = time.perf_counter()
-                run()
-                times[backend].append(time.perf_counter() - start)
+        times = interleave(runners, runs, warmup, settle=resolve_threads(threads) > 1)
     reference = outputs.get("mxnet")
-    result = {"ms": {b: float(np.median(t) * 1e3) for b, t in times.items()}}
+    result = {"ms": {b: summarize(t) for b, t in times.items()}}
     if reference is not None:
         result["scale"] = float(np.abs(reference).max())
         result["max_diff"] = {b: float(np.abs(out - reference).max())
-                              for b, out in outputs.items() if b not in ("mxnet", "tvm_twin")}
+                              for b, out in outputs.items() if b != "mxnet"}
     if "tvm" in runners:
         result["tvm"] = runners["tvm"].compiled.stats
     return result

@@ -2,53 +2,81 @@
 
 Each distinct kernel becomes one scheduled PrimFunc (a ResNet's repeated blocks share
 them), called from a Relax ``main`` whose weights are constants, so the exported
-library is self-contained: it loads and runs with TVM's runtime alone.
+library is self-contained: it loads and runs with TVM's runtime alone. Every kernel's
+outer loop is parallel; the thread count is chosen when the network runs. Built
+libraries are kept in a :class:`~octconv.deploy.libraries.LibraryCache`.
 """
+import shutil
 import time
 
 import numpy as np
 import tvm
 from tvm import relax
 
+from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import Tensor, lower
-from octconv.deploy.target import make_target, vector_lanes
-from octconv.deploy.tuning import TileCache, choose_tile, scheduled_func
+from octconv.deploy.target import describe, make_target, vector_lanes
+from octconv.deploy.threads import resolve_threads, use_threads
+from octconv.deploy.tuning import SCHEDULE_VERSION, TileCache, choose_tile, scheduled_func
+from octconv.weights import check_input_shape, check_params
 
 __all__ = ["CompiledNetwork", "compile_symbol", "load_library"]
 
 
-class CompiledNetwork:
-    """A compiled network: ``run(x)`` on an NCHW float32 array gives the logits.
-    ``stats`` holds the compile's kernel count, searches and wall times."""
+class _Runner:
+    """Calls a Relax VM's ``main`` with a fixed thread count, on inputs of
+    ``input_shape`` (a ValueError otherwise; None: not checked here, the VM's own check
+    raises a TVM error)."""
 
-    def __init__(self, executable, target, input_shape, stats):
-        self.executable = executable
+    def __init__(self, module, input_shape, threads):
+        self.vm = relax.VirtualMachine(module, tvm.cpu())
+        self.input_shape = None if input_shape is None else tuple(input_shape)
+        self.threads = threads
+
+    def __call__(self, x):
+        if self.input_shape is not None and tuple(np.shape(x)) != self.input_shape:
+            raise ValueError(f"compiled for inputs of shape {self.input_shape}, got "
+                             f"{tuple(np.shape(x))}; compile again for another size or batch")
+        use_threads(self.threads)
+        data = tvm.runtime.tensor(np.ascontiguousarray(x, np.float32))
+        return self.vm["main"](data).numpy()
+
+
+class CompiledNetwork:
+    """A compiled network: ``run(x)`` on an NCHW float32 array of ``input_shape`` gives
+    the logits, on ``threads`` threads. ``stats`` holds the compile's kernel count,
+    searches, wall times and whether the library came from the cache."""
+
+    def __init__(self, module, target, input_shape, threads, stats, library=None):
+        self.module = module
         self.target = target
         self.input_shape = tuple(input_shape)
+        self.threads = threads
         self.stats = stats
-        self._vm = None
+        self.library = library  # the cached file, when there is one
+        self._run = None
 
     def run(self, x):
-        if tuple(np.shape(x)) != self.input_shape:
-            raise ValueError(f"compiled for inputs of shape {self.input_shape}, got "
-                             f"{tuple(np.shape(x))}; compile again for another size")
-        if self._vm is None:
-            self._vm = relax.VirtualMachine(self.executable, tvm.cpu())
-        return self._vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x, np.float32))).numpy()
+        if self._run is None:
+            self._run = _Runner(self.module, self.input_shape, self.threads)
+        return self._run(x)
 
     def export(self, path):
         """Write a shared library that :func:`load_library` (TVM's runtime only) runs."""
-        self.executable.export_library(path)
+        if self.library:
+            shutil.copyfile(self.library, path)
+        else:
+            self.module.export_library(path)
         return path
 
 
-def load_library(path):
-    """A callable ``x -> logits`` from a library written by :meth:`CompiledNetwork.export`."""
-    vm = relax.VirtualMachine(tvm.runtime.load_module(path), tvm.cpu())
-    return lambda x: vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x, np.float32))).numpy()
+def load_library(path, threads=1):
+    """A callable ``x -> logits`` from a library written by :meth:`CompiledNetwork.export`,
+    running on ``threads`` threads (0: all cores). Inputs must have the compiled shape."""
+    return _Runner(tvm.runtime.load_module(path), None, resolve_threads(threads))
 
 
-def _relax_module(program, target, lanes, cache, budget):
+def _relax_module(program, tiles):
     bb = relax.BlockBuilder()
     data = relax.Var("data", relax.TensorType(program.input_shape, "float32"))
     funcs, values = {}, []
@@ -57,10 +85,10 @@ def _relax_module(program, target, lanes, cache, budget):
             for call in program.calls:
                 key = call.kernel.key()
                 if key not in funcs:
-                    tile = choose_tile(call.kernel, target, lanes, cache, budget)
                     name = f"{type(call.kernel).__name__.lower()}{len(funcs)}"
                     funcs[key] = bb.add_func(
-                        scheduled_func(call.kernel, tile).with_attr("global_symbol", name), name)
+                        scheduled_func(call.kernel, tiles[key]).with_attr("global_symbol", name),
+                        name)
                 args = [data if isinstance(a, str) else
                         values[a.index] if isinstance(a, Tensor) else relax.const(a)
                         for a in call.args]
@@ -68,26 +96,49 @@ def _relax_module(program, target, lanes, cache, budget):
                     funcs[key], args, relax.TensorType(call.out_shape, "float32"))))
             out = bb.emit_output(values[-1])
         bb.emit_func_output(out)
-    return bb.get(), len(funcs)
+    return bb.get()
 
 
-def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=4):
+def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=4, threads=1,
+                   libraries=None, winograd=True):
     """Compile ``symbol`` (an MXNet Symbol ending at the logits) with ``params`` (name
-    -> array) for an input of ``input_shape`` (N, C, H, W) on ``target`` (a TVM target
-    or an LLVM CPU name; the host by default). ``cache``: a :class:`TileCache` (the
-    default file when None); ``budget``: tiles tried per new workload."""
+    -> array) for inputs of ``input_shape`` (N, C, H, W; any batch N >= 1) on ``target``
+    (a TVM target or an LLVM CPU name; the host by default).
+
+    ``cache``: a :class:`TileCache` (the default file when None); ``budget``: tiles tried
+    per new workload; ``threads``: threads of :meth:`CompiledNetwork.run` (0: all
+    cores); ``libraries``: a :class:`LibraryCache` (default: the ``libraries`` folder
+    beside the tile cache; False: none); ``winograd``: 3x3 stride-1 convolutions by
+    Winograd's algorithm (fewer multiplies, about 1e-5 relative error per layer) or
+    directly. Every weight is checked against the shape MXNet infers for
+    ``input_shape`` (ValueError naming the parameter)."""
+    input_shape = check_input_shape(input_shape)
+    check_params(symbol, params, input_shape)
+    threads = resolve_threads(threads)
     target = target if isinstance(target, tvm.target.Target) else make_target(target)
     cache = cache if cache is not None else TileCache()
+    if libraries is None:
+        libraries = LibraryCache(cache.library_folder())
     lanes = vector_lanes(target)
     start = time.perf_counter()
-    program = lower(symbol.tojson(), params, input_shape, lanes)
+    program = lower(symbol.tojson(), params, input_shape, lanes, winograd)
     searches_before = cache.searches
-    mod, kernels = _relax_module(program, target, lanes, cache, budget)
-    tuned = time.perf_counter()
+    kernels = program.kernels()
+    tiles = {k.key(): choose_tile(k, target, lanes, cache, budget) for k in kernels}
     cache.save()
-    executable = tvm.compile(mod, target=target)
+    tuned = time.perf_counter()
+    digest = program_digest(program, tiles, describe(target), SCHEDULE_VERSION)
+    module = libraries.load(digest) if libraries else None
+    built = module is None
+    library = libraries.path(digest) if libraries else None
+    if built:
+        module = tvm.compile(_relax_module(program, tiles), target=target)
+        if libraries:  # machine code is generated once, for the file, then loaded from it
+            library = libraries.store(digest, module)
+            module = libraries.load(digest) or module
     done = time.perf_counter()
-    stats = dict(kernels=kernels, calls=len(program.calls),
+    stats = dict(kernels=len(kernels), calls=len(program.calls),
                  searches=cache.searches - searches_before,
-                 tune_s=round(tuned - start, 2), build_s=round(done - tuned, 2))
-    return CompiledNetwork(executable, target, input_shape, stats)
+                 library="built" if built else "cached", tune_s=round(tuned - start, 2),
+                 build_s=round(done - tuned, 2))
+    return CompiledNetwork(module, target, input_shape, threads, stats, library)

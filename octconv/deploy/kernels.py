@@ -2,9 +2,13 @@
 
 Every activation is stored ``N x C/cb x H x W x cb`` (NCHW[cb]c, see :class:`Layout`),
 so the innermost axis of every kernel is a vector of ``cb`` channels. A kernel is a
-frozen dataclass: its fields are the whole workload (shapes, strides, fused epilogue),
-``key()`` names it for the tuning cache, ``compute()`` returns the TE tensors
-``(inputs, output)`` and ``schedule(sch, tile)`` schedules its PrimFunc.
+frozen dataclass derived from :class:`Kernel`: its fields are the whole workload
+(shapes, strides, fused epilogue), ``key()`` names it, ``workload()`` is the kernel
+whose timing decides its tile (batch 1, no epilogue inputs, so that batched calls and
+other epilogues share one search), ``tiles(lanes)`` lists its candidate tiles
+best-guess first, ``compute()`` returns the TE tensors ``(inputs, output)`` and
+``schedule(sch, tile)`` schedules its PrimFunc. Every schedule makes its outermost
+loop parallel (the thread count is chosen when the network runs).
 
 Fused epilogues (:class:`Epilogue`) follow a convolution or start a point-wise kernel:
 a sequence of per-channel affine steps (folded or unfolded BatchNorm, conv bias), adds
@@ -12,11 +16,11 @@ of another tensor (read directly, or nearest-2x-upsampled and cropped, which is
 OctConv's low-to-high path), channel gates (squeeze-excitation) and activations
 (relu, relu6, sigmoid), applied in the order of the source graph.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tvm import te, tirx
 
-__all__ = ["Layout", "Epilogue", "Conv", "Depthwise", "Pointwise", "Pool", "GlobalPool",
+__all__ = ["Kernel", "Layout", "Epilogue", "Conv", "Depthwise", "Pointwise", "Pool", "GlobalPool",
            "Upsample", "Concat", "Dense", "Flatten", "PackInput"]
 
 F32 = "float32"
@@ -38,11 +42,32 @@ class Layout:
 
     @staticmethod
     def for_channels(channels, lanes):
-        """16-channel blocks when the channels allow it, else blocks of ``lanes``
-        (8 on AVX2, 16 on AVX-512) with zero padding up to a whole block."""
-        if channels % 16 == 0:
-            return Layout(channels, 16)
+        """16-channel blocks when the channels allow it, else 8-channel blocks when
+        they allow that (OctConv's 56 + 8 split at alpha .125 pays no padding), else
+        blocks of ``lanes`` (8 on AVX2, 16 on AVX-512) zero-padded to a whole block."""
+        for block in (16, 8):
+            if channels % block == 0:
+                return Layout(channels, block)
         return Layout(channels, lanes)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """What every kernel offers; subclasses add the workload's fields."""
+
+    def key(self):
+        return repr(self)
+
+    def workload(self):
+        """The kernel timed to choose this one's tile: a kernel with an epilogue is
+        timed at batch 1 with the bias step alone."""
+        if not hasattr(self, "epilogue"):
+            return self
+        return replace(self, data=(1,) + tuple(self.data[1:]), epilogue=Epilogue((("bias",),)))
+
+    def tiles(self, lanes):
+        """Candidate tiles, best guess first; ``[None]``: nothing to choose."""
+        return [None]
 
 
 def _zero():
@@ -98,12 +123,21 @@ class Epilogue:
         return value
 
 
-def _vectorize_inner(sch, block, fuse_outer=True):
-    """Vectorize a block's innermost (channel-lane) loop; fuse the others."""
+def _vectorize_inner(sch, block):
+    """Vectorize a block's innermost (channel-lane) loop; fuse the others into one
+    parallel loop."""
     loops = sch.get_loops(block)
-    if len(loops) > 2 and fuse_outer:
+    if len(loops) > 2:
         sch.fuse(*loops[:-1])
-    sch.vectorize(sch.get_loops(block)[-1])
+    loops = sch.get_loops(block)
+    if len(loops) > 1:
+        sch.parallel(loops[0])
+    sch.vectorize(loops[-1])
+
+
+def _parallel(sch, *loops):
+    """Fuse the outer ``loops`` into one parallel loop."""
+    sch.parallel(sch.fuse(*loops) if len(loops) > 1 else loops[0])
 
 
 def _pad(data, out_shape, kernel, stride, pad, value):
@@ -140,7 +174,7 @@ def _out_size(size, kernel, stride, pad, ceil=False):
 # ----------------------------------------------------------------------------- convolution
 
 @dataclass(frozen=True)
-class Conv:
+class Conv(Kernel):
     """Convolution of an NCHW[ib]c tensor with packed weights (OB, ICB, KH, KW, ib, ob),
     ``groups`` block groups (each output block reads the ICB input blocks of its group),
     then the epilogue. Spatial padding is materialized once (zeros), outside the tile."""
@@ -166,9 +200,6 @@ class Conv:
         ib = self.data[4]
         return (self.out_blocks, self.in_blocks_per_group, self.kernel, self.kernel, ib,
                 self.out_block)
-
-    def key(self):
-        return repr(self)
 
     def compute(self):
         ib = self.data[4]
@@ -197,12 +228,12 @@ class Conv:
         """A 1x1 stride-1 convolution: its pixels are tiled as one flat axis."""
         return self.kernel == 1 and self.stride == 1 and self.pad == 0
 
-    def tiles(self, lanes):
+    def register_tiles(self, lanes):
         """Register tiles (rows, cols, output blocks) whose accumulators fit in the
         vector registers (12 of 16 ymm on AVX2, 24 of 32 zmm on AVX-512), best-guess
-        first: about 12 accumulators and no ragged edge (a partial tile costs more
-        than its share). A 1x1 stride-1 convolution tiles flat pixels (rows is 1, cols
-        counts pixels: whole rows or a divisor of a row)."""
+        first: no ragged edge (a partial tile costs more than its share), then about
+        8-12 accumulators (20-24 with AVX-512). A 1x1 stride-1 convolution tiles flat
+        pixels (rows is 1, cols counts pixels: whole rows or a divisor of a row)."""
         _, _, oh, ow, ob = self.out_shape
         vectors = max(1, ob // lanes)
         budget = 24 if lanes == 16 else 12
@@ -221,32 +252,57 @@ class Conv:
                         continue  # TVM 0.27 miscompiles flat tiles cut across a row
                     waste = (-(-rows // rh) * rh * -(-cols // rw) * rw) / (rows * cols) - 1
                     ragged = 1.0 if waste else 0.0
-                    found.append((ragged + waste + abs(count - 12) / 24, (rh, rw, ot)))
+                    short = max(0, budget * 2 // 3 - count) / budget
+                    found.append((ragged + waste + short, (rh, rw, ot)))
         return [tile for _, tile in sorted(found)]
 
+    def tiles(self, lanes):
+        """Tiles (rows, cols, output blocks, input blocks): a register tile and the
+        input-channel blocks reduced per pass over the tile's pixels. ``input blocks``
+        equal to all of a group's blocks is the reduction innermost, the accumulators
+        held in registers to the epilogue; fewer blocks the input-channel blocking
+        (topi's ``tile_ic``), whose slices of input and weights stay in L1 while the
+        partial sums go through memory. The best three register tiles are offered in
+        both forms, then the rest unblocked."""
+        icb = self.in_blocks_per_group
+        blocked = max((d for d in (8, 4, 2, 1) if icb % d == 0 and d < icb), default=None)
+        found = []
+        for j, (rh, rw, ot) in enumerate(self.register_tiles(lanes)):
+            found.append((rh, rw, ot, icb))
+            if j < 3 and blocked:
+                found.append((rh, rw, ot, blocked))
+        return found
+
     def schedule(self, sch, tile):
-        rh, rw, ot = tile
+        rh, rw, ot, icin = tile
         conv = sch.get_sblock("conv")
         n, oc, y, x, o, icb, kh, kw, ic = sch.get_loops(conv)
         oco, oci = sch.split(oc, [None, ot])
         if self.pointwise:
-            yo, yi = sch.split(sch.fuse(y, x), [None, rw])
-            tile_loops = (oci, yi)
-            sch.reorder(n, oco, yo, icb, kh, kw, ic, oci, yi, o)
-            outer = yo
-        else:
-            yo, yi = sch.split(y, [None, rh])
-            xo, xi = sch.split(x, [None, rw])
-            tile_loops = (oci, yi, xi)
-            sch.reorder(n, oco, yo, xo, icb, kh, kw, ic, oci, yi, xi, o)
-            outer = xo
+            y, x = sch.fuse(y, x), None
+            rh, rw = rw, None
+        yo, yi = sch.split(y, [None, rh])
+        xo, xi = sch.split(x, [None, rw]) if x is not None else (None, None)
+        spatial_outer = [l for l in (yo, xo) if l is not None]
+        tile_loops = [l for l in (oci, yi, xi) if l is not None]
         epilogue = sch.get_sblock("epilogue")
-        sch.reverse_compute_at(epilogue, outer)
+        if icin == self.in_blocks_per_group:  # reduction innermost, epilogue per tile
+            sch.reorder(n, oco, *spatial_outer, icb, kh, kw, ic, *tile_loops, o)
+            sch.reverse_compute_at(epilogue, spatial_outer[-1])
+            parallel = [n, oco, *spatial_outer]
+            reduction = icb
+        else:  # input-channel blocks outermost in the tile loop nest
+            icbo, icbi = sch.split(icb, [None, icin])
+            sch.reorder(n, oco, icbo, *spatial_outer, icbi, kh, kw, ic, *tile_loops, o)
+            sch.reverse_compute_at(epilogue, oco)
+            parallel = [n, oco]
+            reduction = icbo
         sch.vectorize(o)
         for loop in tile_loops:
             sch.unroll(loop)
         sch.vectorize(sch.get_loops(epilogue)[-1])
-        sch.decompose_reduction(conv, icb)
+        _parallel(sch, *parallel)
+        sch.decompose_reduction(conv, reduction)
         _schedule_padding(sch)
 
 
@@ -259,7 +315,7 @@ def _schedule_padding(sch):
 
 
 @dataclass(frozen=True)
-class Depthwise:
+class Depthwise(Kernel):
     """Depthwise convolution (one filter per channel) with weights (B, KH, KW, cb),
     then the epilogue."""
     data: tuple
@@ -277,9 +333,6 @@ class Depthwise:
     @property
     def weight_shape(self):
         return (self.data[1], self.kernel, self.kernel, self.data[4])
-
-    def key(self):
-        return repr(self)
 
     def compute(self):
         data = te.placeholder(self.data, F32, "data")
@@ -310,6 +363,7 @@ class Depthwise:
         sch.vectorize(i)
         sch.unroll(xi)
         sch.vectorize(sch.get_loops(epilogue)[-1])
+        _parallel(sch, n, b, y)
         sch.decompose_reduction(conv, kh)
         _schedule_padding(sch)
 
@@ -317,29 +371,34 @@ class Depthwise:
 # ----------------------------------------------------------------------------- the rest
 
 @dataclass(frozen=True)
-class Pointwise:
+class Pointwise(Kernel):
     """The epilogue applied to a tensor on its own (a BatchNorm+ReLU after a residual
     add, an add that no convolution absorbed, a channel gate)."""
     data: tuple
     epilogue: Epilogue
-
-    def key(self):
-        return repr(self)
 
     def compute(self):
         data = te.placeholder(self.data, F32, "data")
         extra, out = _with_epilogue(self.epilogue, data, self.data)
         return [data] + extra, out
 
-    def tiles(self, lanes):
-        return [None]
-
     def schedule(self, sch, tile):
         _vectorize_inner(sch, sch.get_sblock("epilogue"))
 
 
+def _schedule_window(sch, parallel):
+    """The "pool" block (n, b, y, x, lane, window rows, window cols): the window loops
+    inside the vectorized lanes' loop, the first ``parallel`` loops fused in parallel."""
+    pool = sch.get_sblock("pool")
+    loops = sch.get_loops(pool)
+    sch.reorder(*loops[:4], *loops[5:], loops[4])
+    sch.vectorize(loops[4])
+    _parallel(sch, *loops[:parallel])
+    sch.decompose_reduction(pool, loops[5])
+
+
 @dataclass(frozen=True)
-class Pool:
+class Pool(Kernel):
     """Max or average pooling (averages over the covered pixels only), ``ceil`` rounding
     as MXNet's 'full' convention."""
     data: tuple
@@ -354,9 +413,6 @@ class Pool:
         n, b, h, w, c = self.data
         size = lambda s: _out_size(s, self.kernel, self.stride, self.pad, self.ceil)
         return (n, b, size(h), size(w), c)
-
-    def key(self):
-        return repr(self)
 
     def compute(self):
         _, _, h, w, _ = self.data
@@ -383,27 +439,17 @@ class Pool:
                          name="epilogue")
         return [data], out
 
-    def tiles(self, lanes):
-        return [None]
-
     def schedule(self, sch, tile):
-        pool = sch.get_sblock("pool")
-        loops = sch.get_loops(pool)
-        sch.reorder(*loops[:4], *loops[5:], loops[4])
-        sch.vectorize(loops[4])
-        sch.decompose_reduction(pool, loops[5])
+        _schedule_window(sch, parallel=3)
         if self.pool_type == "avg":
             _vectorize_inner(sch, sch.get_sblock("epilogue"))
         _schedule_padding(sch)
 
 
 @dataclass(frozen=True)
-class GlobalPool:
+class GlobalPool(Kernel):
     """Global average pooling to N x B x 1 x 1 x cb."""
     data: tuple
-
-    def key(self):
-        return repr(self)
 
     def compute(self):
         n_, b_, h, w, c = self.data
@@ -416,26 +462,16 @@ class GlobalPool:
                          total[n, b, y, x, i] / float(h * w), name="epilogue")
         return [data], out
 
-    def tiles(self, lanes):
-        return [None]
-
     def schedule(self, sch, tile):
-        pool = sch.get_sblock("pool")
-        loops = sch.get_loops(pool)
-        sch.reorder(*loops[:4], *loops[5:], loops[4])
-        sch.vectorize(loops[4])
-        sch.decompose_reduction(pool, loops[5])
+        _schedule_window(sch, parallel=2)
         _vectorize_inner(sch, sch.get_sblock("epilogue"))
 
 
 @dataclass(frozen=True)
-class Upsample:
+class Upsample(Kernel):
     """Nearest 2x upsampling cropped to ``size`` (an l2h path no add absorbed)."""
     data: tuple
     size: tuple
-
-    def key(self):
-        return repr(self)
 
     def compute(self):
         n_, b_, _, _, c = self.data
@@ -444,23 +480,17 @@ class Upsample:
                          data[n, b, y // 2, x // 2, i], name="epilogue")
         return [data], out
 
-    def tiles(self, lanes):
-        return [None]
-
     def schedule(self, sch, tile):
         _vectorize_inner(sch, sch.get_sblock("epilogue"))
 
 
 @dataclass(frozen=True)
-class Concat:
+class Concat(Kernel):
     """Channel concatenation of tensors with layouts ``layouts`` into ``out`` (padding
     of each input is skipped, channels are re-blocked as needed)."""
     spatial: tuple  # (N, H, W)
     layouts: tuple
     out: Layout
-
-    def key(self):
-        return repr(self)
 
     def compute(self):
         n_, h, w = self.spatial
@@ -485,23 +515,17 @@ class Concat:
         out = te.compute((n_, self.out.blocks, h, w, self.out.block), value, name="epilogue")
         return inputs, out
 
-    def tiles(self, lanes):
-        return [None]
-
     def schedule(self, sch, tile):
         _vectorize_inner(sch, sch.get_sblock("epilogue"))
 
 
 @dataclass(frozen=True)
-class Dense:
+class Dense(Kernel):
     """Fully connected layer on the N x B x 1 x 1 x cb pooled features: weights packed
     (J/16, B, cb, 16), bias (J/16, 16), output N x ``classes``."""
     data: tuple
     out_blocks: int
     classes: int
-
-    def key(self):
-        return repr(self)
 
     def compute(self):
         n_, b_, _, _, c = self.data
@@ -516,25 +540,20 @@ class Dense:
                          acc[n, j // 16, j % 16] + bias[j // 16, j % 16], name="epilogue")
         return [data, weight, bias], out
 
-    def tiles(self, lanes):
-        return [None]
-
     def schedule(self, sch, tile):
         acc = sch.get_sblock("conv")
         n, j, o, rb, rc = sch.get_loops(acc)
         sch.reorder(n, j, rb, rc, o)
         sch.vectorize(o)
+        _parallel(sch, n, j)
         sch.decompose_reduction(acc, rb)
 
 
 @dataclass(frozen=True)
-class Flatten:
+class Flatten(Kernel):
     """N x B x 1 x 1 x cb to N x ``channels`` (a network ending in a 1x1 convolution)."""
     data: tuple
     channels: int
-
-    def key(self):
-        return repr(self)
 
     def compute(self):
         block = self.data[4]
@@ -543,21 +562,15 @@ class Flatten:
                          data[n, c // block, 0, 0, c % block], name="epilogue")
         return [data], out
 
-    def tiles(self, lanes):
-        return [None]
-
     def schedule(self, sch, tile):
         _vectorize_inner(sch, sch.get_sblock("epilogue"))
 
 
 @dataclass(frozen=True)
-class PackInput:
+class PackInput(Kernel):
     """NCHW input to NCHW[cb]c (zero-padded channels)."""
     data: tuple
     out: Layout
-
-    def key(self):
-        return repr(self)
 
     def compute(self):
         n_, c_, h, w = self.data
@@ -570,9 +583,6 @@ class PackInput:
 
         out = te.compute((n_, self.out.blocks, h, w, block), value, name="epilogue")
         return [data], out
-
-    def tiles(self, lanes):
-        return [None]
 
     def schedule(self, sch, tile):
         _vectorize_inner(sch, sch.get_sblock("epilogue"))

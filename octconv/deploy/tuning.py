@@ -1,10 +1,12 @@
 """Per-workload choice of a kernel's register tile, measured and cached on disk.
 
 A kernel offers candidate tiles best-guess first (:meth:`Conv.tiles`); the search
-builds the first ``budget`` of them as stand-alone functions, times each on random
-inputs (single thread, median of 5 repeats) and keeps the fastest. Results are stored
-in a JSON file ``{target: {workload key: {"tile": ..., "ms": ...}}}``, written
-atomically. A cache file that cannot be read is ignored with a warning. For a target
+builds the first ``budget`` of them on the kernel's tuning workload (batch 1, no
+epilogue inputs: :meth:`Kernel.workload`) as stand-alone functions, times each on
+random inputs (single thread, median of 5 repeats) and keeps the fastest. Results are
+stored in a JSON file ``{target: {workload key: {"tile": ..., "ms": ...}}}``, written
+atomically, and serve every batch size, thread count and epilogue of that workload.
+A cache file that cannot be read is ignored with a warning. For a target
 that cannot run on this machine (cross-compiling) nothing is measured: the best-guess
 tile is used and not cached.
 """
@@ -18,12 +20,13 @@ import tvm
 from tvm import s_tir, te
 
 from octconv.deploy.target import describe, runs_here
+from octconv.deploy.threads import use_threads
 
 __all__ = ["TileCache", "scheduled_func", "choose_tile", "default_cache_path"]
 
 
 # bumped whenever a kernel's schedule changes, so that older records are not reused
-SCHEDULE_VERSION = 1
+SCHEDULE_VERSION = 2
 
 
 def default_cache_path():
@@ -51,6 +54,10 @@ class TileCache:
             except (OSError, ValueError) as err:
                 warnings.warn(f"ignoring the unreadable TVM tuning cache {self.path} "
                               f"({err}); it will be rewritten", RuntimeWarning)
+
+    def library_folder(self):
+        """Where compiled libraries are kept beside this file (``libraries/``)."""
+        return os.path.join(os.path.dirname(os.path.abspath(self.path)), "libraries")
 
     def get(self, target, key):
         record = self.records.get(describe(target), {}).get(key)
@@ -86,6 +93,7 @@ def _time_candidates(kernel, tiles, target):
     lib = tvm.compile(mod, target=target)
     module = lib.jit() if hasattr(lib, "jit") else lib
     dev = tvm.cpu()
+    use_threads(1)
     rng = np.random.default_rng(0)
     inputs, output = kernel.compute()
     args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in t.shape])
@@ -103,7 +111,8 @@ def choose_tile(kernel, target, lanes, cache, budget=4):
     candidates = kernel.tiles(lanes)
     if len(candidates) == 1:
         return candidates[0]
-    key = f"v{SCHEDULE_VERSION} {kernel.key()}"
+    workload = kernel.workload()
+    key = f"v{SCHEDULE_VERSION} {workload.key()}"
     cached = cache.get(target, key)
     if cached is not None and cached in candidates:
         return cached
@@ -111,6 +120,6 @@ def choose_tile(kernel, target, lanes, cache, budget=4):
         return candidates[0]
     cache.searches += 1
     tiles = candidates[:budget]
-    ms, best = min(zip(_time_candidates(kernel, tiles, target), tiles))
+    ms, best = min(zip(_time_candidates(workload, tiles, target), tiles))
     cache.put(target, key, list(best), ms)
     return best

@@ -1,0 +1,92 @@
+"""Compiled libraries kept on disk, so that compiling the same network again builds
+nothing.
+
+A library is named by a digest of everything that decides its code and constants:
+the kernel calls of the lowered program (each kernel's workload and tile, the packed
+weights' bytes, the wiring), the input shape, the target and the TVM and schedule
+versions. Each library is written atomically beside a checksum of its bytes; a file
+that does not match its checksum (truncated, overwritten: loading it could crash the
+process) or cannot be loaded is ignored with a warning and rebuilt.
+"""
+import hashlib
+import os
+import tempfile
+import warnings
+
+import numpy as np
+import tvm
+
+__all__ = ["LibraryCache", "program_digest"]
+
+
+def program_digest(program, tiles, target_name, version):
+    """A hex digest of ``program`` compiled with ``tiles`` (kernel key -> tile) for the
+    target named ``target_name``, under schedule ``version``."""
+    digest = hashlib.sha256()
+    digest.update(repr((version, tvm.__version__, target_name, program.input_shape)).encode())
+    for call in program.calls:
+        key = call.kernel.key()
+        digest.update(repr((key, tiles[key])).encode())
+        for arg in call.args:
+            if isinstance(arg, np.ndarray):
+                digest.update(repr((arg.dtype.str, arg.shape)).encode())
+                digest.update(np.ascontiguousarray(arg).tobytes())
+            else:
+                digest.update(repr(arg).encode())
+    return digest.hexdigest()
+
+
+class LibraryCache:
+    """Shared libraries in ``folder``, one per digest."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def path(self, digest):
+        return os.path.join(self.folder, f"{digest}.so")
+
+    def load(self, digest):
+        """The loaded module of ``digest``, or None when absent or unreadable."""
+        path = self.path(digest)
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path + ".sha256") as f:
+                expected = f.read().strip()
+            if _file_hash(path) != expected:
+                raise ValueError("its bytes do not match their checksum")
+            return tvm.runtime.load_module(path)
+        except Exception as err:  # noqa: BLE001 - TVM raises plain errors for bad files
+            warnings.warn(f"ignoring the unreadable compiled library {path} "
+                          f"({str(err).splitlines()[0]}); it will be rebuilt", RuntimeWarning)
+            return None
+
+    def store(self, digest, executable):
+        """Export ``executable`` as the library of ``digest``; its path."""
+        os.makedirs(self.folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".so.tmp")
+        os.close(fd)
+        try:
+            executable.export_library(tmp)
+            checksum = _file_hash(tmp)
+            os.replace(tmp, self.path(digest))
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        _write_atomically(self.path(digest) + ".sha256", checksum)
+        return self.path(digest)
+
+
+def _file_hash(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_atomically(path, text):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
