@@ -29,7 +29,7 @@ def _preact_conv(ops, x, name, in_c, out_c, kernel, alpha_in, alpha_out, stride=
 
 def _preact_bottleneck(ops, x, name, in_c, mid, out, stride, alpha_in, alpha, groups,
                        se_reduction, project, shortcut_bias):
-    """Pre-activation bottleneck (spec 2.1, 3.4).
+    """Pre-activation bottleneck (section 2.1, 3.4).
 
     BN-ReLU-1x1 (conv1) -> BN-ReLU-3x3 with the stride and groups (conv2) -> BN-ReLU-1x1
     (conv3) -> [SE] ; shortcut: BN-ReLU-1x1 with the stride (conv4, its own BN, a bias
@@ -47,7 +47,7 @@ def _preact_bottleneck(ops, x, name, in_c, mid, out, stride, alpha_in, alpha, gr
 
 
 def resnet_v2(ops, x, spec, alpha, classes, dropout):
-    """Oct-ResNet / ResNeXt / SE-ResNet v2 (spec 2.1-2.3) and v2b (spec 3.4).
+    """Oct-ResNet / ResNeXt / SE-ResNet v2 (section 2.1-2.3) and v2b (section 3.4).
 
     Stem 7x7/2 conv 64 -> BN -> ReLU -> 3x3/2 max-pool ; stages L2..L5 of
     pre-activation bottlenecks, stride 2 on the 3x3 of the first unit of L3..L5,
@@ -88,7 +88,7 @@ def _plain_conv_bn(ops, x, conv_name, bn_name, in_c, out_c, kernel, stride, act=
 
 
 def _stem_v1(ops, x, stem):
-    """The v1 stems (spec 3.3), plain layers; all end with 64 channels at 56x56.
+    """The v1 stems (section 3.3), plain layers; all end with 64 channels at 56x56.
 
     v1b: 7x7/2 conv 64 -> BN -> ReLU -> 3x3/2 max-pool.
     v1e: 3x3/2 conv 32, 3x3 conv 32, 3x3 conv 64 (each BN -> ReLU) -> 3x3/2 max-pool.
@@ -114,7 +114,7 @@ def _stem_v1(ops, x, stem):
 
 
 def _bottleneck_v1(ops, x, name, in_c, mid, out, stride, alpha_in, alpha, spec):
-    """Post-activation bottleneck (spec 3.3).
+    """Post-activation bottleneck (section 3.3).
 
     [no-affine BN bn1a] -> 1x1 (conv1) -> BN -> ReLU -> 3x3 with groups (conv2) -> BN
     -> ReLU -> 1x1 (conv3) -> BN -> [SE] ; the stride sits on conv ``spec.stride_pos``
@@ -143,7 +143,7 @@ def _bottleneck_v1(ops, x, name, in_c, mid, out, stride, alpha_in, alpha, spec):
 
 
 def resnet_v1(ops, x, spec, alpha, classes, dropout):
-    """Oct-ResNet / ResNeXt / SE-ResNet v1b, v1e, v1f (spec 3.3).
+    """Oct-ResNet / ResNeXt / SE-ResNet v1b, v1e, v1f (section 3.3).
 
     Stem (see ``_stem_v1``) ; stages L1..L4 of post-activation bottlenecks, stride 2 in
     the first block of L2..L4 ; alpha on L1..L3, 0 on L4 ; head without a tail BN.
@@ -171,7 +171,7 @@ def _block_names(strides):
 
 
 def mobilenet_v1(ops, x, spec, alpha, classes, dropout):
-    """Oct-MobileNet v1 (spec 3.1).
+    """Oct-MobileNet v1 (section 3.1).
 
     Plain 3x3/2 conv -> BN -> ReLU ; 13 blocks of depthwise 3x3 (stride) -> BN -> ReLU
     -> pointwise 1x1 -> BN -> ReLU, octave where ``spec.blocks`` says ; head.
@@ -190,7 +190,7 @@ def mobilenet_v1(ops, x, spec, alpha, classes, dropout):
 
 
 def mobilenet_v2(ops, x, spec, alpha, classes, dropout):
-    """Oct-MobileNet v2 (spec 3.2).
+    """Oct-MobileNet v2 (section 3.2).
 
     Plain 3x3/2 conv -> BN -> ReLU6 ; 17 inverted residuals: 1x1 expand -> BN -> ReLU6
     -> 3x3 depthwise (stride) -> BN -> ReLU6 -> 1x1 project -> BN, plus the input when
@@ -224,7 +224,7 @@ def _add_widths(a, b):
 
 
 def densenet(ops, x, spec, alpha, classes, dropout):
-    """Oct-DenseNet (spec 2.4, 3.5).
+    """Oct-DenseNet (section 2.4, 3.5).
 
     Stem: plain 7x7/2 conv -> BN -> ReLU -> 3x3/2 max-pool (``spec.octave_stem``: the
     conv is octave, so the low branch starts there) ; dense stages: each layer

@@ -9,7 +9,7 @@ variables with ``lr_mult`` 0 and those named as frozen.
 The paper's FLOPs of Oct networks came from the FLOPs tool its release credits (Ldpe2G,
 DeepLearningForFun/MXNet-Python/CalculateFlopsTool), which also counts biases, pooling
 and ReLU operators: :func:`tool_flops` applies that rule, :func:`paper_flops` applies it
-as the release's graph of a network would have met it (shared/spec/ARCHITECTURES.md 5).
+as the release's graph of a network would have met it (docs/ARCHITECTURES.md 5).
 """
 import json
 from dataclasses import dataclass

@@ -4,7 +4,7 @@ Every default lives here with a comment; a YAML file holds only overrides; ``KEY
 pairs on the command line override both (``OPTIM.lr 0.4``, values parsed as YAML).
 Unknown keys, wrong types and values outside their choices raise :class:`ConfigError`
 naming the key. The result is frozen; :func:`dump` writes it beside the checkpoints.
-Recipe facts: shared/spec/ARCHITECTURES.md section 4 (the original release's script).
+Recipe facts: docs/ARCHITECTURES.md section 4 (the original release's script).
 """
 import copy
 import os

@@ -1,7 +1,7 @@
 """Data pipelines: RecordIO and class-folder sets with the ImageNet recipe, and the
 embedded demo set (scikit-learn's 8x8 digits, upscaled), built on disk with no download.
 
-Train augmentation (shared/spec/ARCHITECTURES.md 4.1): random-resized crop with area
+Train augmentation (docs/ARCHITECTURES.md 4.1): random-resized crop with area
 in [min_area, 1] and aspect in [3/4, 4/3], horizontal flip, brightness / contrast /
 saturation jitter, PCA lighting, normalization by mean / std (RGB, 0-255 units).
 Test: shorter side resized to ceil(size / crop_ratio) (bilinear or bicubic), center

@@ -1,6 +1,7 @@
 """Figures printed in the paper (Chen et al., "Drop an Octave", ICCV 2019), for the
-complexity table and the tests: ``(name, alpha) -> (params in millions, FLOPs)``, FLOPs
-in G for Tables 2, 4, 5 and in M for Table 3, as printed (rounded)."""
+complexity table and the tests: ``(name, alpha) -> (table, params in millions, FLOPs,
+unit of the FLOPs)``, the unit "G" for Tables 2, 4, 5 and "M" for Table 3, figures as
+printed (rounded)."""
 
 PAPER_FIGURES = {
     # Table 2: ResNet-50 on ImageNet, alpha .125 to .75 (parameters from Table 4).

@@ -1,6 +1,6 @@
 """Parameters of the original release's checkpoints, mapped to this project's.
 
-The release (facebookresearch/OctConv; shared/spec/ARCHITECTURES.md 1.8) saved its
+The release (facebookresearch/OctConv; docs/ARCHITECTURES.md 1.8) saved its
 networks in three forms, all read here:
 
 * ``symbol``: the Symbol checkpoints of the ablation study (``prefix-NNNN.params``,

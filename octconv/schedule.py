@@ -5,7 +5,7 @@ Cosine:  ``lr(T) = base * (1 + cos(pi * (T - T_warm) / (T_total - T_warm))) / 2`
 Step:    ``lr(T) = base * factor ** (number of step epochs passed)``.
 ``T`` counts iterations from 0; ``T_warm`` and ``T_total`` are epochs x iterations per
 epoch. (GluonCV 0.11's LRScheduler divides by ``niters - 1`` instead, so it differs from
-the release by one iteration; shared/spec/ARCHITECTURES.md section 4.1.)
+the release by one iteration; docs/ARCHITECTURES.md section 4.1.)
 """
 import math
 

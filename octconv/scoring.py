@@ -5,7 +5,7 @@ travels with it), a parameter file (``.params``) with a network name and alpha (
 project's names, or any form of the original release's, converted by
 :mod:`octconv.release`), or a Symbol checkpoint (``prefix-symbol.json`` with
 ``prefix-NNNN.params``), which is scored through its own graph.
-Presets (shared/spec/ARCHITECTURES.md 4.2, 4.3): ``imagenet`` (bilinear resize to
+Presets (docs/ARCHITECTURES.md 4.2, 4.3): ``imagenet`` (bilinear resize to
 ceil(size / 0.875), GluonCV mean / std) and ``release-symbol`` (bicubic, mean
 (124, 117, 104), scale 0.0167, i.e. std 1 / 0.0167, as the release's Symbol checkpoints).
 """

@@ -1,7 +1,7 @@
 """The architectures as data: one entry per registered network name.
 
-Figures from shared/spec/ARCHITECTURES.md (a reading of the original release,
-facebookresearch/OctConv), sections 2 and 3. Both APIs build these through the
+Figures from the original release, facebookresearch/OctConv, as docs/ARCHITECTURES.md
+sets them out; "section N" below is a section of that page. Both APIs build these through the
 builders of :mod:`octconv.builders`.
 """
 from dataclasses import dataclass, field
@@ -10,14 +10,14 @@ from octconv import builders
 
 __all__ = ["check_options", "ResNetV2", "ResNetV1", "MobileNetV1", "MobileNetV2", "DenseNet", "ModelSpec", "MODELS", "get_spec", "model_names"]
 
-# BatchNorm settings of the release's Symbol networks (spec 1.6) and of Gluon's defaults.
+# BatchNorm settings of the release's Symbol networks (section 1.6) and of Gluon's defaults.
 SYMBOL_BN = dict(momentum=0.92, eps=1e-4)
 GLUON_BN = dict(momentum=0.9, eps=1e-5)
 
 
 @dataclass(frozen=True)
 class ResNetV2:
-    """Pre-activation bottleneck ResNet/ResNeXt (spec 2.1, 2.2, 2.3)."""
+    """Pre-activation bottleneck ResNet/ResNeXt (section 2.1, 2.2, 2.3)."""
 
     units: tuple
     mid: tuple = (64, 128, 256, 512)
@@ -29,7 +29,7 @@ class ResNetV2:
 
 @dataclass(frozen=True)
 class ResNetV1:
-    """Post-activation bottleneck ResNet/ResNeXt with its stem variant (spec 3.3)."""
+    """Post-activation bottleneck ResNet/ResNeXt with its stem variant (section 3.3)."""
 
     units: tuple
     stem: str = "v1b"           # v1b: 7x7 conv; v1e, v1f: deep stems
@@ -57,7 +57,7 @@ _MOBILENET_V2_BLOCKS = (
 
 @dataclass(frozen=True)
 class MobileNetV1:
-    """Depthwise-separable blocks (spec 3.1); octave flags per block."""
+    """Depthwise-separable blocks (section 3.1); octave flags per block."""
 
     multiplier: float
     blocks: tuple = _MOBILENET_V1_BLOCKS
@@ -65,7 +65,7 @@ class MobileNetV1:
 
 @dataclass(frozen=True)
 class MobileNetV2:
-    """Inverted residuals (spec 3.2); alpha on the hidden width of the first blocks."""
+    """Inverted residuals (section 3.2); alpha on the hidden width of the first blocks."""
 
     multiplier: float
     blocks: tuple = _MOBILENET_V2_BLOCKS
@@ -75,7 +75,7 @@ class MobileNetV2:
 
 @dataclass(frozen=True)
 class DenseNet:
-    """Dense stages with transitions (spec 2.4, 3.5)."""
+    """Dense stages with transitions (section 2.4, 3.5)."""
 
     init_channels: int
     growth: int

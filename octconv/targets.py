@@ -1,4 +1,4 @@
-"""Training targets: label smoothing and mixup (shared/spec/ARCHITECTURES.md 4.1)."""
+"""Training targets: label smoothing and mixup (docs/ARCHITECTURES.md 4.1)."""
 import numpy as np
 
 __all__ = ["smooth_one_hot", "mixup"]

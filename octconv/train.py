@@ -1,6 +1,6 @@
 """Training: a network from the zoo, a config, one or many devices or machines.
 
-``fit(cfg, resume)`` runs the release's recipe (shared/spec/ARCHITECTURES.md 4.1): NAG
+``fit(cfg, resume)`` runs the release's recipe (docs/ARCHITECTURES.md 4.1): NAG
 or SGD with momentum and weight decay (optionally none on BN and biases), per-iteration
 warm-up then cosine (or step) LR, label smoothing, mixup with its off-epochs, MSRA-PReLU
 init, optional zero-init of the last BN of residual branches, fp16 with multi-precision.

@@ -6,7 +6,7 @@ resolution (rounded up) holding a fraction ``alpha`` of the channels, or absent.
 that layer builds; the Symbol and the Gluon APIs both translate that plan, so they build
 the same layer (Chen et al., "Drop an Octave", ICCV 2019, Eq. 4 and Sec. 3.3).
 
-Rules (shared/spec/ARCHITECTURES.md, section 1):
+Rules (docs/ARCHITECTURES.md, section 1):
 
 * split: ``(C - floor(alpha*C), floor(alpha*C))``, computed as the release did
   (``int(alpha * C)``), so its checkpoints fit.

@@ -91,7 +91,7 @@ def test_cli_contract_one_network_as_json():
     out = run_tool("--api", "gluon", "--model", "resnet26_v2", "--alpha", "0.25", "--size",
                    "224", "--json")
     result = json.loads(out.stdout)
-    # shared/spec/ARCHITECTURES.md section 5: symbol/resnet26_v2/0.25
+    # the release's own count (golden_complexity.json: symbol/resnet26_v2/0.25)
     assert (result["params"], result["macs"]) == (15991336, 1858158592)
     bad = run_tool("--model", "resnet26_v2", "--alpha", "1.5")
     assert bad.returncode == 2 and "alpha must be in [0, 1), got 1.5" in bad.stderr
@@ -104,7 +104,7 @@ def test_zoo_table_json_and_readme():
     them (``--zoo`` formats the same rows)."""
     rows = json.loads(run_tool("--zoo", "--json").stdout)
     row = next(r for r in rows if r["model"] == "resnet50_v2" and r["alpha"] == 0.5)
-    # shared/spec/ARCHITECTURES.md section 5: symbol/resnet50_v2/0.5
+    # the release's own count (golden_complexity.json: symbol/resnet50_v2/0.5)
     assert (row["params"], row["macs"], row["tool_flops"]) == (25553192, 2367143936, 2382530152)
     assert row["paper"] == dict(table="Table 2", params_m=25.6, flops=2.4, unit="G")
 

@@ -27,7 +27,7 @@ from helpers import assert_refused_weights, run_symbol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# one network per family (spec sections 2 and 3), plus grouped and SE variants
+# one network per family (docs/ARCHITECTURES.md sections 2 and 3), plus grouped and SE variants
 FAMILIES = ["resnet10_v2_mini", "resnet50_v1b", "mobilenet_v1_075", "mobilenet_v2_100",
             "densenet121"]
 

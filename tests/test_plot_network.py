@@ -17,7 +17,7 @@ def run(*args):
 def test_text_summary_lists_octave_paths_and_the_release_parameter_count():
     out = run("--model", "mobilenet_v1_075", "--alpha", "0.375").stdout
     assert "L2_B0_conv1-l2l" in out and "L1_B1_conv2-h2l" in out
-    # shared/spec/ARCHITECTURES.md section 5: gluon/mobilenet_v1_075/0.375
+    # the release's own count (golden_complexity.json: gluon/mobilenet_v1_075/0.375)
     assert "Total params: 2585560" in out
 
 

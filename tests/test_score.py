@@ -282,7 +282,7 @@ def test_converted_release_checkpoint_scores_by_its_path_alone(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     from octconv.scoring import load_for_scoring
     loaded, config = load_for_scoring(str(tmp_path / "converted"))
-    # shared/spec/ARCHITECTURES.md 4.3: the Symbol checkpoints' test recipe
+    # docs/ARCHITECTURES.md 4.3: the Symbol checkpoints' test recipe
     assert config["DATA"]["interp"] == "bicubic" and config["DATA"]["mean"] == [124, 117, 104]
     x = mx.nd.array(np.random.RandomState(2).uniform(-1, 1, (2, 3, 65, 65)))
     np.testing.assert_array_equal(loaded(x).asnumpy(), net(x).asnumpy())

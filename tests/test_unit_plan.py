@@ -1,4 +1,4 @@
-"""The channel split and the path plan: the spec's figures and every bad input."""
+"""The channel split and the path plan: the figures of docs/ARCHITECTURES.md and every bad input."""
 import re
 
 import mxnet as mx
@@ -11,8 +11,8 @@ from octconv.unit import plan_octconv, split_channels
 
 @pytest.mark.parametrize("channels, alpha, expected", [
     (162, 0.5, (81, 81)), (48, 0.375, (30, 18)),             # spec, notation section
-    (64, 0.125, (56, 8)), (256, 0.25, (192, 64)),            # spec 2.1 ResNet splits
-    (64, 0.75, (16, 48)), (96, 0.375, (60, 36)),             # spec 2.1 / 3.2
+    (64, 0.125, (56, 8)), (256, 0.25, (192, 64)),            # ARCHITECTURES 2.1 ResNet splits
+    (64, 0.75, (16, 48)), (96, 0.375, (60, 36)),             # ARCHITECTURES 2.1 / 3.2
     (32, 0.0, (32, 0)), (3, 0.25, (3, 0)),
 ])
 def test_split_follows_the_release(channels, alpha, expected):

@@ -63,7 +63,7 @@ def test_paper_flops_equal_the_release_tool_counts(name, alpha, counts):
     assert paper_flops(name, alpha) == counts["tool_rule"]
 
 
-# Printed figures that no count of this project's networks gives, and why (shared spec 5.1).
+# Printed figures that no count of this project's networks gives, and why (docs/ARCHITECTURES.md 5.1).
 PAPER_FLOPS_GAPS = {
     # The paper quotes the standard MobileNet v2 (300 M); the release's alpha-0 model, as
     # this project's, keeps a 1x1 expansion conv in block 0 (+12.8 M multiply-adds).
