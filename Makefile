@@ -26,7 +26,7 @@ test-all: $(STAMP)  ## the test suite with the slow tests (deep networks' backwa
 
 $(STAMP): setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[train,deploy,test]'
 	touch $@
 
 clean:

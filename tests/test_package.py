@@ -32,3 +32,55 @@ def test_pins_agree_with_setup():
     for req in importlib.metadata.requires("octconv"):
         name, _, version = req.split(";")[0].strip().partition("==")
         assert pins[norm(name)] == version.strip(), name
+
+
+OPTIONAL = ("tvm", "tvm_ffi", "onnx", "onnxruntime", "openvino", "cv2", "sklearn", "tqdm",
+            "matplotlib", "gluoncv")
+
+CORE_ONLY = f"""
+import importlib.abc, sys
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {OPTIONAL!r}:
+            raise ImportError(f"{{name}} is not installed (blocked by the test)")
+sys.meta_path.insert(0, Refuse())
+import mxnet as mx
+from octconv import gluon as G, symbol as S
+from octconv.complexity import count_symbol
+net = G.get_model("resnet10_v2_mini", alpha=0.25, classes=10)
+net.initialize()
+print(net(mx.nd.zeros((1, 3, 32, 32))).shape)
+sym = S.get_symbol("resnet10_v2_mini", alpha=0.25, num_classes=10)
+print(count_symbol(sym, {{"data": (1, 3, 32, 32)}}).params > 0)
+try:
+    import octconv.deploy
+except ImportError as err:
+    print(err)
+"""
+
+
+def test_the_core_needs_no_optional_package():
+    """``pip install .`` gives both APIs, the zoo and the counter: importing them with
+    every extra's package refused still works, and ``octconv.deploy`` says what to
+    install."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", CORE_ONLY], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["(1, 10)", "True"]
+    assert "pip install 'octconv[deploy]'" in lines[2]
+
+
+def test_extras_hold_the_optional_packages():
+    extras = {}
+    for req in importlib.metadata.requires("octconv"):
+        name, _, marker = req.partition(";")
+        found = re.search(r'extra == "(\w+)"', marker)
+        extras.setdefault(found.group(1) if found else "core", set()).add(
+            re.split("[=<>]", name)[0].strip().lower())
+    assert extras["core"] == {"numpy", "mxnet", "pyyaml"}
+    assert {"apache-tvm", "onnx", "onnxruntime", "openvino"} <= extras["deploy"]
+    assert {"scikit-learn", "opencv-python-headless"} <= extras["train"]
+    assert extras["deploy"] | extras["train"] | {"pytest"} <= extras["test"]

@@ -14,6 +14,12 @@ weight packing) to the channel-blocked kernels of :mod:`octconv.deploy.kernels` 
 library (:mod:`octconv.deploy.compile`, cached by :mod:`octconv.deploy.libraries`).
 :mod:`octconv.deploy.bench` times it against MXNet (oneDNN), ONNX Runtime and OpenVINO.
 """
+try:
+    import tvm  # noqa: F401
+except ImportError as err:  # the core install leaves the deployment extra out
+    raise ImportError(f"octconv.deploy needs TVM, ONNX and the timed runtimes ({err}): "
+                      f"pip install 'octconv[deploy]'") from err
+
 from octconv.deploy.compile import CompiledNetwork, compile_symbol, load_library
 from octconv.deploy.target import make_target
 from octconv.deploy.tuning import TileCache
