@@ -21,7 +21,7 @@ from octconv.checkpoint import CheckpointError
 from octconv.config import ConfigError
 from octconv.data import DataError
 from octconv.scoring import PRESETS, load_for_scoring, score
-from octconv.train import TrainingError, devices
+from octconv.models import devices
 
 
 def main(argv=None):
@@ -52,7 +52,7 @@ def main(argv=None):
                         progress=lambda r: print(f"{r['size']:>6} {r['top1']:>8.4f} "
                                                  f"{r['top5']:>8.4f} {r['images']:>8} "
                                                  f"{r['images_per_sec']:>8.1f}", flush=True))
-    except (CheckpointError, ConfigError, DataError, TrainingError, ValueError) as err:
+    except (CheckpointError, ConfigError, DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except mx.base.MXNetError as err:

@@ -64,11 +64,11 @@ class OctBatchNorm(PairBlock):
     explicit ``(high, low)`` widths).
 
     Children ``h`` and ``l`` (parameters ``<prefix>h_gamma``, ``<prefix>l_running_mean``...).
-    ``affine=False`` freezes gamma at 1 and beta at 0.
+    ``affine=False`` freezes gamma at 1 and beta at 0; ``gamma_initializer`` as Gluon's.
     """
 
     def __init__(self, channels, alpha=0.0, momentum=0.9, epsilon=1e-5, affine=True,
-                 **kwargs):
+                 gamma_initializer="ones", **kwargs):
         super().__init__(**kwargs)
         widths = branch_widths(channels, alpha)
         with self.name_scope():
@@ -76,7 +76,8 @@ class OctBatchNorm(PairBlock):
                 if width:
                     setattr(self, branch, nn.BatchNorm(
                         momentum=momentum, epsilon=epsilon, center=affine, scale=affine,
-                        in_channels=width, prefix=f"{branch}_"))
+                        gamma_initializer=gamma_initializer, in_channels=width,
+                        prefix=f"{branch}_"))
 
     def hybrid_forward(self, F, hi, lo=None):
         ops.check_pair(hi, lo, (0, 0), hasattr(self, "l"), self.name)

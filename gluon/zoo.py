@@ -18,8 +18,8 @@ class GluonOps(PairOps):
     Symbol API's name, so parameter names agree) and registers it on ``net``.
     """
 
-    def __init__(self, net, F, bn, create=False):
-        super().__init__(F)
+    def __init__(self, net, F, bn, create=False, last_gamma=False):
+        super().__init__(F, last_gamma)
         self.net, self.bn_settings, self.create = net, bn, create
 
     def _apply(self, name, make, *inputs):
@@ -41,11 +41,11 @@ class GluonOps(PairOps):
             channels, kernel, strides=stride, padding=padding, use_bias=use_bias,
             in_channels=in_channels, prefix=f"{name}_"), x[0]), None
 
-    def bn(self, x, name, channels, alpha, affine=True):
-        settings = self.bn_settings
+    def bn(self, x, name, channels, alpha, affine=True, residual_end=False):
+        settings, gamma = self.bn_settings, self.gamma_init(name, residual_end)
         return self._apply(name, lambda: OctBatchNorm(
             channels, alpha, momentum=settings["momentum"], epsilon=settings["eps"],
-            affine=affine, prefix=f"{name}-"), *x)
+            affine=affine, gamma_initializer=gamma, prefix=f"{name}-"), *x)
 
     def se(self, x, name, channels, alpha, reduction):
         return self._apply(name, lambda: OctSE(channels, alpha, reduction,
@@ -60,11 +60,13 @@ class OctNet(HybridBlock):
     """A zoo network: ``builder`` run once symbolically to create the child blocks,
     then replayed in every forward pass. ``layers`` maps layer names to blocks."""
 
-    def __init__(self, spec, alpha, classes, dropout=0.0):
+    def __init__(self, spec, alpha, classes, dropout=0.0, last_gamma=False, name="network"):
         super().__init__(prefix="")
         self._spec, self._args = spec, (alpha, classes, dropout)
         self.layers = {}
-        self._build(GluonOps(self, mx.sym, spec.bn, create=True), mx.sym.var("data"))
+        ops = GluonOps(self, mx.sym, spec.bn, create=True, last_gamma=last_gamma)
+        self._build(ops, mx.sym.var("data"))
+        ops.check_last_gamma(name)
 
     def _build(self, ops, x):
         return self._spec.builder(ops, (x, None), self._spec.arch, *self._args)
@@ -81,8 +83,10 @@ def list_models():
 def get_model(name, alpha=0.0, classes=1000, **kwargs):
     """The network ``name`` at ``alpha``: an uninitialized HybridBlock returning logits.
 
-    Keyword arguments: ``dropout`` (before the classifier, default 0).
+    Keyword arguments: ``dropout`` (before the classifier, default 0), ``last_gamma``
+    (gamma 0 at start in the last BatchNorm of each residual branch; ValueError for a
+    network without one).
     """
     spec = get_spec(name)
     check_alpha(alpha)
-    return OctNet(spec, alpha, classes, **check_options(kwargs))
+    return OctNet(spec, alpha, classes, name=name, **check_options(kwargs))

@@ -72,11 +72,12 @@ def resnet_v2(ops, x, spec, alpha, classes, dropout):
 
 
 def _conv_bn(ops, x, name, bn_name, in_c, out_c, kernel, alpha_in, alpha_out, stride=1,
-             groups=1, act="relu"):
-    """OctConv ``name`` -> BN ``bn_name`` -> [activation ``act``]."""
+             groups=1, act="relu", residual_end=False):
+    """OctConv ``name`` -> BN ``bn_name`` (``residual_end``: it ends a residual branch)
+    -> [activation ``act``]."""
     x = ops.conv(x, name, in_c, out_c, kernel, stride=stride, alpha_in=alpha_in,
                  alpha_out=alpha_out, groups=groups)
-    x = ops.bn(x, bn_name, out_c, alpha_out)
+    x = ops.bn(x, bn_name, out_c, alpha_out, residual_end=residual_end)
     return ops.act(x, act) if act else x
 
 
@@ -130,8 +131,7 @@ def _bottleneck_v1(ops, x, name, in_c, mid, out, stride, alpha_in, alpha, spec):
     y = _conv_bn(ops, y, f"{name}_conv2", f"{name}_bn2", mid, mid, 3, alpha, alpha,
                  strides[1], spec.groups)
     y = _conv_bn(ops, y, f"{name}_conv3", f"{name}_bn3", mid, out, 1, alpha, alpha,
-                 strides[2], act=None)
-    ops.mark_residual_end(f"{name}_bn3")
+                 strides[2], act=None, residual_end=True)
     if spec.se_reduction:
         y = ops.se(y, f"{name}_se", out, alpha, spec.se_reduction)
     if stride != 1 or in_c != out:
@@ -208,9 +208,10 @@ def mobilenet_v2(ops, x, spec, alpha, classes, dropout):
         y = _conv_bn(ops, x, f"{name}_conv1", f"{name}_bn1", in_c, mid, 1, 0.0, a, act="relu6")
         y = _conv_bn(ops, y, f"{name}_conv2", f"{name}_bn2", mid, mid, 3, a, a, stride,
                      groups=mid, act="relu6")
-        y = _conv_bn(ops, y, f"{name}_conv3", f"{name}_bn3", mid, out, 1, a, 0.0, act=None)
-        if stride == 1 and in_c == out:
-            ops.mark_residual_end(f"{name}_bn3")
+        shortcut = stride == 1 and in_c == out
+        y = _conv_bn(ops, y, f"{name}_conv3", f"{name}_bn3", mid, out, 1, a, 0.0, act=None,
+                     residual_end=shortcut)
+        if shortcut:
             y = ops.add(y, x)
         x = y
         in_c = out

@@ -177,13 +177,23 @@ class PairOps:
     for ``F`` = ``mx.sym`` or ``mx.nd``. Each API's backend adds the parametric ops:
     ``conv``, ``plain_conv``, ``bn``, ``se``, ``dense``."""
 
-    def __init__(self, F):
+    def __init__(self, F, last_gamma=False):
         self.F = F
-        self.residual_ends = []  # BN layers that end a residual branch (for last_gamma)
+        self.last_gamma = last_gamma
+        self.residual_ends = []  # BN layers that end a residual branch
 
-    def mark_residual_end(self, bn_name):
-        """Record that the BatchNorm ``bn_name`` ends a residual branch."""
-        self.residual_ends.append(bn_name)
+    def gamma_init(self, bn_name, residual_end):
+        """The gamma initializer of the BatchNorm ``bn_name``: "zeros" where it ends a
+        residual branch and ``last_gamma`` is on, else "ones"."""
+        if residual_end:
+            self.residual_ends.append(bn_name)
+        return "zeros" if residual_end and self.last_gamma else "ones"
+
+    def check_last_gamma(self, name):
+        """After a build: ``last_gamma`` needs a BatchNorm that ends a residual branch."""
+        if self.last_gamma and not self.residual_ends:
+            raise ValueError(f"last_gamma: {name} has no BatchNorm ending a residual branch "
+                             f"(pre-activation and dense networks)")
 
     def act(self, x, kind):
         return activation(self.F, x, kind)

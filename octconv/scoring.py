@@ -20,7 +20,7 @@ from octconv import checkpoint
 from octconv.config import DEFAULTS, from_dict
 from octconv.data import val_batches
 from octconv.release import ReleaseNameError, from_release, release_format
-from octconv.train import build_network, evaluate
+from octconv.models import build_network, evaluate
 
 __all__ = ["PRESETS", "load_for_scoring", "score"]
 

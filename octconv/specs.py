@@ -153,7 +153,8 @@ def get_spec(name):
     return MODELS[name]
 
 
-OPTIONS = {"dropout": 0.0}  # keyword arguments every network accepts, with defaults
+# keyword arguments every network accepts, with defaults
+OPTIONS = {"dropout": 0.0, "last_gamma": False}
 
 
 def check_options(kwargs):

@@ -21,64 +21,19 @@ from mxnet import autograd, gluon
 from octconv import checkpoint
 from octconv.config import dump
 from octconv.data import train_batches, val_batches
+from octconv.models import build_network, devices, evaluate
 from octconv.schedule import WarmupSchedule
 from octconv.targets import mixup, smooth_one_hot
 
-__all__ = ["TrainingError", "devices", "build_network", "fit", "evaluate", "params_digest"]
+__all__ = ["TrainingError", "fit", "params_digest"]
 
 
 class TrainingError(RuntimeError):
-    """A run that cannot go on (NaN loss, a network without residual BNs for last_gamma)."""
-
-
-def devices(spec):
-    """``"cpu"`` or GPU ids such as ``"0,1"`` -> list of contexts."""
-    if spec == "cpu":
-        return [mx.cpu()]
-    try:
-        return [mx.gpu(int(i)) for i in spec.split(",")]
-    except ValueError:
-        raise TrainingError(f"TRAIN.devices must be 'cpu' or GPU ids like '0,1', got {spec!r}")
-
-
-def build_network(cfg):
-    """The network of ``cfg.MODEL`` in the chosen API, as a Gluon block (uninitialized)."""
-    model = cfg.MODEL
-    if model.api == "gluon":
-        from octconv.gluon import get_model
-        return get_model(model.name, alpha=model.alpha, classes=model.classes,
-                         dropout=model.dropout)
-    from octconv.symbol import get_symbol
-    sym = get_symbol(model.name, alpha=model.alpha, num_classes=model.classes,
-                     dropout=model.dropout)
-    logits = sym.get_internals()["classifier_output"]
-    net = gluon.SymbolBlock(logits, mx.sym.var("data"))
-    params = net.collect_params()
-    for name, param in params.items():  # BN and biases start as Gluon's layers start them
-        if name.endswith(("_gamma", "_running_var")):
-            param.init = "ones"
-        elif name.endswith(("_beta", "_running_mean", "_bias")):
-            param.init = "zeros"
-    for name, attrs in logits.attr_dict().items():
-        if float(attrs.get("__lr_mult__", 1)) == 0 and name in params:
-            params[name].grad_req = "null"
-    return net
+    """A run that cannot go on (NaN loss, devices that do not exist, an existing run)."""
 
 
 def _initialize(net, cfg, ctx):
     net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
-    if cfg.MODEL.last_gamma:
-        from octconv.symbol import residual_end_bns
-        names = residual_end_bns(cfg.MODEL.name, cfg.MODEL.alpha)
-        if not names:
-            raise TrainingError(f"MODEL.last_gamma: {cfg.MODEL.name} has no BatchNorm ending "
-                                f"a residual branch (pre-activation and dense networks)")
-        params = net.collect_params()
-        for name in names:
-            for branch in "hl":
-                key = f"{name}-{branch}_gamma"
-                if key in params:
-                    params[key].set_data(mx.nd.zeros(params[key].shape))
     if cfg.OPTIM.dtype != "float32":
         net.cast(cfg.OPTIM.dtype)
 
@@ -101,18 +56,6 @@ def _trainer(net, cfg, iters_per_epoch, kvstore, begin_iteration=0):
     distributed = not isinstance(kvstore, str)
     return gluon.Trainer(net.collect_params(), optim.optimizer, params, kvstore=kvstore,
                          update_on_kvstore=distributed), schedule
-
-
-def evaluate(net, batches, ctx, dtype="float32"):
-    """``(top-1, top-5, images)`` of ``net`` over ``batches`` (inference mode)."""
-    top1, top5 = mx.metric.Accuracy(), mx.metric.TopKAccuracy(5)
-    for data, label in batches.epoch(0, 0):
-        for x, y in zip(gluon.utils.split_and_load(data, ctx, even_split=False),
-                        gluon.utils.split_and_load(label, ctx, even_split=False)):
-            out = net(x.astype(dtype)).astype("float32")
-            top1.update(y, out)
-            top5.update(y, out)
-    return top1.get()[1], top5.get()[1], top1.num_inst
 
 
 def params_digest(net):
@@ -155,7 +98,10 @@ class _Run:
 
     def __init__(self, cfg, resume, log):
         self.cfg, self.log = cfg, log
-        self.ctx = devices(cfg.TRAIN.devices)
+        try:
+            self.ctx = devices(cfg.TRAIN.devices)
+        except ValueError as err:
+            raise TrainingError(f"TRAIN.{err}") from None
         self.distributed = cfg.TRAIN.kvstore.startswith("dist")
         kvstore = mx.kv.create(cfg.TRAIN.kvstore) if self.distributed else cfg.TRAIN.kvstore
         self.rank, self.workers = ((kvstore.rank, kvstore.num_workers) if self.distributed
@@ -170,7 +116,10 @@ class _Run:
 
         mx.random.seed(cfg.TRAIN.seed)
         np.random.seed(cfg.TRAIN.seed)
-        self.net = build_network(cfg)
+        try:
+            self.net = build_network(cfg)
+        except ValueError as err:  # an option the network cannot take (last_gamma)
+            raise TrainingError(f"MODEL.{err}") from None
         _initialize(self.net, cfg, self.ctx)
         self.state = dict(epoch=0, batch=0, iteration=0, best_top1=0.0, interrupted=None)
         if not resume and os.path.exists(os.path.join(out_dir, "last.json")):

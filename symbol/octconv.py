@@ -37,18 +37,22 @@ def oct_conv(data, name, channels, kernel_size, in_channels, stride=1, padding=0
     return ops.octconv_forward(F, plan, hi, lo, conv)
 
 
-def oct_batchnorm(data, name, momentum=0.9, eps=1e-5, affine=True):
+def oct_batchnorm(data, name, momentum=0.9, eps=1e-5, affine=True, gamma_init="ones"):
     """BatchNorm of each branch with its own parameters (``<name>-h_*``, ``<name>-l_*``).
 
     Running statistics are named ``_running_mean`` / ``_running_var`` as in Gluon.
     ``affine=False`` freezes gamma at 1 (``fix_gamma``) and beta at 0 (``lr_mult`` 0).
+    ``gamma_init`` other than "ones" (e.g. "zeros") is set on the gamma variables
+    (their ``__init__`` attribute).
     """
     def bn(x, branch):
         prefix = f"{name}-{branch}_"
         frozen = {} if affine else dict(lr_mult=0.0, wd_mult=0.0)
+        init = {} if gamma_init == "ones" else dict(init=mx.init.create(gamma_init))
+        gamma = F.var(prefix + "gamma", **init, **frozen)
         return F.BatchNorm(
             x, name=f"{name}-{branch}", momentum=momentum, eps=eps, fix_gamma=not affine,
-            gamma=F.var(prefix + "gamma", **frozen), beta=F.var(prefix + "beta", **frozen),
+            gamma=gamma, beta=F.var(prefix + "beta", **frozen),
             moving_mean=F.var(prefix + "running_mean"),
             moving_var=F.var(prefix + "running_var"))
 

@@ -7,14 +7,14 @@ from octconv.unit import check_alpha
 
 from . import octconv as S
 
-__all__ = ["get_symbol", "list_symbols", "residual_end_bns", "SymbolOps"]
+__all__ = ["get_symbol", "list_symbols", "SymbolOps"]
 
 
 class SymbolOps(PairOps):
     """Builders' interface emitting Symbols; parameters are named variables."""
 
-    def __init__(self, bn):
-        super().__init__(mx.sym)
+    def __init__(self, bn, last_gamma=False):
+        super().__init__(mx.sym, last_gamma)
         self.bn_settings = bn
 
     def conv(self, x, name, in_channels, channels, kernel, stride=1, alpha_in=0.0,
@@ -30,8 +30,10 @@ class SymbolOps(PairOps):
                                no_bias=not use_bias)
         return y, None
 
-    def bn(self, x, name, channels, alpha, affine=True):
-        return S.oct_batchnorm(x, name, affine=affine, **self.bn_settings)
+    def bn(self, x, name, channels, alpha, affine=True, residual_end=False):
+        return S.oct_batchnorm(x, name, affine=affine,
+                               gamma_init=self.gamma_init(name, residual_end),
+                               **self.bn_settings)
 
     def se(self, x, name, channels, alpha, reduction):
         return S.oct_se(x, name, channels, alpha, reduction)
@@ -49,20 +51,16 @@ def get_symbol(name, alpha=0.0, num_classes=1000, **kwargs):
     """The network ``name`` at ``alpha`` as a Symbol: input ``data``, output ``softmax``
     (its input, the logits, is the internal output ``classifier_output``).
 
-    Keyword arguments: ``dropout`` (before the classifier, default 0).
+    Keyword arguments: ``dropout`` (before the classifier, default 0), ``last_gamma``
+    (the last BatchNorm of each residual branch has gamma initializer "zeros", read by
+    Gluon's SymbolBlock through :func:`octconv.models.build_network`; ValueError for a
+    network without one).
     """
     spec = get_spec(name)
     check_alpha(alpha)
     options = check_options(kwargs)
-    logits = spec.builder(SymbolOps(spec.bn), (mx.sym.var("data"), None), spec.arch,
-                          alpha, num_classes, options["dropout"])
+    ops = SymbolOps(spec.bn, options["last_gamma"])
+    logits = spec.builder(ops, (mx.sym.var("data"), None), spec.arch, alpha, num_classes,
+                          options["dropout"])
+    ops.check_last_gamma(name)
     return mx.sym.SoftmaxOutput(logits, name="softmax")
-
-
-def residual_end_bns(name, alpha=0.0):
-    """Names of the BatchNorm layers that end a residual branch (zero-initialized
-    gamma under ``last_gamma``); empty for pre-activation and dense networks."""
-    spec = get_spec(name)
-    ops = SymbolOps(spec.bn)
-    spec.builder(ops, (mx.sym.var("data"), None), spec.arch, alpha, 10, 0.0)
-    return list(ops.residual_ends)

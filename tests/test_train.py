@@ -11,7 +11,7 @@ import time
 import pytest
 
 from octconv.config import load
-from octconv.train import build_network
+from octconv.models import build_network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "configs", "demo_digits.yaml")
@@ -140,6 +140,8 @@ def test_every_config_parses_and_builds_its_network(path):
     (["MODEL.name", "resnet51"], "MODEL.name: unknown network 'resnet51'"),
     (["OPTIM.epochs", "ten"], "OPTIM.epochs: expected int, got 'ten'"),
     (["TRAIN.kvstore", "nccl"], "TRAIN.kvstore: 'nccl' is not one of"),
+    (["MODEL.last_gamma", "true"], "MODEL.last_gamma: resnet10_v2_mini has no BatchNorm ending"),
+    (["TRAIN.devices", "gpu0"], "TRAIN.devices must be 'cpu' or GPU ids like '0,1', got 'gpu0'"),
     (["DATA.kind", "rec", "DATA.train", "/nonexistent/train.rec"],
      "RecordIO file not found: /nonexistent/train.rec"),
     (["DATA.kind", "folder", "DATA.train", "/nonexistent/dir"], "image folder not found"),

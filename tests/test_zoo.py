@@ -230,3 +230,35 @@ def test_unknown_name_or_keyword_is_named_with_the_choices():
         S.get_symbol("resnet50_v2", ratio=0.5)
     with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\), got 1.0"):
         G.get_model("resnet50_v2", alpha=1.0)
+
+
+# BatchNorms that end a residual branch, counted from the architecture tables of
+# docs/ARCHITECTURES.md: ResNet-50 v1b has 3 + 4 + 6 + 3 units, each ending in bn3, with
+# a low branch in the first three stages; MobileNet v2 1.0 has 10 blocks with an
+# identity shortcut (stride 1, width kept), whose projection has no low branch.
+RESIDUAL_END_GAMMAS = {("resnet50_v1b", 0.25): 16 + 13, ("mobilenet_v2_100", 0.375): 10}
+
+
+@pytest.mark.parametrize("api", ["gluon", "symbol"])
+@pytest.mark.parametrize("name, alpha", sorted(RESIDUAL_END_GAMMAS))
+def test_last_gamma_zeroes_exactly_the_residual_ends_when_built(api, name, alpha):
+    from octconv.config import from_dict
+    from octconv.models import build_network
+    cfg = from_dict({"MODEL": dict(name=name, api=api, alpha=alpha, classes=10,
+                                   last_gamma=True)})
+    net = build_network(cfg)
+    net.initialize(mx.init.MSRAPrelu())
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    gammas = {n: p.data().asnumpy() for n, p in net.collect_params().items()
+              if n.endswith("_gamma")}
+    zero = sorted(n for n, g in gammas.items() if not g.any())
+    assert len(zero) == RESIDUAL_END_GAMMAS[name, alpha]
+    assert all("_bn3-" in n for n in zero)
+    assert all(g.all() for n, g in gammas.items() if n not in zero)
+
+
+def test_last_gamma_is_refused_where_no_branch_ends_in_a_batchnorm():
+    for build in (lambda: G.get_model("resnet50_v2", last_gamma=True),
+                  lambda: S.get_symbol("densenet121", last_gamma=True)):
+        with pytest.raises(ValueError, match="last_gamma: .* has no BatchNorm ending a residual"):
+            build()

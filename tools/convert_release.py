@@ -22,7 +22,7 @@ from octconv import checkpoint
 from octconv.config import ConfigError, from_dict
 from octconv.release import RELEASE, ReleaseNameError, from_release, release_format
 from octconv.scoring import PRESETS
-from octconv.train import build_network
+from octconv.models import build_network
 
 
 def convert(path, model, alpha, classes, out_dir):
