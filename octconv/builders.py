@@ -7,6 +7,7 @@ never on data, so both backends build the same graph with the same parameter nam
 
 ``ops`` provides: ``conv`` (octave), ``plain_conv`` (strided, for stems), ``bn``,
 ``act``, ``pool``, ``global_pool``, ``add``, ``concat``, ``se``, ``dropout``, ``dense``.
+"Section N" in a docstring is a section of docs/ARCHITECTURES.md.
 """
 from octconv.unit import split_channels
 

@@ -84,3 +84,45 @@ def test_extras_hold_the_optional_packages():
     assert {"apache-tvm", "onnx", "onnxruntime", "openvino"} <= extras["deploy"]
     assert {"scikit-learn", "opencv-python-headless"} <= extras["train"]
     assert extras["deploy"] | extras["train"] | {"pytest"} <= extras["test"]
+
+
+def _project_files(*suffixes):
+    import subprocess
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [p for p in listed.split() if p.endswith(suffixes) and os.path.exists(
+        os.path.join(ROOT, p))]
+
+
+def test_scoring_deployment_and_tools_do_not_depend_on_training():
+    import ast
+    users = [p for p in _project_files(".py")
+             if p == "octconv/scoring.py" or p.startswith(("octconv/deploy/", "tools/"))]
+    assert "octconv/deploy/compile.py" in users and "tools/table2.py" in users
+    for path in users:
+        tree = ast.parse(open(os.path.join(ROOT, path)).read())
+        for node in ast.walk(tree):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom) else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            assert not any(n == "octconv.train" for n in names), f"{path} imports octconv.train"
+
+
+def test_docs_stand_on_their_own():
+    """Nothing points outside the repository for its facts, and every reference to a
+    section of docs/ARCHITECTURES.md names a section that exists."""
+    doc = open(os.path.join(ROOT, "docs", "ARCHITECTURES.md")).read()
+    sections = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", doc, re.M))
+    assert {"1.1", "2.1", "3.5", "4.3", "5.1"} <= sections
+    cited = 0
+    for path in _project_files(".py", ".md", ".yaml", ".txt", "Makefile", "run"):
+        text = open(os.path.join(ROOT, path), errors="replace").read()
+        outside = "shared"  # the folder of facts given to the project's developers
+        assert not re.search(rf"\b{outside}/|{outside} spec", text), path
+        refs = re.findall(r"ARCHITECTURES(?:\.md\)?)?,? (?:sections? )?([\d.\-, and]+\d)", text)
+        if "ARCHITECTURES.md" in text:  # "(section 2.1)" in a file that names the page
+            refs += re.findall(r"\(sections? ([\d.\-, and]+\d)", text)
+        for ref in refs:
+            for number in re.findall(r"\d+(?:\.\d+)?", ref):
+                cited += 1
+                assert number in sections, f"{path} cites section {number} of ARCHITECTURES"
+    assert cited > 20
