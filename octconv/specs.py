@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from octconv import builders
 
-__all__ = ["check_options", "ResNetV2", "ResNetV1", "MobileNetV1", "MobileNetV2", "DenseNet", "ModelSpec", "MODELS", "get_spec", "model_names"]
+__all__ = ["check_options", "ResNetV2", "ResNetV1", "MobileNetV1", "MobileNetV2", "DenseNet", "ModelSpec", "MODELS", "get_spec", "model_names", "register"]
 
 # BatchNorm settings of the release's Symbol networks (section 1.6) and of Gluon's defaults.
 SYMBOL_BN = dict(momentum=0.92, eps=1e-4)
@@ -90,56 +90,73 @@ class ModelSpec:
     bn: dict = field(default_factory=lambda: dict(GLUON_BN))
 
 
-_RESNEXT_MID = (128, 256, 512, 1024)  # 32x4d: 32 groups of 4, 8, 16, 32 channels
-_RESNET_UNITS = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
-                 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
+MODELS = {}  # name -> ModelSpec; filled by register()
 
-MODELS = {}
-for _depth, _units in _RESNET_UNITS.items():
-    MODELS[f"resnet{_depth}_v2"] = ModelSpec(
-        builders.resnet_v2, ResNetV2(units=_units), SYMBOL_BN)
-for _depth in (50, 101):
-    MODELS[f"resnext{_depth}_32x4d_v2"] = ModelSpec(
-        builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[_depth], mid=_RESNEXT_MID, groups=32),
-        SYMBOL_BN)
-MODELS["se_resnet50_v2"] = ModelSpec(
-    builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[50], se_reduction=16), SYMBOL_BN)
 
-MODELS["resnet50_v2b"] = ModelSpec(
-    builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[50], shortcut_bias=True))
-MODELS["resnext50_32x4d_v2b"] = ModelSpec(
-    builders.resnet_v2, ResNetV2(units=_RESNET_UNITS[50], mid=_RESNEXT_MID, groups=32,
-                                 shortcut_bias=True))
-MODELS["resnet50_v1b"] = ModelSpec(
-    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[50]))
-MODELS["resnext50_32x4d_v1b"] = ModelSpec(
-    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[50], mid=_RESNEXT_MID, groups=32))
-MODELS["resnet152_v1e"] = ModelSpec(
-    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[152], stem="v1e", stride_pos=2))
-MODELS["resnet152_v1f"] = ModelSpec(
-    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[152], stem="v1f", stride_pos=2))
-MODELS["se_resnet152_v1e"] = ModelSpec(
-    builders.resnet_v1, ResNetV1(units=_RESNET_UNITS[152], stem="v1e", stride_pos=2,
-                                 se_reduction=16, extra_bn=True))
+def register(name, builder=None, arch=None, bn=None):
+    """Add the network ``name`` to the zoo of both APIs (``get_model`` / ``get_symbol``).
 
-for _mult, _suffix in ((0.75, "075"), (1.0, "100")):
-    MODELS[f"mobilenet_v1_{_suffix}"] = ModelSpec(
-        builders.mobilenet_v1, MobileNetV1(multiplier=_mult))
-for _mult, _suffix in ((1.0, "100"), (1.125, "1125")):
-    MODELS[f"mobilenet_v2_{_suffix}"] = ModelSpec(
-        builders.mobilenet_v2, MobileNetV2(multiplier=_mult))
-_DENSENETS = {121: (64, 32, (6, 12, 24, 16)), 161: (96, 48, (6, 12, 36, 24)),
-              169: (64, 32, (6, 12, 32, 32)), 201: (64, 32, (6, 12, 48, 32))}
-for _depth, (_init, _growth, _units) in _DENSENETS.items():
-    MODELS[f"densenet{_depth}"] = ModelSpec(
-        builders.densenet, DenseNet(_init, _growth, _units), SYMBOL_BN)
-MODELS["densenet121_octstem"] = ModelSpec(
-    builders.densenet, DenseNet(*_DENSENETS[121], octave_stem=True))
+    ``builder(ops, x, arch, alpha, classes, dropout)`` writes the network once against
+    the pair operations ``ops`` (see :mod:`octconv.builders`) and returns the logits of
+    a fully connected layer named ``classifier``; ``arch`` is handed to it unchanged;
+    ``bn`` the BatchNorm settings (Gluon's defaults unless given). Without ``builder``
+    it returns a decorator that registers the function and returns it unchanged. A name
+    already registered is a ValueError."""
+    if builder is None:
+        def decorate(fn):
+            register(name, fn, arch, bn)
+            return fn
+        return decorate
+    if name in MODELS:
+        raise ValueError(f"a network named {name!r} is already registered")
+    MODELS[name] = ModelSpec(builder, arch, dict(bn or GLUON_BN))
+    return MODELS[name]
 
-# Not from the paper: a small ResNet v2 for the demo and the training tests (32 px).
-MODELS["resnet10_v2_mini"] = ModelSpec(
-    builders.resnet_v2, ResNetV2(units=(1, 1, 1, 1), mid=(16, 32, 64, 128),
-                                 out=(64, 128, 256, 512)), SYMBOL_BN)
+
+def _register_the_zoo():
+    """The networks of the paper and of the original release (docs/ARCHITECTURES.md
+    sections 2 and 3), and a small ResNet for the demo."""
+    units = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3),
+             200: (3, 24, 36, 3)}
+    resnext_mid = (128, 256, 512, 1024)  # 32x4d: 32 groups of 4, 8, 16, 32 channels
+    for depth in (26, 50, 101, 152, 200):
+        register(f"resnet{depth}_v2", builders.resnet_v2, ResNetV2(units=units[depth]),
+                 SYMBOL_BN)
+    for depth in (50, 101):
+        register(f"resnext{depth}_32x4d_v2", builders.resnet_v2,
+                 ResNetV2(units=units[depth], mid=resnext_mid, groups=32), SYMBOL_BN)
+    register("se_resnet50_v2", builders.resnet_v2, ResNetV2(units=units[50], se_reduction=16),
+             SYMBOL_BN)
+    register("resnet50_v2b", builders.resnet_v2, ResNetV2(units=units[50], shortcut_bias=True))
+    register("resnext50_32x4d_v2b", builders.resnet_v2,
+             ResNetV2(units=units[50], mid=resnext_mid, groups=32, shortcut_bias=True))
+    register("resnet50_v1b", builders.resnet_v1, ResNetV1(units=units[50]))
+    register("resnext50_32x4d_v1b", builders.resnet_v1,
+             ResNetV1(units=units[50], mid=resnext_mid, groups=32))
+    for stem in ("v1e", "v1f"):
+        register(f"resnet152_{stem}", builders.resnet_v1,
+                 ResNetV1(units=units[152], stem=stem, stride_pos=2))
+    register("se_resnet152_v1e", builders.resnet_v1,
+             ResNetV1(units=units[152], stem="v1e", stride_pos=2, se_reduction=16,
+                      extra_bn=True))
+    for multiplier, suffix in ((0.75, "075"), (1.0, "100")):
+        register(f"mobilenet_v1_{suffix}", builders.mobilenet_v1, MobileNetV1(multiplier))
+    for multiplier, suffix in ((1.0, "100"), (1.125, "1125")):
+        register(f"mobilenet_v2_{suffix}", builders.mobilenet_v2, MobileNetV2(multiplier))
+    densenets = {121: (64, 32, (6, 12, 24, 16)), 161: (96, 48, (6, 12, 36, 24)),
+                 169: (64, 32, (6, 12, 32, 32)), 201: (64, 32, (6, 12, 48, 32))}
+    for depth, (stem, growth, stages) in densenets.items():
+        register(f"densenet{depth}", builders.densenet, DenseNet(stem, growth, stages),
+                 SYMBOL_BN)
+    register("densenet121_octstem", builders.densenet,
+             DenseNet(*densenets[121], octave_stem=True))
+    # Not from the paper: a small ResNet v2 for the demo and the training tests (32 px).
+    register("resnet10_v2_mini", builders.resnet_v2,
+             ResNetV2(units=(1, 1, 1, 1), mid=(16, 32, 64, 128), out=(64, 128, 256, 512)),
+             SYMBOL_BN)
+
+
+_register_the_zoo()
 
 
 def model_names():

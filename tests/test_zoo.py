@@ -262,3 +262,40 @@ def test_last_gamma_is_refused_where_no_branch_ends_in_a_batchnorm():
                   lambda: S.get_symbol("densenet121", last_gamma=True)):
         with pytest.raises(ValueError, match="last_gamma: .* has no BatchNorm ending a residual"):
             build()
+
+
+def test_the_readme_registers_a_network_both_apis_build():
+    """README's example, run as written: the registered network is listed by both APIs,
+    has the parameters of its layers, computes the same in both, and a second
+    registration of the name is refused."""
+    import re
+    from octconv import register
+    from octconv.specs import MODELS
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    readme = open(os.path.join(root, "README.md")).read()
+    code = re.search(r"<!-- register example: begin -->\n```python\n(.*?)```", readme,
+                     re.S).group(1)
+    scope = {}
+    try:
+        exec(code, scope)
+        assert "tiny_octnet" in G.list_models() and "tiny_octnet" in S.list_symbols()
+        # conv1 3x3 3->16, bn1 16, conv2 3x3 16->32, bn2 32, classifier 32->10 + bias
+        expected = 9 * 3 * 16 + 2 * 16 + 9 * 16 * 32 + 2 * 32 + 32 * 10 + 10
+        logits = scope["sym"].get_internals()["classifier_output"]
+        assert count_symbol(logits, {"data": (1, 3, 33, 33)}).params == expected
+        net = scope["net"]
+        net.initialize(mx.init.Xavier())
+        x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (2, 3, 33, 33)))
+        gluon_logits = net(x).asnumpy()
+        params = {n: p.data() for n, p in net.collect_params().items()}
+        ex = logits.bind(mx.cpu(), {"data": x, **{n: params[n] for n in
+                                                  logits.list_arguments() if n != "data"}},
+                         aux_states={n: params[n] for n in logits.list_auxiliary_states()})
+        np.testing.assert_allclose(ex.forward()[0].asnumpy(), gluon_logits, rtol=1e-5,
+                                   atol=1e-6)
+        assert any(n.endswith("-h2l_weight") for n in params)
+        assert callable(scope["tiny_octnet"])  # the decorator hands the function back
+        with pytest.raises(ValueError, match="'tiny_octnet' is already registered"):
+            register("tiny_octnet", scope["tiny_octnet"], {"width": 8})
+    finally:
+        MODELS.pop("tiny_octnet", None)
