@@ -11,10 +11,11 @@ DeepLearningForFun/MXNet-Python/CalculateFlopsTool), which also counts biases, p
 and ReLU operators: :func:`tool_flops` applies that rule, :func:`paper_flops` applies it
 as the release's graph of a network would have met it (docs/ARCHITECTURES.md 5).
 """
-import json
 from dataclasses import dataclass
 
 import mxnet as mx
+
+from octconv.graph import Graph
 
 __all__ = ["Complexity", "count_symbol", "count_gluon", "count_model", "trace_gluon", "table1",
            "tool_flops", "paper_flops"]
@@ -45,23 +46,21 @@ def _graph(sym, input_shapes):
     arg_shapes, out_shapes, _ = internals.infer_shape(**input_shapes)
     if arg_shapes is None:
         raise ValueError(f"cannot infer shapes from inputs {input_shapes}")
-    return (json.loads(sym.tojson())["nodes"], dict(zip(internals.list_arguments(), arg_shapes)),
+    return (Graph(sym), dict(zip(internals.list_arguments(), arg_shapes)),
             dict(zip(internals.list_outputs(), out_shapes)))
 
 
 def count_symbol(sym, input_shapes, frozen=()):
     """Count ``sym`` for one image; ``input_shapes`` maps each input name to its shape
     (batch size 1)."""
-    nodes, args, outs = _graph(sym, input_shapes)
-    frozen = set(frozen) | {name for name, attrs in sym.attr_dict().items()
-                            if float(attrs.get("__lr_mult__", 1)) == 0}
+    graph, args, outs = _graph(sym, input_shapes)
+    frozen = set(frozen) | graph.fixed_gammas() | {
+        name for name, attrs in sym.attr_dict().items() if float(attrs.get("__lr_mult__", 1)) == 0}
     macs = 0
-    for node in nodes:
+    for i, node in enumerate(graph.nodes):
         if node["op"] in _WEIGHTED_OPS:
-            weight = nodes[node["inputs"][1][0]]["name"]
+            weight = graph.name(graph.input(i, 1))
             macs += _prod(outs[node["name"] + "_output"]) * _prod(args[weight][1:])
-        if node["op"] == "BatchNorm" and node.get("attrs", {}).get("fix_gamma") == "True":
-            frozen.add(nodes[node["inputs"][1][0]]["name"])
     params = sum(_prod(shape) for name, shape in args.items()
                  if name not in input_shapes and name not in frozen)
     return Complexity(params=params, macs=macs)
@@ -88,10 +87,6 @@ def _feeding_batchnorm(nodes, node):
     return None
 
 
-def _kernel(node):
-    return [int(k) for k in node["attrs"]["kernel"].strip("()").split(",") if k.strip()]
-
-
 def tool_flops(sym, input_shapes, relu_counts=None, se_pools=True, head_pool=True,
                merge_stacked_pools=False):
     """FLOPs of ``sym`` (one image) by the rule of the tool the release credits: conv
@@ -107,11 +102,12 @@ def tool_flops(sym, input_shapes, relu_counts=None, se_pools=True, head_pool=Tru
     one pool of their combined kernel (where a stride-2 octave conv pools the high map
     twice for its h->l path, the release's Gluon code pools 4x4 once).
     """
-    nodes, args, outs = _graph(sym, input_shapes)
+    graph, args, outs = _graph(sym, input_shapes)
+    nodes = graph.nodes
     consumers = {}
-    for index, node in enumerate(nodes):
-        for source in node["inputs"]:
-            consumers.setdefault(source[0], []).append(index)
+    for index in range(len(nodes)):
+        for source in graph.inputs(index):
+            consumers.setdefault(source, []).append(index)
 
     def output(node):
         return args[node["name"]] if node["op"] == "null" else outs[node["name"] + "_output"]
@@ -123,21 +119,22 @@ def tool_flops(sym, input_shapes, relu_counts=None, se_pools=True, head_pool=Tru
 
     flops = 0
     for index, node in enumerate(nodes):
-        op, attrs = node["op"], node.get("attrs", {})
+        op, attrs = node["op"], graph.attrs(index)
         if op in _WEIGHTED_OPS:
-            weight = _prod(args[nodes[node["inputs"][1][0]]["name"]])
+            weight = _prod(args[graph.name(graph.input(index, 1))])
             out = output(node)
             flops += weight * (_prod(out[2:]) if op == "Convolution" else 1)
             if len(node["inputs"]) > 2:  # a bias
                 flops += _prod(out) if op == "Convolution" else out[1]
         elif op == "Pooling" and attrs.get("global_pool") == "True":
             if se_pools if feeds_convolution(index) else head_pool:
-                flops += _prod(output(nodes[node["inputs"][0][0]]))
+                flops += _prod(output(nodes[graph.input(index)]))
         elif op == "Pooling":
-            kernel, source = _prod(_kernel(node)), nodes[node["inputs"][0][0]]
-            if (merge_stacked_pools and source["op"] == "Pooling"
-                    and attrs.get("pool_type") == source["attrs"].get("pool_type") == "avg"):
-                kernel *= _prod(_kernel(source))
+            source = graph.input(index)
+            kernel = _prod(graph.window(index)[0])
+            if (merge_stacked_pools and graph.op(source) == "Pooling"
+                    and attrs.get("pool_type") == graph.attrs(source).get("pool_type") == "avg"):
+                kernel *= _prod(graph.window(source)[0])
             flops += _prod(output(node)) * kernel
         elif op == "Activation" and attrs.get("act_type") == "relu":
             layer = _feeding_batchnorm(nodes, node)

@@ -9,6 +9,8 @@ MXNet contexts of a device string.
 import mxnet as mx
 from mxnet import gluon
 
+from octconv.graph import param_role
+
 __all__ = ["build_network", "devices", "evaluate"]
 
 
@@ -36,10 +38,9 @@ def build_network(cfg):
     net = gluon.SymbolBlock(logits, mx.sym.var("data"))
     params = net.collect_params()
     for name, param in params.items():  # BN and biases start as Gluon's layers start them
-        if name.endswith(("_gamma", "_running_var")):
-            param.init = "ones"
-        elif name.endswith(("_beta", "_running_mean", "_bias")):
-            param.init = "zeros"
+        role = param_role(name)
+        if role != "weight":
+            param.init = "ones" if role == "one" else "zeros"
     for name, attrs in logits.attr_dict().items():
         if name not in params:
             continue

@@ -11,7 +11,6 @@ MXNet fixes its thread count when it is imported, from ``OMP_NUM_THREADS``:
 :func:`require_threads` checks it; the CLIs set it from ``--threads``. TVM, ONNX
 Runtime and OpenVINO take the count as an option.
 """
-import json
 import os
 import tempfile
 import time
@@ -24,6 +23,7 @@ from octconv.complexity import count_symbol
 from octconv.deploy.compile import compile_symbol
 from octconv.deploy.threads import resolve_threads
 from octconv.export import export_onnx, logits_symbol
+from octconv.graph import Graph, param_role
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "interleave", "summarize", "time_backends", "BACKENDS"]
@@ -60,18 +60,16 @@ def _random_params(symbol, size, seed=0):
     for name, shape in zip(names, shapes + aux):
         if name == "data":
             continue
-        if name.endswith(("gamma", "running_var", "moving_var")):
+        role = param_role(name)
+        if role == "one":
             params[name] = rng.uniform(0.8, 1.2, shape)
-        elif name.endswith(("beta", "bias", "running_mean", "moving_mean")):
+        elif role == "zero":
             params[name] = rng.normal(0.0, 0.1, shape)
         else:
             fan_in = int(np.prod(shape[1:]))
             params[name] = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
-    nodes = json.loads(symbol.tojson())["nodes"]
-    for node in nodes:  # a fixed gamma is 1 (MXNet ignores the array, exporters do not)
-        if node["op"] == "BatchNorm" and node.get("attrs", {}).get("fix_gamma") == "True":
-            gamma = nodes[node["inputs"][1][0]]["name"]
-            params[gamma] = np.ones_like(params[gamma])
+    for gamma in Graph(symbol).fixed_gammas():  # 1: MXNet ignores the array, exporters do not
+        params[gamma] = np.ones_like(params[gamma])
     return {k: v.astype(np.float32) for k, v in params.items()}
 
 

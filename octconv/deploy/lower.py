@@ -24,13 +24,13 @@ Inference simplifications made here:
   are not a whole number of blocks are zero-padded (padded channels stay zero through
   every kernel).
 """
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from octconv.deploy import kernels as K
 from octconv.deploy.winograd import Winograd, output_tile, transform_weight
+from octconv.graph import Graph
 
 __all__ = ["Tensor", "Call", "Program", "UnsupportedGraph", "lower"]
 
@@ -84,10 +84,6 @@ class Program:
         return list(seen.values())
 
 
-def _tuple(text):
-    return tuple(int(v) for v in text.strip("()").split(",") if v.strip())
-
-
 def _pack_channels(vector, layout):
     out = np.zeros(layout.padded, np.float32)
     out[:len(vector)] = vector
@@ -97,8 +93,9 @@ def _pack_channels(vector, layout):
 class _Lowering:
     def __init__(self, graph, params, input_shape, lanes, winograd):
         self.winograd = winograd
-        self.nodes = graph["nodes"]
-        self.heads = [h[0] for h in graph["heads"]]
+        self.graph = graph
+        self.nodes = graph.nodes
+        self.heads = graph.heads
         self.params = {k: np.asarray(v, np.float32) for k, v in params.items()}
         self.lanes = lanes
         self.program = Program(tuple(input_shape))
@@ -112,10 +109,10 @@ class _Lowering:
 
     # -- helpers ---------------------------------------------------------------------
     def attrs(self, i):
-        return self.nodes[i].get("attrs", {})
+        return self.graph.attrs(i)
 
     def data_input(self, i, k=0):
-        return self.nodes[i]["inputs"][k][0]
+        return self.graph.input(i, k)
 
     def param(self, i, k):
         name = self.nodes[self.data_input(i, k)]["name"]
@@ -151,8 +148,7 @@ class _Lowering:
         if node["op"] != "Convolution":
             raise UnsupportedGraph(f"{node['name']}: cannot crop an upsampling to the size "
                                       f"of a {node['op']}")
-        k, s, p = (_tuple(node["attrs"].get(a, d))[0] for a, d in
-                   (("kernel", "()"), ("stride", "(1, 1)"), ("pad", "(0, 0)")))
+        k, s, p = (value[0] for value in self.graph.window(i))
         return tuple((d + 2 * p - k) // s + 1 for d in self.size_of(self.data_input(i)))
 
     # -- fusion chains -----------------------------------------------------------------
@@ -243,8 +239,7 @@ class _Lowering:
         i = chain[0]
         attrs = self.attrs(i)
         x = self.stored(self.data_input(i))
-        kernel, stride, pad = (_tuple(attrs.get(a, d)) for a, d in
-                               (("kernel", "()"), ("stride", "(1, 1)"), ("pad", "(0, 0)")))
+        kernel, stride, pad = self.graph.window(i)
         if len(set(kernel)) != 1 or len(set(stride)) != 1 or len(set(pad)) != 1:
             raise UnsupportedGraph(f"{self.nodes[i]['name']}: only square kernels, "
                                       "strides and paddings")
@@ -334,8 +329,7 @@ class _Lowering:
             if attrs.get("pool_type", "max") != "avg":
                 raise UnsupportedGraph(f"{node['name']}: global pooling is average only")
             return self.emit(K.GlobalPool(x.shape), [x], x.batch, x.layout, (1, 1))
-        kernel, stride, pad = (_tuple(attrs.get(a, d)) for a, d in
-                               (("kernel", "()"), ("stride", "(1, 1)"), ("pad", "(0, 0)")))
+        kernel, stride, pad = self.graph.window(i)
         pool_type = attrs.get("pool_type", "max")
         if pool_type == "avg" and pad[0] and attrs.get("count_include_pad", "True") != "False":
             raise UnsupportedGraph(f"{node['name']}: padded average pooling must exclude "
@@ -434,5 +428,4 @@ def lower(symbol_json, params, input_shape, lanes, winograd=True):
     Symbol's JSON text, ending at its classifier) with ``params`` (name -> array) on an
     NCHW float32 input of ``input_shape``; ``lanes``: the target's float32 vector lanes;
     ``winograd``: 3x3 stride-1 convolutions by Winograd's algorithm."""
-    graph = json.loads(symbol_json)
-    return _Lowering(graph, params, input_shape, lanes, winograd).run()
+    return _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd).run()
