@@ -17,13 +17,31 @@ OctConv's low-to-high path), channel gates (squeeze-excitation) and activations
 (relu, relu6, sigmoid), applied in the order of the source graph.
 """
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from tvm import te, tirx
 
-__all__ = ["Kernel", "Layout", "Epilogue", "Conv", "Depthwise", "Pointwise", "Pool", "GlobalPool",
+__all__ = ["ConvTile", "DepthwiseTile", "Kernel", "Layout", "Epilogue", "Conv", "Depthwise",
+           "Pointwise", "Pool", "GlobalPool",
            "Upsample", "Concat", "Dense", "Flatten", "PackInput"]
 
 F32 = "float32"
+
+
+class ConvTile(NamedTuple):
+    """The search knobs of a convolution: a register tile of ``rows`` x ``cols`` output
+    pixels x ``out_blocks`` channel blocks, and ``in_blocks`` input-channel blocks
+    reduced per pass over it (all of a group's blocks: the reduction innermost)."""
+    rows: int
+    cols: int
+    out_blocks: int
+    in_blocks: int
+
+
+class DepthwiseTile(NamedTuple):
+    """The search knobs of a depthwise convolution: output ``cols`` per inner loop."""
+    rows: int
+    cols: int
 
 
 @dataclass(frozen=True)
@@ -268,9 +286,9 @@ class Conv(Kernel):
         blocked = max((d for d in (8, 4, 2, 1) if icb % d == 0 and d < icb), default=None)
         found = []
         for j, (rh, rw, ot) in enumerate(self.register_tiles(lanes)):
-            found.append((rh, rw, ot, icb))
+            found.append(ConvTile(rh, rw, ot, icb))
             if j < 3 and blocked:
-                found.append((rh, rw, ot, blocked))
+                found.append(ConvTile(rh, rw, ot, blocked))
         return found
 
     def schedule(self, sch, tile):
@@ -350,7 +368,7 @@ class Depthwise(Kernel):
 
     def tiles(self, lanes):
         ow = self.out_shape[3]
-        return [(1, rw) for rw in (8, 7, 4, 14, 16, 2, 1) if rw <= ow]
+        return [DepthwiseTile(1, rw) for rw in (8, 7, 4, 14, 16, 2, 1) if rw <= ow]
 
     def schedule(self, sch, tile):
         _, rw = tile

@@ -290,37 +290,43 @@ class _Lowering:
             return x
         return self.emit(K.Pointwise(x.shape, epilogue), [x] + extra, x.batch, x.layout, x.size)
 
-    # -- single nodes ------------------------------------------------------------------
+    # -- single nodes: one method per operator (see _SINGLE below) ----------------------
     def single(self, i):
-        node, attrs = self.nodes[i], self.attrs(i)
-        op = node["op"]
-        if op == "Reshape" and attrs.get("shape") != "(0, 0, 0, 0)":
-            raise UnsupportedGraph(f"{node['name']}: only the identity reshape (0, 0, 0, 0)")
-        if op in ("Reshape", "Flatten"):  # Flatten: the classifier checks for a 1x1 map
-            return self.values[self.data_input(i)]
-        if op == "UpSampling":
-            if attrs.get("sample_type") != "nearest" or int(attrs.get("scale", 0)) != 2:
-                raise UnsupportedGraph(f"{node['name']}: only nearest 2x upsampling")
-            src = self.stored(self.data_input(i))
-            return _Upsampled(src, tuple(2 * d for d in src.size))
-        if op == "slice_like":
-            value = self.values[self.data_input(i)]
-            if not isinstance(value, _Upsampled) or attrs.get("axes") != "(2, 3)":
-                raise UnsupportedGraph(f"{node['name']}: only the crop of an upsampling")
-            return _Upsampled(value.source, self.size_of(self.data_input(i, 1)))
-        if op == "Pooling":
-            return self.pooling(i)
-        if op == "Concat":
-            if int(attrs.get("dim", 1)) != 1:
-                raise UnsupportedGraph(f"{node['name']}: concat on channels only")
-            parts = [self.stored(src[0]) for src in node["inputs"]]
-            out = self.layout(sum(p.layout.channels for p in parts))
-            kern = K.Concat((parts[0].batch,) + parts[0].size,
-                            tuple(p.layout for p in parts), out)
-            return self.emit(kern, parts, parts[0].batch, out, parts[0].size)
-        if op == "FullyConnected":
-            return self.dense(i)
-        raise UnsupportedGraph(f"{node['name']}: operator {op} is not supported")
+        method = _SINGLE.get(self.nodes[i]["op"])
+        if method is None:
+            raise UnsupportedGraph(f"{self.nodes[i]['name']}: operator {self.nodes[i]['op']} "
+                                   f"is not supported")
+        return getattr(self, method)(i)
+
+    def reshape(self, i):
+        """Identity reshapes and Flatten (the classifier checks for a 1x1 map) pass on."""
+        if self.nodes[i]["op"] == "Reshape" and self.attrs(i).get("shape") != "(0, 0, 0, 0)":
+            raise UnsupportedGraph(f"{self.nodes[i]['name']}: only the identity reshape "
+                                   f"(0, 0, 0, 0)")
+        return self.values[self.data_input(i)]
+
+    def upsampling(self, i):
+        """Nearest 2x upsampling: recorded, computed by whatever reads it."""
+        attrs = self.attrs(i)
+        if attrs.get("sample_type") != "nearest" or int(attrs.get("scale", 0)) != 2:
+            raise UnsupportedGraph(f"{self.nodes[i]['name']}: only nearest 2x upsampling")
+        src = self.stored(self.data_input(i))
+        return _Upsampled(src, tuple(2 * d for d in src.size))
+
+    def crop(self, i):
+        """``slice_like`` of an upsampling to the size of its second input."""
+        value = self.values[self.data_input(i)]
+        if not isinstance(value, _Upsampled) or self.attrs(i).get("axes") != "(2, 3)":
+            raise UnsupportedGraph(f"{self.nodes[i]['name']}: only the crop of an upsampling")
+        return _Upsampled(value.source, self.size_of(self.data_input(i, 1)))
+
+    def concat(self, i):
+        if int(self.attrs(i).get("dim", 1)) != 1:
+            raise UnsupportedGraph(f"{self.nodes[i]['name']}: concat on channels only")
+        parts = [self.stored(src) for src in self.graph.inputs(i)]
+        out = self.layout(sum(p.layout.channels for p in parts))
+        kern = K.Concat((parts[0].batch,) + parts[0].size, tuple(p.layout for p in parts), out)
+        return self.emit(kern, parts, parts[0].batch, out, parts[0].size)
 
     def pooling(self, i):
         node, attrs = self.nodes[i], self.attrs(i)
@@ -386,6 +392,13 @@ class _Lowering:
                                       "connected layer, or a 1x1 convolution on a 1x1 map)")
         self.program.output_shape = self.program.calls[-1].out_shape
         return self.program
+
+
+# Operators lowered one node at a time, and the _Lowering method of each (convolutions
+# and the point-wise operators they absorb are lowered as chains, see _Lowering.chains).
+_SINGLE = {"Reshape": "reshape", "Flatten": "reshape", "UpSampling": "upsampling",
+           "slice_like": "crop", "Pooling": "pooling", "Concat": "concat",
+           "FullyConnected": "dense"}
 
 
 def _block_grouping(groups, lin, lout):

@@ -115,7 +115,7 @@ def choose_tile(kernel, target, lanes, cache, budget=4):
     key = f"v{SCHEDULE_VERSION} {workload.key()}"
     cached = cache.get(target, key)
     if cached is not None and cached in candidates:
-        return cached
+        return candidates[candidates.index(cached)]  # the named tile, not the stored list
     if not runs_here(target) or budget <= 1:
         return candidates[0]
     cache.searches += 1

@@ -14,6 +14,7 @@ Layouts: input and output NCHW[cb]c as every kernel here; transformed weights
 (a, a, OB, IB, ib, ob).
 """
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from tvm import te, tirx
@@ -69,6 +70,15 @@ def _select(index, exprs):
     return out
 
 
+class WinogradTile(NamedTuple):
+    """The search knobs of a Winograd convolution: ``pixel_tiles`` m x m output tiles
+    x ``out_blocks`` channel blocks per batched product, ``in_blocks`` input-channel
+    blocks reduced per pass."""
+    pixel_tiles: int
+    out_blocks: int
+    in_blocks: int
+
+
 @dataclass(frozen=True)
 class Winograd(Kernel):
     """3x3 stride-1 convolution of NCHW[ib]c data by F(m x m, 3 x 3), then the epilogue.
@@ -99,7 +109,7 @@ class Winograd(Kernel):
         found = []
         for rp, ot in ((4, 1), (2, 2), (6, 1), (3, 2), (8, 1), (2, 1), (1, 1)):
             if rp * ot * vectors <= budget and self.out_blocks % ot == 0:
-                found += [(rp, ot, icin) for icin in blocked[:2]]
+                found += [WinogradTile(rp, ot, icin) for icin in blocked[:2]]
         return found
 
     def compute(self):
