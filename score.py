@@ -15,15 +15,12 @@ import json
 import os
 import sys
 
-import mxnet as mx
-
-from octconv.checkpoint import CheckpointError
-from octconv.config import ConfigError
-from octconv.data import DataError
+from octconv.cli import command
 from octconv.scoring import PRESETS, load_for_scoring, score
 from octconv.models import devices
 
 
+@command
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,23 +38,16 @@ def main(argv=None):
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     kind = "rec" if args.data.endswith(".rec") else "folder"
-    try:
-        ctx = devices(args.devices)
-        net, config = load_for_scoring(args.checkpoint, args.model, args.alpha, args.classes, ctx)
-        data_cfg = config.get("DATA", {})
-        sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
-                 else [data_cfg.get("size", 224)])
-        print(f"{'size':>6} {'top-1':>8} {'top-5':>8} {'images':>8} {'img/s':>8}")
-        results = score(net, args.data, kind, sizes, args.preset, data_cfg, args.batch_size, ctx,
-                        progress=lambda r: print(f"{r['size']:>6} {r['top1']:>8.4f} "
-                                                 f"{r['top5']:>8.4f} {r['images']:>8} "
-                                                 f"{r['images_per_sec']:>8.1f}", flush=True))
-    except (CheckpointError, ConfigError, DataError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except mx.base.MXNetError as err:
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
+    ctx = devices(args.devices)
+    net, config = load_for_scoring(args.checkpoint, args.model, args.alpha, args.classes, ctx)
+    data_cfg = config.get("DATA", {})
+    sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
+             else [data_cfg.get("size", 224)])
+    print(f"{'size':>6} {'top-1':>8} {'top-5':>8} {'images':>8} {'img/s':>8}")
+    results = score(net, args.data, kind, sizes, args.preset, data_cfg, args.batch_size, ctx,
+                    progress=lambda r: print(f"{r['size']:>6} {r['top1']:>8.4f} "
+                                             f"{r['top5']:>8.4f} {r['images']:>8} "
+                                             f"{r['images_per_sec']:>8.1f}", flush=True))
     if args.json:
         result = dict(checkpoint=os.path.abspath(args.checkpoint), data=args.data,
                       preset=args.preset, results=results)

@@ -13,12 +13,12 @@ TRAIN.out_dir. Ctrl-C saves a resumable checkpoint and exits.
 import argparse
 import sys
 
-from octconv.checkpoint import CheckpointError
-from octconv.config import ConfigError, load
-from octconv.data import DataError
-from octconv.train import TrainingError, fit
+from octconv.cli import command
+from octconv.config import load
+from octconv.train import fit
 
 
+@command
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,12 +28,8 @@ def main(argv=None):
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE",
                         help="config overrides, e.g. OPTIM.lr 0.2")
     args = parser.parse_args(argv)
-    try:
-        cfg = load(args.config, args.overrides)
-        state = fit(cfg, resume=args.resume)
-    except (ConfigError, DataError, CheckpointError, TrainingError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = load(args.config, args.overrides)
+    state = fit(cfg, resume=args.resume)
     return 130 if state.get("interrupted") else 0
 
 

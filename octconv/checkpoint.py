@@ -14,11 +14,13 @@ import os
 
 import mxnet as mx
 
+from octconv.cli import UserError
+
 __all__ = ["CheckpointError", "save", "load_manifest", "read_params", "load_params",
            "trained_model"]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, incomplete or does not fit the network."""
 
 

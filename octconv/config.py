@@ -11,10 +11,12 @@ import os
 
 import yaml
 
+from octconv.cli import UserError
+
 __all__ = ["ConfigError", "Config", "DEFAULTS", "CHOICES", "load", "from_dict", "dump"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override that does not fit the schema."""
 
 

@@ -18,6 +18,8 @@ import numpy as np
 from mxnet.gluon.data import DataLoader
 from mxnet.gluon.data.vision import ImageFolderDataset, transforms
 
+from octconv.cli import UserError
+
 __all__ = ["DataError", "build_digits", "Batches", "train_batches", "val_batches",
            "test_resize"]
 
@@ -25,7 +27,7 @@ __all__ = ["DataError", "build_digits", "Batches", "train_batches", "val_batches
 INTERP = {"bilinear": 1, "bicubic": 2}  # OpenCV codes, as MXNet takes them
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data set that is missing, empty or unreadable."""
 
 

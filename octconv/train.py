@@ -19,6 +19,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from octconv import checkpoint
+from octconv.cli import UserError
 from octconv.config import dump
 from octconv.data import train_batches, val_batches
 from octconv.models import build_network, devices, evaluate
@@ -28,7 +29,7 @@ from octconv.targets import mixup, smooth_one_hot
 __all__ = ["TrainingError", "fit", "params_digest"]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """A run that cannot go on (NaN loss, devices that do not exist, an existing run)."""
 
 

@@ -7,21 +7,10 @@ every weight with the shape MXNet infers from the graph for the input shape used
 """
 import contextlib
 import io
-import re
 
-__all__ = ["check_input_shape", "check_params", "mxnet_reason"]
+from octconv.cli import mxnet_reason
 
-
-def mxnet_reason(err):
-    """The one-line reason of an MXNetError (its check message, without the log
-    prefix and the C++ stack)."""
-    text = str(err)
-    found = re.search(r"Check failed: (?:[^:]*: )?(.+)", text)
-    if found:
-        return found.group(1).strip()
-    lines = [line.strip() for line in text.splitlines()
-             if line.strip() and not line.startswith((" ", "Traceback", "Stack trace"))]
-    return re.sub(r"^(MXNetError: )?(\[[\d:]+\] \S+: )?", "", lines[-1] if lines else text)
+__all__ = ["check_input_shape", "check_params"]
 
 
 def check_input_shape(input_shape):

@@ -126,3 +126,39 @@ def test_docs_stand_on_their_own():
                 cited += 1
                 assert number in sections, f"{path} cites section {number} of ARCHITECTURES"
     assert cited > 20
+
+
+def test_every_command_line_reports_a_mistake_in_one_line(capsys):
+    """octconv.cli.command: a user's mistake (ValueError, a UserError, MXNet's refusal
+    of a file) is one stderr line and exit code 2; a defect still raises."""
+    import mxnet as mx
+    import pytest
+    from octconv.cli import UserError, command
+    from octconv.train import TrainingError
+
+    def failing(exc):
+        @command
+        def main(argv=None):
+            print("printed before the error")
+            raise exc
+        return main
+
+    for exc, message in [(ValueError("alpha must be in [0, 1)"), "alpha must be in [0, 1)"),
+                         (TrainingError("TRAIN.out_dir holds a run"), "TRAIN.out_dir holds a run")]:
+        assert isinstance(exc, (UserError, ValueError))
+        assert failing(exc)() == 2
+        out, err = capsys.readouterr()
+        assert out == "printed before the error\n" and err == f"error: {message}\n"
+    try:
+        mx.nd.load("/nonexistent/file.params")
+    except mx.base.MXNetError as mxnet_error:
+        assert failing(mxnet_error)() == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "/nonexistent/file.params" in err
+    with pytest.raises(KeyError):
+        failing(KeyError("a defect"))()
+    tools = [p for p in _project_files(".py") if p.startswith("tools/") or
+             p in ("score.py", "train_imagenet.py")]
+    for path in tools:
+        text = open(os.path.join(ROOT, path)).read()
+        assert "def main(" not in text or "@command\ndef main(" in text, path

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from octconv.cli import command
 from octconv.complexity import count_model, paper_flops, table1
 from octconv.paper import PAPER_FIGURES
 from octconv.specs import model_names
@@ -50,6 +51,7 @@ def format_zoo(rows, size):
     return "\n".join(lines)
 
 
+@command
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,17 +64,14 @@ def main(argv=None):
     parser.add_argument("--table1", action="store_true", help="only the paper's Table 1")
     parser.add_argument("--zoo", action="store_true", help="only the zoo table")
     args = parser.parse_args(argv)
-    try:
-        if args.model:
-            c = count_model(args.model, args.alpha, args.api, args.size)
-            result = dict(model=args.model, api=args.api, alpha=args.alpha, size=args.size,
-                          params=c.params, macs=c.macs)
-            print(json.dumps(result) if args.json else
-                  f"{args.model} alpha {args.alpha:g} ({args.api}): {c.params:,} parameters, "
-                  f"{c.macs:,} multiply-adds at {args.size}x{args.size}")
-            return 0
-    except ValueError as err:
-        parser.error(str(err))
+    if args.model:
+        c = count_model(args.model, args.alpha, args.api, args.size)
+        result = dict(model=args.model, api=args.api, alpha=args.alpha, size=args.size,
+                      params=c.params, macs=c.macs)
+        print(json.dumps(result) if args.json else
+              f"{args.model} alpha {args.alpha:g} ({args.api}): {c.params:,} parameters, "
+              f"{c.macs:,} multiply-adds at {args.size}x{args.size}")
+        return 0
     if args.zoo:
         rows = list(zoo_rows(args.size))
         print(json.dumps(rows) if args.json else format_zoo(rows, args.size))

@@ -19,7 +19,8 @@ import sys
 import mxnet as mx
 
 from octconv import checkpoint
-from octconv.config import ConfigError, from_dict
+from octconv.cli import command
+from octconv.config import from_dict
 from octconv.release import RELEASE, ReleaseNameError, from_release, release_format
 from octconv.scoring import PRESETS
 from octconv.models import build_network
@@ -48,6 +49,7 @@ def convert(path, model, alpha, classes, out_dir):
     return f"{out_dir}/last.json"
 
 
+@command
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,11 +59,7 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--out", required=True, help="the checkpoint folder to write")
     args = parser.parse_args(argv)
-    try:
-        print(convert(args.params, args.model, args.alpha, args.classes, args.out))
-    except (checkpoint.CheckpointError, ConfigError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    print(convert(args.params, args.model, args.alpha, args.classes, args.out))
     return 0
 
 

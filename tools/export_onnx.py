@@ -13,11 +13,13 @@ import sys
 
 import mxnet as mx
 
-from octconv.checkpoint import CheckpointError, read_params, trained_model
+from octconv.checkpoint import read_params, trained_model
+from octconv.cli import command
 from octconv.export import export_onnx, logits_symbol
 from octconv.specs import model_names
 
 
+@command
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,25 +33,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.params and not args.model:
         parser.error("--params goes with --model (a checkpoint holds its own weights)")
-    try:
-        if args.checkpoint:
-            model, params = trained_model(args.checkpoint)
-            name, alpha, classes = model["name"], model["alpha"], model["classes"]
-        elif args.model:
-            name, alpha, classes = args.model, args.alpha, args.classes
-            params = read_params(args.params) if args.params else None
-        else:
-            parser.error("give --model or --checkpoint")
-        sym = logits_symbol(name, alpha, classes)
-        if params is None:
-            from octconv.gluon import get_model
-            net = get_model(name, alpha=alpha, classes=classes)
-            net.initialize(mx.init.MSRAPrelu())
-            params = {k: p.data() for k, p in net.collect_params().items()}
-        print(export_onnx(sym, params, args.out, args.size))
-    except (CheckpointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.checkpoint:
+        model, params = trained_model(args.checkpoint)
+        name, alpha, classes = model["name"], model["alpha"], model["classes"]
+    elif args.model:
+        name, alpha, classes = args.model, args.alpha, args.classes
+        params = read_params(args.params) if args.params else None
+    else:
+        parser.error("give --model or --checkpoint")
+    sym = logits_symbol(name, alpha, classes)
+    if params is None:
+        from octconv.gluon import get_model
+        net = get_model(name, alpha=alpha, classes=classes)
+        net.initialize(mx.init.MSRAPrelu())
+        params = {k: p.data() for k, p in net.collect_params().items()}
+    print(export_onnx(sym, params, args.out, args.size))
     return 0
 
 

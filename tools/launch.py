@@ -21,6 +21,8 @@ import subprocess
 import sys
 import threading
 
+from octconv.cli import command
+
 
 def free_port():
     with socket.socket() as s:
@@ -62,6 +64,7 @@ def launch(command, workers, servers, port=None):
     return max(codes, key=abs)
 
 
+@command
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -13,6 +13,8 @@ import sys
 import cv2
 import mxnet as mx
 
+from octconv.cli import command
+
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -50,6 +52,7 @@ def pack(root, rec_path, resize=0, quality=95):
     return len(images)
 
 
+@command
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,10 +61,7 @@ def main(argv=None):
     parser.add_argument("--resize", type=int, default=0, help="shorter side, 0 keeps the size")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality")
     args = parser.parse_args(argv)
-    try:
-        count = pack(args.folder, args.rec, args.resize, args.quality)
-    except ValueError as err:
-        parser.error(str(err))
+    count = pack(args.folder, args.rec, args.resize, args.quality)
     print(f"{count} images -> {args.rec}")
     return 0
 

@@ -12,10 +12,12 @@ import sys
 
 import mxnet as mx
 
+from octconv.cli import command
 from octconv.specs import model_names
 from octconv.symbol import get_symbol
 
 
+@command
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,10 +27,7 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--out", help="drawing to write (.pdf, .png or .svg); needs graphviz")
     args = parser.parse_args(argv)
-    try:
-        sym = get_symbol(args.model, alpha=args.alpha)
-    except ValueError as err:
-        parser.error(str(err))
+    sym = get_symbol(args.model, alpha=args.alpha)
     shape = {"data": (1, 3, args.size, args.size)}
     if args.out:
         if shutil.which("dot") is None:

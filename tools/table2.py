@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+from octconv.cli import command
+
 # (group, row label, source, name, alpha, vanilla twin label)
 ROWS = [
     ("resnet", "vanilla ResNet-50", "gluoncv", "resnet50_v2", None, None),
@@ -363,6 +365,7 @@ def parse(argv):
     return args
 
 
+@command
 def main(argv=None):
     args = parse(argv)
     if args.worker is not None:

@@ -18,6 +18,8 @@ import argparse
 import os
 import sys
 
+from octconv.cli import command
+
 
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__,
@@ -52,51 +54,48 @@ def parse(argv):
     return args
 
 
+@command
 def main(argv=None):
     args = parse(argv)
     from octconv.deploy.threads import resolve_threads
     threads = resolve_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # MXNet's count, before it starts
-    from octconv.checkpoint import CheckpointError, read_params, trained_model
+    from octconv.checkpoint import read_params, trained_model
     from octconv.deploy.bench import time_backends, zoo_network
     from octconv.deploy.compile import compile_symbol
     from octconv.deploy.target import describe, make_target, runs_here
     from octconv.deploy.tuning import TileCache
-    try:
-        if args.checkpoint:
-            model, params = trained_model(args.checkpoint)
-            name, alpha, classes = model["name"], model["alpha"], model["classes"]
-        else:
-            name, alpha, classes = args.model, args.alpha, args.classes
-            params = read_params(args.params) if args.params else None
-        if params is not None:
-            params = {k: v.asnumpy() for k, v in params.items()}
-        network = zoo_network(name, alpha, classes, params, size=args.size)
-        target = make_target(args.target)
-        cache = TileCache(args.cache)
-        print(f"{network.label}: {network.macs(args.size) / 1e6:.1f} M multiply-adds per "
-              f"image at {args.size} px, target {describe(target)}")
-        if args.time and not runs_here(target):
-            raise ValueError(f"cannot time {describe(target)} on this machine")
-        shape = (args.batch, 3, args.size, args.size)
-        compiled = compile_symbol(network.symbol, network.params, shape, target, cache,
-                                  args.budget, threads, winograd=not args.no_winograd)
-        print(f"TVM compile: {compiled.stats}")
-        if args.out:
-            print(f"wrote {compiled.export(args.out)}")
-        if args.time:
-            result = time_backends(network, args.size, runs=args.runs, compiled=compiled,
-                                   threads=threads, batch=args.batch)
-            print(f"{threads} thread(s), batch {args.batch}, {args.runs} interleaved runs "
-                  "(median, min-max, images/s):")
-            for backend, ms in result["ms"].items():
-                diff = result["max_diff"].get(backend)
-                agree = "" if diff is None else f"   max |diff| vs MXNet {diff:.2g}"
-                print(f"  {backend:12s} {ms['median']:9.3f} ms  ({ms['min']:.3f}-{ms['max']:.3f})"
-                      f"  {1e3 * args.batch / ms['median']:8.1f} img/s{agree}")
-    except (CheckpointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.checkpoint:
+        model, params = trained_model(args.checkpoint)
+        name, alpha, classes = model["name"], model["alpha"], model["classes"]
+    else:
+        name, alpha, classes = args.model, args.alpha, args.classes
+        params = read_params(args.params) if args.params else None
+    if params is not None:
+        params = {k: v.asnumpy() for k, v in params.items()}
+    network = zoo_network(name, alpha, classes, params, size=args.size)
+    target = make_target(args.target)
+    cache = TileCache(args.cache)
+    print(f"{network.label}: {network.macs(args.size) / 1e6:.1f} M multiply-adds per "
+          f"image at {args.size} px, target {describe(target)}")
+    if args.time and not runs_here(target):
+        raise ValueError(f"cannot time {describe(target)} on this machine")
+    shape = (args.batch, 3, args.size, args.size)
+    compiled = compile_symbol(network.symbol, network.params, shape, target, cache,
+                              args.budget, threads, winograd=not args.no_winograd)
+    print(f"TVM compile: {compiled.stats}")
+    if args.out:
+        print(f"wrote {compiled.export(args.out)}")
+    if args.time:
+        result = time_backends(network, args.size, runs=args.runs, compiled=compiled,
+                               threads=threads, batch=args.batch)
+        print(f"{threads} thread(s), batch {args.batch}, {args.runs} interleaved runs "
+              "(median, min-max, images/s):")
+        for backend, ms in result["ms"].items():
+            diff = result["max_diff"].get(backend)
+            agree = "" if diff is None else f"   max |diff| vs MXNet {diff:.2g}"
+            print(f"  {backend:12s} {ms['median']:9.3f} ms  ({ms['min']:.3f}-{ms['max']:.3f})"
+                  f"  {1e3 * args.batch / ms['median']:8.1f} img/s{agree}")
     return 0
 
 
