@@ -3,12 +3,11 @@ import importlib.util
 import json
 import math
 import os
-import subprocess
-import sys
 
 import mxnet as mx
 import pytest
 
+from helpers import run_script
 from octconv import gluon as G
 from octconv.complexity import count_gluon, count_symbol, table1, tool_flops
 
@@ -76,15 +75,12 @@ def test_table1_reproduced_to_the_papers_rounding():
 
 
 def test_cli_prints_table1_as_json():
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "complexity.py"), "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    rows = json.loads(out)
+    rows = json.loads(run_tool("--json").stdout)
     assert [percent(r["flops"]) for r in rows] == [v[0] for v in PAPER_TABLE1.values()]
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "complexity.py"), *args],
-                          capture_output=True, text=True)
+    return run_script("tools/complexity.py", *args)
 
 
 def test_cli_contract_one_network_as_json():

@@ -1,8 +1,6 @@
 """ONNX export: ONNX Runtime and OpenVINO against MXNet for one network of every
 family; weights that do not fit the network are refused."""
 import os
-import subprocess
-import sys
 
 import mxnet as mx
 import numpy as np
@@ -10,7 +8,7 @@ import onnxruntime as ort
 import openvino as ov
 import pytest
 
-from helpers import FAN_IN, assert_refused_weights
+from helpers import FAN_IN, assert_refused_weights, run_script
 from octconv.export import export_onnx, logits_symbol
 from octconv.gluon import get_model
 
@@ -76,26 +74,23 @@ def test_onnx_runtime_and_openvino_equal_mxnet(name, alpha, tmp_path):
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
-def test_export_refuses_weights_of_another_alpha(tmp_path, capsys):
+def test_export_refuses_weights_of_another_alpha(tmp_path):
     """The tool names the first parameter whose shape does not fit, with both shapes."""
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import export_onnx as tool
     net = get_model("resnet26_v2", alpha=0.5, classes=10)
     net.initialize()
     net(mx.nd.zeros((1, 3, 32, 32)))
     mx.nd.save(str(tmp_path / "a05.params"),  # named as checkpoints and converted files
                {k: p.data() for k, p in net.collect_params().items()})
-    code = tool.main(["--model", "resnet26_v2", "--alpha", "0.25", "--classes", "10",
-                      "--params", str(tmp_path / "a05.params"), "--size", "32", "--out",
-                      str(tmp_path / "m.onnx")])
-    assert_refused_weights(code, capsys.readouterr().err)
+    out = run_script("tools/export_onnx.py", "--model", "resnet26_v2", "--alpha", "0.25",
+                     "--classes", "10", "--params", tmp_path / "a05.params", "--size", "32",
+                     "--out", tmp_path / "m.onnx")
+    assert_refused_weights(out.returncode, out.stderr)
     assert not os.path.exists(tmp_path / "m.onnx")
 
 
 def test_export_tool_from_a_training_run(trained_run, tmp_path):
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export_onnx.py"),
-                          "--checkpoint", trained_run, "--size", "32", "--out",
-                          str(tmp_path / "demo.onnx")], capture_output=True, text=True)
+    out = run_script("tools/export_onnx.py", "--checkpoint", trained_run, "--size", "32",
+                     "--out", tmp_path / "demo.onnx")
     assert out.returncode == 0, out.stderr[-2000:]
     session = ort.InferenceSession(str(tmp_path / "demo.onnx"), providers=["CPUExecutionProvider"])
     assert session.run(None, {"data": np.zeros((1, 3, 32, 32), "float32")})[0].shape == (1, 10)

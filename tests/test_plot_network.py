@@ -1,17 +1,13 @@
 """tools/plot_network.py: a text summary always, a drawing with graphviz."""
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOL = os.path.join(ROOT, "tools", "plot_network.py")
+from helpers import run_script
 
 
 def run(*args):
-    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True)
+    return run_script("tools/plot_network.py", *args)
 
 
 def test_text_summary_lists_octave_paths_and_the_release_parameter_count():

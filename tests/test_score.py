@@ -4,15 +4,13 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 
 import cv2
 import mxnet as mx
 import numpy as np
 import pytest
 
-from helpers import randomize
+from helpers import randomize, run_script
 from octconv.gluon import get_model
 from octconv.release import RELEASE, from_release, ReleaseNameError, to_release
 
@@ -20,8 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def score(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "score.py"), *args],
-                          capture_output=True, text=True)
+    return run_script("score.py", *args)
 
 
 def independent_eval(net, folder, size, crop_ratio, mean, std):
@@ -274,9 +271,7 @@ def test_converted_release_checkpoint_scores_by_its_path_alone(tmp_path):
     release = tmp_path / "se-resnet-50-0100.params"
     mx.nd.save(str(release), {k: mx.nd.array(v) for k, v in
                               as_file(to_release(params, model, "symbol"), "symbol").items()})
-    tool = os.path.join(ROOT, "tools", "convert_release.py")
-    run = lambda *a: subprocess.run([sys.executable, tool, *map(str, a)], capture_output=True,
-                                    text=True)
+    run = functools.partial(run_script, "tools/convert_release.py")
     out = run(release, "--model", model, "--alpha", alpha, "--classes", 10, "--out",
               tmp_path / "converted")
     assert out.returncode == 0, out.stderr[-2000:]
