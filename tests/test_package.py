@@ -114,7 +114,8 @@ def test_docs_stand_on_their_own():
     sections = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", doc, re.M))
     assert {"1.1", "2.1", "3.5", "4.3", "5.1"} <= sections
     cited = 0
-    for path in _project_files(".py", ".md", ".yaml", ".txt", "Makefile", "run"):
+    for path in _project_files(".py", ".md", ".yaml", ".json", ".txt", ".cfg", ".ini",
+                               "Makefile", "run"):
         text = open(os.path.join(ROOT, path), errors="replace").read()
         outside = "shared"  # the folder of facts given to the project's developers
         assert not re.search(rf"\b{outside}/|{outside} spec", text), path
