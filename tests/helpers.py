@@ -58,21 +58,27 @@ def assert_refused_weights(code, stderr):
     assert "parameter '" in stderr and "has shape (" in stderr and "the graph needs (" in stderr
 
 
+def load_script(path):
+    """The command-line script ``path`` (relative to the repository) as a module."""
+    import importlib.util
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    name = "cli_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(root, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_script(path, *args):
     """Run the command line ``path`` (relative to the repository) in this process
     through its ``main(argv)``: a CompletedProcess with its exit code and what it
     printed. For error messages and quick tools; signals, kills and fresh-process
     library loading still need a subprocess."""
     import contextlib
-    import importlib.util
     import io
-    import os
     import subprocess
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    name = "cli_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(root, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(path)
     out, err = io.StringIO(), io.StringIO()
     argv = [str(a) for a in args]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

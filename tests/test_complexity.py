@@ -1,5 +1,4 @@
 """The counter against hand counts and the paper's Table 1."""
-import importlib.util
 import json
 import math
 import os
@@ -7,7 +6,7 @@ import os
 import mxnet as mx
 import pytest
 
-from helpers import run_script
+from helpers import load_script, run_script
 from octconv import gluon as G
 from octconv.complexity import count_gluon, count_symbol, table1, tool_flops
 
@@ -104,10 +103,7 @@ def test_zoo_table_json_and_readme():
     assert (row["params"], row["macs"], row["tool_flops"]) == (25553192, 2367143936, 2382530152)
     assert row["paper"] == dict(table="Table 2", params_m=25.6, flops=2.4, unit="G")
 
-    spec = importlib.util.spec_from_file_location("complexity_tool",
-                                                  os.path.join(ROOT, "tools", "complexity.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/complexity.py")
     readme = open(os.path.join(ROOT, "README.md")).read()
     begin, end = "<!-- zoo table: begin -->\n", "\n<!-- zoo table: end -->"
     table = readme[readme.index(begin) + len(begin):readme.index(end)]

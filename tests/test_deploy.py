@@ -23,7 +23,7 @@ from octconv.deploy.bench import gluoncv_network, zoo_network
 from octconv.deploy.target import make_target, runs_here, vector_lanes
 from octconv.deploy.tuning import scheduled_func
 
-from helpers import assert_refused_weights, run_symbol
+from helpers import assert_refused_weights, load_script, run_symbol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -329,13 +329,8 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     assert os.path.getsize(tmp_path / "demo.so") > 0
 
 
-def _tool(name):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    return __import__(name)
-
-
 def test_compile_cli_names_a_bad_checkpoint_and_weights_of_another_alpha(tmp_path, capsys):
-    tool = _tool("tvm_compile")
+    tool = load_script("tools/tvm_compile.py")
     assert tool.main(["--checkpoint", str(tmp_path / "nothing")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     params = zoo_network("resnet10_v2_mini", 0.5, classes=10, size=32).params
@@ -350,7 +345,7 @@ def test_results_file_comes_from_the_table2_tool():
     """results/table2.* were written by tools/table2.py: every row of the tool at one
     thread, the same figures in the CSV and the markdown, noisy rows marked, the
     machine, its ISA and the versions recorded."""
-    table2 = _tool("table2")
+    table2 = load_script("tools/table2.py")
     folder = os.path.join(ROOT, "results")
     rows = list(csv.DictReader(open(os.path.join(folder, "table2.csv"))))
     single = [r["network"] for r in rows if (r["threads"], r["batch"]) == ("1", "1")]
@@ -381,7 +376,7 @@ def _worker_output(threads, rows, batch_rows=()):
 
 
 def test_table2_rows_and_verdicts_follow_the_targets():
-    table2 = _tool("table2")
+    table2 = load_script("tools/table2.py")
 
     def runs(vanilla, oct_, others, vanilla_1=None, oct_1=None):
         both = {"vanilla ResNet-50": (4000, dict(tvm=vanilla, **others)),
