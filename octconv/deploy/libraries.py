@@ -10,11 +10,12 @@ process) or cannot be loaded is ignored with a warning and rebuilt.
 """
 import hashlib
 import os
-import tempfile
 import warnings
 
 import numpy as np
 import tvm
+
+from octconv.files import write_atomically
 
 __all__ = ["LibraryCache", "program_digest"]
 
@@ -63,18 +64,19 @@ class LibraryCache:
 
     def store(self, digest, executable):
         """Export ``executable`` as the library of ``digest``; its path."""
-        os.makedirs(self.folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".so.tmp")
-        os.close(fd)
-        try:
+        checksum = []
+
+        def export(tmp):
             executable.export_library(tmp)
-            checksum = _file_hash(tmp)
-            os.replace(tmp, self.path(digest))
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        _write_atomically(self.path(digest) + ".sha256", checksum)
+            checksum.append(_file_hash(tmp))
+        write_atomically(self.path(digest), export)
+        write_atomically(self.path(digest) + ".sha256", lambda tmp: _write_text(tmp, checksum[0]))
         return self.path(digest)
+
+
+def _write_text(path, text):
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def _file_hash(path):
@@ -84,9 +86,3 @@ def _file_hash(path):
             digest.update(chunk)
     return digest.hexdigest()
 
-
-def _write_atomically(path, text):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -12,7 +12,6 @@ tile is used and not cached.
 """
 import json
 import os
-import tempfile
 import warnings
 
 import numpy as np
@@ -21,6 +20,7 @@ from tvm import s_tir, te
 
 from octconv.deploy.target import describe, runs_here
 from octconv.deploy.threads import use_threads
+from octconv.files import write_atomically
 
 __all__ = ["TileCache", "scheduled_func", "choose_tile", "default_cache_path"]
 
@@ -70,12 +70,10 @@ class TileCache:
         self.records.setdefault(describe(target), {})[key] = {"tile": tile, "ms": ms}
 
     def save(self):
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.records, f, indent=0, sort_keys=True)
-        os.replace(tmp, self.path)
+        def dump(tmp):
+            with open(tmp, "w") as f:
+                json.dump(self.records, f, indent=0, sort_keys=True)
+        write_atomically(self.path, dump)
 
 
 def scheduled_func(kernel, tile):
