@@ -2,8 +2,10 @@
 
 Goes through MXNet's own exporter (``mx.onnx.export_model``, onnx 1.15), which writes
 opset-12/13 nodes: every export is meant to be checked against MXNet numerically
-(tests/test_export.py does). Nearest upsampling becomes Resize, ceil-mode average
-pooling keeps ceil_mode and count_include_pad, the l2h crop becomes Slice.
+(tests/test_export.py does). Nearest upsampling becomes Resize, the l2h crop becomes
+Slice, and each ceil-mode 2x2/2 pooling (an edge Pad then a 'valid' pooling in the
+graph, see :func:`octconv.ops.avg_pool2`) is folded back into one pooling with
+``ceil_mode`` (averages with ``count_include_pad=0``).
 """
 import mxnet as mx
 import numpy as np
@@ -29,16 +31,70 @@ def export_onnx(sym, params, path, size=224, batch=1):
     params = {k: v for k, v in params.items() if k in wanted}
     mx.onnx.export_model(sym, params, in_shapes=[(batch, 3, size, size)],
                          in_types=[np.float32], onnx_file_path=path)
-    _weights_out_of_inputs(path)
+    _tidy(path)
     return path
 
 
-def _weights_out_of_inputs(path):
-    """Keep only ``data`` as a graph input, so runtimes may fold the weights."""
+def _tidy(path):
     import onnx
     model = onnx.load(path)
-    weights = {init.name for init in model.graph.initializer}
-    kept = [i for i in model.graph.input if i.name not in weights]
-    del model.graph.input[:]
-    model.graph.input.extend(kept)
+    _weights_out_of_inputs(model.graph)
+    _fold_edge_pads(model.graph, _spatial_sizes(model))
     onnx.save(model, path)
+
+
+def _weights_out_of_inputs(graph):
+    """Keep only ``data`` as a graph input, so runtimes may fold the weights."""
+    weights = {init.name for init in graph.initializer}
+    kept = [i for i in graph.input if i.name not in weights]
+    del graph.input[:]
+    graph.input.extend(kept)
+
+
+_END_EDGE_PADS = [0, 0, 0, 0, 0, 0, 1, 1]  # ONNX order: every axis' start, then every end
+
+
+def _spatial_sizes(model):
+    """Tensor name -> (height, width) of every 4-D tensor ONNX shape inference sizes."""
+    import onnx
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    sizes = {}
+    for info in list(inferred.value_info) + list(inferred.input):
+        dims = [d.dim_value for d in info.type.tensor_type.shape.dim]
+        if len(dims) == 4:
+            sizes[info.name] = tuple(dims[2:])
+    return sizes
+
+
+def _fold_edge_pads(graph, sizes):
+    """Pad(edge, one row and column at the end) -> 2x2/2 pooling becomes one pooling of
+    the unpadded map with ``ceil_mode=1``: the same numbers without the copy. Maps with
+    a dimension of 1 keep the Pad: OpenVINO refuses a 2x2 window on them."""
+    from onnx import helper, numpy_helper
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    readers = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    folded = []
+    for node in graph.node:
+        pad = producers.get(node.input[0]) if node.input else None
+        if (node.op_type not in ("AveragePool", "MaxPool") or pad is None
+                or pad.op_type != "Pad" or readers[pad.output[0]] != 1
+                or helper.get_attribute_value(pad.attribute[0]) != b"edge"
+                or constants.get(pad.input[1]) is None
+                or constants[pad.input[1]].tolist() != _END_EDGE_PADS
+                or min(sizes.get(pad.input[0], (0,))) < 2):
+            continue
+        node.input[0] = pad.input[0]
+        for attribute in node.attribute:
+            if attribute.name in ("ceil_mode", "count_include_pad"):
+                attribute.i = int(attribute.name == "ceil_mode")
+        folded.append(pad)
+    for pad in folded:
+        graph.node.remove(pad)
+    used = {name for node in graph.node for name in node.input}
+    unused = [init for init in graph.initializer if init.name not in used]
+    for init in unused:
+        graph.initializer.remove(init)

@@ -12,9 +12,24 @@ __all__ = ["avg_pool2", "upsample2_like", "octconv_forward", "check_pair", "acti
 
 
 def avg_pool2(F, x):
-    """2x2/2 average pooling, rounding up and averaging only the covered pixels."""
-    return F.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="avg",
-                     pooling_convention="full", count_include_pad=False)
+    """2x2/2 average pooling to ceil(n / 2) per dimension (any n >= 1), averaging only the
+    pixels each window covers (see :func:`_pool2_ceil`)."""
+    return _pool2_ceil(F, x, "avg")
+
+
+def _pool2_ceil(F, x, pool_type):
+    """2x2/2 pooling rounding up, for every size down to 1 pixel.
+
+    MXNet's 'full' (ceil) convention refuses a dimension of 1 (the kernel exceeds it), so
+    the map is edge-padded by one row and one column at its end and pooled in the 'valid'
+    convention: on an odd dimension the last window holds a pixel and its copy, whose
+    average and maximum are the pixel's, exactly what 'full' gives; on an even one no
+    window reaches the copy. The TVM lowering and the ONNX export fold the pair back into
+    one ceil-mode pooling.
+    """
+    padded = F.pad(x, mode="edge", pad_width=(0, 0, 0, 0, 0, 1, 0, 1))
+    return F.Pooling(padded, kernel=(2, 2), stride=(2, 2), pool_type=pool_type,
+                     pooling_convention="valid")
 
 
 def upsample2_like(F, x, like):
@@ -105,6 +120,8 @@ def pool(F, pair, pool_type, kernel, stride, padding=0):
     """
     if pool_type not in ("avg", "max"):
         raise ValueError(f"pool_type must be 'avg' or 'max', got {pool_type!r}")
+    if kernel == stride == 2 and padding == 0:
+        return _map(lambda x: _pool2_ceil(F, x, pool_type), pair)
     if kernel == 2 * padding + 1:
         convention = "valid"
     elif kernel == stride + 2 * padding:

@@ -40,10 +40,12 @@ def run_symbol(outputs, inputs, params):
 
 
 def pair_arrays(rng, batch, widths, size):
-    """Random (hi, lo) NumPy inputs for (high, low) widths at ``size`` px; lo None if 0."""
-    hi = rng.randn(batch, widths[0], size, size).astype("float32")
-    half = (size + 1) // 2
-    lo = rng.randn(batch, widths[1], half, half).astype("float32") if widths[1] else None
+    """Random (hi, lo) NumPy inputs for (high, low) widths at ``size`` px (an int, or
+    (height, width)); lo None if 0."""
+    h, w = (size, size) if isinstance(size, int) else size
+    hi = rng.randn(batch, widths[0], h, w).astype("float32")
+    lo = (rng.randn(batch, widths[1], (h + 1) // 2, (w + 1) // 2).astype("float32")
+          if widths[1] else None)
     return hi, lo
 
 

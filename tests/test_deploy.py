@@ -104,8 +104,9 @@ def test_compiled_network_equals_mxnet(name, alpha, batch, threads, cache):
 
 @pytest.mark.parametrize("name, alpha, size", [("resnext50_32x4d_v2", 0.25, 33),
                                                ("se_resnet50_v2", 0.5, 33),
-                                               ("resnet10_v2_mini", 0.25, 225)])
-def test_grouped_se_and_large_odd_inputs_equal_mxnet(name, alpha, size, cache):
+                                               ("resnet10_v2_mini", 0.25, 225),
+                                               ("resnet10_v2_mini", 0.25, 7)])
+def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, cache):
     network = network_(name, alpha, size)
     x = image(size)
     compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)

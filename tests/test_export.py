@@ -4,6 +4,7 @@ import os
 
 import mxnet as mx
 import numpy as np
+import onnx
 import onnxruntime as ort
 import openvino as ov
 import pytest
@@ -72,6 +73,22 @@ def test_onnx_runtime_and_openvino_equal_mxnet(name, alpha, tmp_path):
     assert np.abs(got - want).max() < 1e-4
     got = openvino_logits(path, x)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    # every 2x2/2 ceil pooling was folded back into one node (no map here is 1 pixel)
+    assert "Pad" not in {node.op_type for node in onnx.load(path).graph.node}
+
+
+@pytest.mark.parametrize("name, size", [("resnet26_v2", 7), ("densenet121", 2)])
+def test_tiny_inputs_export_too(name, size, tmp_path):
+    """Maps shrink to one pixel, where the runtimes cannot take a 2x2 ceil-mode window
+    and the edge padding stays in the file."""
+    net = calibrated(name, 0.25, size)
+    params = {k: p.data() for k, p in net.collect_params().items()}
+    path = export_onnx(logits_symbol(name, 0.25, 10), params, str(tmp_path / "m.onnx"), size)
+    x = np.random.RandomState(0).uniform(-1, 1, (1, 3, size, size)).astype("float32")
+    want = net(mx.nd.array(x)).asnumpy()
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for got in (session.run(None, {"data": x})[0], openvino_logits(path, x)):
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
 def test_export_refuses_weights_of_another_alpha(tmp_path):

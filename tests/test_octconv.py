@@ -107,6 +107,23 @@ def test_both_apis_match_numpy_reference(cfg):
         == expected_paths(cfg)
 
 
+# Maps of one pixel and non-square maps (docs/ARCHITECTURES.md, section 1: the low map
+# is ceil(n / 2) for every n >= 1).
+TINY = [dict(in_c=8, out_c=8, kernel=3, stride=2, alpha_in=0.25, alpha_out=0.25, groups=8,
+             use_bias=False, size=(1, 30), batch=1),
+        dict(in_c=8, out_c=8, kernel=3, stride=2, alpha_in=0.0, alpha_out=0.5, groups=1,
+             use_bias=True, size=(2, 2), batch=2),
+        dict(in_c=8, out_c=16, kernel=3, stride=1, alpha_in=0.5, alpha_out=0.25, groups=2,
+             use_bias=False, size=(25, 1), batch=1),
+        dict(in_c=4, out_c=4, kernel=1, stride=2, alpha_in=0.5, alpha_out=0.5, groups=1,
+             use_bias=False, size=(1, 1), batch=1)]
+
+
+@pytest.mark.parametrize("cfg", TINY, ids=lambda c: "x".join(map(str, c["size"])))
+def test_one_pixel_and_non_square_maps(cfg):
+    test_both_apis_match_numpy_reference(cfg)
+
+
 @pytest.mark.parametrize("cfg", CONFIGS[:12], ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_hybridized_gluon_equals_imperative(cfg):
     block, params = build(cfg)

@@ -148,17 +148,26 @@ def test_symbol_equals_gluon_on_the_same_weights(name):
 
 @pytest.mark.parametrize("alpha", ["zero", "oct"])
 @pytest.mark.parametrize("name", NAMES)
-def test_forward_at_224_and_odd_sizes(name, alpha):
+def test_forward_at_224_and_down_to_one_pixel(name, alpha):
+    """Any input size works (docs/ARCHITECTURES.md, section 1): odd, tiny, one pixel.
+    Gluon runs every size; the Symbol graph runs the small ones and is shape-inferred at
+    the large ones."""
     alpha = 0.0 if alpha == "zero" else alpha_for(name)
     net = G.get_model(name, alpha=alpha, classes=10)
     net.initialize(FAN_IN)
     net.hybridize()
     sym = S.get_symbol(name, alpha=alpha, num_classes=10)
-    for size in (224, 225, 97):
+    executor = None
+    for size in (224, 97, 33, 16, 7, 2, 1):
         out = net(mx.nd.ones((1, 3, size, size)))
         assert out.shape == (1, 10) and np.isfinite(out.asnumpy()).all()
-        _, out_shapes, _ = sym.infer_shape(data=(1, 3, size, size), softmax_label=(1,))
-        assert out_shapes == [(1, 10)]
+        shapes = dict(data=(1, 3, size, size), softmax_label=(1,))
+        if size > 33:
+            assert sym.infer_shape(**shapes)[1] == [(1, 10)]
+            continue
+        executor = (sym.simple_bind(mx.cpu(), grad_req="null", **shapes) if executor is None
+                    else executor.reshape(**shapes))
+        assert executor.forward(is_train=False)[0].shape == (1, 10)
 
 
 # Deep variants share their builder with a shallower registered sibling.

@@ -1,7 +1,7 @@
 """From a network's Symbol graph and weights to a list of kernel calls.
 
 We translate the MXNet Symbol JSON directly rather than going through ONNX: the
-network uses 14 operators, and owning the translation lets it decide fusion and layout
+network uses 15 operators, and owning the translation lets it decide fusion and layout
 with OctConv in mind. (MXNet's ONNX exporter turns every low-to-high crop into eight
 shape-computing nodes, and Relax's ONNX importer would keep them.)
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from octconv.deploy import kernels as K
 from octconv.deploy.winograd import Winograd, output_tile, transform_weight
-from octconv.graph import Graph
+from octconv.graph import Graph, int_tuple
 
 __all__ = ["Tensor", "Call", "Program", "UnsupportedGraph", "lower"]
 
@@ -60,6 +60,14 @@ class _Upsampled:
     """A tensor read nearest-2x-upsampled and cropped to ``size`` (not stored)."""
     source: Tensor
     size: tuple
+
+
+@dataclass(frozen=True)
+class _EdgePadded:
+    """A tensor edge-padded by one row and column at its end, waiting for the 2x2/2
+    'valid' pooling that makes the pair one ceil-mode pooling (see
+    :func:`octconv.ops.avg_pool2`); not stored."""
+    source: Tensor
 
 
 @dataclass
@@ -131,6 +139,9 @@ class _Lowering:
     def stored(self, i):
         """The value of node ``i`` as a stored tensor (upsampling one if needed)."""
         value = self.values[i]
+        if isinstance(value, _EdgePadded):
+            raise UnsupportedGraph(f"{self.nodes[i]['name']}: edge padding is supported "
+                                   f"only before a 2x2/2 pooling")
         if isinstance(value, _Upsampled):
             src = value.source
             value = self.emit(K.Upsample(src.shape, value.size), [src], src.batch,
@@ -328,8 +339,26 @@ class _Lowering:
         kern = K.Concat((parts[0].batch,) + parts[0].size, tuple(p.layout for p in parts), out)
         return self.emit(kern, parts, parts[0].batch, out, parts[0].size)
 
+    def pad(self, i):
+        """The end-edge padding of a ceil-mode 2x2/2 pooling: recorded for the pooling."""
+        attrs = self.attrs(i)
+        if (attrs.get("mode") != "edge"
+                or int_tuple(attrs.get("pad_width", "()")) != (0, 0, 0, 0, 0, 1, 0, 1)):
+            raise UnsupportedGraph(f"{self.nodes[i]['name']}: only edge padding by one row "
+                                   f"and column at the end")
+        return _EdgePadded(self.stored(self.data_input(i)))
+
     def pooling(self, i):
         node, attrs = self.nodes[i], self.attrs(i)
+        source = self.values[self.data_input(i)]
+        if isinstance(source, _EdgePadded):
+            if self.graph.window(i) != ((2, 2), (2, 2), (0, 0)) \
+                    or attrs.get("pooling_convention", "valid") != "valid":
+                raise UnsupportedGraph(f"{node['name']}: an edge-padded map must be pooled "
+                                       f"2x2/2 in the 'valid' convention")
+            x = source.source
+            kern = K.Pool(x.shape, attrs.get("pool_type", "max"), 2, 2, 0, True)
+            return self.emit(kern, [x], x.batch, x.layout, kern.out_shape[2:4])
         x = self.stored(self.data_input(i))
         if attrs.get("global_pool") == "True":
             if attrs.get("pool_type", "max") != "avg":
@@ -397,7 +426,7 @@ class _Lowering:
 # Operators lowered one node at a time, and the _Lowering method of each (convolutions
 # and the point-wise operators they absorb are lowered as chains, see _Lowering.chains).
 _SINGLE = {"Reshape": "reshape", "Flatten": "reshape", "UpSampling": "upsampling",
-           "slice_like": "crop", "Pooling": "pooling", "Concat": "concat",
+           "slice_like": "crop", "Pooling": "pooling", "Concat": "concat", "Pad": "pad",
            "FullyConnected": "dense"}
 
 
