@@ -10,39 +10,39 @@ The data is a RecordIO file (.rec with its .idx) or a folder with one sub-folder
 class. A run folder or manifest brings its network and data recipe; a bare .params
 file needs --model and --alpha; a Symbol checkpoint brings its own graph.
 """
-import argparse
 import json
 import os
 import sys
 
-from octconv.cli import command
+from octconv.cli import ArgumentParser, command, output_path, positive_int, size_list
+from octconv.files import write_atomically
 from octconv.scoring import PRESETS, load_for_scoring, score
 from octconv.models import devices
 
 
 @command
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("checkpoint", help="run folder, manifest .json, .params or -symbol.json")
     parser.add_argument("--data", required=True, help="validation .rec or class folder")
     parser.add_argument("--model", help="network name (for a bare .params file)")
     parser.add_argument("--alpha", type=float)
-    parser.add_argument("--classes", type=int)
-    parser.add_argument("--sizes", default=None,
+    parser.add_argument("--classes", type=positive_int)
+    parser.add_argument("--sizes", type=size_list, default=None,
                         help="test sizes, e.g. 224,256,288,320 (default: the trained size)")
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="mean / std / resize recipe (default: the checkpoint's own)")
-    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--batch-size", type=positive_int, default=50)
     parser.add_argument("--devices", default="cpu", help="cpu, or GPU ids such as 0,1")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
+    if args.json:
+        output_path(args.json, "--json")
     kind = "rec" if args.data.endswith(".rec") else "folder"
     ctx = devices(args.devices)
     net, config = load_for_scoring(args.checkpoint, args.model, args.alpha, args.classes, ctx)
     data_cfg = config.get("DATA", {})
-    sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
-             else [data_cfg.get("size", 224)])
+    sizes = args.sizes or [data_cfg.get("size", 224)]
     print(f"{'size':>6} {'top-1':>8} {'top-5':>8} {'images':>8} {'img/s':>8}")
     results = score(net, args.data, kind, sizes, args.preset, data_cfg, args.batch_size, ctx,
                     progress=lambda r: print(f"{r['size']:>6} {r['top1']:>8.4f} "
@@ -51,10 +51,7 @@ def main(argv=None):
     if args.json:
         result = dict(checkpoint=os.path.abspath(args.checkpoint), data=args.data,
                       preset=args.preset, results=results)
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(tmp, args.json)
+        write_atomically(args.json, lambda tmp: json.dump(result, open(tmp, "w"), indent=1))
     return 0
 
 

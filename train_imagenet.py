@@ -10,25 +10,26 @@ Everything is in the config (see octconv/config.py for every key and its default
 (last, best, every TRAIN.save_every epochs), metrics.jsonl and curves.png go to
 TRAIN.out_dir. Ctrl-C saves a resumable checkpoint and exits.
 """
-import argparse
+import os
 import sys
 
-from octconv.cli import command
+from octconv.cli import ArgumentParser, command
 from octconv.config import load
-from octconv.train import fit
 
 
 @command
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("--config", help="YAML file of overrides (configs/*.yaml)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last checkpoint in TRAIN.out_dir")
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE",
                         help="config overrides, e.g. OPTIM.lr 0.2")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # --resume may come among the pairs
     cfg = load(args.config, args.overrides)
+    if cfg.TRAIN.deterministic and "mxnet" not in sys.modules:  # MXNet reads it at start
+        os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+    from octconv.train import fit
     state = fit(cfg, resume=args.resume)
     return 130 if state.get("interrupted") else 0
 

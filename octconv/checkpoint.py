@@ -6,7 +6,8 @@ both APIs), an optimizer-state file (``.states``) and holding the run state (epo
 batch, iteration, best accuracy) and the resolved config. Every file is written to a
 temporary name and renamed into place, data first, manifest last: a reader always sees
 a complete checkpoint, the previous one until the new one is whole. Data files no
-manifest names any more are removed after each save.
+manifest names any more, and temporary files of a writer that was killed, are removed at
+each save.
 """
 import glob
 import json
@@ -14,20 +15,15 @@ import os
 
 import mxnet as mx
 
-from octconv.cli import UserError
+from octconv.cli import UserError, mxnet_reason
+from octconv.files import write_atomically
 
 __all__ = ["CheckpointError", "save", "load_manifest", "read_params", "load_params",
-           "trained_model"]
+           "load_states", "trained_model"]
 
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, incomplete or does not fit the network."""
-
-
-def _atomic(path, write):
-    tmp = f"{path}.tmp{os.getpid()}"
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save(out_dir, tags, net, trainer, state, config):
@@ -36,15 +32,15 @@ def save(out_dir, tags, net, trainer, state, config):
     os.makedirs(out_dir, exist_ok=True)
     stem = f"ckpt-e{state['epoch']:04d}-i{state['iteration']:07d}"
     params, states = f"{stem}.params", None
-    _atomic(os.path.join(out_dir, params),
+    write_atomically(os.path.join(out_dir, params),
             lambda p: mx.nd.save(p, {name: param.data().as_in_context(mx.cpu())
                                      for name, param in net.collect_params().items()}))
     if trainer is not None:
         states = f"{stem}.states"
-        _atomic(os.path.join(out_dir, states), trainer.save_states)
+        write_atomically(os.path.join(out_dir, states), trainer.save_states)
     manifest = dict(params=params, states=states, state=state, config=config)
     for tag in tags:
-        _atomic(os.path.join(out_dir, f"{tag}.json"),
+        write_atomically(os.path.join(out_dir, f"{tag}.json"),
                 lambda p: json.dump(manifest, open(p, "w"), indent=1))
     _remove_unreferenced(out_dir)
 
@@ -59,7 +55,7 @@ def _remove_unreferenced(out_dir):
         except (ValueError, KeyError, TypeError):
             continue
     for path in glob.glob(os.path.join(out_dir, "ckpt-*")):
-        if os.path.basename(path) not in referenced and ".tmp" not in path:
+        if os.path.basename(path) not in referenced:
             os.remove(path)
 
 
@@ -88,10 +84,20 @@ def read_params(path):
         saved = mx.nd.load(path)
     except mx.base.MXNetError as err:
         raise CheckpointError(f"cannot read parameters from {path}: "
-                              f"{str(err).splitlines()[0]}") from None
+                              f"{mxnet_reason(err)}") from None
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path} holds unnamed arrays, not named parameters")
     return {k.split(":", 1)[-1]: v for k, v in saved.items()}
+
+
+def load_states(trainer, path):
+    """Load the optimizer state file ``path`` into ``trainer``; CheckpointError if it
+    cannot be read."""
+    try:
+        trainer.load_states(path)
+    except Exception as err:  # a truncated or foreign file fails inside pickle or MXNet
+        reason = mxnet_reason(err) if isinstance(err, mx.base.MXNetError) else err
+        raise CheckpointError(f"cannot read the optimizer state {path}: {reason}") from None
 
 
 def trained_model(path):

@@ -1,15 +1,20 @@
 """What every command line of the project does with a mistake in what it was asked:
 one line on stderr naming the problem, exit code 2, no traceback.
 
-A mistake is a :class:`UserError` (bad config, data, checkpoint, run state), any other
-``ValueError`` (every check of the library raises one) or an ``MXNetError`` raised
-while MXNet reads a user's file (its reason, without the C++ stack).
+A mistake is a :class:`UserError` (bad config, data, checkpoint, run state, command
+line), any other ``ValueError`` (every check of the library raises one), an ``OSError``
+on a path the user gave, or an ``MXNetError`` raised while MXNet reads a user's file (its
+reason, without the C++ stack). :class:`ArgumentParser` and the argument types below
+turn command-line mistakes into the same one line.
 """
+import argparse
 import functools
+import os
 import re
 import sys
 
-__all__ = ["UserError", "command", "mxnet_reason"]
+__all__ = ["UserError", "command", "mxnet_reason", "ArgumentParser", "positive_int",
+           "size_list", "output_path", "output_folder"]
 
 
 class UserError(Exception):
@@ -37,11 +42,70 @@ def command(main):
             return main(argv)
         except (UserError, ValueError) as err:
             message = str(err)
+        except OSError as err:
+            message = (f"{err.filename}: {err.strerror}" if err.filename and err.strerror
+                       else str(err))
         except Exception as err:  # MXNet is not imported here: a CLI may set its
             mx = sys.modules.get("mxnet")  # threads before MXNet starts
             if mx is None or not isinstance(err, mx.base.MXNetError):
                 raise
             message = mxnet_reason(err)
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)  # one line
         return 2
     return run
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` with the module docstring as help and mistakes as one line
+    (``error: ... (see PROG --help)``, exit code 2 through :func:`command`)."""
+
+    def __init__(self, doc, **kwargs):
+        super().__init__(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                         **kwargs)
+
+    def error(self, message):
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def positive_int(text):
+    """An argument type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def size_list(text):
+    """An argument type: comma-separated image sizes, e.g. ``224,256,288``."""
+    try:
+        return [positive_int(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of positive sizes separated by commas, "
+            f"e.g. 224,256") from None
+
+
+def output_path(path, what):
+    """``path`` if a file can be written there: its folder exists or can be made (no
+    regular file on the way) and ``path`` is not a folder. Else UserError naming
+    ``what`` (an option or config key): checked before the work, not after it."""
+    if os.path.isdir(path):
+        raise UserError(f"{what} {path} is a folder; give a file name")
+    output_folder(os.path.dirname(os.path.abspath(path)), what, path)
+    return path
+
+
+def output_folder(folder, what, given=None):
+    """``folder`` if it is, or can be made, a folder to write in; else UserError."""
+    given = given or folder
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"{what} {given}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise UserError(f"{what} {given}: no permission to write in {existing}")
+    return folder

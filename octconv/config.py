@@ -12,6 +12,7 @@ import os
 import yaml
 
 from octconv.cli import UserError
+from octconv.files import write_atomically
 
 __all__ = ["ConfigError", "Config", "DEFAULTS", "CHOICES", "load", "from_dict", "dump"]
 
@@ -65,6 +66,7 @@ DEFAULTS = {
         "devices": "cpu",             # cpu, or GPU ids such as "0,1"
         "kvstore": "device",          # local, device, dist_sync, dist_device_sync
         "seed": 0,
+        "deterministic": False,       # identical runs for a seed: MXNet's NaiveEngine (slower)
         "out_dir": "runs/train",
         "save_every": 10,             # epochs between numbered checkpoints (last/best always)
     },
@@ -184,6 +186,9 @@ def load(path=None, overrides=()):
                 data = yaml.safe_load(f) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not a YAML text file (byte {err.start} is not "
+                              f"UTF-8)") from None
         _merge(tree, data, path)
     return _apply_overrides(tree, overrides)
 
@@ -197,7 +202,7 @@ def from_dict(data, overrides=(), source="config"):
 
 def dump(cfg, path):
     """Write ``cfg`` as YAML to ``path`` atomically."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "w") as f:
+            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+    write_atomically(path, write)

@@ -12,13 +12,14 @@ sees the same data; with several workers each reads its own shard.
 import math
 import os
 import random
+import warnings
 
 import mxnet as mx
 import numpy as np
 from mxnet.gluon.data import DataLoader
 from mxnet.gluon.data.vision import ImageFolderDataset, transforms
 
-from octconv.cli import UserError
+from octconv.cli import UserError, mxnet_reason
 
 __all__ = ["DataError", "build_digits", "Batches", "train_batches", "val_batches",
            "test_resize"]
@@ -82,10 +83,26 @@ def _folder_transform(data_cfg, train):
     return transforms.Compose(steps + [transforms.ToTensor(), _normalize(data_cfg)])
 
 
+class _ImageFolder(ImageFolderDataset):
+    """Gluon's class-folder set, naming the file it cannot decode."""
+
+    def __getitem__(self, idx):
+        try:
+            return super().__getitem__(idx)
+        except mx.base.MXNetError as err:
+            raise DataError(f"cannot decode the image {self.items[idx][0]}: "
+                            f"{mxnet_reason(err)}") from None
+
+
 def _open_folder(path):
     if not os.path.isdir(path):
         raise DataError(f"image folder not found: {path}")
-    dataset = ImageFolderDataset(path)
+    if not any(entry.is_dir() for entry in os.scandir(path)):
+        raise DataError(f"no class sub-folders in {path} (expected one sub-folder of "
+                        f"images per class)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Gluon warns once per file that is not an image
+        dataset = _ImageFolder(path)
     if len(dataset) == 0:
         raise DataError(f"no images in {path} (expected one sub-folder per class)")
     return dataset
@@ -93,18 +110,24 @@ def _open_folder(path):
 
 class Batches:
     """One epoch of ``(data, label)`` NDArray batches, in a fixed order for
-    (seed, epoch); ``skip`` batches are read and dropped (random draws stay in step)."""
+    (seed, epoch); ``skip`` batches are read and dropped (random draws stay in step).
 
-    def __init__(self, make_iter, length, classes):
+    Training augmentation draws from the global Python, NumPy and MXNet generators
+    (Gluon's transforms do), which each training epoch seeds; validation batches draw
+    nothing and leave every generator as it was."""
+
+    def __init__(self, make_iter, length, classes, augmented):
         self._make_iter, self.length, self.classes = make_iter, length, classes
+        self.augmented = augmented
 
     def __len__(self):
         return self.length
 
     def epoch(self, epoch, seed, skip=0):
-        random.seed(seed + epoch)
-        np.random.seed(seed + epoch)
-        mx.random.seed(seed + epoch)
+        if self.augmented:
+            random.seed(seed + epoch)
+            np.random.seed(seed + epoch)
+            mx.random.seed(seed + epoch)
         for i, batch in enumerate(self._make_iter(epoch, seed)):
             if i >= skip:
                 yield batch
@@ -129,7 +152,7 @@ def _folder_batches(path, data_cfg, batch_size, train, part, parts):
         for data, label in loader:
             yield data, label.astype("float32")
 
-    return Batches(make_iter, per_epoch, len(images.synsets))
+    return Batches(make_iter, per_epoch, len(images.synsets), train)
 
 
 def _rec_batches(path, data_cfg, batch_size, train, part, parts):
@@ -173,11 +196,12 @@ def _rec_batches(path, data_cfg, batch_size, train, part, parts):
                 produced += 1
                 yield batch.data[0][:n], batch.label[0][:n]
         except (mx.base.MXNetError, StopIteration) as err:
-            raise DataError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else 'no decodable record'}") from None
+            reason = mxnet_reason(err) if str(err) else "no decodable record"
+            raise DataError(f"cannot read {path}: {reason}") from None
         if not produced:
             raise DataError(f"cannot read {path}: no decodable record")
 
-    return Batches(make_iter, per_epoch, None)
+    return Batches(make_iter, per_epoch, None, train)
 
 
 def _batches(cfg, train, batch_size, part, parts):

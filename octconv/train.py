@@ -19,14 +19,15 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from octconv import checkpoint
-from octconv.cli import UserError
+from octconv.cli import UserError, output_folder
 from octconv.config import dump
 from octconv.data import train_batches, val_batches
+from octconv.files import write_atomically
 from octconv.models import build_network, devices, evaluate
 from octconv.schedule import WarmupSchedule
 from octconv.targets import mixup, smooth_one_hot
 
-__all__ = ["TrainingError", "fit", "params_digest"]
+__all__ = ["TrainingError", "fit", "mixup_weight", "params_digest"]
 
 
 class TrainingError(UserError, RuntimeError):
@@ -108,7 +109,7 @@ class _Run:
         self.rank, self.workers = ((kvstore.rank, kvstore.num_workers) if self.distributed
                                    else (0, 1))
         self.chief = self.rank == 0
-        self.out_dir = out_dir = cfg.TRAIN.out_dir
+        self.out_dir = out_dir = output_folder(cfg.TRAIN.out_dir, "TRAIN.out_dir")
         self.train_data = train_batches(cfg, len(self.ctx), part=self.rank, parts=self.workers)
         self.val_data = val_batches(cfg, len(self.ctx))
         if self.train_data.classes not in (None, cfg.MODEL.classes):
@@ -135,7 +136,7 @@ class _Run:
                                                self.state["iteration"])
         if manifest:
             if manifest["states"]:
-                self.trainer.load_states(manifest["states"])
+                checkpoint.load_states(self.trainer, manifest["states"])
             log(f"resumed from {out_dir} at epoch {self.state['epoch']}, batch "
                 f"{self.state['batch']}, iteration {self.state['iteration']}"
                 + ("" if manifest["states"] else " (optimizer momentum restarts)"))
@@ -156,12 +157,14 @@ class _Run:
 
     def step(self, data, label, use_mixup):
         """One optimizer step on a batch -> (summed loss, correct predictions).
-        Targets: smoothed one-hot, mixed with a Beta(a, a) weight when ``use_mixup``."""
+        Targets: smoothed one-hot, mixed with a Beta(a, a) weight when ``use_mixup``
+        (drawn by :func:`mixup_weight` for this batch)."""
         optim = self.cfg.OPTIM
         targets = smooth_one_hot(label.asnumpy(), self.cfg.MODEL.classes, optim.label_smoothing)
         images = data
         if use_mixup:
-            lam = float(np.random.beta(optim.mixup_alpha, optim.mixup_alpha))
+            lam = mixup_weight(optim.mixup_alpha, self.cfg.TRAIN.seed, self.state["epoch"],
+                               self.state["batch"])
             images, targets = mixup(data, mx.nd.array(targets), lam)
         targets = mx.nd.array(targets) if isinstance(targets, np.ndarray) else targets
         xs = gluon.utils.split_and_load(images.astype(optim.dtype), self.ctx)
@@ -231,10 +234,19 @@ class _Run:
                      f"{top5:.4f} lr {record['lr']:.4g} {record['images_per_sec']:.0f} img/s")
 
 
+def mixup_weight(alpha, seed, epoch, batch):
+    """The Beta(alpha, alpha) mixup weight of one batch, from a generator of its own
+    keyed by (seed, epoch, batch): the same in a resumed run, whatever else drew."""
+    return float(np.random.RandomState([seed, epoch, batch]).beta(alpha, alpha))
+
+
 def fit(cfg, resume=False, log=print):
     """Train per ``cfg``; return the final state dict. With ``resume``, continue from the
     ``last`` checkpoint in ``cfg.TRAIN.out_dir`` (parameters, optimizer, epoch, iteration).
     SIGINT / SIGTERM save ``last`` after the current batch and return."""
+    if cfg.TRAIN.deterministic and os.environ.get("MXNET_ENGINE_TYPE") != "NaiveEngine":
+        log("warning: TRAIN.deterministic needs MXNET_ENGINE_TYPE=NaiveEngine set before "
+            "MXNet starts (train_imagenet.py sets it); this run may not repeat exactly")
     run = _Run(cfg, resume, log)
     stop = _StopRequest()
     try:
@@ -277,7 +289,5 @@ def plot_curves(metrics_path, png_path):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = png_path + ".tmp.png"
-    fig.savefig(tmp, dpi=90)
+    write_atomically(png_path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"), ".png")
     plt.close(fig)
-    os.replace(tmp, png_path)

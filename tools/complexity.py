@@ -9,11 +9,10 @@ what the FLOPs tool its release credits counts (see octconv.complexity.paper_flo
     python tools/complexity.py --zoo [--json]       # every network, paper figures beside
     python tools/complexity.py --api gluon --model resnet50_v2 --alpha 0.25 --size 224 --json
 """
-import argparse
 import json
 import sys
 
-from octconv.cli import command
+from octconv.cli import ArgumentParser, command, positive_int
 from octconv.complexity import count_model, paper_flops, table1
 from octconv.paper import PAPER_FIGURES
 from octconv.specs import model_names
@@ -53,13 +52,12 @@ def format_zoo(rows, size):
 
 @command
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("--model", choices=model_names(), metavar="NAME",
                         help="one network: " + ", ".join(model_names()))
     parser.add_argument("--api", choices=("symbol", "gluon"), default="symbol")
     parser.add_argument("--alpha", type=float, default=0.0)
-    parser.add_argument("--size", type=int, default=224, help="input height and width")
+    parser.add_argument("--size", type=positive_int, default=224, help="input height and width")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--table1", action="store_true", help="only the paper's Table 1")
     parser.add_argument("--zoo", action="store_true", help="only the zoo table")

@@ -13,13 +13,12 @@ network and the test recipe the release used (Symbol checkpoints: bicubic resize
 their own mean / scale; Gluon: GluonCV's), so score.py, tools/export_onnx.py and
 tools/tvm_compile.py take it by its path alone.
 """
-import argparse
 import sys
 
 import mxnet as mx
 
 from octconv import checkpoint
-from octconv.cli import command
+from octconv.cli import ArgumentParser, command, output_folder, positive_int
 from octconv.config import from_dict
 from octconv.release import RELEASE, ReleaseNameError, from_release, release_format
 from octconv.scoring import PRESETS
@@ -51,14 +50,14 @@ def convert(path, model, alpha, classes, out_dir):
 
 @command
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("params", help="the release's .params file")
     parser.add_argument("--model", required=True, help="this project's name of the network")
     parser.add_argument("--alpha", type=float, required=True)
-    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--classes", type=positive_int, default=1000)
     parser.add_argument("--out", required=True, help="the checkpoint folder to write")
     args = parser.parse_args(argv)
+    output_folder(args.out, "--out")
     print(convert(args.params, args.model, args.alpha, args.classes, args.out))
     return 0
 

@@ -8,31 +8,30 @@
 Every weight is checked against the shape the network needs: a parameter file of
 another network or alpha is refused, naming the parameter.
 """
-import argparse
 import sys
 
 import mxnet as mx
 
 from octconv.checkpoint import read_params, trained_model
-from octconv.cli import command
+from octconv.cli import ArgumentParser, command, output_path, positive_int
 from octconv.export import export_onnx, logits_symbol
 from octconv.specs import model_names
 
 
 @command
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("--model", choices=model_names(), metavar="NAME")
     parser.add_argument("--alpha", type=float, default=0.0)
-    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--classes", type=positive_int, default=1000)
     parser.add_argument("--params", help="weights for --model (an MXNet .params file)")
     parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--size", type=positive_int, default=224)
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     args = parser.parse_args(argv)
     if args.params and not args.model:
         parser.error("--params goes with --model (a checkpoint holds its own weights)")
+    output_path(args.out, "--out")
     if args.checkpoint:
         model, params = trained_model(args.checkpoint)
         name, alpha, classes = model["name"], model["alpha"], model["classes"]

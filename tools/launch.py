@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 
-from octconv.cli import command
+from octconv.cli import ArgumentParser, command, positive_int
 
 
 def free_port():
@@ -66,10 +66,9 @@ def launch(command, workers, servers, port=None):
 
 @command
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", "--workers", type=int, required=True)
-    parser.add_argument("-s", "--servers", type=int, default=1)
+    parser = ArgumentParser(__doc__)
+    parser.add_argument("-n", "--workers", type=positive_int, required=True)
+    parser.add_argument("-s", "--servers", type=positive_int, default=1)
     parser.add_argument("--port", type=int, help="scheduler port (default: a free one)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command")
     args = parser.parse_args(argv)

@@ -6,14 +6,14 @@
 IMAGE_FOLDER holds one sub-folder per class (sorted names give labels 0, 1, ...).
 Images are optionally resized (shorter side) and stored as JPEG.
 """
-import argparse
 import os
 import sys
 
 import cv2
 import mxnet as mx
 
-from octconv.cli import command
+from octconv.cli import ArgumentParser, command, output_path
+from octconv.files import write_atomically
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -25,6 +25,20 @@ def list_images(root):
             for f in sorted(os.listdir(os.path.join(root, c))) if f.lower().endswith(EXTENSIONS)]
 
 
+def _record(path, label, index, resize, quality):
+    """One image as a JPEG record labelled ``label``."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot decode {path}")
+    if resize:
+        h, w = image.shape[:2]
+        scale = resize / min(h, w)
+        image = cv2.resize(image, (round(w * scale), round(h * scale)),
+                           interpolation=cv2.INTER_AREA)
+    header = mx.recordio.IRHeader(0, float(label), index, 0)
+    return mx.recordio.pack_img(header, image, quality=quality, img_fmt=".jpg")
+
+
 def pack(root, rec_path, resize=0, quality=95):
     """Write ``rec_path`` and its ``.idx``; return the number of images."""
     if not os.path.isdir(root):
@@ -33,34 +47,34 @@ def pack(root, rec_path, resize=0, quality=95):
     if not images:
         raise ValueError(f"no images in {root} (expected one sub-folder per class)")
     idx_path = os.path.splitext(rec_path)[0] + ".idx"
-    tmp_rec, tmp_idx = rec_path + ".tmp", idx_path + ".tmp"
-    writer = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, "w")
-    for i, (path, label) in enumerate(images):
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot decode {path}")
-        if resize:
-            h, w = image.shape[:2]
-            scale = resize / min(h, w)
-            image = cv2.resize(image, (round(w * scale), round(h * scale)),
-                               interpolation=cv2.INTER_AREA)
-        header = mx.recordio.IRHeader(0, float(label), i, 0)
-        writer.write_idx(i, mx.recordio.pack_img(header, image, quality=quality, img_fmt=".jpg"))
-    writer.close()
-    os.replace(tmp_rec, rec_path)
-    os.replace(tmp_idx, idx_path)
+
+    def write(tmp_rec, tmp_idx):
+        writer = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, "w")
+        try:
+            for i, (path, label) in enumerate(images):
+                writer.write_idx(i, _record(path, label, i, resize, quality))
+        finally:
+            writer.close()
+
+    # the index is renamed into place first, the records last
+    write_atomically(rec_path, lambda tmp_rec: write_atomically(
+        idx_path, lambda tmp_idx: write(tmp_rec, tmp_idx)))
     return len(images)
 
 
 @command
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("folder")
     parser.add_argument("rec")
     parser.add_argument("--resize", type=int, default=0, help="shorter side, 0 keeps the size")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality")
     args = parser.parse_args(argv)
+    if args.resize < 0:
+        parser.error(f"--resize must be 0 (keep the size) or positive, got {args.resize}")
+    if not 1 <= args.quality <= 100:
+        parser.error(f"--quality is a JPEG quality from 1 to 100, got {args.quality}")
+    output_path(args.rec, "the .rec path")
     count = pack(args.folder, args.rec, args.resize, args.quality)
     print(f"{count} images -> {args.rec}")
     return 0

@@ -5,26 +5,24 @@ parameter counts, or with ``--out`` a graphviz drawing (needs graphviz's ``dot``
     python tools/plot_network.py --model resnet26_v2 --alpha 0.25              # text
     python tools/plot_network.py --model resnet26_v2 --alpha 0.25 --out net.pdf
 """
-import argparse
 import os
 import shutil
 import sys
 
 import mxnet as mx
 
-from octconv.cli import command
+from octconv.cli import ArgumentParser, command, output_path, positive_int
 from octconv.specs import model_names
 from octconv.symbol import get_symbol
 
 
 @command
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("--model", required=True, choices=model_names(), metavar="NAME",
                         help="one of: " + ", ".join(model_names()))
     parser.add_argument("--alpha", type=float, default=0.0)
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--size", type=positive_int, default=224)
     parser.add_argument("--out", help="drawing to write (.pdf, .png or .svg); needs graphviz")
     args = parser.parse_args(argv)
     sym = get_symbol(args.model, alpha=args.alpha)
@@ -36,6 +34,7 @@ def main(argv=None):
         stem, ext = os.path.splitext(args.out)
         if ext not in (".pdf", ".png", ".svg"):
             parser.error(f"--out must end in .pdf, .png or .svg, got {args.out!r}")
+        output_path(args.out, "--out")
         dot = mx.viz.plot_network(sym, shape=shape, save_format=ext[1:],
                                   node_attrs={"fixedsize": "false"})
         print(dot.render(stem, cleanup=True))

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from octconv.cli import command
+from octconv.cli import ArgumentParser, command, output_folder, output_path, positive_int
 
 # (group, row label, source, name, alpha, vanilla twin label)
 ROWS = [
@@ -333,16 +333,15 @@ def _isa():
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("--only", choices=("resnet", "mobilenet"))
     parser.add_argument("--threads", default="1,2",
                         help="comma-separated thread counts (0: all cores)")
     parser.add_argument("--no-batch", action="store_true", help=f"skip the batch {BATCH} rows")
     parser.add_argument("--tolerance", type=float, default=0.05,
                         help="spread (IQR / median) below which timing stops")
-    parser.add_argument("--max-runs", type=int, default=30, help="round limit")
-    parser.add_argument("--budget", type=int, default=4,
+    parser.add_argument("--max-runs", type=positive_int, default=30, help="round limit")
+    parser.add_argument("--budget", type=positive_int, default=4,
                         help="tiles tried per new convolution workload")
     parser.add_argument("--target", default=None,
                         help="LLVM CPU name for TVM (e.g. haswell on an AVX-512 machine)")
@@ -362,6 +361,9 @@ def parse(argv):
         parser.error("--max-runs must be at least 10")
     if not 0 < args.tolerance < 1:
         parser.error("--tolerance is a fraction between 0 and 1")
+    output_folder(args.out_dir, "--out-dir")
+    if args.cache:
+        output_path(args.cache, "--cache")
     return args
 
 

@@ -14,23 +14,21 @@ cannot run is cross-compiled (no tuning, no timing). Tuning results are cached i
 compiled libraries in the ``libraries/`` folder beside it. ``--threads`` (default 1,
 as the paper; 0 = all cores) applies to every backend.
 """
-import argparse
 import os
 import sys
 
-from octconv.cli import command
+from octconv.cli import ArgumentParser, command, output_path, positive_int
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("--model", help="a zoo network name (see tools/complexity.py --zoo)")
     parser.add_argument("--alpha", type=float, default=0.0)
-    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--classes", type=positive_int, default=1000)
     parser.add_argument("--params", help="weights for --model (an MXNet .params file)")
     parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=1, help="images per call")
+    parser.add_argument("--size", type=positive_int, default=224)
+    parser.add_argument("--batch", type=positive_int, default=1, help="images per call")
     parser.add_argument("--threads", type=int, default=1, help="threads (0: all cores)")
     parser.add_argument("--target", default=None, help="LLVM CPU name, e.g. skylake-avx512")
     parser.add_argument("--no-winograd", action="store_true",
@@ -38,8 +36,8 @@ def parse(argv):
     parser.add_argument("--out", help="write the compiled library (.so) here")
     parser.add_argument("--time", action="store_true",
                         help="time TVM, MXNet, ONNX Runtime and OpenVINO")
-    parser.add_argument("--runs", type=int, default=10, help="timed runs per backend")
-    parser.add_argument("--budget", type=int, default=4,
+    parser.add_argument("--runs", type=positive_int, default=10, help="timed runs per backend")
+    parser.add_argument("--budget", type=positive_int, default=4,
                         help="tiles tried per new convolution workload")
     parser.add_argument("--cache", default=None, help="the tuning cache file")
     args = parser.parse_args(argv)
@@ -47,10 +45,11 @@ def parse(argv):
         parser.error("give exactly one of --model and --checkpoint")
     if args.params and not args.model:
         parser.error("--params goes with --model (a checkpoint holds its own weights)")
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
     if args.threads < 0:
         parser.error("--threads must be 0 (all cores) or a positive count")
+    for option, path in (("--out", args.out), ("--cache", args.cache)):
+        if path:
+            output_path(path, option)
     return args
 
 

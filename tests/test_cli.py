@@ -1,0 +1,153 @@
+"""Every command line on bad input: exit code 2, one stderr line naming the problem, no
+traceback, nothing half-written left behind. One table, run in process."""
+import json
+import os
+import shutil
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from helpers import run_script
+from octconv.gluon import get_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, "configs", "demo_digits.yaml")
+
+
+def _garbage_images(folder, classes, per_class):
+    for c in classes:
+        os.makedirs(os.path.join(folder, c), exist_ok=True)
+        for i in range(per_class):
+            with open(os.path.join(folder, c, f"{i}.png"), "wb") as f:
+                f.write(os.urandom(300))
+
+
+def _copy_run(trained_run, folder):
+    shutil.copytree(trained_run, folder)
+    manifest = json.load(open(os.path.join(folder, "last.json")))
+    return folder, manifest
+
+
+@pytest.fixture(scope="module")
+def bad(trained_run, digits, tmp_path_factory):
+    """Paths of bad inputs (and of good ones beside them), by name."""
+    root = str(tmp_path_factory.mktemp("bad"))
+    path = lambda *parts: os.path.join(root, *parts)
+    val = os.path.join(digits, "val")
+    with open(path("bytes.yaml"), "wb") as f:
+        f.write(bytes(range(256)) * 4)
+    _garbage_images(path("nonimages"), ["a", "b"], 3)
+    shutil.copytree(val, path("mixed"))  # a good set with one corrupt file
+    _garbage_images(path("mixed"), ["3"], 1)
+    os.makedirs(path("flat"))  # images, but no class sub-folders
+    for name in os.listdir(os.path.join(val, "0"))[:40]:
+        shutil.copy(os.path.join(val, "0", name), path("flat", name))
+    open(path("blocker"), "w").close()  # a regular file where a folder should be
+    os.makedirs(path("empty"))
+    manifest = json.load(open(os.path.join(trained_run, "last.json")))
+    good_params = open(os.path.join(trained_run, manifest["params"]), "rb").read()
+    with open(path("random.params"), "wb") as f:
+        f.write(os.urandom(2048))
+    with open(path("truncated.params"), "wb") as f:
+        f.write(good_params[:len(good_params) // 2])
+    run_script("tools/make_rec.py", os.path.join(digits, "val"), path("val.rec"))
+    data = open(path("val.rec"), "rb").read()
+    with open(path("truncated.rec"), "wb") as f:
+        f.write(data[:len(data) // 3])
+    shutil.copy(path("val.idx"), path("truncated.idx"))
+    states_run, manifest = _copy_run(trained_run, path("states_run"))
+    with open(os.path.join(states_run, manifest["states"]), "wb") as f:
+        f.write(os.urandom(512))
+    alpha_run, manifest = _copy_run(trained_run, path("alpha_run"))
+    other = get_model("resnet10_v2_mini", alpha=0.5, classes=10)
+    other.initialize()
+    other(mx.nd.zeros((1, 3, 32, 32)))
+    mx.nd.save(os.path.join(alpha_run, manifest["params"]),
+               {k: p.data() for k, p in other.collect_params().items()})
+    return dict(root=root, run=trained_run, digits=digits, val=val, demo=DEMO,
+                **{name.replace(".", "_"): path(name) for name in os.listdir(root)})
+
+
+TRAIN = ("train_imagenet.py", "--config", "{demo}", "DATA.train", "{digits}")
+MODEL = ("--model", "resnet10_v2_mini", "--alpha", "0.25", "--classes", "10")
+AT_LEAST_ONE = "must be at least 1"
+NOT_A_FOLDER = "is a file, not a folder"
+CASES = {
+    "config of random bytes": (("train_imagenet.py", "--config", "{bytes_yaml}"),
+                               "not a YAML text file"),
+    "class folders of non-images": (
+        TRAIN + ("TRAIN.out_dir", "{root}/r1", "DATA.kind", "folder", "DATA.train",
+                 "{nonimages}", "DATA.val", "{nonimages}", "DATA.batch_size", "2"),
+        "cannot decode the image"),
+    "a corrupt file in a good set": (("score.py", "{run}", "--data", "{mixed}"),
+                                     "cannot decode the image"),
+    "folder without class sub-folders": (("score.py", "{run}", "--data", "{flat}"),
+                                         "no class sub-folders in"),
+    "TRAIN.out_dir under a file": (TRAIN + ("TRAIN.out_dir", "{blocker}/run"), NOT_A_FOLDER),
+    "--json under a file": (("score.py", "{run}", "--data", "{val}", "--json",
+                             "{blocker}/s.json"), NOT_A_FOLDER),
+    "--out of export_onnx under a file": (("tools/export_onnx.py",) + MODEL +
+                                          ("--out", "{blocker}/m.onnx"), NOT_A_FOLDER),
+    "--out of tvm_compile under a file": (("tools/tvm_compile.py",) + MODEL +
+                                          ("--out", "{blocker}/m.so"), NOT_A_FOLDER),
+    "--cache under a file": (("tools/tvm_compile.py",) + MODEL +
+                             ("--cache", "{blocker}/tiles.json"), NOT_A_FOLDER),
+    ".rec path under a file": (("tools/make_rec.py", "{val}", "{blocker}/v.rec"),
+                               NOT_A_FOLDER),
+    "make_rec on non-images": (("tools/make_rec.py", "{nonimages}", "{root}/n.rec"),
+                               "cannot decode"),
+    "corrupt .states on --resume": (
+        TRAIN + ("--resume", "TRAIN.out_dir", "{states_run}", "OPTIM.epochs", "9"),
+        "cannot read the optimizer state"),
+    "--resume among KEY VALUE pairs": (
+        TRAIN + ("OPTIM.epochs", "2", "--resume", "TRAIN.out_dir", "{empty}"),
+        "checkpoint not found"),
+    "--sizes 32,,64": (("score.py", "{run}", "--data", "{val}", "--sizes", "32,,64"),
+                       "is not a list of positive sizes"),
+    "--sizes 0": (("score.py", "{run}", "--data", "{val}", "--sizes", "0"),
+                  "is not a list of positive sizes"),
+    "score --batch-size 0": (("score.py", "{run}", "--data", "{val}", "--batch-size", "0"),
+                             AT_LEAST_ONE),
+    "export_onnx --size 0": (("tools/export_onnx.py",) + MODEL +
+                             ("--size", "0", "--out", "{root}/m.onnx"), AT_LEAST_ONE),
+    "tvm_compile --size -3": (("tools/tvm_compile.py",) + MODEL + ("--size", "-3"),
+                              AT_LEAST_ONE),
+    "tvm_compile --batch 0": (("tools/tvm_compile.py",) + MODEL + ("--batch", "0"),
+                              AT_LEAST_ONE),
+    "tvm_compile --budget -3": (("tools/tvm_compile.py",) + MODEL + ("--budget", "-3"),
+                                AT_LEAST_ONE),
+    "complexity --size 0": (("tools/complexity.py", "--model", "resnet50_v2", "--size", "0"),
+                            AT_LEAST_ONE),
+    "plot_network --size -1": (("tools/plot_network.py", "--model", "resnet50_v2", "--size",
+                                "-1"), AT_LEAST_ONE),
+    "table2 --budget 0": (("tools/table2.py", "--budget", "0", "--out-dir", "{root}/t2"),
+                          AT_LEAST_ONE),
+    "DATA.size 0": (TRAIN + ("TRAIN.out_dir", "{root}/r2", "DATA.size", "0"),
+                    "DATA.size must be positive"),
+    "export_onnx of a checkpoint whose weights do not fit": (
+        ("tools/export_onnx.py", "--checkpoint", "{alpha_run}", "--size", "32", "--out",
+         "{root}/a.onnx"), "the graph needs ("),
+    "random bytes as .params": (("score.py", "{random_params}") + MODEL + ("--data", "{val}"),
+                                "cannot read parameters from"),
+    "truncated .params": (("score.py", "{truncated_params}") + MODEL + ("--data", "{val}"),
+                          "cannot read parameters from"),
+    "truncated .rec": (("score.py", "{run}", "--data", "{truncated_rec}"), "cannot read"),
+}
+
+
+def _temporaries(root):
+    return [os.path.join(folder, name) for folder, _, names in os.walk(root)
+            for name in names if ".tmp" in name]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_and_leaves_nothing_behind(case, bad):
+    (script, *args), message = CASES[case]
+    out = run_script(script, *(arg.format(**bad) for arg in args))
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr[-2000:]
+    assert message in lines[0] and "Traceback" not in lines[0], lines[0]
+    assert not _temporaries(bad["root"])
+    assert not os.path.exists(os.path.join(bad["root"], "n.rec"))
