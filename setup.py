@@ -36,6 +36,7 @@ setup(
     extras_require={
         "train": TRAIN,
         "deploy": DEPLOY,
-        "test": ["pytest==9.2.0", "gluoncv==0.10.5.post0"] + TRAIN + DEPLOY,
+        "test": ["pytest==9.2.0", "hypothesis==6.170.15", "gluoncv==0.10.5.post0"]
+        + TRAIN + DEPLOY,
     },
 )

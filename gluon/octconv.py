@@ -4,6 +4,8 @@ Every block is called as ``block(hi, lo=None)`` and returns ``(hi, lo)``; ``lo``
 when the output has no low-frequency part. Blocks hybridize. Parameter names equal the
 Symbol API's for the same layer (see :mod:`octconv.symbol.octconv`).
 """
+from dataclasses import replace
+
 from mxnet.gluon import HybridBlock, nn
 
 from octconv import ops
@@ -35,16 +37,19 @@ class OctConv2D(PairBlock):
 
     Builds the paths of :func:`octconv.unit.plan_octconv` as child ``Conv2D`` blocks
     named ``h2h``, ``h2l``, ``l2h``, ``l2l`` (parameters ``<prefix>h2h_weight``, ...).
-    ``in_channels=0`` defers the input width to the first call.
+    ``in_channels=0`` defers the input width to the first call, which settles the layer
+    to what it would be declared with that input (see :meth:`forward`).
     """
 
     def __init__(self, channels, kernel_size, strides=1, padding=0, alpha_in=0.0,
                  alpha_out=0.0, groups=1, use_bias=False, in_channels=0,
                  weight_initializer=None, bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
-        self.plan = plan_octconv(channels, kernel_size, in_channels=in_channels,
-                                 stride=strides, padding=padding, alpha_in=alpha_in,
-                                 alpha_out=alpha_out, groups=groups, use_bias=use_bias)
+        self._arguments = dict(channels=channels, kernel_size=kernel_size, stride=strides,
+                               padding=padding, alpha_in=alpha_in, alpha_out=alpha_out,
+                               groups=groups, use_bias=use_bias)
+        self.plan = plan_octconv(in_channels=in_channels, **self._arguments)
+        self._deferred = not in_channels
         with self.name_scope():
             for path in self.plan.paths:
                 setattr(self, path.name, nn.Conv2D(
@@ -52,6 +57,37 @@ class OctConv2D(PairBlock):
                     groups=path.groups, use_bias=path.use_bias, in_channels=path.in_channels,
                     weight_initializer=weight_initializer, bias_initializer=bias_initializer,
                     prefix=f"{path.name}_"))
+
+    def forward(self, hi, lo=None):
+        """A deferred layer's first call settles its plan: with arrays, to the plan of the
+        same layer declared with this input's ``(high, low)`` widths (the same paths, the
+        same errors);
+        with symbols (a hybridized parent tracing its graph), only whether a low input
+        exists, and MXNet's shape inference checks the widths."""
+        if self._deferred:
+            self._settle(hi, lo)
+            self._deferred = False
+        return super().forward(hi, lo)
+
+    def _settle(self, hi, lo):
+        if ops.is_array(hi):
+            widths = (hi.shape[1], 0 if lo is None else lo.shape[1])
+            declared = plan_octconv(in_channels=widths, **self._arguments)
+            ops.check_pair(hi, lo, declared.in_channels, declared.has_low_input, self.name)
+        kept = tuple(p for p in self.plan.paths if lo is not None or p.source == "h")
+        for path in set(self.plan.paths) - set(kept):  # no low input: its paths go
+            child = getattr(self, path.name)
+            for param in child.collect_params().values():
+                param.grad_req = "null"  # never initialized: a trainer made earlier skips it
+            del self._children[path.name]
+            object.__delattr__(self, path.name)
+        self.plan = replace(self.plan, paths=kept)
+        if ops.is_array(hi):
+            shape = lambda plan: [replace(p, in_channels=0) for p in plan.paths]
+            if shape(declared) != shape(self.plan):
+                raise ValueError(f"{self.name}: this input's {widths} channels need another "
+                                 f"layer than in_channels=0 builds; give in_channels={widths}")
+            self.plan = declared
 
     def hybrid_forward(self, F, hi, lo=None):
         ops.check_pair(hi, lo, self.plan.in_channels, self.plan.has_low_input, self.name)

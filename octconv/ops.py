@@ -7,7 +7,7 @@ squeeze-excitation) take callables that apply them, so the Symbol API and the Gl
 API only differ in where parameters live.
 """
 __all__ = ["avg_pool2", "upsample2_like", "octconv_forward", "check_pair", "activation",
-           "pool", "global_pool", "concat", "add", "merge", "squeeze_excitation",
+           "pool", "global_pool", "concat", "add", "merge", "squeeze_excitation", "is_array",
            "ACTIVATIONS", "PairOps"]
 
 
@@ -38,7 +38,8 @@ def upsample2_like(F, x, like):
     return F.slice_like(up, like, axes=(2, 3))
 
 
-def _is_array(x):
+def is_array(x):
+    """True for an NDArray (imperative mode, shapes known), False for a Symbol."""
     return hasattr(x, "shape") and not hasattr(x, "list_outputs")
 
 
@@ -52,7 +53,7 @@ def check_pair(hi, lo, in_channels, has_low, name):
         raise ValueError(f"{name}: expects a low-frequency input (alpha_in > 0), got lo=None")
     if not has_low and lo is not None:
         raise ValueError(f"{name}: declared without a low-frequency input, got a lo tensor")
-    if not _is_array(hi):
+    if not is_array(hi):
         return
     widths = (hi.shape[1], lo.shape[1] if lo is not None else 0)
     if in_channels != (0, 0) and widths != tuple(in_channels):
@@ -83,7 +84,13 @@ def octconv_forward(F, plan, hi, lo, conv):
 
     outputs = {"h": None, "l": None}
     for path in plan.paths:  # h2h comes first, so l2h can be cropped to it
-        y = conv(path, source(path.source, path.pools))
+        x = source(path.source, path.pools)
+        if is_array(x) and any(d + 2 * p < k for d, p, k in
+                               zip(x.shape[2:], plan.padding, plan.kernel_size)):
+            raise ValueError(f"OctConv path {path.name}: its input map "
+                             f"{tuple(x.shape[2:])} is smaller than the kernel "
+                             f"{plan.kernel_size} with padding {plan.padding}")
+        y = conv(path, x)
         if path.upsample:
             y = upsample2_like(F, y, outputs["h"])
         previous = outputs[path.target]

@@ -94,8 +94,9 @@ class Path:
 class OctConvPlan:
     """Everything needed to build one OctConv layer: widths as (high, low) and its paths.
 
-    An ``in_channels`` of ``(0, 0)`` means "not known yet" (Gluon deferred init); the
-    low input then exists iff ``alpha_in > 0``.
+    An ``in_channels`` of ``(0, 0)`` means "not known yet" (Gluon deferred init): the
+    plan is provisional, with a low input iff ``alpha_in > 0``, until the layer's first
+    call settles it (:meth:`octconv.gluon.OctConv2D.forward`).
     """
 
     in_channels: tuple
@@ -166,7 +167,11 @@ def plan_octconv(channels, kernel_size, in_channels=0, stride=1, padding=0,
                          f"pair, got {in_channels!r}")
     elif in_channels:
         in_split = split_channels(in_channels, alpha_in, "in_channels")
-    depthwise = groups > 1 and groups == channels and in_channels in (0, channels)
+    # Depthwise: groups == channels == input width. With the input width unknown, a low
+    # output branch decides: a grouped layer with groups == channels would need every
+    # path to hold all the channels, which split branches never do.
+    depthwise = groups > 1 and groups == channels and (
+        in_channels == channels if in_channels else out_split[1] > 0)
     if not in_channels:
         in_split = split_channels(channels, alpha_in) if depthwise else (0, 0)
     has_low_in = in_split[1] > 0 if in_channels or depthwise else alpha_in > 0
@@ -194,7 +199,9 @@ def plan_octconv(channels, kernel_size, in_channels=0, stride=1, padding=0,
     if not depthwise:
         _check_groups(paths, groups, check_inputs=bool(in_channels))
 
-    if len(paths) > 1 and any(2 * p != k - 1 for p, k in zip(padding, kernel_size)):
+    # paths from a deferred low input are not certain: the first call's check has them
+    certain = [p for p in paths if in_channels or p.source == "h"]
+    if len(certain) > 1 and any(2 * p != k - 1 for p, k in zip(padding, kernel_size)):
         raise ValueError(
             f"OctConv with a low-frequency branch needs size-preserving padding "
             f"(2 * padding == kernel_size - 1), got kernel_size={kernel_size}, "

@@ -88,3 +88,28 @@ def test_deferred_input_width_is_inferred():
     hi, lo = block(mx.nd.ones((2, 5, 9, 9)), mx.nd.ones((2, 3, 5, 5)))
     assert hi.shape == (2, 6, 9, 9) and lo.shape == (2, 2, 5, 5)
     assert block.h2l.weight.shape == (2, 5, 3, 3)
+
+
+@pytest.mark.parametrize("channels, groups, alpha_in, widths", [
+    (8, 8, 0.5, (32, 32)),  # 64 -> 8 channels in 8 groups
+    (8, 8, 0.0, (16, 0)),  # 16 -> 8 in 8 groups: grouped, not depthwise
+    (8, 8, 0.0, (8, 0)),  # 8 -> 8 in 8 groups: depthwise
+    (8, 1, 0.125, (3, 0)),  # alpha_in .125 of 3 channels leaves no low input
+    (8, 4, 0.0, (6, 0)),  # 6 channels in 4 groups: refused alike
+    (8, 8, 0.25, (6, 2)),  # depthwise with a low branch
+])
+def test_deferred_and_declared_layers_accept_and_refuse_alike(channels, groups, alpha_in,
+                                                             widths):
+    outcomes = []
+    for in_channels in (0, widths):
+        try:
+            layer = G.OctConv2D(channels, 3, padding=1, groups=groups, alpha_in=alpha_in,
+                                alpha_out=alpha_in if groups == channels else 0.0,
+                                in_channels=in_channels, prefix="layer_")
+            layer.initialize()
+            lo = mx.nd.ones((1, widths[1], 3, 3)) if widths[1] else None
+            hi, _ = layer(mx.nd.ones((1, widths[0], 6, 6)), lo)
+            outcomes.append((hi.shape, {k: p.shape for k, p in layer.collect_params().items()}))
+        except ValueError as err:
+            outcomes.append(str(err))
+    assert outcomes[0] == outcomes[1]
