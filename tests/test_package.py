@@ -73,6 +73,40 @@ def test_the_core_needs_no_optional_package():
     assert "pip install 'octconv[deploy]'" in lines[2]
 
 
+FRESH_CHECK = """
+import importlib.util
+import mxnet as mx
+from octconv import gluon, symbol
+assert importlib.util.find_spec("tvm") is None and importlib.util.find_spec("onnx") is None
+net = gluon.get_model("resnet10_v2_mini", alpha=0.25, classes=10)
+net.initialize()
+print(net(mx.nd.ones((1, 3, 32, 32))).shape)
+print(symbol.get_symbol("resnet10_v2_mini", alpha=0.25, num_classes=10).list_outputs())
+"""
+
+
+def test_pip_install_in_a_fresh_venv_gives_both_apis_without_tvm(tmp_path):
+    """``pip install .`` (pinned by constraints.txt) into a new venv, from a copy of the
+    tracked files: both APIs import and run; no TVM or ONNX comes with the core."""
+    import shutil
+    import subprocess
+    import sys
+    source = tmp_path / "source"
+    for path in _project_files(""):
+        os.makedirs(source / os.path.dirname(path), exist_ok=True)
+        shutil.copy(os.path.join(ROOT, path), source / path)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-c",
+                              str(source / "constraints.txt"), str(source)],
+                             capture_output=True, text=True, timeout=900)
+    assert install.returncode == 0, install.stderr[-3000:]
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", FRESH_CHECK], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines() == ["(1, 10)", "['softmax_output']"]
+
+
 def test_extras_hold_the_optional_packages():
     extras = {}
     for req in importlib.metadata.requires("octconv"):
