@@ -27,9 +27,13 @@ def check_input_shape(input_shape):
 def check_params(symbol, params, input_shape):
     """Raise a ValueError naming the first weight of ``symbol`` that ``params`` (name ->
     array) lacks or holds with another shape than MXNet infers for an input of
-    ``input_shape``; also when the graph cannot take that input at all."""
+    ``input_shape``; also when the graph cannot take that input at all, and, with the
+    Gluon layer's message, when an OctConv layer gets a pair it was not declared for
+    (:func:`octconv.symbol.check_pairs`)."""
     import mxnet as mx  # here: loading a compiled library must not need MXNet
+    from octconv.symbol import check_pairs
     shape = check_input_shape(input_shape)
+    check_pairs(symbol, data=shape)
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # MXNet prints its arguments
             args, _, aux = symbol.infer_shape(data=shape)

@@ -4,14 +4,22 @@ Each function takes a pair ``(hi, lo)`` of Symbols (``lo=None`` when absent), a 
 that prefixes its parameters, and returns a pair. Parameter names equal the Gluon
 API's for the same layer (``<name>-h2h_weight``, ``<name>-h_gamma``,
 ``<name>-h_running_mean``, ...), so weights move between the two APIs by name.
+
+A Symbol has no shapes until MXNet infers them: :func:`check_pairs` infers them for
+given input shapes and checks every OctConv layer's input pair with the Gluon layer's
+checks and messages (the project's compile and export paths call it).
 """
+import contextlib
+import io
+
 import mxnet as mx
 
 from octconv import ops
+from octconv.graph import Graph, int_tuple
 from octconv.unit import branch_widths, plan_octconv
 
 __all__ = ["oct_conv", "oct_batchnorm", "oct_activation", "oct_pool", "oct_global_pool",
-           "oct_concat", "oct_add", "oct_merge", "oct_se"]
+           "oct_concat", "oct_add", "oct_merge", "oct_se", "check_pairs"]
 
 F = mx.symbol
 
@@ -21,7 +29,11 @@ def oct_conv(data, name, channels, kernel_size, in_channels, stride=1, padding=0
     """Octave convolution: the paths of :func:`octconv.unit.plan_octconv` summed per branch.
 
     ``in_channels`` is the total input width (high + low), split by ``alpha_in``, or
-    its explicit ``(high, low)`` widths. Returns ``(hi, lo)``; ``lo`` is None when ``alpha_out`` leaves no low channel.
+    its explicit ``(high, low)`` widths. Returns ``(hi, lo)``; ``lo`` is None when
+    ``alpha_out`` leaves no low channel. Weights are declared with their shapes, so
+    MXNet refuses an input of another width wherever it infers shapes; each path's
+    convolution records the layer's input widths and its poolings for
+    :func:`check_pairs`.
     """
     plan = plan_octconv(channels, kernel_size, in_channels=in_channels, stride=stride,
                         padding=padding, alpha_in=alpha_in, alpha_out=alpha_out,
@@ -30,9 +42,14 @@ def oct_conv(data, name, channels, kernel_size, in_channels, stride=1, padding=0
     ops.check_pair(hi, lo, plan.in_channels, plan.has_low_input, name)
 
     def conv(path, x):
-        return F.Convolution(x, name=f"{name}-{path.name}", num_filter=path.channels,
-                             kernel=plan.kernel_size, pad=plan.padding,
-                             num_group=path.groups, no_bias=not path.use_bias)
+        weight = F.var(f"{name}-{path.name}_weight", shape=(
+            path.channels, path.in_channels // path.groups) + plan.kernel_size)
+        return F.Convolution(x, weight=weight, name=f"{name}-{path.name}",
+                             num_filter=path.channels, kernel=plan.kernel_size,
+                             pad=plan.padding, num_group=path.groups,
+                             no_bias=not path.use_bias,
+                             attr={"__octconv_in__": str(tuple(plan.in_channels)),
+                                   "__octconv_pools__": str(path.pools)})
 
     return ops.octconv_forward(F, plan, hi, lo, conv)
 
@@ -109,3 +126,77 @@ def oct_se(data, name, channels, alpha, reduction=16):
                              kernel=(1, 1))
 
     return ops.squeeze_excitation(F, data, reduce, expand)
+
+
+class _Shaped:
+    """An inferred shape where :func:`octconv.ops.check_pair` expects an array."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+
+def _octconv_inputs(graph):
+    """``{layer: (declared (high, low), {"h"/"l": (node, output index)})}`` of every
+    :func:`oct_conv` in ``graph``, in graph order: each path's source before its
+    poolings (a pooling and the edge padding of a ceil-mode one)."""
+    layers = {}
+    for i, node in enumerate(graph.nodes):
+        attrs = graph.attrs(i)
+        if "__octconv_in__" not in attrs:
+            continue
+        layer, path = node["name"].rsplit("-", 1)
+        entry = node["inputs"][0]
+        for _ in range(int(attrs["__octconv_pools__"])):
+            entry = graph.nodes[entry[0]]["inputs"][0]
+            if graph.op(entry[0]) == "Pad":
+                entry = graph.nodes[entry[0]]["inputs"][0]
+        declared, sources = layers.setdefault(layer, (int_tuple(attrs["__octconv_in__"]), {}))
+        sources[path[0]] = (entry[0], entry[1])
+    return layers
+
+
+def _infer(symbols, shapes):
+    group = mx.sym.Group(symbols)
+    wanted = {k: v for k, v in shapes.items() if k in group.list_arguments()}
+    with contextlib.redirect_stdout(io.StringIO()):  # MXNet prints its arguments
+        return group.infer_shape(**wanted)[1]
+
+
+def check_pairs(sym, **shapes):
+    """Check the input pair of every :func:`oct_conv` layer of ``sym`` for the input
+    ``shapes`` (``data=(1, 3, 224, 224)``) as :class:`octconv.gluon.OctConv2D` checks
+    its own: the same ValueErrors (channel widths, the low map at half the high map
+    rounded up, batch sizes). Layers are checked in graph order, so the first bad pair
+    is named even where MXNet's inference would fail later on the declared weights."""
+    graph = Graph(sym)
+    nodes = sym.get_internals()
+    outputs = {}  # (node, output index) -> the internal Symbol
+    names = nodes.list_outputs()
+    for k, name in enumerate(names):
+        outputs.setdefault(name, nodes[k])
+
+    def symbol_of(entry):
+        node = graph.nodes[entry[0]]
+        if node["op"] == "null":
+            return outputs[node["name"]]
+        single = f"{node['name']}_output"
+        return outputs[single] if single in outputs else outputs[f"{single}{entry[1]}"]
+
+    layers = _octconv_inputs(graph)
+    entries = [(layer, b) for layer, (_, sources) in layers.items() for b in sources]
+    try:  # all at once, or one layer at a time when some weight does not fit its input
+        known = dict(zip(entries, _infer([symbol_of(layers[l][1][b]) for l, b in entries],
+                                         shapes)))
+    except mx.base.MXNetError:
+        known = None
+    for layer, (declared, sources) in layers.items():
+        if known is None:
+            try:
+                found = dict(zip(sources, _infer([symbol_of(s) for s in sources.values()],
+                                                 shapes)))
+            except mx.base.MXNetError:
+                return  # an earlier, non-OctConv mismatch: MXNet's own inference names it
+        else:
+            found = {b: known[(layer, b)] for b in sources}
+        pair = {b: _Shaped(shape) for b, shape in found.items()}
+        ops.check_pair(pair["h"], pair.get("l"), declared, "l" in pair, layer)

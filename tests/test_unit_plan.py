@@ -113,3 +113,36 @@ def test_deferred_and_declared_layers_accept_and_refuse_alike(channels, groups, 
         except ValueError as err:
             outcomes.append(str(err))
     assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("hi_shape, lo_shape, groups", [
+    ((1, 13, 8, 8), (1, 4, 4, 4), 1),  # one channel too many in the high input
+    ((1, 12, 9, 9), (1, 4, 4, 4), 16),  # a depthwise layer's low map at floor size
+])
+def test_symbol_pairs_are_checked_with_the_gluon_message(hi_shape, lo_shape, groups):
+    layer = G.OctConv2D(16, 3, padding=1, alpha_in=0.25, alpha_out=0.25, groups=groups,
+                        in_channels=16, prefix="layer_")
+    layer.initialize()
+    with pytest.raises(ValueError) as gluon_error:
+        layer(mx.nd.ones(hi_shape), mx.nd.ones(lo_shape))
+    pair = S.oct_conv((mx.sym.var("hi"), mx.sym.var("lo")), "layer", 16, 3, 16, padding=1,
+                      alpha_in=0.25, alpha_out=0.25, groups=groups)
+    with pytest.raises(ValueError) as symbol_error:
+        S.check_pairs(mx.sym.Group(list(pair)), hi=hi_shape, lo=lo_shape)
+    without_name = lambda err: str(err.value).split(": ", 1)[1]
+    assert without_name(symbol_error) == without_name(gluon_error)
+
+
+def test_compile_and_export_paths_name_a_symbol_layer_fed_the_wrong_pair():
+    """check_params (TVM compile, ONNX export) checks pairs before weights: a layer
+    declared for 20 input channels but fed 16 is named with the Gluon message, and the
+    declared weight shapes make MXNet itself refuse it too."""
+    from octconv.weights import check_params
+    pair = S.oct_conv((mx.sym.var("data"), None), "a", 16, 3, 3, padding=1, alpha_out=0.25)
+    hi, lo = S.oct_conv(pair, "b", 16, 3, 20, padding=1, alpha_in=0.25, alpha_out=0.25)
+    sym = mx.sym.Group([hi, lo])
+    with pytest.raises(ValueError, match=re.escape(
+            "b: input has (high, low) channels (12, 4), declared (15, 5)")):
+        check_params(sym, {}, (1, 3, 8, 8))
+    with pytest.raises(mx.base.MXNetError):
+        sym.infer_shape(data=(1, 3, 8, 8))
