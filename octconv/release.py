@@ -46,6 +46,7 @@ RELEASE = {
     "resnet152_v1e": ("gluon", "R152_", "as_here"),
     "resnet152_v1f": ("gluon", "R152_", "as_here"),
     "se_resnet152_v1e": ("gluon", "R152_", "as_here"),
+    "se_resnet152_v1f": ("gluon", "R152_", "as_here"),
     "mobilenet_v1_075": ("gluon", "M075_", "as_here"),
     "mobilenet_v1_100": ("gluon", "M100_", "as_here"),
     "mobilenet_v2_100": ("gluon", "M100_", "as_here"),

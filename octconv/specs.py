@@ -136,9 +136,10 @@ def _register_the_zoo():
     for stem in ("v1e", "v1f"):
         register(f"resnet152_{stem}", builders.resnet_v1,
                  ResNetV1(units=units[152], stem=stem, stride_pos=2))
-    register("se_resnet152_v1e", builders.resnet_v1,
-             ResNetV1(units=units[152], stem="v1e", stride_pos=2, se_reduction=16,
-                      extra_bn=True))
+    for stem in ("v1e", "v1f"):  # the release's resnet152_<stem>(use_se=True)
+        register(f"se_resnet152_{stem}", builders.resnet_v1,
+                 ResNetV1(units=units[152], stem=stem, stride_pos=2, se_reduction=16,
+                          extra_bn=True))
     for multiplier, suffix in ((0.75, "075"), (1.0, "100")):
         register(f"mobilenet_v1_{suffix}", builders.mobilenet_v1, MobileNetV1(multiplier))
     for multiplier, suffix in ((1.0, "100"), (1.125, "1125")):

@@ -168,6 +168,14 @@ RELEASE_KEYS = {
     ("se_resnet152_v1e", 0.125, "gluon-file"): {
         "conv1.6.weight": (64, 32, 3, 3), "L1_B0.bn1a.bn_h.gamma": (64,),
         "L1_B0.se_block.conv1.weight": (16, 256, 1, 1), "L1_B0.se_block.conv2_l.bias": (32,)},
+    ("se_resnet152_v1f", 0.125, "gluon-names"): {  # resnet152_v1f(use_se=True)
+        "R152_stem_conv1_weight": (8, 3, 3, 3), "R152_stem2_conv2_weight": (32, 32, 3, 3),
+        "R152_L1_B0_bn1a-h_gamma": (64,), "R152_L1_B0_se-conv1_weight": (16, 256, 1, 1),
+        "R152_L1_B0_se-conv2-l_bias": (32,), "R152_classifier_weight": (1000, 2048, 1, 1)},
+    ("se_resnet152_v1f", 0.125, "gluon-file"): {
+        "conv1.0.weight": (8, 3, 3, 3), "conv2.conv2.weight": (32, 32, 3, 3),
+        "L1_B0.bn1a.bn_h.gamma": (64,), "L1_B0.se_block.conv1.weight": (16, 256, 1, 1),
+        "L1_B0.se_block.conv2_l.bias": (32,), "classifer.weight": (1000, 2048, 1, 1)},
     ("resnet50_v2b", 0.25, "gluon-names"): {
         "R50_conv1_weight": (64, 3, 7, 7), "R50_bn1_gamma": (64,),
         "R50_L1_B0_bn1-h_gamma": (64,), "R50_L1_B0_conv1-h2h_weight": (48, 64, 1, 1),

@@ -41,7 +41,7 @@ def test_both_apis_list_the_same_networks():
         resnext50_32x4d_v2 resnext101_32x4d_v2 se_resnet50_v2 densenet121 densenet161
         densenet169 densenet201 mobilenet_v1_075 mobilenet_v1_100 mobilenet_v2_100
         mobilenet_v2_1125 resnet50_v1b resnext50_32x4d_v1b resnet50_v2b resnext50_32x4d_v2b
-        resnet152_v1e resnet152_v1f se_resnet152_v1e""".split()
+        resnet152_v1e resnet152_v1f se_resnet152_v1e se_resnet152_v1f""".split()
     assert set(required) <= set(NAMES)
 
 
@@ -172,8 +172,8 @@ def test_forward_at_224_and_down_to_one_pixel(name, alpha):
 
 # Deep variants share their builder with a shallower registered sibling.
 DEEP = {"resnet101_v2", "resnet152_v2", "resnet200_v2", "resnext101_32x4d_v2",
-        "resnet152_v1e", "resnet152_v1f", "se_resnet152_v1e", "densenet161", "densenet169",
-        "densenet201"}
+        "resnet152_v1e", "resnet152_v1f", "se_resnet152_v1e", "se_resnet152_v1f", "densenet161",
+        "densenet169", "densenet201"}
 BACKWARD_CASES = [pytest.param(n, a, marks=[pytest.mark.slow] if n in DEEP else [])
                   for n in NAMES for a in ("zero", "oct")]
 
