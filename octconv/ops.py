@@ -8,6 +8,7 @@ API only differ in where parameters live.
 """
 __all__ = ["avg_pool2", "upsample2_like", "octconv_forward", "check_pair", "activation",
            "pool", "global_pool", "concat", "add", "merge", "squeeze_excitation", "is_array",
+           "check_path_input",
            "ACTIVATIONS", "PairOps"]
 
 
@@ -68,6 +69,15 @@ def check_pair(hi, lo, in_channels, has_low, name):
             raise ValueError(f"{name}: batch sizes differ, {hi.shape[0]} and {lo.shape[0]}")
 
 
+def check_path_input(name, size, kernel_size, padding):
+    """Raise ValueError if a path's (pooled) input map of ``size`` is smaller than its
+    kernel with padding."""
+    if any(d + 2 * p < k for d, p, k in zip(size, padding, kernel_size)):
+        raise ValueError(f"OctConv path {name}: its input map {tuple(size)} is smaller "
+                         f"than the kernel {tuple(kernel_size)} with padding "
+                         f"{tuple(padding)}")
+
+
 def octconv_forward(F, plan, hi, lo, conv):
     """Apply the OctConv layer ``plan`` to ``(hi, lo)``; ``conv(path, x)`` runs one path.
 
@@ -85,11 +95,8 @@ def octconv_forward(F, plan, hi, lo, conv):
     outputs = {"h": None, "l": None}
     for path in plan.paths:  # h2h comes first, so l2h can be cropped to it
         x = source(path.source, path.pools)
-        if is_array(x) and any(d + 2 * p < k for d, p, k in
-                               zip(x.shape[2:], plan.padding, plan.kernel_size)):
-            raise ValueError(f"OctConv path {path.name}: its input map "
-                             f"{tuple(x.shape[2:])} is smaller than the kernel "
-                             f"{plan.kernel_size} with padding {plan.padding}")
+        if is_array(x):
+            check_path_input(path.name, x.shape[2:], plan.kernel_size, plan.padding)
         y = conv(path, x)
         if path.upsample:
             y = upsample2_like(F, y, outputs["h"])

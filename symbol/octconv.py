@@ -136,22 +136,26 @@ class _Shaped:
 
 
 def _octconv_inputs(graph):
-    """``{layer: (declared (high, low), {"h"/"l": (node, output index)})}`` of every
-    :func:`oct_conv` in ``graph``, in graph order: each path's source before its
-    poolings (a pooling and the edge padding of a ceil-mode one)."""
+    """``{layer: (declared (high, low), {"h"/"l": (node, output index)}, paths)}`` of
+    every :func:`oct_conv` in ``graph``, in graph order: each branch's source before the
+    poolings (a pooling and the edge padding of a ceil-mode one), and each path's
+    ``(name, branch, poolings, kernel, padding)``."""
     layers = {}
     for i, node in enumerate(graph.nodes):
         attrs = graph.attrs(i)
-        if "__octconv_in__" not in attrs:
-            continue
+        if node["op"] != "Convolution" or "__octconv_in__" not in attrs:
+            continue  # (MXNet copies the attributes to the bias it creates, too)
         layer, path = node["name"].rsplit("-", 1)
         entry = node["inputs"][0]
         for _ in range(int(attrs["__octconv_pools__"])):
             entry = graph.nodes[entry[0]]["inputs"][0]
             if graph.op(entry[0]) == "Pad":
                 entry = graph.nodes[entry[0]]["inputs"][0]
-        declared, sources = layers.setdefault(layer, (int_tuple(attrs["__octconv_in__"]), {}))
+        declared, sources, paths = layers.setdefault(
+            layer, (int_tuple(attrs["__octconv_in__"]), {}, []))
         sources[path[0]] = (entry[0], entry[1])
+        kernel, _, pad = graph.window(i)
+        paths.append((path, path[0], int(attrs["__octconv_pools__"]), kernel, pad))
     return layers
 
 
@@ -166,7 +170,7 @@ def check_pairs(sym, **shapes):
     """Check the input pair of every :func:`oct_conv` layer of ``sym`` for the input
     ``shapes`` (``data=(1, 3, 224, 224)``) as :class:`octconv.gluon.OctConv2D` checks
     its own: the same ValueErrors (channel widths, the low map at half the high map
-    rounded up, batch sizes). Layers are checked in graph order, so the first bad pair
+    rounded up, batch sizes, a path's input smaller than its kernel). Layers are checked in graph order, so the first bad pair
     is named even where MXNet's inference would fail later on the declared weights."""
     graph = Graph(sym)
     nodes = sym.get_internals()
@@ -183,13 +187,13 @@ def check_pairs(sym, **shapes):
         return outputs[single] if single in outputs else outputs[f"{single}{entry[1]}"]
 
     layers = _octconv_inputs(graph)
-    entries = [(layer, b) for layer, (_, sources) in layers.items() for b in sources]
+    entries = [(layer, b) for layer, (_, sources, _) in layers.items() for b in sources]
     try:  # all at once, or one layer at a time when some weight does not fit its input
         known = dict(zip(entries, _infer([symbol_of(layers[l][1][b]) for l, b in entries],
                                          shapes)))
     except mx.base.MXNetError:
         known = None
-    for layer, (declared, sources) in layers.items():
+    for layer, (declared, sources, paths) in layers.items():
         if known is None:
             try:
                 found = dict(zip(sources, _infer([symbol_of(s) for s in sources.values()],
@@ -200,3 +204,6 @@ def check_pairs(sym, **shapes):
             found = {b: known[(layer, b)] for b in sources}
         pair = {b: _Shaped(shape) for b, shape in found.items()}
         ops.check_pair(pair["h"], pair.get("l"), declared, "l" in pair, layer)
+        for name, branch, pools, kernel, pad in paths:
+            pooled = [-(-d // 2 ** pools) for d in found[branch][2:]]
+            ops.check_path_input(f"{layer}-{name}", pooled, kernel, pad)
