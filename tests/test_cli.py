@@ -44,6 +44,10 @@ def bad(trained_run, digits, tmp_path_factory):
     for name in os.listdir(os.path.join(val, "0"))[:40]:
         shutil.copy(os.path.join(val, "0", name), path("flat", name))
     open(path("blocker"), "w").close()  # a regular file where a folder should be
+    with open(path("random.rec"), "wb") as f:
+        f.write(os.urandom(4096))
+    with open(path("random.idx"), "w") as f:
+        f.write("0\t0\n1\t2048\n")
     os.makedirs(path("empty"))
     manifest = json.load(open(os.path.join(trained_run, "last.json")))
     good_params = open(os.path.join(trained_run, manifest["params"]), "rb").read()
@@ -69,15 +73,37 @@ def bad(trained_run, digits, tmp_path_factory):
                 **{name.replace(".", "_"): path(name) for name in os.listdir(root)})
 
 
-TRAIN = ("train_imagenet.py", "--config", "{demo}", "DATA.train", "{digits}")
+TRAIN = ("train_imagenet.py", "--config", "{demo}", "DATA.train", "{digits}", "TRAIN.out_dir",
+         "{root}/run")  # a later KEY VALUE pair wins
 MODEL = ("--model", "resnet10_v2_mini", "--alpha", "0.25", "--classes", "10")
 AT_LEAST_ONE = "must be at least 1"
 NOT_A_FOLDER = "is a file, not a folder"
 CASES = {
+    "unknown config key": (TRAIN + ("OPTIM.lrr", "0.1"),
+                           "unknown key OPTIM.lrr; valid keys here:"),
+    "alpha out of range": (TRAIN + ("MODEL.alpha", "1.0"),
+                           "MODEL.alpha must be in [0, 1), got 1.0"),
+    "unknown network": (TRAIN + ("MODEL.name", "resnet51"),
+                        "MODEL.name: unknown network 'resnet51'"),
+    "wrong type": (TRAIN + ("OPTIM.epochs", "ten"), "OPTIM.epochs: expected int, got 'ten'"),
+    "value outside its choices": (TRAIN + ("TRAIN.kvstore", "nccl"),
+                                  "TRAIN.kvstore: 'nccl' is not one of"),
+    "last_gamma without a residual BatchNorm": (
+        TRAIN + ("MODEL.last_gamma", "true"),
+        "MODEL.last_gamma: resnet10_v2_mini has no BatchNorm ending"),
+    "bad devices": (TRAIN + ("TRAIN.devices", "gpu0"),
+                    "TRAIN.devices must be 'cpu' or GPU ids like '0,1', got 'gpu0'"),
+    "missing .rec": (TRAIN + ("DATA.kind", "rec", "DATA.train", "/nonexistent/train.rec"),
+                     "RecordIO file not found: /nonexistent/train.rec"),
+    "missing image folder": (TRAIN + ("DATA.kind", "folder", "DATA.train", "/nonexistent/dir"),
+                             "image folder not found"),
+    ".rec of random bytes": (TRAIN + ("DATA.kind", "rec", "DATA.train", "{random_rec}",
+                                      "DATA.val", "{random_rec}", "DATA.batch_size", "1"),
+                             "cannot read"),
     "config of random bytes": (("train_imagenet.py", "--config", "{bytes_yaml}"),
                                "not a YAML text file"),
     "class folders of non-images": (
-        TRAIN + ("TRAIN.out_dir", "{root}/r1", "DATA.kind", "folder", "DATA.train",
+        TRAIN + ("DATA.kind", "folder", "DATA.train",
                  "{nonimages}", "DATA.val", "{nonimages}", "DATA.batch_size", "2"),
         "cannot decode the image"),
     "a corrupt file in a good set": (("score.py", "{run}", "--data", "{mixed}"),
@@ -123,7 +149,7 @@ CASES = {
                                 "-1"), AT_LEAST_ONE),
     "table2 --budget 0": (("tools/table2.py", "--budget", "0", "--out-dir", "{root}/t2"),
                           AT_LEAST_ONE),
-    "DATA.size 0": (TRAIN + ("TRAIN.out_dir", "{root}/r2", "DATA.size", "0"),
+    "DATA.size 0": (TRAIN + ("DATA.size", "0"),
                     "DATA.size must be positive"),
     "export_onnx of a checkpoint whose weights do not fit": (
         ("tools/export_onnx.py", "--checkpoint", "{alpha_run}", "--size", "32", "--out",
