@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from helpers import run_script
 from octconv.config import load
 from octconv.models import build_network
 
@@ -157,9 +158,9 @@ def test_dist_sync_on_loopback_keeps_workers_identical_and_learns(digits, tmp_pa
 
 def test_recordio_pipeline_trains(digits, tmp_path):
     for split in ("train", "val"):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_rec.py"),
-                        os.path.join(digits, split), str(tmp_path / f"{split}.rec")], check=True,
-                       capture_output=True)
+        packed = run_script("tools/make_rec.py", os.path.join(digits, split),
+                            tmp_path / f"{split}.rec")
+        assert packed.returncode == 0, packed.stderr
     run = train(tmp_path / "run", str(tmp_path / "train.rec"), "DATA.kind", "rec",
                 "DATA.val", str(tmp_path / "val.rec"), "OPTIM.epochs", "2")
     assert run.returncode == 0, run.stderr[-2000:]
