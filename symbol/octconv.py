@@ -187,6 +187,8 @@ def check_pairs(sym, **shapes):
         return outputs[single] if single in outputs else outputs[f"{single}{entry[1]}"]
 
     layers = _octconv_inputs(graph)
+    if not layers:  # a plain network
+        return
     entries = [(layer, b) for layer, (_, sources, _) in layers.items() for b in sources]
     try:  # all at once, or one layer at a time when some weight does not fit its input
         known = dict(zip(entries, _infer([symbol_of(layers[l][1][b]) for l, b in entries],
