@@ -33,15 +33,15 @@ def save(out_dir, tags, net, trainer, state, config):
     stem = f"ckpt-e{state['epoch']:04d}-i{state['iteration']:07d}"
     params, states = f"{stem}.params", None
     write_atomically(os.path.join(out_dir, params),
-            lambda p: mx.nd.save(p, {name: param.data().as_in_context(mx.cpu())
-                                     for name, param in net.collect_params().items()}))
+                     lambda p: mx.nd.save(p, {name: param.data().as_in_context(mx.cpu())
+                                              for name, param in net.collect_params().items()}))
     if trainer is not None:
         states = f"{stem}.states"
         write_atomically(os.path.join(out_dir, states), trainer.save_states)
     manifest = dict(params=params, states=states, state=state, config=config)
     for tag in tags:
         write_atomically(os.path.join(out_dir, f"{tag}.json"),
-                lambda p: json.dump(manifest, open(p, "w"), indent=1))
+                         lambda p: json.dump(manifest, open(p, "w"), indent=1))
     _remove_unreferenced(out_dir)
 
 

@@ -170,8 +170,9 @@ def check_pairs(sym, **shapes):
     """Check the input pair of every :func:`oct_conv` layer of ``sym`` for the input
     ``shapes`` (``data=(1, 3, 224, 224)``) as :class:`octconv.gluon.OctConv2D` checks
     its own: the same ValueErrors (channel widths, the low map at half the high map
-    rounded up, batch sizes, a path's input smaller than its kernel). Layers are checked in graph order, so the first bad pair
-    is named even where MXNet's inference would fail later on the declared weights."""
+    rounded up, batch sizes, a path's input smaller than its kernel). Layers are checked
+    in graph order, so the first bad pair is named even where MXNet's inference would
+    fail later on the declared weights."""
     graph = Graph(sym)
     nodes = sym.get_internals()
     outputs = {}  # (node, output index) -> the internal Symbol
