@@ -61,9 +61,8 @@ class OctConv2D(PairBlock):
     def forward(self, hi, lo=None):
         """A deferred layer's first call settles its plan: with arrays, to the plan of the
         same layer declared with this input's ``(high, low)`` widths (the same paths, the
-        same errors);
-        with symbols (a hybridized parent tracing its graph), only whether a low input
-        exists, and MXNet's shape inference checks the widths."""
+        same errors); with symbols (a hybridized parent tracing its graph), only whether
+        a low input exists, and MXNet's shape inference checks the widths."""
         if self._deferred:
             self._settle(hi, lo)
             self._deferred = False
