@@ -130,9 +130,7 @@ def tool_flops(sym, input_shapes, relu_counts=None, se_pools=True, head_pool=Tru
             if se_pools if feeds_convolution(index) else head_pool:
                 flops += _prod(output(nodes[graph.input(index)]))
         elif op == "Pooling":
-            source = graph.input(index)
-            if graph.op(source) == "Pad":  # the edge padding of a ceil-mode 2x2 pooling
-                source = graph.input(source)
+            source = graph.pooled_entry(index)[0]
             kernel = _prod(graph.window(index)[0])
             if (merge_stacked_pools and graph.op(source) == "Pooling"
                     and attrs.get("pool_type") == graph.attrs(source).get("pool_type") == "avg"):

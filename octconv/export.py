@@ -10,6 +10,7 @@ graph, see :func:`octconv.ops.avg_pool2`) is folded back into one pooling with
 import mxnet as mx
 import numpy as np
 
+from octconv.ops import CEIL_POOL_PAD
 from octconv.weights import check_params
 
 __all__ = ["logits_symbol", "export_onnx"]
@@ -51,7 +52,8 @@ def _weights_out_of_inputs(graph):
     graph.input.extend(kept)
 
 
-_END_EDGE_PADS = [0, 0, 0, 0, 0, 0, 1, 1]  # ONNX order: every axis' start, then every end
+# ONNX orders pads as every axis' start, then every end; MXNet as (start, end) per axis
+_CEIL_POOL_PADS = list(CEIL_POOL_PAD[0::2] + CEIL_POOL_PAD[1::2])
 
 
 def _spatial_sizes(model):
@@ -84,7 +86,7 @@ def _fold_edge_pads(graph, sizes):
                 or pad.op_type != "Pad" or readers[pad.output[0]] != 1
                 or helper.get_attribute_value(pad.attribute[0]) != b"edge"
                 or constants.get(pad.input[1]) is None
-                or constants[pad.input[1]].tolist() != _END_EDGE_PADS
+                or constants[pad.input[1]].tolist() != _CEIL_POOL_PADS
                 or min(sizes.get(pad.input[0], (0,))) < 2):
             continue
         node.input[0] = pad.input[0]

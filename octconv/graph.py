@@ -9,6 +9,8 @@ MXNet serializes a Symbol as JSON: ``nodes`` (each with ``op``, ``name``, string
 """
 import json
 
+from octconv.ops import CEIL_POOL_PAD
+
 __all__ = ["Graph", "int_tuple", "param_role"]
 
 
@@ -50,6 +52,19 @@ class Graph:
 
     def inputs(self, i):
         return [source[0] for source in self.nodes[i]["inputs"]]
+
+    def is_ceil_pad(self, i):
+        """Node ``i`` is the end-edge padding of a ceil-mode 2x2/2 pooling
+        (:data:`octconv.ops.CEIL_POOL_PAD`)."""
+        attrs = self.attrs(i)
+        return (self.op(i) == "Pad" and attrs.get("mode") == "edge"
+                and int_tuple(attrs.get("pad_width", "()")) == CEIL_POOL_PAD)
+
+    def pooled_entry(self, i):
+        """The ``[node, output, version]`` entry that the Pooling node ``i`` pools: its
+        input, or the input of the ceil-mode padding before it."""
+        entry = self.nodes[i]["inputs"][0]
+        return self.nodes[entry[0]]["inputs"][0] if self.is_ceil_pad(entry[0]) else entry
 
     def window(self, i):
         """``(kernel, stride, pad)`` tuples of a Convolution or Pooling node (MXNet's

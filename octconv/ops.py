@@ -8,8 +8,13 @@ API only differ in where parameters live.
 """
 __all__ = ["avg_pool2", "upsample2_like", "octconv_forward", "check_pair", "activation",
            "pool", "global_pool", "concat", "add", "merge", "squeeze_excitation", "is_array",
-           "check_path_input",
-           "ACTIVATIONS", "PairOps"]
+           "check_path_input", "CEIL_POOL_PAD", "ACTIVATIONS", "PairOps"]
+
+# ``pad_width`` (before, after for N, C, H, W) of the edge padding that, followed by a
+# 2x2/2 'valid' pooling, makes a ceil-mode pooling that works down to 1 pixel
+# (:func:`_pool2_ceil`); the graph readers recognize the pair by it
+# (:meth:`octconv.graph.Graph.pooled_entry`).
+CEIL_POOL_PAD = (0, 0, 0, 0, 0, 1, 0, 1)
 
 
 def avg_pool2(F, x):
@@ -28,7 +33,7 @@ def _pool2_ceil(F, x, pool_type):
     window reaches the copy. The TVM lowering and the ONNX export fold the pair back into
     one ceil-mode pooling.
     """
-    padded = F.pad(x, mode="edge", pad_width=(0, 0, 0, 0, 0, 1, 0, 1))
+    padded = F.pad(x, mode="edge", pad_width=CEIL_POOL_PAD)
     return F.Pooling(padded, kernel=(2, 2), stride=(2, 2), pool_type=pool_type,
                      pooling_convention="valid")
 
@@ -129,7 +134,8 @@ def pool(F, pair, pool_type, kernel, stride, padding=0):
 
     Every branch comes out at ceil(size / stride), so a low map stays half its high map
     at any size: rounding is down when ``kernel == 2 * padding + 1`` (e.g. 3x3/2 pad 1)
-    and up when ``kernel == stride + 2 * padding`` (e.g. 2x2/2); other shapes raise.
+    and up when ``kernel == stride + 2 * padding`` (e.g. 2x2/2, which also works on
+    1-pixel maps; the others need maps of at least their kernel); other shapes raise.
     Averages exclude padding.
     """
     if pool_type not in ("avg", "max"):

@@ -148,9 +148,7 @@ def _octconv_inputs(graph):
         layer, path = node["name"].rsplit("-", 1)
         entry = node["inputs"][0]
         for _ in range(int(attrs["__octconv_pools__"])):
-            entry = graph.nodes[entry[0]]["inputs"][0]
-            if graph.op(entry[0]) == "Pad":
-                entry = graph.nodes[entry[0]]["inputs"][0]
+            entry = graph.pooled_entry(entry[0])
         declared, sources, paths = layers.setdefault(
             layer, (int_tuple(attrs["__octconv_in__"]), {}, []))
         sources[path[0]] = (entry[0], entry[1])

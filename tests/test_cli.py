@@ -5,7 +5,6 @@ import os
 import shutil
 
 import mxnet as mx
-import numpy as np
 import pytest
 
 from helpers import run_script

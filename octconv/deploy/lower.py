@@ -30,7 +30,7 @@ import numpy as np
 
 from octconv.deploy import kernels as K
 from octconv.deploy.winograd import Winograd, output_tile, transform_weight
-from octconv.graph import Graph, int_tuple
+from octconv.graph import Graph
 
 __all__ = ["Tensor", "Call", "Program", "UnsupportedGraph", "lower"]
 
@@ -341,9 +341,7 @@ class _Lowering:
 
     def pad(self, i):
         """The end-edge padding of a ceil-mode 2x2/2 pooling: recorded for the pooling."""
-        attrs = self.attrs(i)
-        if (attrs.get("mode") != "edge"
-                or int_tuple(attrs.get("pad_width", "()")) != (0, 0, 0, 0, 0, 1, 0, 1)):
+        if not self.graph.is_ceil_pad(i):
             raise UnsupportedGraph(f"{self.nodes[i]['name']}: only edge padding by one row "
                                    f"and column at the end")
         return _EdgePadded(self.stored(self.data_input(i)))
