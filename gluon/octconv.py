@@ -9,7 +9,7 @@ from dataclasses import replace
 from mxnet.gluon import HybridBlock, nn
 
 from octconv import ops
-from octconv.unit import branch_widths, plan_octconv
+from octconv.unit import EXCHANGE_PATHS, branch_widths, plan_octconv
 
 __all__ = ["PairBlock", "OctConv2D", "OctBatchNorm", "OctActivation", "OctPool",
            "OctGlobalPool", "OctMerge", "OctSE"]
@@ -36,18 +36,20 @@ class OctConv2D(PairBlock):
     """Octave convolution (Chen et al. 2019, Eq. 4).
 
     Builds the paths of :func:`octconv.unit.plan_octconv` as child ``Conv2D`` blocks
-    named ``h2h``, ``h2l``, ``l2h``, ``l2l`` (parameters ``<prefix>h2h_weight``, ...).
+    named ``h2h``, ``h2l``, ``l2h``, ``l2l`` (parameters ``<prefix>h2h_weight``, ...);
+    ``exchange`` names the exchange paths kept (both by default).
     ``in_channels=0`` defers the input width to the first call, which settles the layer
     to what it would be declared with that input (see :meth:`forward`).
     """
 
     def __init__(self, channels, kernel_size, strides=1, padding=0, alpha_in=0.0,
                  alpha_out=0.0, groups=1, use_bias=False, in_channels=0,
-                 weight_initializer=None, bias_initializer="zeros", **kwargs):
+                 exchange=EXCHANGE_PATHS, weight_initializer=None, bias_initializer="zeros",
+                 **kwargs):
         super().__init__(**kwargs)
         self._arguments = dict(channels=channels, kernel_size=kernel_size, stride=strides,
                                padding=padding, alpha_in=alpha_in, alpha_out=alpha_out,
-                               groups=groups, use_bias=use_bias)
+                               groups=groups, use_bias=use_bias, exchange=exchange)
         self.plan = plan_octconv(in_channels=in_channels, **self._arguments)
         self._deferred = not in_channels
         with self.name_scope():

@@ -4,7 +4,7 @@ from mxnet.gluon import HybridBlock, nn
 
 from octconv.ops import PairOps
 from octconv.specs import check_options, get_spec, model_names
-from octconv.unit import check_alpha
+from octconv.unit import EXCHANGE_PATHS, check_alpha
 
 from .octconv import OctBatchNorm, OctConv2D, OctSE
 
@@ -18,8 +18,8 @@ class GluonOps(PairOps):
     Symbol API's name, so parameter names agree) and registers it on ``net``.
     """
 
-    def __init__(self, net, F, bn, create=False, last_gamma=False):
-        super().__init__(F, last_gamma)
+    def __init__(self, net, F, bn, create=False, last_gamma=False, exchange=EXCHANGE_PATHS):
+        super().__init__(F, last_gamma, exchange)
         self.net, self.bn_settings, self.create = net, bn, create
 
     def _apply(self, name, make, *inputs):
@@ -33,7 +33,7 @@ class GluonOps(PairOps):
         return self._apply(name, lambda: OctConv2D(
             channels, kernel, strides=stride, padding=kernel // 2, alpha_in=alpha_in,
             alpha_out=alpha_out, groups=groups, use_bias=use_bias, in_channels=in_channels,
-            prefix=f"{name}-"), *x)
+            exchange=self.exchange, prefix=f"{name}-"), *x)
 
     def plain_conv(self, x, name, in_channels, channels, kernel, stride=1, padding=0,
                    use_bias=False):
@@ -60,11 +60,13 @@ class OctNet(HybridBlock):
     """A zoo network: ``builder`` run once symbolically to create the child blocks,
     then replayed in every forward pass. ``layers`` maps layer names to blocks."""
 
-    def __init__(self, spec, alpha, classes, dropout=0.0, last_gamma=False, name="network"):
+    def __init__(self, spec, alpha, classes, dropout=0.0, last_gamma=False,
+                 exchange=EXCHANGE_PATHS, name="network"):
         super().__init__(prefix="")
         self._spec, self._args = spec, (alpha, classes, dropout)
         self.layers = {}
-        ops = GluonOps(self, mx.sym, spec.bn, create=True, last_gamma=last_gamma)
+        ops = GluonOps(self, mx.sym, spec.bn, create=True, last_gamma=last_gamma,
+                       exchange=exchange)
         self._build(ops, mx.sym.var("data"))
         ops.check_last_gamma(name)
 
@@ -85,7 +87,8 @@ def get_model(name, alpha=0.0, classes=1000, **kwargs):
 
     Keyword arguments: ``dropout`` (before the classifier, default 0), ``last_gamma``
     (gamma 0 at start in the last BatchNorm of each residual branch; ValueError for a
-    network without one).
+    network without one), ``exchange`` (the exchange paths every inner OctConv layer
+    keeps, default ``("h2l", "l2h")``; the paper's ablation drops one).
     """
     spec = get_spec(name)
     check_alpha(alpha)

@@ -101,10 +101,15 @@ def load_states(trainer, path):
 
 
 def trained_model(path):
-    """``(MODEL section of the config, {name: NDArray})`` of the checkpoint at ``path``
-    (a run folder or manifest): the network it holds and its parameters."""
+    """``(network, {name: NDArray})`` of the checkpoint at ``path`` (a run folder or
+    manifest): the keyword arguments ``name``, ``alpha``, ``classes`` and ``exchange``
+    of :func:`octconv.export.logits_symbol` that rebuild its network, and its parameters."""
     manifest = load_manifest(path)
-    return manifest["config"]["MODEL"], read_params(manifest["params"])
+    model = manifest["config"]["MODEL"]
+    network = {key: model[key] for key in ("name", "alpha", "classes")}
+    if "exchange" in model:  # (runs older than the switch have both paths)
+        network["exchange"] = tuple(model["exchange"])
+    return network, read_params(manifest["params"])
 
 
 def load_params(net, saved, ctx, source="checkpoint"):

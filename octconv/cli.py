@@ -14,7 +14,7 @@ import re
 import sys
 
 __all__ = ["UserError", "command", "mxnet_reason", "ArgumentParser", "positive_int",
-           "size_list", "output_path", "output_folder"]
+           "size_list", "exchange_paths", "output_path", "output_folder"]
 
 
 class UserError(Exception):
@@ -86,6 +86,15 @@ def size_list(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a list of positive sizes separated by commas, "
             f"e.g. 224,256") from None
+
+
+def exchange_paths(text):
+    """An argument type: the exchange paths kept, ``h2l,l2h``, one of them, or ``none``."""
+    from octconv.unit import check_exchange
+    try:
+        return check_exchange([] if text == "none" else text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err}; e.g. h2l,l2h, l2h or none") from None
 
 
 def output_path(path, what):

@@ -215,13 +215,16 @@ def table1(alphas=(0.0, 0.125, 0.25, 0.5, 0.75, 0.875, 1.0), channels=256, size=
     return rows
 
 
-def count_model(name, alpha=0.0, api="symbol", size=224):
-    """Count the registered network ``name`` at ``alpha`` built by ``api`` at ``size`` px."""
+def count_model(name, alpha=0.0, api="symbol", size=224, classes=1000, **options):
+    """Count the registered network ``name`` at ``alpha`` built by ``api`` at ``size`` px
+    (``options`` as the zoo takes them, e.g. ``exchange``)."""
     shape = (1, 3, size, size)
     if api == "symbol":
         from octconv.symbol import get_symbol
-        return count_symbol(get_symbol(name, alpha=alpha), {"data": shape, "softmax_label": (1,)})
+        sym = get_symbol(name, alpha=alpha, num_classes=classes, **options)
+        return count_symbol(sym, {"data": shape, "softmax_label": (1,)})
     if api == "gluon":
         from octconv.gluon import get_model
-        return count_gluon(get_model(name, alpha=alpha), {"data": shape})
+        return count_gluon(get_model(name, alpha=alpha, classes=classes, **options),
+                           {"data": shape})
     raise ValueError(f"api must be 'symbol' or 'gluon', got {api!r}")

@@ -29,6 +29,7 @@ DEFAULTS = {
         "classes": 1000,
         "dropout": 0.0,               # before the classifier
         "last_gamma": False,          # zero-init gamma of the last BN of residual branches
+        "exchange": ["h2l", "l2h"],   # exchange paths kept in inner OctConv layers (ablation)
     },
     "DATA": {
         "kind": "rec",                # rec: RecordIO files; folder: class folders; digits: demo
@@ -139,12 +140,13 @@ def _merge(tree, overrides, source, prefix=""):
 
 def _validate(tree):
     from octconv.specs import model_names
-    from octconv.unit import check_alpha
+    from octconv.unit import check_alpha, check_exchange
     if tree["MODEL"]["name"] not in model_names():
         raise ConfigError(f"MODEL.name: unknown network {tree['MODEL']['name']!r}; choose one "
                           f"of: {', '.join(model_names())}")
     try:
         check_alpha(tree["MODEL"]["alpha"], "MODEL.alpha")
+        check_exchange(tree["MODEL"]["exchange"], "MODEL.exchange")
     except ValueError as err:
         raise ConfigError(str(err)) from None
     optim = tree["OPTIM"]

@@ -16,10 +16,12 @@ from octconv.weights import check_params
 __all__ = ["logits_symbol", "export_onnx"]
 
 
-def logits_symbol(name, alpha=0.0, classes=1000):
-    """The Symbol API network ``name`` ending at its logits (``classifier_output``)."""
+def logits_symbol(name, alpha=0.0, classes=1000, **options):
+    """The Symbol API network ``name`` ending at its logits (``classifier_output``);
+    ``options`` as :func:`octconv.symbol.get_symbol` takes them."""
     from octconv.symbol import get_symbol
-    return get_symbol(name, alpha=alpha, num_classes=classes).get_internals()["classifier_output"]
+    sym = get_symbol(name, alpha=alpha, num_classes=classes, **options)
+    return sym.get_internals()["classifier_output"]
 
 
 def export_onnx(sym, params, path, size=224, batch=1):

@@ -26,9 +26,11 @@ def devices(spec):
 
 def build_network(cfg):
     """The network of ``cfg.MODEL`` in the chosen API, as a Gluon block (uninitialized;
-    with ``last_gamma`` the last BatchNorm of each residual branch starts at gamma 0)."""
+    with ``last_gamma`` the last BatchNorm of each residual branch starts at gamma 0;
+    ``exchange`` the exchange paths kept)."""
     model = cfg.MODEL
-    options = dict(dropout=model.dropout, last_gamma=model.last_gamma)
+    options = dict(dropout=model.dropout, last_gamma=model.last_gamma,
+                   exchange=model.exchange)
     if model.api == "gluon":
         from octconv.gluon import get_model
         return get_model(model.name, alpha=model.alpha, classes=model.classes, **options)

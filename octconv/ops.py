@@ -212,11 +212,13 @@ def squeeze_excitation(F, pair, reduce, expand):
 class PairOps:
     """The parameter-free half of the builders' interface (see :mod:`octconv.builders`),
     for ``F`` = ``mx.sym`` or ``mx.nd``. Each API's backend adds the parametric ops:
-    ``conv``, ``plain_conv``, ``bn``, ``se``, ``dense``."""
+    ``conv``, ``plain_conv``, ``bn``, ``se``, ``dense``; their ``conv`` keeps only the
+    exchange paths in ``exchange`` (see :func:`octconv.unit.plan_octconv`)."""
 
-    def __init__(self, F, last_gamma=False):
+    def __init__(self, F, last_gamma=False, exchange=("h2l", "l2h")):
         self.F = F
         self.last_gamma = last_gamma
+        self.exchange = exchange
         self.residual_ends = []  # BN layers that end a residual branch
 
     def gamma_init(self, bn_name, residual_end):

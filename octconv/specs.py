@@ -7,6 +7,7 @@ builders of :mod:`octconv.builders`.
 from dataclasses import dataclass, field
 
 from octconv import builders
+from octconv.unit import EXCHANGE_PATHS, check_exchange
 
 __all__ = ["check_options", "ResNetV2", "ResNetV1", "MobileNetV1", "MobileNetV2", "DenseNet", "ModelSpec", "MODELS", "get_spec", "model_names", "register"]
 
@@ -172,14 +173,16 @@ def get_spec(name):
 
 
 # keyword arguments every network accepts, with defaults
-OPTIONS = {"dropout": 0.0, "last_gamma": False}
+OPTIONS = {"dropout": 0.0, "last_gamma": False, "exchange": EXCHANGE_PATHS}
 
 
 def check_options(kwargs):
     """``kwargs`` completed with the defaults of :data:`OPTIONS`; TypeError naming any
-    unknown keyword and listing the valid ones."""
+    unknown keyword and listing the valid ones; ``exchange`` checked and normalized."""
     unknown = sorted(set(kwargs) - set(OPTIONS))
     if unknown:
         raise TypeError(f"unknown keyword argument(s) {', '.join(unknown)}; valid: alpha, "
                         f"classes (num_classes in the Symbol API), {', '.join(OPTIONS)}")
-    return {**OPTIONS, **kwargs}
+    options = {**OPTIONS, **kwargs}
+    options["exchange"] = check_exchange(options["exchange"])
+    return options

@@ -16,15 +16,22 @@ Rules (docs/ARCHITECTURES.md, section 1):
   except ``l2h``, which then skips its upsampling.
 * groups: every path gets the nominal ``groups``; depthwise (``groups`` equal to the
   input and output width) keeps only ``h2h`` and ``l2l``, each grouped per channel.
+* exchange: ``h2l`` and ``l2h`` carry information between the branches; either can be
+  switched off (the paper's ablation, Table 4) where the layer has an ``l2l`` path.
+  A layer that starts the low branch (no low input) keeps ``h2l`` and one that ends it
+  (no low output) keeps ``l2h``: without them the low branch would start empty or be
+  left unused.
 * bias: one bias per output branch, on ``h2h`` (else ``l2h``) and ``h2l`` (else ``l2l``).
 * odd sizes: pooling rounds up and averages only the pixels it covers; the upsampled
   ``l2h`` map is cropped to the ``h2h`` map. So any input size works.
 """
 from dataclasses import dataclass
 
-__all__ = ["check_alpha", "split_channels", "branch_widths", "Path", "OctConvPlan", "plan_octconv"]
+__all__ = ["check_alpha", "check_exchange", "split_channels", "branch_widths", "Path",
+           "OctConvPlan", "plan_octconv", "EXCHANGE_PATHS"]
 
 PATH_NAMES = ("h2h", "h2l", "l2h", "l2l")
+EXCHANGE_PATHS = ("h2l", "l2h")  # the paths between the branches, which can be switched off
 
 
 def check_alpha(alpha, name="alpha"):
@@ -34,6 +41,20 @@ def check_alpha(alpha, name="alpha"):
     if not 0.0 <= alpha < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {alpha}")
     return float(alpha)
+
+
+def check_exchange(exchange, name="exchange"):
+    """Return ``exchange`` as a sorted tuple of distinct names of :data:`EXCHANGE_PATHS`
+    (the exchange paths kept), or raise ValueError naming what is wrong."""
+    if isinstance(exchange, str) or not all(isinstance(p, str) for p in exchange):
+        raise ValueError(f"{name} must be a list of path names out of "
+                         f"{list(EXCHANGE_PATHS)}, got {exchange!r}")
+    unknown = sorted(set(exchange) - set(EXCHANGE_PATHS))
+    if unknown or len(set(exchange)) != len(exchange):
+        raise ValueError(f"{name}: {exchange!r} must name each of {list(EXCHANGE_PATHS)} "
+                         f"at most once" + (f" (unknown: {', '.join(unknown)})" if unknown
+                                            else ""))
+    return tuple(p for p in EXCHANGE_PATHS if p in exchange)
 
 
 def split_channels(channels, alpha, name="channels"):
@@ -129,7 +150,8 @@ def _check_groups(paths, groups, check_inputs):
 
 
 def plan_octconv(channels, kernel_size, in_channels=0, stride=1, padding=0,
-                 alpha_in=0.0, alpha_out=0.0, groups=1, use_bias=False):
+                 alpha_in=0.0, alpha_out=0.0, groups=1, use_bias=False,
+                 exchange=EXCHANGE_PATHS):
     """Plan an OctConv layer; raise ValueError naming the first bad argument.
 
     Parameters
@@ -149,6 +171,8 @@ def plan_octconv(channels, kernel_size, in_channels=0, stride=1, padding=0,
         Nominal group count; ``groups == channels == in_channels > 1`` is depthwise.
     use_bias : bool
         One bias vector per output branch.
+    exchange : sequence of 'h2l', 'l2h'
+        The exchange paths kept where the layer also has ``l2l`` (default both).
     """
     alpha_in = check_alpha(alpha_in, "alpha_in")
     alpha_out = check_alpha(alpha_out, "alpha_out")
@@ -158,6 +182,7 @@ def plan_octconv(channels, kernel_size, in_channels=0, stride=1, padding=0,
         raise ValueError(f"OctConv stride must be 1 or 2, got {stride!r}")
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got {groups!r}")
+    exchange = check_exchange(exchange)
     out_split = split_channels(channels, alpha_out)
     if isinstance(in_channels, tuple):
         in_split = branch_widths(in_channels, alpha_in, "in_channels")
@@ -183,10 +208,13 @@ def plan_octconv(channels, kernel_size, in_channels=0, stride=1, padding=0,
     sources = {"h": in_split[0], "l": in_split[1]}
     exists = {"h": True, "l": has_low_in}
     targets = {"h": out_split[0], "l": out_split[1]}
+    inner = exists["l"] and targets["l"] > 0  # the layer has l2l
     paths, biased = [], set()
     for name in PATH_NAMES:
         src, dst = name[0], name[2]
         if not exists[src] or targets[dst] == 0 or (depthwise and src != dst):
+            continue
+        if inner and name in EXCHANGE_PATHS and name not in exchange:
             continue
         upsample = name == "l2h" and stride == 1
         pools = int(name == "h2l") + int(stride == 2 and name != "l2h")

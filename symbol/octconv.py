@@ -16,7 +16,7 @@ import mxnet as mx
 
 from octconv import ops
 from octconv.graph import Graph, int_tuple
-from octconv.unit import branch_widths, plan_octconv
+from octconv.unit import EXCHANGE_PATHS, branch_widths, plan_octconv
 
 __all__ = ["oct_conv", "oct_batchnorm", "oct_activation", "oct_pool", "oct_global_pool",
            "oct_concat", "oct_add", "oct_merge", "oct_se", "check_pairs"]
@@ -25,11 +25,12 @@ F = mx.symbol
 
 
 def oct_conv(data, name, channels, kernel_size, in_channels, stride=1, padding=0,
-             alpha_in=0.0, alpha_out=0.0, groups=1, use_bias=False):
+             alpha_in=0.0, alpha_out=0.0, groups=1, use_bias=False, exchange=EXCHANGE_PATHS):
     """Octave convolution: the paths of :func:`octconv.unit.plan_octconv` summed per branch.
 
     ``in_channels`` is the total input width (high + low), split by ``alpha_in``, or
-    its explicit ``(high, low)`` widths. Returns ``(hi, lo)``; ``lo`` is None when
+    its explicit ``(high, low)`` widths; ``exchange`` names the exchange paths kept
+    (both by default). Returns ``(hi, lo)``; ``lo`` is None when
     ``alpha_out`` leaves no low channel. Weights are declared with their shapes, so
     MXNet refuses an input of another width wherever it infers shapes; each path's
     convolution records the layer's input widths and its poolings for
@@ -37,7 +38,7 @@ def oct_conv(data, name, channels, kernel_size, in_channels, stride=1, padding=0
     """
     plan = plan_octconv(channels, kernel_size, in_channels=in_channels, stride=stride,
                         padding=padding, alpha_in=alpha_in, alpha_out=alpha_out,
-                        groups=groups, use_bias=use_bias)
+                        groups=groups, use_bias=use_bias, exchange=exchange)
     hi, lo = data
     ops.check_pair(hi, lo, plan.in_channels, plan.has_low_input, name)
 

@@ -3,7 +3,7 @@ import mxnet as mx
 
 from octconv.ops import PairOps
 from octconv.specs import check_options, get_spec, model_names
-from octconv.unit import check_alpha
+from octconv.unit import EXCHANGE_PATHS, check_alpha
 
 from . import octconv as S
 
@@ -13,15 +13,15 @@ __all__ = ["get_symbol", "list_symbols", "SymbolOps"]
 class SymbolOps(PairOps):
     """Builders' interface emitting Symbols; parameters are named variables."""
 
-    def __init__(self, bn, last_gamma=False):
-        super().__init__(mx.sym, last_gamma)
+    def __init__(self, bn, last_gamma=False, exchange=EXCHANGE_PATHS):
+        super().__init__(mx.sym, last_gamma, exchange)
         self.bn_settings = bn
 
     def conv(self, x, name, in_channels, channels, kernel, stride=1, alpha_in=0.0,
              alpha_out=0.0, groups=1, use_bias=False):
         return S.oct_conv(x, name, channels, kernel, in_channels, stride=stride,
                           padding=kernel // 2, alpha_in=alpha_in, alpha_out=alpha_out,
-                          groups=groups, use_bias=use_bias)
+                          groups=groups, use_bias=use_bias, exchange=self.exchange)
 
     def plain_conv(self, x, name, in_channels, channels, kernel, stride=1, padding=0,
                    use_bias=False):
@@ -54,12 +54,13 @@ def get_symbol(name, alpha=0.0, num_classes=1000, **kwargs):
     Keyword arguments: ``dropout`` (before the classifier, default 0), ``last_gamma``
     (the last BatchNorm of each residual branch has gamma initializer "zeros", read by
     Gluon's SymbolBlock through :func:`octconv.models.build_network`; ValueError for a
-    network without one).
+    network without one), ``exchange`` (the exchange paths every inner OctConv layer
+    keeps, default ``("h2l", "l2h")``; the paper's ablation drops one).
     """
     spec = get_spec(name)
     check_alpha(alpha)
     options = check_options(kwargs)
-    ops = SymbolOps(spec.bn, options["last_gamma"])
+    ops = SymbolOps(spec.bn, options["last_gamma"], options["exchange"])
     logits = spec.builder(ops, (mx.sym.var("data"), None), spec.arch, alpha, num_classes,
                           options["dropout"])
     ops.check_last_gamma(name)

@@ -4,11 +4,13 @@ import math
 import os
 
 import mxnet as mx
+import numpy as np
 import pytest
 
 from helpers import load_script, run_script
 from octconv import gluon as G
-from octconv.complexity import count_gluon, count_symbol, table1, tool_flops
+from octconv import symbol as S
+from octconv.complexity import count_gluon, count_model, count_symbol, table1, tool_flops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,3 +110,50 @@ def test_zoo_table_json_and_readme():
     begin, end = "<!-- zoo table: begin -->\n", "\n<!-- zoo table: end -->"
     table = readme[readme.index(begin) + len(begin):readme.index(end)]
     assert table == tool.format_zoo(rows, 224)
+
+
+def dropped_paths(name, alpha, size, path):
+    """``{weight name: (weights, multiply-adds)}`` of the ``path`` convolutions of the full
+    network that sit in layers with an l2l path, from MXNet's own shape inference."""
+    internals = S.get_symbol(name, alpha=alpha, num_classes=10).get_internals()
+    shapes = dict(zip(internals.list_outputs(),
+                      internals.infer_shape(data=(1, 3, size, size))[1]))
+    weights = {n: s for n, s in shapes.items() if n.endswith("_weight")}
+    dropped = {}
+    for weight, shape in weights.items():
+        layer = weight[:-len(f"-{path}_weight")]
+        if weight.endswith(f"-{path}_weight") and f"{layer}-l2l_weight" in weights:
+            out = shapes[f"{layer}-{path}_output"]
+            dropped[weight] = (np.prod(shape), np.prod(shape) * np.prod(out[2:]))
+    return dropped
+
+
+@pytest.mark.parametrize("api", ["symbol", "gluon"])
+@pytest.mark.parametrize("name, alpha", [("resnet10_v2_mini", 0.25), ("mobilenet_v1_075", 0.375)])
+@pytest.mark.parametrize("path", ["h2l", "l2h"])
+def test_ablated_network_loses_exactly_the_dropped_paths(api, name, alpha, path):
+    """Parameters and multiply-adds of the network without one exchange path: the full
+    network's minus that path's convolutions in every layer that has l2l."""
+    size, kept = 64, tuple({"h2l", "l2h"} - {path})
+    dropped = dropped_paths(name, alpha, size, path)
+    assert dropped
+    full = count_model(name, alpha, api, size, classes=10)
+    ablated = count_model(name, alpha, api, size, classes=10, exchange=kept)
+    assert full.params - ablated.params == sum(w for w, _ in dropped.values())
+    assert full.macs - ablated.macs == sum(m for _, m in dropped.values())
+    names = lambda **kw: set(
+        S.get_symbol(name, alpha=alpha, num_classes=10, **kw).list_arguments() if api == "symbol"
+        else G.get_model(name, alpha=alpha, classes=10, **kw).collect_params())
+    assert names(exchange=kept) == names() - set(dropped)
+
+
+def test_cli_counts_an_ablated_network():
+    out = json.loads(run_tool("--model", "resnet10_v2_mini", "--alpha", "0.25", "--size", "64",
+                              "--exchange", "none", "--json").stdout)
+    dropped = {**dropped_paths("resnet10_v2_mini", 0.25, 64, "h2l"),
+               **dropped_paths("resnet10_v2_mini", 0.25, 64, "l2h")}
+    full = count_model("resnet10_v2_mini", 0.25, "symbol", 64)
+    assert out["exchange"] == []
+    assert full.macs - out["macs"] == sum(m for _, m in dropped.values())
+    bad = run_tool("--model", "resnet10_v2_mini", "--exchange", "h2h")
+    assert bad.returncode == 2 and "unknown: h2h" in bad.stderr

@@ -43,13 +43,15 @@ def random_configs(count, seed=2019):
 
 
 CONFIGS = random_configs(60)
+BOTH = ("h2l", "l2h")
 
 
 def build(cfg):
     block = G.OctConv2D(cfg["out_c"], cfg["kernel"], strides=cfg["stride"],
                         padding=cfg["kernel"] // 2, alpha_in=cfg["alpha_in"],
                         alpha_out=cfg["alpha_out"], groups=cfg["groups"],
-                        use_bias=cfg["use_bias"], in_channels=cfg["in_c"], prefix="layer-")
+                        use_bias=cfg["use_bias"], in_channels=cfg["in_c"],
+                        exchange=cfg.get("exchange", BOTH), prefix="layer-")
     return block, randomize(block)
 
 
@@ -58,7 +60,8 @@ def symbol_layer(cfg, lo_present):
     return S.oct_conv((mx.sym.var("hi"), lo), "layer", cfg["out_c"], cfg["kernel"],
                       cfg["in_c"], stride=cfg["stride"], padding=cfg["kernel"] // 2,
                       alpha_in=cfg["alpha_in"], alpha_out=cfg["alpha_out"],
-                      groups=cfg["groups"], use_bias=cfg["use_bias"])
+                      groups=cfg["groups"], use_bias=cfg["use_bias"],
+                      exchange=cfg.get("exchange", BOTH))
 
 
 def reference_output(cfg, params, hi, lo):
@@ -79,13 +82,16 @@ def assert_pair_close(got, want, atol=1e-4):
 
 
 def expected_paths(cfg):
-    """Paths the paper's rules give: both ends exist; depthwise keeps h2h and l2l."""
+    """Paths the paper's rules give: both ends exist; depthwise keeps h2h and l2l; a
+    layer with l2l keeps only the exchange paths in ``cfg["exchange"]``."""
     lo_in = low(cfg["in_c"], cfg["alpha_in"]) > 0
     lo_out = low(cfg["out_c"], cfg["alpha_out"]) > 0
     paths = {"h2h"} | ({"h2l"} if lo_out else set()) | ({"l2h"} if lo_in else set()) \
         | ({"l2l"} if lo_in and lo_out else set())
     if cfg["groups"] > 1 and cfg["groups"] == cfg["in_c"]:
         paths -= {"h2l", "l2h"}
+    if "l2l" in paths:
+        paths -= {"h2l", "l2h"} - set(cfg.get("exchange", BOTH))
     return paths
 
 
@@ -194,3 +200,60 @@ def test_every_path_gets_a_gradient(cfg):
     ex.backward()
     for name, g in grads.items():
         assert np.abs(g.asnumpy()).sum() > 0, f"symbol {name} got no gradient"
+
+
+# The paper's ablation (Table 4): layers without one or both exchange paths.
+INNER = [c for c in CONFIGS if low(c["in_c"], c["alpha_in"]) and low(c["out_c"], c["alpha_out"])
+         and c["groups"] != c["in_c"]]
+ABLATED = [dict(c, exchange=ex) for c, ex in zip(INNER[:12], [("l2h",), ("h2l",), ()] * 4)]
+ABLATED_IDS = lambda c: "-".join(f"{v}" for v in c.values())
+
+
+@pytest.mark.parametrize("cfg", ABLATED, ids=ABLATED_IDS)
+def test_dropped_exchange_path_equals_the_reference_without_it(cfg):
+    test_both_apis_match_numpy_reference(cfg)  # the reference gets no weight of it
+
+
+@pytest.mark.parametrize("cfg", ABLATED, ids=ABLATED_IDS)
+def test_dropped_exchange_path_takes_its_weights_with_it(cfg):
+    """The vanilla count minus each dropped path's (target x source / groups x k x k)."""
+    _, params = build(cfg)
+    k, groups = cfg["kernel"], cfg["groups"]
+    widths = {"h": (cfg["in_c"] - low(cfg["in_c"], cfg["alpha_in"]),
+                    cfg["out_c"] - low(cfg["out_c"], cfg["alpha_out"])),
+              "l": (low(cfg["in_c"], cfg["alpha_in"]), low(cfg["out_c"], cfg["alpha_out"]))}
+    vanilla = cfg["out_c"] * (cfg["in_c"] // groups) * k * k
+    vanilla += cfg["out_c"] if cfg["use_bias"] else 0
+    dropped = sum(widths[p[2]][1] * widths[p[0]][0] // groups * k * k
+                  for p in set(BOTH) - set(cfg["exchange"]))
+    assert sum(v.size for v in params.values()) == vanilla - dropped
+
+
+@pytest.mark.parametrize("cfg", ABLATED[:6], ids=ABLATED_IDS)
+def test_every_kept_path_of_an_ablated_layer_gets_a_gradient(cfg):
+    test_every_path_gets_a_gradient(cfg)
+
+
+@pytest.mark.parametrize("alpha_in, alpha_out, kept", [(0.0, 0.5, "h2l"), (0.5, 0.0, "l2h")])
+def test_layers_entering_or_leaving_the_octave_keep_their_exchange_path(alpha_in, alpha_out,
+                                                                         kept):
+    """Without h2l the first layer's low output would be empty; without l2h the last
+    layer would leave the low branch unused: both keep the path whatever is dropped."""
+    gluon = G.OctConv2D(8, 3, padding=1, alpha_in=alpha_in, alpha_out=alpha_out,
+                        in_channels=8, exchange=())
+    pair = S.oct_conv((mx.sym.var("hi"), mx.sym.var("lo") if alpha_in else None), "layer", 8,
+                      3, 8, padding=1, alpha_in=alpha_in, alpha_out=alpha_out, exchange=())
+    symbol_args = mx.sym.Group([t for t in pair if t is not None]).list_arguments()
+    assert kept in {p.name for p in gluon.plan.paths}
+    assert f"layer-{kept}_weight" in symbol_args
+
+
+@pytest.mark.parametrize("exchange, message", [
+    ("h2l", "must be a list"), (["h2h"], "unknown: h2h"), (["l2h", "l2h"], "at most once")])
+def test_bad_exchange_is_named(exchange, message):
+    for make in (lambda: G.OctConv2D(8, 3, padding=1, alpha_in=0.5, alpha_out=0.5,
+                                     in_channels=8, exchange=exchange),
+                 lambda: G.get_model("resnet10_v2_mini", alpha=0.25, exchange=exchange),
+                 lambda: S.get_symbol("resnet10_v2_mini", alpha=0.25, exchange=exchange)):
+        with pytest.raises(ValueError, match=message):
+            make()

@@ -121,13 +121,13 @@ def bind_symbol(sym, params, data_shape, grad_req="null", dtype="float32"):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_symbol_equals_gluon_on_the_same_weights(name):
+def test_symbol_equals_gluon_on_the_same_weights(name, exchange=("h2l", "l2h")):
     """Same names and shapes, same logits. In float64: deep nets on random weights
     amplify float32 rounding differences between two evaluation orders."""
     alpha = alpha_for(name)
-    net = G.get_model(name, alpha=alpha, classes=10)
+    net = G.get_model(name, alpha=alpha, classes=10, exchange=exchange)
     params = randomize(net, seed=1, init=FAN_IN)
-    sym = S.get_symbol(name, alpha=alpha, num_classes=10)
+    sym = S.get_symbol(name, alpha=alpha, num_classes=10, exchange=exchange)
     data = np.random.RandomState(0).uniform(-1, 1, (2, 3, 67, 67))
 
     arg_shapes, _, aux_shapes = sym.infer_shape(data=data.shape, softmax_label=(2,))
@@ -144,6 +144,12 @@ def test_symbol_equals_gluon_on_the_same_weights(name):
     got = net(mx.nd.array(data, dtype="float64")).asnumpy()
     assert np.abs(want).max() > 0
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("name", ["resnet10_v2_mini", "mobilenet_v1_075"])
+@pytest.mark.parametrize("exchange", [("l2h",), ("h2l",), ()])
+def test_ablated_networks_agree_between_the_apis(name, exchange):
+    test_symbol_equals_gluon_on_the_same_weights(name, exchange)
 
 
 # Deep variants share their builder with a shallower registered sibling.

@@ -8,11 +8,12 @@ what the FLOPs tool its release credits counts (see octconv.complexity.paper_flo
     python tools/complexity.py --table1             # Table 1 only
     python tools/complexity.py --zoo [--json]       # every network, paper figures beside
     python tools/complexity.py --api gluon --model resnet50_v2 --alpha 0.25 --size 224 --json
+    python tools/complexity.py --model resnet50_v2 --alpha 0.5 --exchange l2h  # no H->L
 """
 import json
 import sys
 
-from octconv.cli import ArgumentParser, command, positive_int
+from octconv.cli import ArgumentParser, command, exchange_paths, positive_int
 from octconv.complexity import count_model, paper_flops, table1
 from octconv.paper import PAPER_FIGURES
 from octconv.specs import model_names
@@ -58,14 +59,17 @@ def main(argv=None):
     parser.add_argument("--api", choices=("symbol", "gluon"), default="symbol")
     parser.add_argument("--alpha", type=float, default=0.0)
     parser.add_argument("--size", type=positive_int, default=224, help="input height and width")
+    parser.add_argument("--exchange", type=exchange_paths, default=("h2l", "l2h"),
+                        help="exchange paths kept by --model's inner layers: h2l,l2h "
+                             "(default), h2l, l2h or none")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--table1", action="store_true", help="only the paper's Table 1")
     parser.add_argument("--zoo", action="store_true", help="only the zoo table")
     args = parser.parse_args(argv)
     if args.model:
-        c = count_model(args.model, args.alpha, args.api, args.size)
+        c = count_model(args.model, args.alpha, args.api, args.size, exchange=args.exchange)
         result = dict(model=args.model, api=args.api, alpha=args.alpha, size=args.size,
-                      params=c.params, macs=c.macs)
+                      exchange=list(args.exchange), params=c.params, macs=c.macs)
         print(json.dumps(result) if args.json else
               f"{args.model} alpha {args.alpha:g} ({args.api}): {c.params:,} parameters, "
               f"{c.macs:,} multiply-adds at {args.size}x{args.size}")

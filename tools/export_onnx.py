@@ -33,17 +33,16 @@ def main(argv=None):
         parser.error("--params goes with --model (a checkpoint holds its own weights)")
     output_path(args.out, "--out")
     if args.checkpoint:
-        model, params = trained_model(args.checkpoint)
-        name, alpha, classes = model["name"], model["alpha"], model["classes"]
+        network, params = trained_model(args.checkpoint)
     elif args.model:
-        name, alpha, classes = args.model, args.alpha, args.classes
+        network = dict(name=args.model, alpha=args.alpha, classes=args.classes)
         params = read_params(args.params) if args.params else None
     else:
         parser.error("give --model or --checkpoint")
-    sym = logits_symbol(name, alpha, classes)
+    sym = logits_symbol(**network)
     if params is None:
         from octconv.gluon import get_model
-        net = get_model(name, alpha=alpha, classes=classes)
+        net = get_model(network.pop("name"), **network)
         net.initialize(mx.init.MSRAPrelu())
         params = {k: p.data() for k, p in net.collect_params().items()}
     print(export_onnx(sym, params, args.out, args.size))

@@ -66,13 +66,12 @@ def main(argv=None):
     from octconv.deploy.tuning import TileCache
     if args.checkpoint:
         model, params = trained_model(args.checkpoint)
-        name, alpha, classes = model["name"], model["alpha"], model["classes"]
     else:
-        name, alpha, classes = args.model, args.alpha, args.classes
+        model = dict(name=args.model, alpha=args.alpha, classes=args.classes)
         params = read_params(args.params) if args.params else None
     if params is not None:
         params = {k: v.asnumpy() for k, v in params.items()}
-    network = zoo_network(name, alpha, classes, params, size=args.size)
+    network = zoo_network(params=params, size=args.size, **model)
     target = make_target(args.target)
     cache = TileCache(args.cache)
     print(f"{network.label}: {network.macs(args.size) / 1e6:.1f} M multiply-adds per "

@@ -73,9 +73,10 @@ def _random_params(symbol, size, seed=0):
     return {k: v.astype(np.float32) for k, v in params.items()}
 
 
-def zoo_network(name, alpha=0.0, classes=1000, params=None, size=224):
-    """A network of this project's zoo; random weights unless ``params`` is given."""
-    symbol = logits_symbol(name, alpha, classes)
+def zoo_network(name, alpha=0.0, classes=1000, params=None, size=224, **options):
+    """A network of this project's zoo (``options`` as :func:`octconv.symbol.get_symbol`
+    takes them); random weights unless ``params`` is given."""
+    symbol = logits_symbol(name, alpha, classes, **options)
     params = params if params is not None else _random_params(symbol, size)
     label = f"{name} alpha={alpha:g}"
     return Network(label, symbol, {k: np.asarray(v, np.float32) for k, v in params.items()})
