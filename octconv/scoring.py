@@ -22,7 +22,7 @@ from octconv.data import val_batches
 from octconv.release import ReleaseNameError, from_release, release_format
 from octconv.models import build_network, evaluate
 
-__all__ = ["PRESETS", "load_for_scoring", "score"]
+__all__ = ["PRESETS", "load_for_scoring", "center_crop_batches", "score"]
 
 PRESETS = {
     "imagenet": dict(mean=[123.68, 116.779, 103.939], std=[58.393, 57.12, 57.375],
@@ -84,23 +84,27 @@ def load_for_scoring(path, model=None, alpha=None, classes=None, ctx=(mx.cpu(),)
     return net, config
 
 
-def score(net, data_path, kind, sizes=(224,), preset=None, data_cfg=None, batch_size=50,
-          ctx=(mx.cpu(),), progress=None):
-    """Top-1 / top-5 and images per second at each test size.
-
-    ``data_cfg`` (a checkpoint's DATA section) gives mean / std / crop ratio, unless a
-    ``preset`` is named. Returns a list of dicts, one per size.
-    """
+def center_crop_batches(data_path, kind, size, preset=None, data_cfg=None, batch_size=50):
+    """Center-crop batches of ``data_path`` (``kind`` 'rec' or 'folder') at ``size`` px:
+    mean / std / crop ratio / resize of ``data_cfg`` (a checkpoint's DATA section) or of
+    the named ``preset``."""
     recipe = {k: (data_cfg or {}).get(k, DEFAULTS["DATA"][k])
               for k in ("mean", "std", "crop_ratio", "interp")}
     if preset:
         recipe = dict(PRESETS[preset])
+    return val_batches(from_dict({"DATA": dict(recipe, kind=kind, val=data_path,
+                                               train=data_path, size=size,
+                                               batch_size=batch_size)}))
+
+
+def score(net, data_path, kind, sizes=(224,), preset=None, data_cfg=None, batch_size=50,
+          ctx=(mx.cpu(),), progress=None):
+    """Top-1 / top-5 and images per second at each test size (batches of
+    :func:`center_crop_batches`). Returns a list of dicts, one per size."""
     net.hybridize()
     results = []
     for size in sizes:
-        cfg = from_dict({"DATA": dict(recipe, kind=kind, val=data_path, train=data_path,
-                                      size=size, batch_size=batch_size)})
-        batches = val_batches(cfg)
+        batches = center_crop_batches(data_path, kind, size, preset, data_cfg, batch_size)
         started = time.time()
         top1, top5, count = evaluate(net, batches, list(ctx))
         elapsed = time.time() - started
