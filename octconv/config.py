@@ -32,7 +32,8 @@ DEFAULTS = {
         "exchange": ["h2l", "l2h"],   # exchange paths kept in inner OctConv layers (ablation)
     },
     "DATA": {
-        "kind": "rec",                # rec: RecordIO files; folder: class folders; digits: demo
+        "kind": "rec",                # rec: RecordIO files; folder: class folders; digits: the
+                                      # demo's set; digits_clutter: its harder variant
         "train": "",                  # .rec file or folder (digits: built here if missing)
         "val": "",
         "size": 224,                  # train crop and test size
@@ -75,7 +76,7 @@ DEFAULTS = {
 
 CHOICES = {
     "MODEL.api": ("gluon", "symbol"),
-    "DATA.kind": ("rec", "folder", "digits"),
+    "DATA.kind": ("rec", "folder", "digits", "digits_clutter"),
     "DATA.interp": ("bilinear", "bicubic"),
     "OPTIM.optimizer": ("nag", "sgd"),
     "OPTIM.lr_mode": ("cosine", "step"),

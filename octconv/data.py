@@ -37,10 +37,15 @@ def test_resize(size, crop_ratio):
     return int(math.ceil(size / crop_ratio))
 
 
-def build_digits(root, size=32, val_share=0.2, seed=0):
-    """Write scikit-learn's digits (1,797 real 8x8 scans, 10 classes) as ``size`` px RGB
+def build_digits(root, size=32, val_share=0.2, seed=0, clutter=False):
+    """Write scikit-learn's digits (1,797 real 8x8 scans, 10 classes) as ``size`` px
     PNGs under ``root/train/<digit>/`` and ``root/val/<digit>/``; return ``root``.
-    Existing complete sets are kept."""
+    Existing complete sets are kept.
+
+    ``clutter`` makes the harder set of the findings (``DATA.kind digits_clutter``): each
+    digit at a random scale (40-75 % of the image), angle (+-20 degrees) and place, over
+    noise and two fragments of other digits; three renderings of each training digit,
+    one of each validation digit (no digit is in both splits)."""
     import cv2
     from sklearn.datasets import load_digits
 
@@ -48,17 +53,42 @@ def build_digits(root, size=32, val_share=0.2, seed=0):
     if os.path.exists(marker):
         return root
     digits = load_digits()
-    order = np.random.RandomState(seed).permutation(len(digits.images))
+    rng = np.random.RandomState(seed)
+    order = rng.permutation(len(digits.images))
     n_val = int(len(order) * val_share)
+    scans = (digits.images * (255 / 16)).astype(np.float32)
     for rank, index in enumerate(order):
         split = "val" if rank < n_val else "train"
         folder = os.path.join(root, split, str(digits.target[index]))
         os.makedirs(folder, exist_ok=True)
-        gray = (digits.images[index] * (255 / 16)).astype(np.uint8)
-        image = cv2.resize(gray, (size, size), interpolation=cv2.INTER_LINEAR)
-        cv2.imwrite(os.path.join(folder, f"{index:04d}.png"), image)
+        if not clutter:
+            image = cv2.resize(scans[index], (size, size), interpolation=cv2.INTER_LINEAR)
+            cv2.imwrite(os.path.join(folder, f"{index:04d}.png"), image.astype(np.uint8))
+            continue
+        for copy in range(3 if split == "train" else 1):
+            image = _cluttered(scans, index, size, rng, cv2)
+            cv2.imwrite(os.path.join(folder, f"{index:04d}_{copy}.png"), image)
     open(marker, "w").close()
     return root
+
+
+def _cluttered(scans, index, size, rng, cv2):
+    """One rendering of ``scans[index]`` for :func:`build_digits` with ``clutter``."""
+    canvas = rng.normal(40, 25, (size, size)).astype(np.float32)
+    for _ in range(2):  # half of another digit, dimmer
+        other = cv2.resize(scans[rng.randint(len(scans))], (size // 2, size // 2))
+        half = other[:, :size // 4] if rng.rand() < 0.5 else other[:size // 4, :]
+        y, x = rng.randint(0, size - half.shape[0] + 1), rng.randint(0, size - half.shape[1] + 1)
+        window = canvas[y:y + half.shape[0], x:x + half.shape[1]]
+        np.maximum(window, 0.7 * half, out=window)
+    side = int(round(size * rng.uniform(0.4, 0.75)))
+    digit = cv2.resize(scans[index], (side, side), interpolation=cv2.INTER_LINEAR)
+    turn = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), rng.uniform(-20, 20), 1.0)
+    digit = cv2.warpAffine(digit, turn, (side, side))
+    y, x = rng.randint(0, size - side + 1, size=2)
+    window = canvas[y:y + side, x:x + side]
+    np.maximum(window, digit, out=window)
+    return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
 def _normalize(data_cfg):
@@ -207,9 +237,9 @@ def _rec_batches(path, data_cfg, batch_size, train, part, parts):
 def _batches(cfg, train, batch_size, part, parts):
     data_cfg = cfg.DATA
     path = data_cfg.train if train else data_cfg.val
-    if data_cfg.kind == "digits":
-        root = build_digits(data_cfg.train or os.path.join(cfg.TRAIN.out_dir, "digits"),
-                            size=data_cfg.size)
+    if data_cfg.kind in ("digits", "digits_clutter"):
+        root = build_digits(data_cfg.train or os.path.join(cfg.TRAIN.out_dir, data_cfg.kind),
+                            size=data_cfg.size, clutter=data_cfg.kind == "digits_clutter")
         path = os.path.join(root, "train" if train else "val")
     if not path:
         raise DataError(f"DATA.{'train' if train else 'val'} is empty: give a "
