@@ -17,7 +17,7 @@ Rules (docs/ARCHITECTURES.md, section 1):
 * groups: every path gets the nominal ``groups``; depthwise (``groups`` equal to the
   input and output width) keeps only ``h2h`` and ``l2l``, each grouped per channel.
 * exchange: ``h2l`` and ``l2h`` carry information between the branches; either can be
-  switched off (the paper's ablation, Table 4) where the layer has an ``l2l`` path.
+  switched off (the paper's path ablation, Appendix C) where the layer has an ``l2l`` path.
   A layer that starts the low branch (no low input) keeps ``h2l`` and one that ends it
   (no low output) keeps ``l2h``: without them the low branch would start empty or be
   left unused.

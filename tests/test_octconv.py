@@ -202,7 +202,7 @@ def test_every_path_gets_a_gradient(cfg):
         assert np.abs(g.asnumpy()).sum() > 0, f"symbol {name} got no gradient"
 
 
-# The paper's ablation (Table 4): layers without one or both exchange paths.
+# The paper's path ablation (Appendix C): layers without one or both exchange paths.
 INNER = [c for c in CONFIGS if low(c["in_c"], c["alpha_in"]) and low(c["out_c"], c["alpha_out"])
          and c["groups"] != c["in_c"]]
 ABLATED = [dict(c, exchange=ex) for c, ex in zip(INNER[:12], [("l2h",), ("h2l",), ()] * 4)]

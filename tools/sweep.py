@@ -25,7 +25,7 @@ import time
 from octconv.cli import ArgumentParser, command, output_folder, size_list
 from octconv.files import write_atomically
 
-# the variants: the exchange paths their inner OctConv layers keep (paper, Table 4)
+# the variants: the exchange paths their inner OctConv layers keep (paper, Appendix C)
 VARIANTS = {"full": ("h2l", "l2h"), "no_h2l": ("l2h",), "no_l2h": ("h2l",)}
 
 
@@ -215,7 +215,8 @@ def main(argv=None):
     parser.add_argument("--ablations", type=ablation_list, default=["no_h2l", "no_l2h"],
                         help="no_h2l,no_l2h (default), one of them, or none")
     parser.add_argument("--ablation-alpha", type=float_list, default=[0.5],
-                        help="alpha of the ablation runs (the paper's Table 4: 0.5); one")
+                        help="alpha of the ablation runs (one; the paper's path ablation "
+                             "used 0.5)")
     parser.add_argument("--sizes", type=size_list, default=None,
                         help="test sizes for the resolution study (default: the training "
                              "size and 0.75, 1.25, 1.5 times it)")
