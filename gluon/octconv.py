@@ -11,7 +11,7 @@ from mxnet.gluon import HybridBlock, nn
 from octconv import ops
 from octconv.unit import EXCHANGE_PATHS, branch_widths, plan_octconv
 
-__all__ = ["PairBlock", "OctConv2D", "OctBatchNorm", "OctActivation", "OctPool",
+__all__ = ["PairBlock", "OctConv2D", "OctConv3D", "OctBatchNorm", "OctActivation", "OctPool",
            "OctGlobalPool", "OctMerge", "OctSE"]
 
 
@@ -42,6 +42,8 @@ class OctConv2D(PairBlock):
     to what it would be declared with that input (see :meth:`forward`).
     """
 
+    _dims, _conv = 2, nn.Conv2D
+
     def __init__(self, channels, kernel_size, strides=1, padding=0, alpha_in=0.0,
                  alpha_out=0.0, groups=1, use_bias=False, in_channels=0,
                  exchange=EXCHANGE_PATHS, weight_initializer=None, bias_initializer="zeros",
@@ -49,16 +51,17 @@ class OctConv2D(PairBlock):
         super().__init__(**kwargs)
         self._arguments = dict(channels=channels, kernel_size=kernel_size, stride=strides,
                                padding=padding, alpha_in=alpha_in, alpha_out=alpha_out,
-                               groups=groups, use_bias=use_bias, exchange=exchange)
+                               groups=groups, use_bias=use_bias, exchange=exchange,
+                               dims=self._dims)
         self.plan = plan_octconv(in_channels=in_channels, **self._arguments)
         self._deferred = not in_channels
         with self.name_scope():
             for path in self.plan.paths:
-                setattr(self, path.name, nn.Conv2D(
-                    path.channels, self.plan.kernel_size, padding=self.plan.padding,
-                    groups=path.groups, use_bias=path.use_bias, in_channels=path.in_channels,
-                    weight_initializer=weight_initializer, bias_initializer=bias_initializer,
-                    prefix=f"{path.name}_"))
+                setattr(self, path.name, self._conv(
+                    path.channels, self.plan.kernel_size, strides=self.plan.conv_stride,
+                    padding=self.plan.padding, groups=path.groups, use_bias=path.use_bias,
+                    in_channels=path.in_channels, weight_initializer=weight_initializer,
+                    bias_initializer=bias_initializer, prefix=f"{path.name}_"))
 
     def forward(self, hi, lo=None):
         """A deferred layer's first call settles its plan: with arrays, to the plan of the
@@ -74,7 +77,8 @@ class OctConv2D(PairBlock):
         if ops.is_array(hi):
             widths = (hi.shape[1], 0 if lo is None else lo.shape[1])
             declared = plan_octconv(in_channels=widths, **self._arguments)
-            ops.check_pair(hi, lo, declared.in_channels, declared.has_low_input, self.name)
+            ops.check_pair(hi, lo, declared.in_channels, declared.has_low_input, self.name,
+                           self._dims)
         kept = tuple(p for p in self.plan.paths if lo is not None or p.source == "h")
         for path in set(self.plan.paths) - set(kept):  # no low input: its paths go
             child = getattr(self, path.name)
@@ -91,9 +95,22 @@ class OctConv2D(PairBlock):
             self.plan = declared
 
     def hybrid_forward(self, F, hi, lo=None):
-        ops.check_pair(hi, lo, self.plan.in_channels, self.plan.has_low_input, self.name)
+        ops.check_pair(hi, lo, self.plan.in_channels, self.plan.has_low_input, self.name,
+                       self._dims)
         conv = lambda path, x: getattr(self, path.name)(x)
         return _present(*ops.octconv_forward(F, self.plan, hi, lo, conv))
+
+
+class OctConv3D(OctConv2D):
+    """Octave convolution of videos (N, C, T, H, W): the octave is spatial, every frame
+    keeps its low map at half the height and width (paper, Sec. 4.4).
+
+    As :class:`OctConv2D`, with child ``Conv3D`` blocks: ``kernel_size`` and ``padding``
+    are ints or ``(t, h, w)``; ``strides`` an int (height and width) or ``(t, s, s)``
+    with ``s`` 1 or 2; the temporal stride is each path's convolution's stride in time.
+    """
+
+    _dims, _conv = 3, nn.Conv3D
 
 
 class OctBatchNorm(PairBlock):

@@ -1,8 +1,10 @@
-"""Pair operations written once for both MXNet APIs.
+"""Pair operations written once for both MXNet APIs, for images and videos.
 
 Every function takes ``F`` (``mxnet.symbol`` or ``mxnet.ndarray``, as a Gluon
 ``hybrid_forward`` receives it) and works on pairs ``(hi, lo)`` with ``lo=None`` when
-there is no low-frequency part. Operations with parameters (convolution, BatchNorm,
+there is no low-frequency part. ``dims`` is 2 for images (N, C, H, W) and 3 for videos
+(N, C, T, H, W), where the octave is spatial only: the low map has every frame at half
+the height and width, never fewer frames. Operations with parameters (convolution, BatchNorm,
 squeeze-excitation) take callables that apply them, so the Symbol API and the Gluon
 API only differ in where parameters live.
 """
@@ -17,13 +19,13 @@ __all__ = ["avg_pool2", "upsample2_like", "octconv_forward", "check_pair", "acti
 CEIL_POOL_PAD = (0, 0, 0, 0, 0, 1, 0, 1)
 
 
-def avg_pool2(F, x):
-    """2x2/2 average pooling to ceil(n / 2) per dimension (any n >= 1), averaging only the
-    pixels each window covers (see :func:`_pool2_ceil`)."""
-    return _pool2_ceil(F, x, "avg")
+def avg_pool2(F, x, dims=2):
+    """2x2/2 average pooling of height and width to ceil(n / 2) (any n >= 1), averaging
+    only the pixels each window covers (see :func:`_pool2_ceil`); frames stay apart."""
+    return _pool2_ceil(F, x, "avg", dims)
 
 
-def _pool2_ceil(F, x, pool_type):
+def _pool2_ceil(F, x, pool_type, dims=2):
     """2x2/2 pooling rounding up, for every size down to 1 pixel.
 
     MXNet's 'full' (ceil) convention refuses a dimension of 1 (the kernel exceeds it), so
@@ -33,15 +35,23 @@ def _pool2_ceil(F, x, pool_type):
     window reaches the copy. The TVM lowering and the ONNX export fold the pair back into
     one ceil-mode pooling.
     """
-    padded = F.pad(x, mode="edge", pad_width=CEIL_POOL_PAD)
-    return F.Pooling(padded, kernel=(2, 2), stride=(2, 2), pool_type=pool_type,
+    if dims == 2:
+        padded = F.pad(x, mode="edge", pad_width=CEIL_POOL_PAD)
+        return F.Pooling(padded, kernel=(2, 2), stride=(2, 2), pool_type=pool_type,
+                         pooling_convention="valid")
+    padded = F.pad(x, mode="edge", pad_width=(0, 0) + CEIL_POOL_PAD)  # not in time
+    return F.Pooling(padded, kernel=(1, 2, 2), stride=(1, 2, 2), pool_type=pool_type,
                      pooling_convention="valid")
 
 
-def upsample2_like(F, x, like):
-    """Nearest 2x upsampling of ``x``, cropped to the spatial size of ``like``."""
-    up = F.UpSampling(x, scale=2, sample_type="nearest", num_args=1)
-    return F.slice_like(up, like, axes=(2, 3))
+def upsample2_like(F, x, like, dims=2):
+    """Nearest 2x upsampling of the height and width of ``x``, cropped to those of
+    ``like`` (MXNet's UpSampling for images; repeats for videos, which it does not take)."""
+    if dims == 2:
+        up = F.UpSampling(x, scale=2, sample_type="nearest", num_args=1)
+        return F.slice_like(up, like, axes=(2, 3))
+    up = F.repeat(F.repeat(x, repeats=2, axis=3), repeats=2, axis=4)
+    return F.slice_like(up, like, axes=(3, 4))
 
 
 def is_array(x):
@@ -49,11 +59,13 @@ def is_array(x):
     return hasattr(x, "shape") and not hasattr(x, "list_outputs")
 
 
-def check_pair(hi, lo, in_channels, has_low, name):
+def check_pair(hi, lo, in_channels, has_low, name, dims=None):
     """Raise ValueError unless ``(hi, lo)`` fits a layer declared with these inputs.
 
-    Presence of ``lo`` is always checked; channel counts and the low map's size
-    (``ceil(high / 2)``) are checked when the tensors have shapes (imperative mode).
+    Presence of ``lo`` is always checked; channel counts, the low map's size (the high
+    map's frames, ``ceil(size / 2)`` in height and width) and, given ``dims``, the
+    tensors' rank (``dims`` + 2) are checked when the tensors have shapes (imperative
+    mode).
     """
     if has_low and lo is None:
         raise ValueError(f"{name}: expects a low-frequency input (alpha_in > 0), got lo=None")
@@ -61,12 +73,18 @@ def check_pair(hi, lo, in_channels, has_low, name):
         raise ValueError(f"{name}: declared without a low-frequency input, got a lo tensor")
     if not is_array(hi):
         return
+    layout = "N x C x H x W" if dims == 2 else "N x C x T x H x W"
+    for tensor, branch in ((hi, "high"), (lo, "low")):
+        if dims and tensor is not None and len(tensor.shape) != dims + 2:
+            raise ValueError(f"{name}: a {dims}-D layer takes {layout} ({dims + 2}-D) "
+                             f"tensors, got a {len(tensor.shape)}-D {branch} input "
+                             f"{tuple(tensor.shape)}")
     widths = (hi.shape[1], lo.shape[1] if lo is not None else 0)
     if in_channels != (0, 0) and widths != tuple(in_channels):
         raise ValueError(f"{name}: input has (high, low) channels {widths}, declared "
                          f"{tuple(in_channels)}")
     if lo is not None:
-        expected = tuple((s + 1) // 2 for s in hi.shape[2:])
+        expected = tuple(hi.shape[2:-2]) + tuple((s + 1) // 2 for s in hi.shape[-2:])
         if tuple(lo.shape[2:]) != expected:
             raise ValueError(f"{name}: low map is {tuple(lo.shape[2:])}, expected half of "
                              f"the high map {tuple(hi.shape[2:])} rounded up: {expected}")
@@ -88,13 +106,14 @@ def octconv_forward(F, plan, hi, lo, conv):
 
     Y_h = h2h(X_h) + up(l2h(X_l)),  Y_l = h2l(pool(X_h)) + l2l(X_l)   (paper, Eq. 4),
     with one more 2x2 average pool on every source at stride 2 (none for l2h, which
-    then skips its upsampling). Returns ``(Y_h, Y_l)``, ``Y_l`` None without low output.
+    then skips its upsampling). Pooling and upsampling act on height and width only.
+    Returns ``(Y_h, Y_l)``, ``Y_l`` None without low output.
     """
     pooled = {("h", 0): hi, ("l", 0): lo}
 
     def source(branch, pools):
         if (branch, pools) not in pooled:
-            pooled[(branch, pools)] = avg_pool2(F, source(branch, pools - 1))
+            pooled[(branch, pools)] = avg_pool2(F, source(branch, pools - 1), plan.dims)
         return pooled[(branch, pools)]
 
     outputs = {"h": None, "l": None}
@@ -104,7 +123,7 @@ def octconv_forward(F, plan, hi, lo, conv):
             check_path_input(path.name, x.shape[2:], plan.kernel_size, plan.padding)
         y = conv(path, x)
         if path.upsample:
-            y = upsample2_like(F, y, outputs["h"])
+            y = upsample2_like(F, y, outputs["h"], plan.dims)
         previous = outputs[path.target]
         outputs[path.target] = y if previous is None else previous + y
     return outputs["h"], outputs["l"]
@@ -129,41 +148,54 @@ def activation(F, pair, act):
     return _map(lambda x: ACTIVATIONS[act](F, x), pair)
 
 
-def pool(F, pair, pool_type, kernel, stride, padding=0):
-    """Max or average pooling of each branch, ``kernel`` x ``kernel``.
+def _window(value, dims):
+    """An int or a ``dims``-tuple of a pooling window as a ``dims``-tuple."""
+    return (value,) * dims if isinstance(value, int) else tuple(value)
 
-    Every branch comes out at ceil(size / stride), so a low map stays half its high map
-    at any size: rounding is down when ``kernel == 2 * padding + 1`` (e.g. 3x3/2 pad 1)
-    and up when ``kernel == stride + 2 * padding`` (e.g. 2x2/2, which also works on
-    1-pixel maps; the others need maps of at least their kernel); other shapes raise.
-    Averages exclude padding.
+
+def pool(F, pair, pool_type, kernel, stride, padding=0, dims=2):
+    """Max or average pooling of each branch; ``kernel``, ``stride``, ``padding`` are ints
+    (the same in every dimension) or ``dims``-tuples, equal in height and width.
+
+    Every branch comes out at ceil(size / stride) in height and width, so a low map
+    stays half its high map at any size: rounding is down when ``kernel == 2 * padding
+    + 1`` (e.g. 3x3/2 pad 1) and up when ``kernel == stride + 2 * padding`` (e.g. 2x2/2,
+    which also works on 1-pixel maps; the others need maps of at least their kernel);
+    other shapes raise. Time (videos) is pooled in the same convention. Averages exclude
+    padding.
     """
     if pool_type not in ("avg", "max"):
         raise ValueError(f"pool_type must be 'avg' or 'max', got {pool_type!r}")
-    if kernel == stride == 2 and padding == 0:
-        return _map(lambda x: _pool2_ceil(F, x, pool_type), pair)
-    if kernel == 2 * padding + 1:
+    kernel, stride, padding = (_window(v, dims) for v in (kernel, stride, padding))
+    if len({len(kernel), len(stride), len(padding), dims}) != 1 or \
+            len({(k, s, p) for k, s, p in list(zip(kernel, stride, padding))[-2:]}) != 1:
+        raise ValueError(f"pair pooling takes {dims} values per window, equal in height and "
+                         f"width, got kernel={kernel}, stride={stride}, padding={padding}")
+    k, s, p = kernel[-1], stride[-1], padding[-1]
+    if k == s == 2 and p == 0 and kernel[:-2] == stride[:-2] == (1,) * (dims - 2):
+        return _map(lambda x: _pool2_ceil(F, x, pool_type, dims), pair)
+    if k == 2 * p + 1:
         convention = "valid"
-    elif kernel == stride + 2 * padding:
+    elif k == s + 2 * p:
         convention = "full"
     else:
         raise ValueError(
             f"pair pooling needs kernel == 2 * padding + 1 or kernel == stride + 2 * padding "
-            f"to keep the low map at half the high map, got kernel={kernel}, "
-            f"stride={stride}, padding={padding}")
-    return _map(lambda x: F.Pooling(x, kernel=(kernel, kernel), stride=(stride, stride),
-                                    pad=(padding, padding), pool_type=pool_type,
-                                    pooling_convention=convention, count_include_pad=False),
+            f"in height and width to keep the low map at half the high map, got "
+            f"kernel={kernel}, stride={stride}, padding={padding}")
+    return _map(lambda x: F.Pooling(x, kernel=kernel, stride=stride, pad=padding,
+                                    pool_type=pool_type, pooling_convention=convention,
+                                    count_include_pad=False),
                 pair)
 
 
-def global_pool(F, pair, pool_type="avg"):
-    """Global pooling of each branch to N x C x 1 x 1."""
-    return _map(lambda x: F.Pooling(x, kernel=(1, 1), global_pool=True,
+def global_pool(F, pair, pool_type="avg", dims=2):
+    """Global pooling of each branch to N x C x 1 x 1 (x 1 for videos)."""
+    return _map(lambda x: F.Pooling(x, kernel=(1,) * dims, global_pool=True,
                                     pool_type=pool_type), pair)
 
 
-def concat(F, *pairs):
+def concat(F, *pairs, dims=2):
     """Concatenate pairs along channels, high with high and low with low.
 
     The no-op reshape moves the result to plain memory layout: without it, MXNet
@@ -175,7 +207,8 @@ def concat(F, *pairs):
     los = [lo for _, lo in pairs if lo is not None]
 
     def cat(xs):
-        return xs[0] if len(xs) == 1 else F.reshape(F.concat(*xs, dim=1), shape=(0, 0, 0, 0))
+        return xs[0] if len(xs) == 1 else F.reshape(F.concat(*xs, dim=1),
+                                                    shape=(0,) * (dims + 2))
 
     return cat(his), (cat(los) if los else None)
 
@@ -187,10 +220,10 @@ def add(F, a, b):
     return a[0] + b[0], (None if a[1] is None else a[1] + b[1])
 
 
-def merge(F, pair):
+def merge(F, pair, dims=2):
     """One tensor at high resolution: concat(hi, nearest-upsampled lo cropped to hi)."""
     hi, lo = pair
-    return hi if lo is None else F.concat(hi, upsample2_like(F, lo, hi), dim=1)
+    return hi if lo is None else F.concat(hi, upsample2_like(F, lo, hi, dims), dim=1)
 
 
 def squeeze_excitation(F, pair, reduce, expand):
@@ -213,12 +246,14 @@ class PairOps:
     """The parameter-free half of the builders' interface (see :mod:`octconv.builders`),
     for ``F`` = ``mx.sym`` or ``mx.nd``. Each API's backend adds the parametric ops:
     ``conv``, ``plain_conv``, ``bn``, ``se``, ``dense``; their ``conv`` keeps only the
-    exchange paths in ``exchange`` (see :func:`octconv.unit.plan_octconv`)."""
+    exchange paths in ``exchange`` (see :func:`octconv.unit.plan_octconv`). ``dims`` is
+    2 for image networks, 3 for video networks."""
 
-    def __init__(self, F, last_gamma=False, exchange=("h2l", "l2h")):
+    def __init__(self, F, last_gamma=False, exchange=("h2l", "l2h"), dims=2):
         self.F = F
         self.last_gamma = last_gamma
         self.exchange = exchange
+        self.dims = dims
         self.residual_ends = []  # BN layers that end a residual branch
 
     def gamma_init(self, bn_name, residual_end):
@@ -238,16 +273,16 @@ class PairOps:
         return activation(self.F, x, kind)
 
     def pool(self, x, pool_type, kernel, stride, padding=0):
-        return pool(self.F, x, pool_type, kernel, stride, padding)
+        return pool(self.F, x, pool_type, kernel, stride, padding, self.dims)
 
     def global_pool(self, x):
-        return global_pool(self.F, x)
+        return global_pool(self.F, x, dims=self.dims)
 
     def add(self, a, b):
         return add(self.F, a, b)
 
     def concat(self, *pairs):
-        return concat(self.F, *pairs)
+        return concat(self.F, *pairs, dims=self.dims)
 
     def dropout(self, x, p):
         """Dropout of the high branch (heads only see one); identity when ``p`` is 0."""

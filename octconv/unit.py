@@ -24,6 +24,9 @@ Rules (docs/ARCHITECTURES.md, section 1):
 * bias: one bias per output branch, on ``h2h`` (else ``l2h``) and ``h2l`` (else ``l2l``).
 * odd sizes: pooling rounds up and averages only the pixels it covers; the upsampled
   ``l2h`` map is cropped to the ``h2h`` map. So any input size works.
+* video (``dims=3``, paper Sec. 4.4): kernels ``(t, h, w)``; the octave is spatial, so
+  pooling and upsampling act on height and width of every frame and the low map has
+  all the frames; a temporal stride is every path's stride in time.
 """
 from dataclasses import dataclass
 
@@ -77,21 +80,39 @@ def branch_widths(channels, alpha, name="channels"):
     return split_channels(channels, alpha, name)
 
 
-def _pair(value, name):
-    """Normalize an int or a 2-sequence of ints to a tuple ``(h, w)``."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v >= 0 for v in pair):
-        raise ValueError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
-    return pair
+def _tuple(value, name, dims):
+    """Normalize an int or a ``dims``-sequence of ints to a tuple (``(h, w)`` or
+    ``(t, h, w)``)."""
+    values = (value,) * dims if isinstance(value, int) else tuple(value)
+    if len(values) != dims or not all(isinstance(v, int) and not isinstance(v, bool)
+                                      and v >= 0 for v in values):
+        raise ValueError(f"{name} must be a non-negative int or {dims} of them, got {value!r}")
+    return values
+
+
+def _strides(stride, dims):
+    """``(temporal, spatial)`` strides of an int (the spatial stride; temporal 1) or a
+    ``dims``-tuple whose spatial entries are equal, 1 or 2."""
+    if isinstance(stride, int) and not isinstance(stride, bool):
+        strides = (1,) * (dims - 2) + (stride, stride)
+    else:
+        strides = _tuple(stride, "stride", dims)
+    if strides[-1] != strides[-2] or strides[-1] not in (1, 2):
+        raise ValueError(f"OctConv stride must be 1 or 2 in height and width alike, "
+                         f"got {stride!r}")
+    if dims == 3 and strides[0] < 1:
+        raise ValueError(f"OctConv temporal stride must be at least 1, got {stride!r}")
+    return (strides[0] if dims == 3 else 1), strides[-1]
 
 
 @dataclass(frozen=True)
 class Path:
     """One convolution of an OctConv layer.
 
-    ``pools`` is how many 2x2 average poolings are applied to the source before the
-    (always stride-1) convolution; ``upsample`` says the output is upsampled 2x
-    (nearest) and cropped to the high-frequency output.
+    ``pools`` is how many 2x2 average poolings (over height and width) are applied to
+    the source before the convolution (stride 1 in space; the layer's temporal stride
+    in time); ``upsample`` says the output is upsampled 2x (nearest, in height and
+    width) and cropped to the high-frequency output.
     """
 
     name: str
@@ -122,14 +143,25 @@ class OctConvPlan:
 
     in_channels: tuple
     channels: tuple
-    kernel_size: tuple
+    kernel_size: tuple          # (h, w), or (t, h, w) for a 3-D layer
     padding: tuple
-    stride: int
+    stride: int                 # in height and width: 1 or 2
     paths: tuple
+    temporal_stride: int = 1    # 3-D layers: the stride of every path's conv in time
 
     @property
     def has_low_input(self):
         return any(p.source == "l" for p in self.paths)
+
+    @property
+    def dims(self):
+        """2 for an image layer, 3 for a video layer."""
+        return len(self.kernel_size)
+
+    @property
+    def conv_stride(self):
+        """The stride of each path's convolution: 1 in space, the temporal stride in time."""
+        return (self.temporal_stride,) * (self.dims - 2) + (1, 1)
 
 
 def _check_groups(paths, groups, check_inputs):
@@ -151,7 +183,7 @@ def _check_groups(paths, groups, check_inputs):
 
 def plan_octconv(channels, kernel_size, in_channels=0, stride=1, padding=0,
                  alpha_in=0.0, alpha_out=0.0, groups=1, use_bias=False,
-                 exchange=EXCHANGE_PATHS):
+                 exchange=EXCHANGE_PATHS, dims=2):
     """Plan an OctConv layer; raise ValueError naming the first bad argument.
 
     Parameters
@@ -161,10 +193,13 @@ def plan_octconv(channels, kernel_size, in_channels=0, stride=1, padding=0,
     in_channels : int or (int, int)
         Total input width, split by ``alpha_in``, or its explicit ``(high, low)``
         widths. ``0`` defers the input width to the first forward pass (Gluon only).
-    kernel_size, padding : int or (int, int)
-        Of every path. When a low branch takes part, padding must keep the size
-        (``2 * padding == kernel_size - 1``) so the four paths meet.
-    stride : 1 or 2
+    kernel_size, padding : int or (int, int), or (t, h, w) when ``dims`` is 3
+        Of every path. When a low branch takes part, padding must keep the height and
+        width (``2 * padding == kernel_size - 1`` in both) so the four paths meet; in
+        time all paths are alike, so any padding fits.
+    stride : 1 or 2, or (t, s, s) with s 1 or 2 when ``dims`` is 3
+        Spatial stride 2 average-pools every source (the octave stays spatial); a
+        temporal stride is the stride in time of every path's convolution.
     alpha_in, alpha_out : float in [0, 1)
         Low-frequency share of the input and the output.
     groups : int
@@ -173,13 +208,16 @@ def plan_octconv(channels, kernel_size, in_channels=0, stride=1, padding=0,
         One bias vector per output branch.
     exchange : sequence of 'h2l', 'l2h'
         The exchange paths kept where the layer also has ``l2l`` (default both).
+    dims : 2 or 3
+        Image (N, C, H, W) or video (N, C, T, H, W) layer.
     """
+    if dims not in (2, 3):
+        raise ValueError(f"OctConv dims must be 2 or 3, got {dims!r}")
     alpha_in = check_alpha(alpha_in, "alpha_in")
     alpha_out = check_alpha(alpha_out, "alpha_out")
-    kernel_size = _pair(kernel_size, "kernel_size")
-    padding = _pair(padding, "padding")
-    if stride not in (1, 2):
-        raise ValueError(f"OctConv stride must be 1 or 2, got {stride!r}")
+    kernel_size = _tuple(kernel_size, "kernel_size", dims)
+    padding = _tuple(padding, "padding", dims)
+    temporal_stride, stride = _strides(stride, dims)
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got {groups!r}")
     exchange = check_exchange(exchange)
@@ -229,10 +267,12 @@ def plan_octconv(channels, kernel_size, in_channels=0, stride=1, padding=0,
 
     # paths from a deferred low input are not certain: the first call's check has them
     certain = [p for p in paths if in_channels or p.source == "h"]
-    if len(certain) > 1 and any(2 * p != k - 1 for p, k in zip(padding, kernel_size)):
+    spatial = zip(padding[-2:], kernel_size[-2:])
+    if len(certain) > 1 and any(2 * p != k - 1 for p, k in spatial):
         raise ValueError(
             f"OctConv with a low-frequency branch needs size-preserving padding "
-            f"(2 * padding == kernel_size - 1), got kernel_size={kernel_size}, "
-            f"padding={padding}")
+            f"(2 * padding == kernel_size - 1 in height and width), got "
+            f"kernel_size={kernel_size}, padding={padding}")
     return OctConvPlan(in_channels=in_split, channels=out_split, kernel_size=kernel_size,
-                       padding=padding, stride=stride, paths=tuple(paths))
+                       padding=padding, stride=stride, paths=tuple(paths),
+                       temporal_stride=temporal_stride)

@@ -18,41 +18,53 @@ from octconv import ops
 from octconv.graph import Graph, int_tuple
 from octconv.unit import EXCHANGE_PATHS, branch_widths, plan_octconv
 
-__all__ = ["oct_conv", "oct_batchnorm", "oct_activation", "oct_pool", "oct_global_pool",
+__all__ = ["oct_conv", "oct_conv3d", "oct_batchnorm", "oct_activation", "oct_pool", "oct_global_pool",
            "oct_concat", "oct_add", "oct_merge", "oct_se", "check_pairs"]
 
 F = mx.symbol
 
 
 def oct_conv(data, name, channels, kernel_size, in_channels, stride=1, padding=0,
-             alpha_in=0.0, alpha_out=0.0, groups=1, use_bias=False, exchange=EXCHANGE_PATHS):
+             alpha_in=0.0, alpha_out=0.0, groups=1, use_bias=False, exchange=EXCHANGE_PATHS,
+             dims=2):
     """Octave convolution: the paths of :func:`octconv.unit.plan_octconv` summed per branch.
 
     ``in_channels`` is the total input width (high + low), split by ``alpha_in``, or
     its explicit ``(high, low)`` widths; ``exchange`` names the exchange paths kept
-    (both by default). Returns ``(hi, lo)``; ``lo`` is None when
-    ``alpha_out`` leaves no low channel. Weights are declared with their shapes, so
+    (both by default); ``dims=3`` makes the video layer of :func:`oct_conv3d`. Returns
+    ``(hi, lo)``; ``lo`` is None when ``alpha_out`` leaves no low channel. Weights are declared with their shapes, so
     MXNet refuses an input of another width wherever it infers shapes; each path's
     convolution records the layer's input widths and its poolings for
     :func:`check_pairs`.
     """
     plan = plan_octconv(channels, kernel_size, in_channels=in_channels, stride=stride,
                         padding=padding, alpha_in=alpha_in, alpha_out=alpha_out,
-                        groups=groups, use_bias=use_bias, exchange=exchange)
+                        groups=groups, use_bias=use_bias, exchange=exchange, dims=dims)
     hi, lo = data
-    ops.check_pair(hi, lo, plan.in_channels, plan.has_low_input, name)
+    ops.check_pair(hi, lo, plan.in_channels, plan.has_low_input, name, dims)
+
+    temporal = {} if dims == 2 else dict(stride=plan.conv_stride)  # (2-D: MXNet's default)
 
     def conv(path, x):
         weight = F.var(f"{name}-{path.name}_weight", shape=(
             path.channels, path.in_channels // path.groups) + plan.kernel_size)
         return F.Convolution(x, weight=weight, name=f"{name}-{path.name}",
                              num_filter=path.channels, kernel=plan.kernel_size,
-                             pad=plan.padding, num_group=path.groups,
+                             pad=plan.padding, num_group=path.groups, **temporal,
                              no_bias=not path.use_bias,
                              attr={"__octconv_in__": str(tuple(plan.in_channels)),
                                    "__octconv_pools__": str(path.pools)})
 
     return ops.octconv_forward(F, plan, hi, lo, conv)
+
+
+def oct_conv3d(data, name, channels, kernel_size, in_channels, stride=1, padding=0,
+               alpha_in=0.0, alpha_out=0.0, groups=1, use_bias=False, exchange=EXCHANGE_PATHS):
+    """Octave convolution of videos (N, C, T, H, W), the octave spatial only (paper,
+    Sec. 4.4): :func:`oct_conv` with ``kernel_size`` and ``padding`` ints or ``(t, h, w)``
+    and ``stride`` an int (height and width) or ``(t, s, s)`` with ``s`` 1 or 2."""
+    return oct_conv(data, name, channels, kernel_size, in_channels, stride, padding, alpha_in,
+                    alpha_out, groups, use_bias, exchange, dims=3)
 
 
 def oct_batchnorm(data, name, momentum=0.9, eps=1e-5, affine=True, gamma_init="ones"):
