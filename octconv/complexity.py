@@ -143,17 +143,27 @@ def tool_flops(sym, input_shapes, relu_counts=None, se_pools=True, head_pool=Tru
     return flops
 
 
-def paper_flops(name, alpha=0.0, size=224):
+def paper_flops(name, alpha=0.0, size=224, sym=None):
     """The FLOPs figure the paper prints for the registered network ``name``:
-    :func:`tool_flops` on its Symbol graph, counted as the release's own graph was. The
-    release built the Table 3 and 5 networks with Gluon, where octave layers apply
-    ReLU with a ``relu`` operator and squeeze-excitation pools with adaptive pooling,
-    neither of which the tool counts (its plain Gluon layers use ``Activation``), and a
-    stride-2 octave conv pools its high input 4x4 once for the h->l path."""
+    :func:`tool_flops` on its Symbol graph (or on ``sym``, the same network traced from
+    Gluon), counted as the release's own graph was. The release built the Table 3 and 5
+    networks with Gluon, where octave layers apply ReLU with a ``relu`` operator and
+    squeeze-excitation pools with adaptive pooling, neither of which the tool counts
+    (its plain Gluon layers use ``Activation``), and a stride-2 octave conv pools its
+    high input 4x4 once for the h->l path. Table 6 (video, no released code) counts no
+    activation at all: the one reading of the rule that gives its baselines and its
+    alpha .1 rows (docs/ARCHITECTURES.md 6.2); a clip of the spec's frames, Kinetics'
+    400 classes."""
     from octconv import release
+    from octconv.specs import get_spec
     from octconv.symbol import get_symbol
-    sym = get_symbol(name, alpha=alpha)
-    shapes = {"data": (1, 3, size, size), "softmax_label": (1,)}
+    spec = get_spec(name)
+    if sym is None:
+        sym = get_symbol(name, alpha=alpha, num_classes=spec.paper_classes)
+    shapes = {"data": spec.input_shape(size), "softmax_label": (1,)}
+    shapes = {k: v for k, v in shapes.items() if k in sym.list_arguments()}
+    if spec.dims == 3:
+        return tool_flops(sym, shapes, relu_counts=lambda layer: False)
     if release.RELEASE.get(name, ("symbol",))[0] != "gluon":
         return tool_flops(sym, shapes)
     return tool_flops(sym, shapes, relu_counts=lambda layer: release.plain_in_gluon(name, layer),
@@ -218,7 +228,8 @@ def table1(alphas=(0.0, 0.125, 0.25, 0.5, 0.75, 0.875, 1.0), channels=256, size=
 def count_model(name, alpha=0.0, api="symbol", size=224, classes=1000, **options):
     """Count the registered network ``name`` at ``alpha`` built by ``api`` at ``size`` px
     (``options`` as the zoo takes them, e.g. ``exchange``)."""
-    shape = (1, 3, size, size)
+    from octconv.specs import get_spec
+    shape = get_spec(name).input_shape(size)
     if api == "symbol":
         from octconv.symbol import get_symbol
         sym = get_symbol(name, alpha=alpha, num_classes=classes, **options)

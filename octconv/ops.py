@@ -8,9 +8,12 @@ the height and width, never fewer frames. Operations with parameters (convolutio
 squeeze-excitation) take callables that apply them, so the Symbol API and the Gluon
 API only differ in where parameters live.
 """
+from octconv.unit import branch_widths
+
 __all__ = ["avg_pool2", "upsample2_like", "octconv_forward", "check_pair", "activation",
            "pool", "global_pool", "concat", "add", "merge", "squeeze_excitation", "is_array",
-           "check_path_input", "CEIL_POOL_PAD", "ACTIVATIONS", "PairOps"]
+           "check_path_input", "window", "same_padding", "CEIL_POOL_PAD", "ACTIVATIONS",
+           "PairOps"]
 
 # ``pad_width`` (before, after for N, C, H, W) of the edge padding that, followed by a
 # 2x2/2 'valid' pooling, makes a ceil-mode pooling that works down to 1 pixel
@@ -148,9 +151,14 @@ def activation(F, pair, act):
     return _map(lambda x: ACTIVATIONS[act](F, x), pair)
 
 
-def _window(value, dims):
-    """An int or a ``dims``-tuple of a pooling window as a ``dims``-tuple."""
+def window(value, dims):
+    """An int or a ``dims``-tuple (a kernel, stride or padding) as a ``dims``-tuple."""
     return (value,) * dims if isinstance(value, int) else tuple(value)
+
+
+def same_padding(kernel, dims):
+    """The padding that keeps the size of an odd ``kernel`` (an int or a tuple)."""
+    return tuple(k // 2 for k in window(kernel, dims))
 
 
 def pool(F, pair, pool_type, kernel, stride, padding=0, dims=2):
@@ -161,12 +169,13 @@ def pool(F, pair, pool_type, kernel, stride, padding=0, dims=2):
     stays half its high map at any size: rounding is down when ``kernel == 2 * padding
     + 1`` (e.g. 3x3/2 pad 1) and up when ``kernel == stride + 2 * padding`` (e.g. 2x2/2,
     which also works on 1-pixel maps; the others need maps of at least their kernel);
-    other shapes raise. Time (videos) is pooled in the same convention. Averages exclude
+    other shapes raise, unless there is no low branch (then they round down, as
+    MXNet's default). Time (videos) is pooled in the same convention. Averages exclude
     padding.
     """
     if pool_type not in ("avg", "max"):
         raise ValueError(f"pool_type must be 'avg' or 'max', got {pool_type!r}")
-    kernel, stride, padding = (_window(v, dims) for v in (kernel, stride, padding))
+    kernel, stride, padding = (window(v, dims) for v in (kernel, stride, padding))
     if len({len(kernel), len(stride), len(padding), dims}) != 1 or \
             len({(k, s, p) for k, s, p in list(zip(kernel, stride, padding))[-2:]}) != 1:
         raise ValueError(f"pair pooling takes {dims} values per window, equal in height and "
@@ -174,7 +183,7 @@ def pool(F, pair, pool_type, kernel, stride, padding=0, dims=2):
     k, s, p = kernel[-1], stride[-1], padding[-1]
     if k == s == 2 and p == 0 and kernel[:-2] == stride[:-2] == (1,) * (dims - 2):
         return _map(lambda x: _pool2_ceil(F, x, pool_type, dims), pair)
-    if k == 2 * p + 1:
+    if k == 2 * p + 1 or (pair[1] is None and k != s + 2 * p):
         convention = "valid"
     elif k == s + 2 * p:
         convention = "full"
@@ -256,12 +265,13 @@ class PairOps:
         self.dims = dims
         self.residual_ends = []  # BN layers that end a residual branch
 
-    def gamma_init(self, bn_name, residual_end):
+    def gamma_init(self, bn_name, residual_end, zero_gamma=False):
         """The gamma initializer of the BatchNorm ``bn_name``: "zeros" where it ends a
-        residual branch and ``last_gamma`` is on, else "ones"."""
+        residual branch and ``last_gamma`` is on, or where ``zero_gamma`` asks for it
+        (a non-local block's output), else "ones"."""
         if residual_end:
             self.residual_ends.append(bn_name)
-        return "zeros" if residual_end and self.last_gamma else "ones"
+        return "zeros" if zero_gamma or (residual_end and self.last_gamma) else "ones"
 
     def check_last_gamma(self, name):
         """After a build: ``last_gamma`` needs a BatchNorm that ends a residual branch."""
@@ -287,3 +297,34 @@ class PairOps:
     def dropout(self, x, p):
         """Dropout of the high branch (heads only see one); identity when ``p`` is 0."""
         return x if not p else (self.F.Dropout(x[0], p=p), x[1])
+
+    def nonlocal_block(self, x, name, channels, alpha):
+        """A non-local block (Wang et al. 2018, embedded Gaussian, as their code) on each
+        branch of a ``channels``-wide pair split by ``alpha``: every position of a branch
+        attends to the positions of the same branch, over all its frames.
+
+        theta: 1x1 conv to half the width ; phi, g: 2x2 max-pool of height and width
+        (ceil), then 1x1 conv to half the width ; softmax(theta^T phi / sqrt(width)) ;
+        g weighted by it -> 1x1 conv back to the width -> BN (gamma 0 at start) ; plus
+        the input. Convolutions have biases; names ``<name>-h_theta``, ...
+        """
+        F, dims = self.F, self.dims
+        outputs = []
+        for branch, tensor, width in zip("hl", x, branch_widths(channels, alpha)):
+            if tensor is None:
+                outputs.append(None)
+                continue
+            inner = max(width // 2, 1)
+            conv = lambda t, part, c_in, c_out: self.plain_conv(
+                (t, None), f"{name}-{branch}_{part}", c_in, c_out, 1, 1, 0, use_bias=True)[0]
+            pooled = _pool2_ceil(F, tensor, "max", dims)
+            theta = conv(tensor, "theta", width, inner)
+            phi = F.reshape(conv(pooled, "phi", width, inner), shape=(0, 0, -1))
+            g = F.reshape(conv(pooled, "g", width, inner), shape=(0, 0, -1))
+            affinity = F.batch_dot(F.reshape(theta, shape=(0, 0, -1)), phi, transpose_a=True)
+            weights = F.softmax(affinity * inner ** -0.5, axis=-1)
+            y = F.reshape_like(F.batch_dot(g, weights, transpose_b=True), theta)
+            y = conv(y, "out", inner, width)
+            y = self.bn((y, None), f"{name}-{branch}_bn", width, 0.0, zero_gamma=True)[0]
+            outputs.append(tensor + y)
+        return tuple(outputs)

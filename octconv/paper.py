@@ -1,7 +1,7 @@
 """Figures printed in the paper (Chen et al., "Drop an Octave", ICCV 2019), for the
 complexity table and the tests: ``(name, alpha) -> (table, params in millions, FLOPs,
 unit of the FLOPs)``, the unit "G" for Tables 2, 4, 5 and "M" for Table 3, figures as
-printed (rounded)."""
+printed (rounded); ``VIDEO_FIGURES``: ``(name, alpha) -> GFLOPs per clip`` of Table 6."""
 
 PAPER_FIGURES = {
     # Table 2: ResNet-50 on ImageNet, alpha .125 to .75 (parameters from Table 4).
@@ -26,4 +26,18 @@ PAPER_FIGURES = {
     # Table 5: large models.
     ("resnet152_v1f", 0.125): ("Table 5", 60.2, 10.9, "G"),
     ("se_resnet152_v1e", 0.125): ("Table 5", 66.8, 10.9, "G"),
+}
+
+# Table 6: video networks on Kinetics-400, GFLOPs per clip; no parameter counts printed.
+# The counting rule that gives the baselines (docs/ARCHITECTURES.md, section 6.2):
+# multiply-adds of convolutions and the classifier, an 8-frame clip at 224 x 224.
+VIDEO_FIGURES = {
+    ("c2d_resnet50", 0.0): 19.3,
+    ("c2d_resnet50", 0.1): 17.4,
+    ("i3d_resnet50", 0.0): 28.1,
+    ("i3d_resnet50", 0.1): 25.6,
+    ("i3d_resnet50", 0.2): 22.1,
+    ("i3d_resnet50", 0.5): 15.3,
+    ("i3d_nl_resnet50", 0.0): 33.3,
+    ("i3d_nl_resnet50", 0.1): 28.9,
 }

@@ -6,10 +6,11 @@ builders of :mod:`octconv.builders`.
 """
 from dataclasses import dataclass, field
 
-from octconv import builders
+from octconv import builders, builders_video
 from octconv.unit import EXCHANGE_PATHS, check_exchange
 
-__all__ = ["check_options", "ResNetV2", "ResNetV1", "MobileNetV1", "MobileNetV2", "DenseNet", "ModelSpec", "MODELS", "get_spec", "model_names", "register"]
+__all__ = ["check_options", "ResNetV2", "ResNetV1", "MobileNetV1", "MobileNetV2", "DenseNet",
+           "VideoResNet", "ModelSpec", "MODELS", "get_spec", "model_names", "register"]
 
 # BatchNorm settings of the release's Symbol networks (section 1.6) and of Gluon's defaults.
 SYMBOL_BN = dict(momentum=0.92, eps=1e-4)
@@ -85,10 +86,56 @@ class DenseNet:
 
 
 @dataclass(frozen=True)
+class VideoResNet:
+    """A ResNet-50 for clips (section 6): ``temporal[s][b]`` is the temporal kernel of
+    block ``b``'s first 1x1 conv in stage ``s`` (1, or 3 where the block is inflated),
+    ``conv1_t`` that of the stem; ``nonlocal_blocks[s]`` the blocks of stage ``s``
+    followed by a non-local block; ``frames`` the clip length the paper counts."""
+
+    temporal: tuple
+    conv1_t: int = 1
+    nonlocal_blocks: tuple = ((), (), (), ())
+    frames: int = 8
+    units: tuple = (3, 4, 6, 3)
+    mid: tuple = (64, 128, 256, 512)
+    out: tuple = (256, 512, 1024, 2048)
+    min_frames: int = 2         # the (2,1,1)/(2,1,1) pooling after L1 needs two frames
+    pool1_padding: int = 0      # the stem's 3x3/2 max-pool: unpadded in the Non-local code
+    classes: int = 400          # Kinetics-400, the classifier Table 6 counts
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     builder: object
     arch: object
     bn: dict = field(default_factory=lambda: dict(GLUON_BN))
+
+    @property
+    def dims(self):
+        """2 for an image network (N, 3, H, W), 3 for a video network (N, 3, T, H, W)."""
+        return 3 if isinstance(self.arch, VideoResNet) else 2
+
+    @property
+    def paper_classes(self):
+        """The classifier width the paper's figures count: ImageNet's or Kinetics'."""
+        return self.arch.classes if self.dims == 3 else 1000
+
+    def input_shape(self, size, batch=1):
+        """The network's input for ``size`` x ``size`` images or frames (video: the
+        clip length the paper counts)."""
+        frames = (self.arch.frames,) if self.dims == 3 else ()
+        return (batch, 3) + frames + (size, size)
+
+    def check_input(self, shape, name="network"):
+        """ValueError naming the problem unless ``shape`` is an input this network takes:
+        N x C x H x W images, or N x C x T x H x W clips of enough frames."""
+        layout = "N x C x H x W images" if self.dims == 2 else "N x C x T x H x W clips"
+        if len(shape) != self.dims + 2:
+            raise ValueError(f"{name} takes {layout} ({self.dims + 2}-D), got a "
+                             f"{len(shape)}-D input {tuple(shape)}")
+        if self.dims == 3 and shape[2] < self.arch.min_frames:
+            raise ValueError(f"{name}: a clip of {shape[2]} frame(s) is shorter than the "
+                             f"network's temporal pooling stride ({self.arch.min_frames})")
 
 
 MODELS = {}  # name -> ModelSpec; filled by register()
@@ -159,6 +206,22 @@ def _register_the_zoo():
 
 
 _register_the_zoo()
+
+
+def _register_the_video_zoo():
+    """The ResNet-50 video networks of the paper's Table 6 (docs/ARCHITECTURES.md section
+    6): C2D, I3D (the Non-local code's inflation: a 5x7x7 stem, 3x1x1 first convs in
+    alternate blocks) and I3D with five non-local blocks (after blocks 1, 3 of L2 and 1,
+    3, 5 of L3)."""
+    c2d = ((1, 1, 1), (1, 1, 1, 1), (1,) * 6, (1, 1, 1))
+    i3d = ((3, 3, 3), (3, 1, 3, 1), (3, 1, 3, 1, 3, 1), (1, 3, 1))
+    register("c2d_resnet50", builders_video.video_resnet, VideoResNet(temporal=c2d))
+    register("i3d_resnet50", builders_video.video_resnet, VideoResNet(temporal=i3d, conv1_t=5))
+    register("i3d_nl_resnet50", builders_video.video_resnet,
+             VideoResNet(temporal=i3d, conv1_t=5, nonlocal_blocks=((), (1, 3), (1, 3, 5), ())))
+
+
+_register_the_video_zoo()
 
 
 def model_names():

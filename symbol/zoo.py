@@ -1,7 +1,7 @@
 """Networks by name in the Symbol API: the shared builders over Symbol pair operators."""
 import mxnet as mx
 
-from octconv.ops import PairOps
+from octconv.ops import PairOps, same_padding, window
 from octconv.specs import check_options, get_spec, model_names
 from octconv.unit import EXCHANGE_PATHS, check_alpha
 
@@ -13,26 +13,28 @@ __all__ = ["get_symbol", "list_symbols", "SymbolOps"]
 class SymbolOps(PairOps):
     """Builders' interface emitting Symbols; parameters are named variables."""
 
-    def __init__(self, bn, last_gamma=False, exchange=EXCHANGE_PATHS):
-        super().__init__(mx.sym, last_gamma, exchange)
+    def __init__(self, bn, last_gamma=False, exchange=EXCHANGE_PATHS, dims=2):
+        super().__init__(mx.sym, last_gamma, exchange, dims)
         self.bn_settings = bn
 
     def conv(self, x, name, in_channels, channels, kernel, stride=1, alpha_in=0.0,
              alpha_out=0.0, groups=1, use_bias=False):
         return S.oct_conv(x, name, channels, kernel, in_channels, stride=stride,
-                          padding=kernel // 2, alpha_in=alpha_in, alpha_out=alpha_out,
-                          groups=groups, use_bias=use_bias, exchange=self.exchange)
+                          padding=same_padding(kernel, self.dims), alpha_in=alpha_in,
+                          alpha_out=alpha_out, groups=groups, use_bias=use_bias,
+                          exchange=self.exchange, dims=self.dims)
 
     def plain_conv(self, x, name, in_channels, channels, kernel, stride=1, padding=0,
                    use_bias=False):
-        y = mx.sym.Convolution(x[0], name=name, num_filter=channels, kernel=(kernel, kernel),
-                               stride=(stride, stride), pad=(padding, padding),
-                               no_bias=not use_bias)
+        y = mx.sym.Convolution(x[0], name=name, num_filter=channels,
+                               kernel=window(kernel, self.dims),
+                               stride=window(stride, self.dims),
+                               pad=window(padding, self.dims), no_bias=not use_bias)
         return y, None
 
-    def bn(self, x, name, channels, alpha, affine=True, residual_end=False):
+    def bn(self, x, name, channels, alpha, affine=True, residual_end=False, zero_gamma=False):
         return S.oct_batchnorm(x, name, affine=affine,
-                               gamma_init=self.gamma_init(name, residual_end),
+                               gamma_init=self.gamma_init(name, residual_end, zero_gamma),
                                **self.bn_settings)
 
     def se(self, x, name, channels, alpha, reduction):
@@ -60,7 +62,7 @@ def get_symbol(name, alpha=0.0, num_classes=1000, **kwargs):
     spec = get_spec(name)
     check_alpha(alpha)
     options = check_options(kwargs)
-    ops = SymbolOps(spec.bn, options["last_gamma"], options["exchange"])
+    ops = SymbolOps(spec.bn, options["last_gamma"], options["exchange"], spec.dims)
     logits = spec.builder(ops, (mx.sym.var("data"), None), spec.arch, alpha, num_classes,
                           options["dropout"])
     ops.check_last_gamma(name)

@@ -15,8 +15,8 @@ import sys
 
 from octconv.cli import ArgumentParser, command, exchange_paths, positive_int
 from octconv.complexity import count_model, paper_flops, table1
-from octconv.paper import PAPER_FIGURES
-from octconv.specs import model_names
+from octconv.paper import PAPER_FIGURES, VIDEO_FIGURES
+from octconv.specs import get_spec, model_names
 
 
 def format_table1(rows):
@@ -28,12 +28,15 @@ def format_table1(rows):
 
 def zoo_rows(size):
     """One dict per (network, alpha) of the zoo table: alpha 0, every alpha the paper
-    reports, and 0.25 for networks the paper does not report."""
+    reports, and 0.25 for networks the paper does not report (video networks: one clip
+    of the frames the paper counts)."""
+    printed = {**PAPER_FIGURES, **{key: ("Table 6", None, gflops, "G")
+                                   for key, gflops in VIDEO_FIGURES.items()}}
     for name in model_names():
-        alphas = {a for n, a in PAPER_FIGURES if n == name} or {0.25}
+        alphas = {a for n, a in printed if n == name} or {0.25}
         for alpha in sorted(alphas | {0.0}):
-            c = count_model(name, alpha, "symbol", size)
-            paper = PAPER_FIGURES.get((name, alpha))
+            c = count_model(name, alpha, "symbol", size, get_spec(name).paper_classes)
+            paper = printed.get((name, alpha))
             yield dict(model=name, alpha=alpha, size=size, params=c.params, macs=c.macs,
                        tool_flops=paper_flops(name, alpha, size),
                        paper=dict(table=paper[0], params_m=paper[1], flops=paper[2],
@@ -45,7 +48,8 @@ def format_zoo(rows, size):
              "paper (params / FLOPs) |", "|---|---:|---:|---:|---:|---|"]
     for r in rows:
         p = r["paper"]
-        cited = f"{p['table']}: {p['params_m']} M / {p['flops']} {p['unit']}" if p else ""
+        params = f"{p['params_m']} M / " if p and p["params_m"] else ""
+        cited = f"{p['table']}: {params}{p['flops']} {p['unit']}" if p else ""
         lines.append(f"| {r['model']} | {r['alpha']:g} | {r['params'] / 1e6:.2f} M | "
                      f"{r['macs'] / 1e9:.3f} G | {r['tool_flops'] / 1e9:.3f} G | {cited} |")
     return "\n".join(lines)

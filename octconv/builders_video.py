@@ -1,0 +1,64 @@
+"""The video networks of the paper's Table 6, written once against the pair-ops interface
+(see :mod:`octconv.builders`) with ``ops.dims == 3``: kernels, strides and paddings are
+``(t, h, w)``, the octave is spatial and every frame has its low map.
+
+"Section 6" below is a section of docs/ARCHITECTURES.md; the layer sequence is the one
+of the Non-local Neural Networks code (facebookresearch/video-nonlocal-net,
+``lib/models/resnet_video.py``), whose ResNet-50 C2D and I3D the paper's Table 6 starts
+from.
+"""
+from octconv.builders import _conv_bn
+
+__all__ = ["video_resnet"]
+
+
+def _bottleneck(ops, x, name, in_c, mid, out, stride, temporal, alpha_in, alpha):
+    """Post-activation bottleneck, inflated in time on its first conv (section 6.1); the
+    names of resnet50_v1b's block, so image weights inflate onto it by name.
+
+    (t,1,1) conv1 -> BN -> ReLU -> (1,3,3) conv2 with the spatial stride -> BN -> ReLU
+    -> (1,1,1) conv3 -> BN ; shortcut (1,1,1) conv4 with the stride -> BN when the
+    stride or the width changes ; sum -> ReLU.
+    """
+    spatial = (1, stride, stride)
+    y = _conv_bn(ops, x, f"{name}_conv1", f"{name}_bn1", in_c, mid, (temporal, 1, 1),
+                 alpha_in, alpha)
+    y = _conv_bn(ops, y, f"{name}_conv2", f"{name}_bn2", mid, mid, (1, 3, 3), alpha, alpha,
+                 spatial)
+    y = _conv_bn(ops, y, f"{name}_conv3", f"{name}_bn3", mid, out, (1, 1, 1), alpha, alpha,
+                 act=None, residual_end=True)
+    if stride != 1 or in_c != out:
+        x = _conv_bn(ops, x, f"{name}_conv4", f"{name}_bn4", in_c, out, (1, 1, 1), alpha_in,
+                     alpha, spatial, act=None)
+    return ops.act(ops.add(y, x), "relu")
+
+
+def video_resnet(ops, x, spec, alpha, classes, dropout):
+    """Oct-C2D / Oct-I3D ResNet-50 [+ non-local blocks] (section 6.1).
+
+    Stem (conv1_t,7,7) conv with stride (1,2,2) -> BN -> ReLU -> (1,3,3)/(1,2,2) max-pool
+    (padding ``spec.pool1_padding``: 0, so 112 px become 55) ; stage L1 ;
+    (2,1,1)/(2,1,1) max-pool halving the frames ; stages L2..L4, spatial stride 2 in the
+    first block of each ; alpha on L1..L3, 0 on L4 ; non-local blocks after the blocks
+    ``spec.nonlocal_blocks`` names ; global average
+    pool -> dropout -> fully-connected ``classifier``.
+    """
+    t = spec.conv1_t
+    x = ops.plain_conv(x, "conv1", 3, 64, (t, 7, 7), (1, 2, 2), (t // 2, 3, 3))
+    x = ops.act(ops.bn(x, "bn1", 64, 0.0), "relu")
+    x = ops.pool(x, "max", (1, 3, 3), (1, 2, 2), (0,) + (spec.pool1_padding,) * 2)
+    in_c, alpha_in = 64, 0.0
+    for stage, units in enumerate(spec.units):
+        stage_alpha = alpha if stage < len(spec.units) - 1 else 0.0
+        for unit in range(units):
+            stride = 2 if unit == 0 and stage > 0 else 1
+            name = f"L{stage + 1}_B{unit}"
+            x = _bottleneck(ops, x, name, in_c, spec.mid[stage], spec.out[stage], stride,
+                            spec.temporal[stage][unit], alpha_in, stage_alpha)
+            in_c, alpha_in = spec.out[stage], stage_alpha
+            if unit in spec.nonlocal_blocks[stage]:
+                x = ops.nonlocal_block(x, f"{name}_nonlocal", in_c, stage_alpha)
+        if stage == 0:
+            x = ops.pool(x, "max", (2, 1, 1), (2, 1, 1), 0)
+    x = ops.global_pool(x)
+    return ops.dense(ops.dropout(x, dropout), "classifier", in_c, classes)
