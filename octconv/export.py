@@ -7,6 +7,8 @@ Slice, and each ceil-mode 2x2/2 pooling (an edge Pad then a 'valid' pooling in t
 graph, see :func:`octconv.ops.avg_pool2`) is folded back into one pooling with
 ``ceil_mode`` (averages with ``count_include_pad=0``).
 """
+import os
+
 import mxnet as mx
 import numpy as np
 
@@ -24,16 +26,19 @@ def logits_symbol(name, alpha=0.0, classes=1000, **options):
     return sym.get_internals()["classifier_output"]
 
 
-def export_onnx(sym, params, path, size=224, batch=1):
+def export_onnx(sym, params, path, size=224, batch=1, frames=None):
     """Write ``sym`` with ``params`` (name -> NDArray or array) to the ONNX file ``path``
-    for inputs of ``batch`` x 3 x ``size`` x ``size``; every weight is first checked
-    against the graph (:func:`octconv.weights.check_params`)."""
-    check_params(sym, params, (batch, 3, size, size))
+    for inputs of ``batch`` x 3 x ``size`` x ``size`` (x ``frames`` before the size, for
+    a video network); every weight is first checked against the graph
+    (:func:`octconv.weights.check_params`)."""
+    shape = (batch, 3) + ((frames,) if frames else ()) + (size, size)
+    check_params(sym, params, shape)
     params = {k: v if isinstance(v, mx.nd.NDArray) else mx.nd.array(v) for k, v in params.items()}
     wanted = set(sym.list_arguments()) | set(sym.list_auxiliary_states())
     params = {k: v for k, v in params.items() if k in wanted}
-    mx.onnx.export_model(sym, params, in_shapes=[(batch, 3, size, size)],
-                         in_types=[np.float32], onnx_file_path=path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    mx.onnx.export_model(sym, params, in_shapes=[shape], in_types=[np.float32],
+                         onnx_file_path=path)
     _tidy(path)
     return path
 

@@ -9,7 +9,7 @@ MXNet serializes a Symbol as JSON: ``nodes`` (each with ``op``, ``name``, string
 """
 import json
 
-from octconv.ops import CEIL_POOL_PAD
+from octconv.ops import CEIL_POOL_PAD, CEIL_POOL_PAD_3D
 
 __all__ = ["Graph", "int_tuple", "param_role"]
 
@@ -55,10 +55,10 @@ class Graph:
 
     def is_ceil_pad(self, i):
         """Node ``i`` is the end-edge padding of a ceil-mode 2x2/2 pooling
-        (:data:`octconv.ops.CEIL_POOL_PAD`)."""
+        (:data:`octconv.ops.CEIL_POOL_PAD`, or its video form)."""
         attrs = self.attrs(i)
         return (self.op(i) == "Pad" and attrs.get("mode") == "edge"
-                and int_tuple(attrs.get("pad_width", "()")) == CEIL_POOL_PAD)
+                and int_tuple(attrs.get("pad_width", "()")) in (CEIL_POOL_PAD, CEIL_POOL_PAD_3D))
 
     def pooled_entry(self, i):
         """The ``[node, output, version]`` entry that the Pooling node ``i`` pools: its

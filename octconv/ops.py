@@ -12,7 +12,8 @@ from octconv.unit import branch_widths
 
 __all__ = ["avg_pool2", "upsample2_like", "octconv_forward", "check_pair", "activation",
            "pool", "global_pool", "concat", "add", "merge", "squeeze_excitation", "is_array",
-           "check_path_input", "window", "same_padding", "CEIL_POOL_PAD", "ACTIVATIONS",
+           "check_path_input", "window", "same_padding", "CEIL_POOL_PAD", "CEIL_POOL_PAD_3D",
+           "ACTIVATIONS",
            "PairOps"]
 
 # ``pad_width`` (before, after for N, C, H, W) of the edge padding that, followed by a
@@ -20,6 +21,7 @@ __all__ = ["avg_pool2", "upsample2_like", "octconv_forward", "check_pair", "acti
 # (:func:`_pool2_ceil`); the graph readers recognize the pair by it
 # (:meth:`octconv.graph.Graph.pooled_entry`).
 CEIL_POOL_PAD = (0, 0, 0, 0, 0, 1, 0, 1)
+CEIL_POOL_PAD_3D = (0, 0) + CEIL_POOL_PAD  # videos: nothing in time
 
 
 def avg_pool2(F, x, dims=2):
@@ -42,18 +44,26 @@ def _pool2_ceil(F, x, pool_type, dims=2):
         padded = F.pad(x, mode="edge", pad_width=CEIL_POOL_PAD)
         return F.Pooling(padded, kernel=(2, 2), stride=(2, 2), pool_type=pool_type,
                          pooling_convention="valid")
-    padded = F.pad(x, mode="edge", pad_width=(0, 0) + CEIL_POOL_PAD)  # not in time
+    padded = F.pad(x, mode="edge", pad_width=CEIL_POOL_PAD_3D)
     return F.Pooling(padded, kernel=(1, 2, 2), stride=(1, 2, 2), pool_type=pool_type,
                      pooling_convention="valid")
 
 
 def upsample2_like(F, x, like, dims=2):
     """Nearest 2x upsampling of the height and width of ``x``, cropped to those of
-    ``like`` (MXNet's UpSampling for images; repeats for videos, which it does not take)."""
+    ``like``: MXNet's UpSampling for images; for videos, which it does not take, the
+    last axis doubled twice (a new axis of 2, broadcast, merged into it), with height
+    and width swapped in between, operators that ONNX has too."""
     if dims == 2:
         up = F.UpSampling(x, scale=2, sample_type="nearest", num_args=1)
         return F.slice_like(up, like, axes=(2, 3))
-    up = F.repeat(F.repeat(x, repeats=2, axis=3), repeats=2, axis=4)
+
+    def double_last(t):
+        copies = F.broadcast_axis(F.expand_dims(t, axis=5), axis=5, size=2)
+        return F.reshape(copies, shape=(0, 0, 0, 0, -1))
+
+    swap = (0, 1, 2, 4, 3)
+    up = F.transpose(double_last(F.transpose(double_last(x), axes=swap)), axes=swap)
     return F.slice_like(up, like, axes=(3, 4))
 
 

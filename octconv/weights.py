@@ -14,10 +14,12 @@ __all__ = ["check_input_shape", "check_params"]
 
 
 def check_input_shape(input_shape):
-    """``input_shape`` as a tuple (N, C, H, W) of positive sizes, else a ValueError."""
+    """``input_shape`` as a tuple (N, C, H, W), or (N, C, T, H, W) for a clip, of
+    positive sizes, else a ValueError."""
     shape = tuple(int(d) for d in input_shape)
-    if len(shape) != 4:
-        raise ValueError(f"the input shape must be (batch, channels, height, width), got {shape}")
+    if len(shape) not in (4, 5):
+        raise ValueError(f"the input shape must be (batch, channels, height, width), or "
+                         f"(batch, channels, frames, height, width) for a clip, got {shape}")
     if min(shape) < 1:
         raise ValueError(f"every input dimension must be at least 1 (batch included), "
                          f"got {shape}")

@@ -217,7 +217,9 @@ def check_pairs(sym, **shapes):
         else:
             found = {b: known[(layer, b)] for b in sources}
         pair = {b: _Shaped(shape) for b, shape in found.items()}
-        ops.check_pair(pair["h"], pair.get("l"), declared, "l" in pair, layer)
+        dims = len(found["h"]) - 2
+        ops.check_pair(pair["h"], pair.get("l"), declared, "l" in pair, layer, dims)
         for name, branch, pools, kernel, pad in paths:
-            pooled = [-(-d // 2 ** pools) for d in found[branch][2:]]
+            size = found[branch][2:]
+            pooled = list(size[:-2]) + [-(-d // 2 ** pools) for d in size[-2:]]
             ops.check_path_input(f"{layer}-{name}", pooled, kernel, pad)

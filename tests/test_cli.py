@@ -140,6 +140,9 @@ CASES = {
                              AT_LEAST_ONE),
     "export_onnx --size 0": (("tools/export_onnx.py",) + MODEL +
                              ("--size", "0", "--out", "{root}/m.onnx"), AT_LEAST_ONE),
+    "export_onnx --frames for an image network": (
+        ("tools/export_onnx.py",) + MODEL + ("--frames", "4", "--out", "{root}/m.onnx"),
+        "--frames is for video networks; resnet10_v2_mini takes images"),
     "tvm_compile --size -3": (("tools/tvm_compile.py",) + MODEL + ("--size", "-3"),
                               AT_LEAST_ONE),
     "tvm_compile --batch 0": (("tools/tvm_compile.py",) + MODEL + ("--batch", "0"),

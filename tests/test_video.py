@@ -262,3 +262,19 @@ def test_inflation_refuses_what_does_not_fit(image_checkpoint, args, message, tm
                         "--out", tmp_path / "video")
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not os.path.exists(tmp_path / "video" / "last.json")
+
+
+@pytest.mark.parametrize("name", ["c2d_resnet50", "i3d_nl_resnet50"])
+def test_onnx_export_equals_mxnet_in_onnx_runtime(name, tmp_path):
+    """Through tools/export_onnx.py's function, on an odd frame size: 3-D convolutions and
+    poolings, the spatial upsampling, the non-local block's matrix products."""
+    import onnxruntime as ort
+    from octconv.export import export_onnx, logits_symbol
+    net = G.get_model(name, alpha=0.25, classes=10)
+    params = randomize(net, seed=7, init=FAN_IN)
+    clip = np.random.RandomState(8).uniform(-1, 1, (1, 3, 4, 33, 33)).astype("float32")
+    want = net(mx.nd.array(clip)).asnumpy()
+    path = export_onnx(logits_symbol(name, 0.25, 10), params, str(tmp_path / "m.onnx"), 33,
+                       frames=4)
+    got = ort.InferenceSession(path).run(None, {"data": clip})[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())

@@ -4,6 +4,7 @@
     python tools/export_onnx.py --model resnet50_v2 --alpha 0.25 --out r50.onnx
     python tools/export_onnx.py --checkpoint runs/demo --out demo.onnx --size 32
     python tools/export_onnx.py --model resnet50_v2 --alpha 0.25 --params r50.params --out r50.onnx
+    python tools/export_onnx.py --model i3d_resnet50 --alpha 0.1 --frames 8 --out i3d.onnx
 
 Every weight is checked against the shape the network needs: a parameter file of
 another network or alpha is refused, naming the parameter.
@@ -15,7 +16,7 @@ import mxnet as mx
 from octconv.checkpoint import read_params, trained_model
 from octconv.cli import ArgumentParser, command, output_path, positive_int
 from octconv.export import export_onnx, logits_symbol
-from octconv.specs import model_names
+from octconv.specs import get_spec, model_names
 
 
 @command
@@ -27,6 +28,8 @@ def main(argv=None):
     parser.add_argument("--params", help="weights for --model (an MXNet .params file)")
     parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
     parser.add_argument("--size", type=positive_int, default=224)
+    parser.add_argument("--frames", type=positive_int,
+                        help="clip length of a video network (default: the one Table 6 counts)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     args = parser.parse_args(argv)
     if args.params and not args.model:
@@ -42,10 +45,14 @@ def main(argv=None):
     sym = logits_symbol(**network)
     if params is None:
         from octconv.gluon import get_model
-        net = get_model(network.pop("name"), **network)
+        net = get_model(**network)
         net.initialize(mx.init.MSRAPrelu())
         params = {k: p.data() for k, p in net.collect_params().items()}
-    print(export_onnx(sym, params, args.out, args.size))
+    spec = get_spec(network["name"])
+    if args.frames and spec.dims == 2:
+        parser.error(f"--frames is for video networks; {network['name']} takes images")
+    frames = (args.frames or spec.arch.frames) if spec.dims == 3 else None
+    print(export_onnx(sym, params, args.out, args.size, frames=frames))
     return 0
 
 
