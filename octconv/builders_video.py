@@ -8,8 +8,9 @@ of the Non-local Neural Networks code (facebookresearch/video-nonlocal-net,
 from.
 """
 from octconv.builders import _conv_bn
+from octconv.unit import split_channels
 
-__all__ = ["video_resnet"]
+__all__ = ["video_resnet", "slowfast_resnet"]
 
 
 def _bottleneck(ops, x, name, in_c, mid, out, stride, temporal, alpha_in, alpha):
@@ -62,3 +63,60 @@ def video_resnet(ops, x, spec, alpha, classes, dropout):
             x = ops.pool(x, "max", (2, 1, 1), (2, 1, 1), 0)
     x = ops.global_pool(x)
     return ops.dense(ops.dropout(x, dropout), "classifier", in_c, classes)
+
+
+
+def _lateral(ops, slow, fast, name, fast_c, slow_widths, alpha, spec):
+    """Fast -> slow lateral connection (section 6.3): a (k,1,1) conv of the fast pair with
+    temporal stride ``spec.speed`` to ``spec.lateral_ratio`` times its width -> BN ->
+    ReLU, concatenated to the slow pair branch by branch. Returns the slow pair and its
+    ``(high, low)`` widths."""
+    k = spec.lateral_kernel
+    fused = _conv_bn(ops, fast, f"{name}_conv", f"{name}_bn", fast_c,
+                     spec.lateral_ratio * fast_c, (k, 1, 1), alpha, alpha,
+                     stride=(spec.speed, 1, 1))
+    low = split_channels(spec.lateral_ratio * fast_c, alpha)
+    return ops.concat(slow, fused), (slow_widths[0] + low[0], slow_widths[1] + low[1])
+
+
+def slowfast_resnet(ops, x, spec, alpha, classes, dropout):
+    """Oct-SlowFast ResNet-50 (section 6.3, the SlowFast code's 4x16 network).
+
+    The clip feeds the fast pathway, every ``spec.speed``-th frame of it the slow one.
+    Each pathway: stem (t,7,7) conv with stride (1,2,2) -> BN -> ReLU -> (1,3,3)/(1,2,2)
+    max-pool padded 1 ; stages L1..L4 of the bottlenecks above, temporal kernels
+    ``spec.slow_temporal`` / ``spec.fast_temporal`` per stage, the fast one
+    ``1 / spec.fast_ratio`` as wide ; after the stem and L1..L3 a lateral connection
+    (``_lateral``) into the slow pathway ; alpha on L1..L3 and the laterals after them,
+    0 on the stem, its lateral and L4 ; global average pool of each pathway -> concat
+    -> dropout -> fully-connected ``classifier``.
+    """
+    pathways = {"slow": (ops.frames(x, spec.speed), 64, spec.slow_temporal),
+                "fast": (x, 64 // spec.fast_ratio, spec.fast_temporal)}
+    pairs, widths = {}, {}
+    for path, (clip, width, temporal) in pathways.items():
+        t = spec.slow_stem_t if path == "slow" else spec.fast_stem_t
+        y = ops.plain_conv(clip, f"{path}_conv1", 3, width, (t, 7, 7), (1, 2, 2), (t // 2, 3, 3))
+        y = ops.act(ops.bn(y, f"{path}_bn1", width, 0.0), "relu")
+        pairs[path] = ops.pool(y, "max", (1, 3, 3), (1, 2, 2), (0, 1, 1))
+        widths[path] = (width, 0)
+    stage_alpha = 0.0
+    for stage, units in enumerate(spec.units):
+        pairs["slow"], widths["slow"] = _lateral(ops, pairs["slow"], pairs["fast"],
+                                                 f"lateral{stage}", sum(widths["fast"]),
+                                                 widths["slow"], stage_alpha, spec)
+        stage_alpha = alpha if stage < len(spec.units) - 1 else 0.0
+        for path, (_, _, temporal) in pathways.items():
+            scale = 1 if path == "slow" else spec.fast_ratio
+            mid, out = spec.mid[stage] // scale, spec.out[stage] // scale
+            in_c = widths[path]  # (high, low): the first block projects
+            for unit in range(units):
+                stride = 2 if unit == 0 and stage > 0 else 1
+                pairs[path] = _bottleneck(ops, pairs[path], f"{path}_L{stage + 1}_B{unit}",
+                                          in_c, mid, out, stride, temporal[stage],
+                                          stage_alpha, stage_alpha)
+                in_c = out
+            widths[path] = split_channels(out, stage_alpha)
+    x = ops.concat(ops.global_pool(pairs["slow"]), ops.global_pool(pairs["fast"]))
+    width = spec.out[-1] + spec.out[-1] // spec.fast_ratio
+    return ops.dense(ops.dropout(x, dropout), "classifier", width, classes)

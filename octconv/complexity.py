@@ -152,8 +152,9 @@ def paper_flops(name, alpha=0.0, size=224, sym=None):
     (its plain Gluon layers use ``Activation``), and a stride-2 octave conv pools its
     high input 4x4 once for the h->l path. Table 6 (video, no released code) counts no
     activation at all: the one reading of the rule that gives its baselines and its
-    alpha .1 rows (docs/ARCHITECTURES.md 6.2); a clip of the spec's frames, Kinetics'
-    400 classes."""
+    alpha .1 rows (docs/ARCHITECTURES.md 6.2), except for SlowFast, whose figures scale
+    the SlowFast paper's multiply-adds (the spec's ``figure_rule``); a clip of the
+    spec's frames, Kinetics' 400 classes."""
     from octconv import release
     from octconv.specs import get_spec
     from octconv.symbol import get_symbol
@@ -162,6 +163,8 @@ def paper_flops(name, alpha=0.0, size=224, sym=None):
         sym = get_symbol(name, alpha=alpha, num_classes=spec.paper_classes)
     shapes = {"data": spec.input_shape(size), "softmax_label": (1,)}
     shapes = {k: v for k, v in shapes.items() if k in sym.list_arguments()}
+    if spec.dims == 3 and spec.arch.figure_rule == "macs":
+        return count_symbol(sym, shapes).macs
     if spec.dims == 3:
         return tool_flops(sym, shapes, relu_counts=lambda layer: False)
     if release.RELEASE.get(name, ("symbol",))[0] != "gluon":

@@ -304,6 +304,11 @@ class PairOps:
     def concat(self, *pairs):
         return concat(self.F, *pairs, dims=self.dims)
 
+    def frames(self, x, step):
+        """Every ``step``-th frame of a clip pair (from the first)."""
+        return _map(lambda t: self.F.slice(t, begin=(None,) * 5, end=(None,) * 5,
+                                           step=(1, 1, step, 1, 1)), x)
+
     def dropout(self, x, p):
         """Dropout of the high branch (heads only see one); identity when ``p`` is 0."""
         return x if not p else (self.F.Dropout(x[0], p=p), x[1])

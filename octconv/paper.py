@@ -40,4 +40,7 @@ VIDEO_FIGURES = {
     ("i3d_resnet50", 0.5): 15.3,
     ("i3d_nl_resnet50", 0.0): 33.3,
     ("i3d_nl_resnet50", 0.1): 28.9,
+    ("slowfast_resnet50", 0.0): 27.6,
+    ("slowfast_resnet50", 0.1): 24.5,
+    ("slowfast_resnet50", 0.2): 22.9,
 }

@@ -10,7 +10,7 @@ from octconv import builders, builders_video
 from octconv.unit import EXCHANGE_PATHS, check_exchange
 
 __all__ = ["check_options", "ResNetV2", "ResNetV1", "MobileNetV1", "MobileNetV2", "DenseNet",
-           "VideoResNet", "ModelSpec", "MODELS", "get_spec", "model_names", "register"]
+           "VideoResNet", "SlowFastResNet", "ModelSpec", "MODELS", "get_spec", "model_names", "register"]
 
 # BatchNorm settings of the release's Symbol networks (section 1.6) and of Gluon's defaults.
 SYMBOL_BN = dict(momentum=0.92, eps=1e-4)
@@ -102,6 +102,31 @@ class VideoResNet:
     min_frames: int = 2         # the (2,1,1)/(2,1,1) pooling after L1 needs two frames
     pool1_padding: int = 0      # the stem's 3x3/2 max-pool: unpadded in the Non-local code
     classes: int = 400          # Kinetics-400, the classifier Table 6 counts
+    figure_rule: str = "tool"   # Table 6's figures: the tool's rule without activations
+
+
+@dataclass(frozen=True)
+class SlowFastResNet:
+    """SlowFast ResNet-50, 4x16 (section 6.3): the clip of ``frames`` feeds the fast
+    pathway, every ``speed``-th frame the slow one; the fast pathway is ``fast_ratio``
+    times narrower; laterals widen it ``lateral_ratio`` times with a ``lateral_kernel``
+    temporal kernel; temporal kernels of the stems and of each stage's first convs."""
+
+    frames: int = 32
+    speed: int = 8
+    fast_ratio: int = 8
+    lateral_ratio: int = 2
+    lateral_kernel: int = 5
+    slow_stem_t: int = 1
+    fast_stem_t: int = 5
+    slow_temporal: tuple = (1, 1, 3, 3)
+    fast_temporal: tuple = (3, 3, 3, 3)
+    units: tuple = (3, 4, 6, 3)
+    mid: tuple = (64, 128, 256, 512)
+    out: tuple = (256, 512, 1024, 2048)
+    min_frames: int = 1
+    classes: int = 400
+    figure_rule: str = "macs"   # Table 6 scales the SlowFast paper's multiply-adds
 
 
 @dataclass(frozen=True)
@@ -113,7 +138,7 @@ class ModelSpec:
     @property
     def dims(self):
         """2 for an image network (N, 3, H, W), 3 for a video network (N, 3, T, H, W)."""
-        return 3 if isinstance(self.arch, VideoResNet) else 2
+        return 3 if isinstance(self.arch, (VideoResNet, SlowFastResNet)) else 2
 
     @property
     def paper_classes(self):
@@ -211,14 +236,15 @@ _register_the_zoo()
 def _register_the_video_zoo():
     """The ResNet-50 video networks of the paper's Table 6 (docs/ARCHITECTURES.md section
     6): C2D, I3D (the Non-local code's inflation: a 5x7x7 stem, 3x1x1 first convs in
-    alternate blocks) and I3D with five non-local blocks (after blocks 1, 3 of L2 and 1,
-    3, 5 of L3)."""
+    alternate blocks), I3D with five non-local blocks (after blocks 1, 3 of L2 and 1,
+    3, 5 of L3) and SlowFast 4x16."""
     c2d = ((1, 1, 1), (1, 1, 1, 1), (1,) * 6, (1, 1, 1))
     i3d = ((3, 3, 3), (3, 1, 3, 1), (3, 1, 3, 1, 3, 1), (1, 3, 1))
     register("c2d_resnet50", builders_video.video_resnet, VideoResNet(temporal=c2d))
     register("i3d_resnet50", builders_video.video_resnet, VideoResNet(temporal=i3d, conv1_t=5))
     register("i3d_nl_resnet50", builders_video.video_resnet,
              VideoResNet(temporal=i3d, conv1_t=5, nonlocal_blocks=((), (1, 3), (1, 3, 5), ())))
+    register("slowfast_resnet50", builders_video.slowfast_resnet, SlowFastResNet())
 
 
 _register_the_video_zoo()

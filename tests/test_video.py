@@ -25,11 +25,18 @@ TABLE6_GAPS = {
     ("i3d_resnet50", 0.2): 23_198_863_656,
     ("i3d_resnet50", 0.5): 17_411_723_152,
     ("i3d_nl_resnet50", 0.1): 29_793_543_120,
+    ("slowfast_resnet50", 0.1): 25_134_436_132,
+    ("slowfast_resnet50", 0.2): 22_701_995_968,
 }
 
 
 def test_the_video_zoo_is_table_6():
-    assert VIDEO == ["c2d_resnet50", "i3d_nl_resnet50", "i3d_resnet50"]
+    assert VIDEO == ["c2d_resnet50", "i3d_nl_resnet50", "i3d_resnet50", "slowfast_resnet50"]
+
+
+def test_slowfast_counts_its_papers_figure_at_256_px():
+    """Table 6's footnote: the SlowFast paper's 4x16 ResNet-50 costs 36.1 G at 256 px."""
+    assert round(paper_flops("slowfast_resnet50", 0.0, 256) / 1e9, 1) == 36.1
 
 
 @pytest.mark.parametrize("name, alpha", sorted(VIDEO_FIGURES))
@@ -89,9 +96,10 @@ def test_symbol_equals_gluon_on_the_same_weights(name):
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("shape", [(1, 3, 2, 17, 17), (2, 3, 5, 33, 20), (1, 3, 9, 7, 7)])
-def test_clips_of_any_length_and_size(shape):
-    net = G.get_model("i3d_nl_resnet50", alpha=0.5, classes=7)
+@pytest.mark.parametrize("name", ["i3d_nl_resnet50", "slowfast_resnet50"])
+@pytest.mark.parametrize("shape", [(1, 3, 2, 17, 17), (2, 3, 9, 33, 20), (1, 3, 17, 7, 7)])
+def test_clips_of_any_length_and_size(name, shape):
+    net = G.get_model(name, alpha=0.5, classes=7)
     net.initialize(FAN_IN)
     assert net(mx.nd.ones(shape)).shape == (shape[0], 7)
 
@@ -119,7 +127,7 @@ print(dead_parameters(sys.argv[1], 0.25))
 """
 
 
-@pytest.mark.parametrize("name", ["i3d_nl_resnet50"])
+@pytest.mark.parametrize("name", ["i3d_nl_resnet50", "slowfast_resnet50"])
 def test_backward_reaches_every_parameter(name):
     here = os.path.dirname(os.path.abspath(__file__))
     run = subprocess.run([sys.executable, "-c", BACKWARD_CHECK, name, here],
@@ -264,7 +272,7 @@ def test_inflation_refuses_what_does_not_fit(image_checkpoint, args, message, tm
     assert not os.path.exists(tmp_path / "video" / "last.json")
 
 
-@pytest.mark.parametrize("name", ["c2d_resnet50", "i3d_nl_resnet50"])
+@pytest.mark.parametrize("name", ["c2d_resnet50", "i3d_nl_resnet50", "slowfast_resnet50"])
 def test_onnx_export_equals_mxnet_in_onnx_runtime(name, tmp_path):
     """Through tools/export_onnx.py's function, on an odd frame size: 3-D convolutions and
     poolings, the spatial upsampling, the non-local block's matrix products."""

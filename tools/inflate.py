@@ -15,9 +15,10 @@ import sys
 
 from octconv.cli import ArgumentParser, command, output_folder, positive_int
 from octconv.inflate import INFLATION_MODES
-from octconv.specs import get_spec, model_names
+from octconv.specs import VideoResNet, get_spec, model_names
 
-VIDEO_NETWORKS = [n for n in model_names() if get_spec(n).dims == 3]
+# the video networks named as resnet50_v1b (SlowFast's two pathways are not)
+VIDEO_NETWORKS = [n for n in model_names() if isinstance(get_spec(n).arch, VideoResNet)]
 
 
 def inflate_checkpoint(source, video, mode, out_dir, alpha=None, classes=None):
