@@ -19,7 +19,7 @@ def _bottleneck(ops, x, name, in_c, mid, out, stride, temporal, alpha_in, alpha)
 
     (t,1,1) conv1 -> BN -> ReLU -> (1,3,3) conv2 with the spatial stride -> BN -> ReLU
     -> (1,1,1) conv3 -> BN ; shortcut (1,1,1) conv4 with the stride -> BN when the
-    stride or the width changes ; sum -> ReLU.
+    stride, the width or the octave split changes ; sum -> ReLU.
     """
     spatial = (1, stride, stride)
     y = _conv_bn(ops, x, f"{name}_conv1", f"{name}_bn1", in_c, mid, (temporal, 1, 1),
@@ -28,7 +28,7 @@ def _bottleneck(ops, x, name, in_c, mid, out, stride, temporal, alpha_in, alpha)
                  spatial)
     y = _conv_bn(ops, y, f"{name}_conv3", f"{name}_bn3", mid, out, (1, 1, 1), alpha, alpha,
                  act=None, residual_end=True)
-    if stride != 1 or in_c != out:
+    if stride != 1 or in_c != out or alpha_in != alpha:
         x = _conv_bn(ops, x, f"{name}_conv4", f"{name}_bn4", in_c, out, (1, 1, 1), alpha_in,
                      alpha, spatial, act=None)
     return ops.act(ops.add(y, x), "relu")
