@@ -5,16 +5,19 @@
     python score.py model.params --model resnet50_v2 --alpha 0.5 --data val.rec \\
         --sizes 224,256,288,320
     python score.py release/resnet50-symbol.json --data val.rec --preset release-symbol
+    python score.py runs/moving_digits_i3d --data runs/moving_digits/val --clips 5
 
 The data is a RecordIO file (.rec with its .idx) or a folder with one sub-folder per
-class. A run folder or manifest brings its network and data recipe; a bare .params
-file needs --model and --alpha; a Symbol checkpoint brings its own graph.
+class (videos: .npy files, each scored by the mean of --clips windows). A run folder or
+manifest brings its network and data recipe; a bare .params file needs --model and
+--alpha; a Symbol checkpoint brings its own graph.
 """
 import json
 import os
 import sys
 
 from octconv.cli import ArgumentParser, command, output_path, positive_int, size_list
+from octconv.config import VIDEO_KINDS
 from octconv.files import write_atomically
 from octconv.scoring import PRESETS, load_for_scoring, score
 from octconv.models import devices
@@ -32,22 +35,26 @@ def main(argv=None):
                         help="test sizes, e.g. 224,256,288,320 (default: the trained size)")
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="mean / std / resize recipe (default: the checkpoint's own)")
+    parser.add_argument("--clips", type=positive_int,
+                        help="video networks: clips per video (default: the checkpoint's)")
     parser.add_argument("--batch-size", type=positive_int, default=50)
     parser.add_argument("--devices", default="cpu", help="cpu, or GPU ids such as 0,1")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     if args.json:
         output_path(args.json, "--json")
-    kind = "rec" if args.data.endswith(".rec") else "folder"
     ctx = devices(args.devices)
     net, config = load_for_scoring(args.checkpoint, args.model, args.alpha, args.classes, ctx)
     data_cfg = config.get("DATA", {})
+    video = data_cfg.get("kind") in VIDEO_KINDS
+    kind = "rec" if args.data.endswith(".rec") else "clips" if video else "folder"
     sizes = args.sizes or [data_cfg.get("size", 224)]
     print(f"{'size':>6} {'top-1':>8} {'top-5':>8} {'images':>8} {'img/s':>8}")
     results = score(net, args.data, kind, sizes, args.preset, data_cfg, args.batch_size, ctx,
                     progress=lambda r: print(f"{r['size']:>6} {r['top1']:>8.4f} "
                                              f"{r['top5']:>8.4f} {r['images']:>8} "
-                                             f"{r['images_per_sec']:>8.1f}", flush=True))
+                                             f"{r['images_per_sec']:>8.1f}", flush=True),
+                    clips=args.clips)
     if args.json:
         result = dict(checkpoint=os.path.abspath(args.checkpoint), data=args.data,
                       preset=args.preset, results=results)

@@ -14,7 +14,7 @@ import os
 import sys
 
 from octconv.cli import ArgumentParser, command
-from octconv.config import load
+from octconv.config import VIDEO_KINDS, load
 
 
 @command
@@ -27,8 +27,12 @@ def main(argv=None):
                         help="config overrides, e.g. OPTIM.lr 0.2")
     args = parser.parse_intermixed_args(argv)  # --resume may come among the pairs
     cfg = load(args.config, args.overrides)
-    if cfg.TRAIN.deterministic and "mxnet" not in sys.modules:  # MXNet reads it at start
-        os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+    if "mxnet" not in sys.modules:  # MXNet reads these when it starts
+        if cfg.TRAIN.deterministic:
+            os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+        if cfg.DATA.kind in VIDEO_KINDS and cfg.TRAIN.devices == "cpu":
+            os.environ.setdefault("MXNET_MKLDNN_ENABLED", "0")  # README, known limits
+            os.environ.setdefault("MXNET_STORAGE_FALLBACK_LOG_VERBOSE", "0")  # its notices
     from octconv.train import fit
     state = fit(cfg, resume=args.resume)
     return 130 if state.get("interrupted") else 0

@@ -37,18 +37,19 @@ def _bottleneck(ops, x, name, in_c, mid, out, stride, temporal, alpha_in, alpha)
 def video_resnet(ops, x, spec, alpha, classes, dropout):
     """Oct-C2D / Oct-I3D ResNet-50 [+ non-local blocks] (section 6.1).
 
-    Stem (conv1_t,7,7) conv with stride (1,2,2) -> BN -> ReLU -> (1,3,3)/(1,2,2) max-pool
+    Stem (conv1_t,7,7) conv to ``spec.stem`` channels with stride (1,2,2) -> BN -> ReLU
+    -> (1,3,3)/(1,2,2) max-pool
     (padding ``spec.pool1_padding``: 0, so 112 px become 55) ; stage L1 ;
     (2,1,1)/(2,1,1) max-pool halving the frames ; stages L2..L4, spatial stride 2 in the
     first block of each ; alpha on L1..L3, 0 on L4 ; non-local blocks after the blocks
     ``spec.nonlocal_blocks`` names ; global average
     pool -> dropout -> fully-connected ``classifier``.
     """
-    t = spec.conv1_t
-    x = ops.plain_conv(x, "conv1", 3, 64, (t, 7, 7), (1, 2, 2), (t // 2, 3, 3))
-    x = ops.act(ops.bn(x, "bn1", 64, 0.0), "relu")
+    t, width = spec.conv1_t, spec.stem
+    x = ops.plain_conv(x, "conv1", 3, width, (t, 7, 7), (1, 2, 2), (t // 2, 3, 3))
+    x = ops.act(ops.bn(x, "bn1", width, 0.0), "relu")
     x = ops.pool(x, "max", (1, 3, 3), (1, 2, 2), (0,) + (spec.pool1_padding,) * 2)
-    in_c, alpha_in = 64, 0.0
+    in_c, alpha_in = width, 0.0
     for stage, units in enumerate(spec.units):
         stage_alpha = alpha if stage < len(spec.units) - 1 else 0.0
         for unit in range(units):

@@ -21,6 +21,9 @@ class ConfigError(UserError, ValueError):
     """A config file or override that does not fit the schema."""
 
 
+VIDEO_KINDS = ("clips", "moving_digits")  # DATA.kind values that give clips
+
+
 DEFAULTS = {
     "MODEL": {
         "name": "resnet50_v2",        # a name of octconv.gluon.list_models()
@@ -33,7 +36,9 @@ DEFAULTS = {
     },
     "DATA": {
         "kind": "rec",                # rec: RecordIO files; folder: class folders; digits: the
-                                      # demo's set; digits_clutter: its harder variant
+                                      # demo's set; digits_clutter: its harder variant;
+                                      # clips: class folders of .npy videos; moving_digits:
+                                      # the embedded video set
         "train": "",                  # .rec file or folder (digits: built here if missing)
         "val": "",
         "size": 224,                  # train crop and test size
@@ -46,6 +51,8 @@ DEFAULTS = {
         "min_area": 0.08,             # random-resized crop area range [min_area, 1]
         "jitter": 0.4,                # brightness / contrast / saturation
         "lighting": 0.1,              # PCA lighting noise
+        "frames": 8,                  # videos: frames of a clip
+        "test_clips": 1,              # videos: clips per video at test, predictions averaged
     },
     "OPTIM": {
         "optimizer": "nag",           # nag (Nesterov) or sgd
@@ -76,7 +83,7 @@ DEFAULTS = {
 
 CHOICES = {
     "MODEL.api": ("gluon", "symbol"),
-    "DATA.kind": ("rec", "folder", "digits", "digits_clutter"),
+    "DATA.kind": ("rec", "folder", "digits", "digits_clutter", "clips", "moving_digits"),
     "DATA.interp": ("bilinear", "bicubic"),
     "OPTIM.optimizer": ("nag", "sgd"),
     "OPTIM.lr_mode": ("cosine", "step"),
@@ -154,7 +161,9 @@ def _validate(tree):
     if optim["warmup_epochs"] >= optim["epochs"]:
         raise ConfigError(f"OPTIM.warmup_epochs ({optim['warmup_epochs']}) must be below "
                           f"OPTIM.epochs ({optim['epochs']})")
-    for path, value in (("OPTIM.lr", optim["lr"]), ("DATA.batch_size", tree["DATA"]["batch_size"]),
+    for path, value in (("DATA.frames", tree["DATA"]["frames"]),
+                        ("DATA.test_clips", tree["DATA"]["test_clips"]),
+                        ("OPTIM.lr", optim["lr"]), ("DATA.batch_size", tree["DATA"]["batch_size"]),
                         ("OPTIM.epochs", optim["epochs"]), ("DATA.size", tree["DATA"]["size"])):
         if value <= 0:
             raise ConfigError(f"{path} must be positive, got {value}")
@@ -178,8 +187,20 @@ def _apply_overrides(tree, overrides):
     return Config(tree)
 
 
+def _check_data_fits_model(cfg):
+    """A training config's data must be what its network takes: clips or images."""
+    from octconv.specs import get_spec
+    name, kind = cfg.MODEL.name, cfg.DATA.kind
+    if (get_spec(name).dims == 3) != (kind in VIDEO_KINDS):
+        takes = "clips" if get_spec(name).dims == 3 else "images"
+        raise ConfigError(f"MODEL.name {name} takes {takes}; DATA.kind {kind!r} does not "
+                          f"give them (kinds of clips: {', '.join(VIDEO_KINDS)})")
+    return cfg
+
+
 def load(path=None, overrides=()):
-    """Defaults, then the YAML file at ``path``, then ``KEY VALUE`` ``overrides``."""
+    """Defaults, then the YAML file at ``path``, then ``KEY VALUE`` ``overrides``; the
+    data kind must fit the network (a training config)."""
     tree = copy.deepcopy(DEFAULTS)
     if path:
         if not os.path.isfile(path):
@@ -193,7 +214,7 @@ def load(path=None, overrides=()):
             raise ConfigError(f"{path}: not a YAML text file (byte {err.start} is not "
                               f"UTF-8)") from None
         _merge(tree, data, path)
-    return _apply_overrides(tree, overrides)
+    return _check_data_fits_model(_apply_overrides(tree, overrides))
 
 
 def from_dict(data, overrides=(), source="config"):

@@ -241,9 +241,18 @@ def _batches(cfg, train, batch_size, part, parts):
         root = build_digits(data_cfg.train or os.path.join(cfg.TRAIN.out_dir, data_cfg.kind),
                             size=data_cfg.size, clutter=data_cfg.kind == "digits_clutter")
         path = os.path.join(root, "train" if train else "val")
+    if data_cfg.kind == "moving_digits":
+        from octconv.clips import build_moving_digits
+        root = build_moving_digits(data_cfg.train or os.path.join(cfg.TRAIN.out_dir,
+                                                                  data_cfg.kind),
+                                   size=data_cfg.size)
+        path = os.path.join(root, "train" if train else "val")
     if not path:
         raise DataError(f"DATA.{'train' if train else 'val'} is empty: give a "
                         f"{'.rec file' if data_cfg.kind == 'rec' else 'folder'}")
+    if data_cfg.kind in ("clips", "moving_digits"):
+        from octconv.clips import clip_batches
+        return clip_batches(path, data_cfg, batch_size, train, part, parts)
     make = _rec_batches if data_cfg.kind == "rec" else _folder_batches
     return make(path, data_cfg, batch_size, train, part, parts)
 

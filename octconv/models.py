@@ -54,12 +54,20 @@ def build_network(cfg):
 
 
 def evaluate(net, batches, ctx, dtype="float32"):
-    """``(top-1, top-5, images)`` of ``net`` over ``batches`` (inference mode)."""
-    top1, top5 = mx.metric.Accuracy(), mx.metric.TopKAccuracy(5)
+    """``(top-1, top-5, images)`` of ``net`` over ``batches`` (inference mode). Batches of
+    several clips per video, (N, K, C, T, H, W), are scored by the mean of the K clips'
+    softmax; top-5 is top-k with k the number of classes where there are fewer."""
+    top1, top5 = mx.metric.Accuracy(), None
     for data, label in batches.epoch(0, 0):
         for x, y in zip(gluon.utils.split_and_load(data, ctx, even_split=False),
                         gluon.utils.split_and_load(label, ctx, even_split=False)):
-            out = net(x.astype(dtype)).astype("float32")
+            if x.ndim == 6:  # K clips of each video
+                n, k = x.shape[:2]
+                out = net(x.reshape((n * k,) + x.shape[2:]).astype(dtype)).astype("float32")
+                out = out.softmax().reshape((n, k, -1)).mean(axis=1)
+            else:
+                out = net(x.astype(dtype)).astype("float32")
+            top5 = top5 or mx.metric.TopKAccuracy(min(5, out.shape[1]))
             top1.update(y, out)
             top5.update(y, out)
     return top1.get()[1], top5.get()[1], top1.num_inst

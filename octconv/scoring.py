@@ -84,27 +84,32 @@ def load_for_scoring(path, model=None, alpha=None, classes=None, ctx=(mx.cpu(),)
     return net, config
 
 
-def center_crop_batches(data_path, kind, size, preset=None, data_cfg=None, batch_size=50):
-    """Center-crop batches of ``data_path`` (``kind`` 'rec' or 'folder') at ``size`` px:
-    mean / std / crop ratio / resize of ``data_cfg`` (a checkpoint's DATA section) or of
-    the named ``preset``."""
+def center_crop_batches(data_path, kind, size, preset=None, data_cfg=None, batch_size=50,
+                        clips=None):
+    """Center-crop batches of ``data_path`` (``kind`` 'rec', 'folder' or 'clips') at
+    ``size`` px: mean / std / crop ratio / resize of ``data_cfg`` (a checkpoint's DATA
+    section) or of the named ``preset``; videos: the checkpoint's clip length and
+    ``clips`` windows per video (default: its DATA.test_clips)."""
     recipe = {k: (data_cfg or {}).get(k, DEFAULTS["DATA"][k])
-              for k in ("mean", "std", "crop_ratio", "interp")}
+              for k in ("mean", "std", "crop_ratio", "interp", "frames", "test_clips")}
     if preset:
         recipe = dict(PRESETS[preset])
+    if clips:
+        recipe["test_clips"] = clips
     return val_batches(from_dict({"DATA": dict(recipe, kind=kind, val=data_path,
                                                train=data_path, size=size,
                                                batch_size=batch_size)}))
 
 
 def score(net, data_path, kind, sizes=(224,), preset=None, data_cfg=None, batch_size=50,
-          ctx=(mx.cpu(),), progress=None):
-    """Top-1 / top-5 and images per second at each test size (batches of
+          ctx=(mx.cpu(),), progress=None, clips=None):
+    """Top-1 / top-5 and images (videos) per second at each test size (batches of
     :func:`center_crop_batches`). Returns a list of dicts, one per size."""
     net.hybridize()
     results = []
     for size in sizes:
-        batches = center_crop_batches(data_path, kind, size, preset, data_cfg, batch_size)
+        batches = center_crop_batches(data_path, kind, size, preset, data_cfg, batch_size,
+                                      clips)
         started = time.time()
         top1, top5, count = evaluate(net, batches, list(ctx))
         elapsed = time.time() - started

@@ -97,6 +97,7 @@ class VideoResNet:
     nonlocal_blocks: tuple = ((), (), (), ())
     frames: int = 8
     units: tuple = (3, 4, 6, 3)
+    stem: int = 64
     mid: tuple = (64, 128, 256, 512)
     out: tuple = (256, 512, 1024, 2048)
     min_frames: int = 2         # the (2,1,1)/(2,1,1) pooling after L1 needs two frames
@@ -245,6 +246,12 @@ def _register_the_video_zoo():
     register("i3d_nl_resnet50", builders_video.video_resnet,
              VideoResNet(temporal=i3d, conv1_t=5, nonlocal_blocks=((), (1, 3), (1, 3, 5), ())))
     register("slowfast_resnet50", builders_video.slowfast_resnet, SlowFastResNet())
+    # Not from the paper: small C2D / I3D networks for the moving digits and the tests.
+    mini = dict(units=(1, 1, 1, 1), stem=16, mid=(8, 16, 32, 64), out=(32, 64, 128, 256))
+    register("c2d_resnet10_mini", builders_video.video_resnet,
+             VideoResNet(temporal=((1,),) * 4, **mini))
+    register("i3d_resnet10_mini", builders_video.video_resnet,
+             VideoResNet(temporal=((3,),) * 4, conv1_t=3, **mini))
 
 
 _register_the_video_zoo()

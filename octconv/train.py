@@ -20,7 +20,7 @@ from mxnet import autograd, gluon
 
 from octconv import checkpoint
 from octconv.cli import UserError, output_folder
-from octconv.config import dump
+from octconv.config import VIDEO_KINDS, dump
 from octconv.data import train_batches, val_batches
 from octconv.files import write_atomically
 from octconv.models import build_network, devices, evaluate
@@ -247,6 +247,11 @@ def fit(cfg, resume=False, log=print):
     if cfg.TRAIN.deterministic and os.environ.get("MXNET_ENGINE_TYPE") != "NaiveEngine":
         log("warning: TRAIN.deterministic needs MXNET_ENGINE_TYPE=NaiveEngine set before "
             "MXNet starts (train_imagenet.py sets it); this run may not repeat exactly")
+    if (cfg.DATA.kind in VIDEO_KINDS and cfg.TRAIN.devices == "cpu"
+            and os.environ.get("MXNET_MKLDNN_ENABLED") != "0"):
+        raise TrainingError("video networks train on CPU only with MXNET_MKLDNN_ENABLED=0 "
+                            "set before MXNet starts (train_imagenet.py sets it): MXNet "
+                            "1.9's oneDNN backward of 3-D convolutions fails")
     run = _Run(cfg, resume, log)
     stop = _StopRequest()
     try:

@@ -86,6 +86,12 @@ CASES = {
                               "MODEL.exchange: ['l2h', 'h2h'] must name each of"),
     "exchange paths as a string": (TRAIN + ("MODEL.exchange", "l2h"),
                                    "MODEL.exchange: expected list, got 'l2h'"),
+    "a video network on images": (TRAIN + ("MODEL.name", "i3d_resnet10_mini"),
+                                  "MODEL.name i3d_resnet10_mini takes clips; DATA.kind "
+                                  "'digits' does not give them"),
+    "an image network on clips": (TRAIN + ("DATA.kind", "moving_digits"),
+                                  "MODEL.name resnet10_v2_mini takes images; DATA.kind "
+                                  "'moving_digits' does not give them"),
     "unknown network": (TRAIN + ("MODEL.name", "resnet51"),
                         "MODEL.name: unknown network 'resnet51'"),
     "wrong type": (TRAIN + ("OPTIM.epochs", "ten"), "OPTIM.epochs: expected int, got 'ten'"),
