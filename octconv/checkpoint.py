@@ -18,8 +18,8 @@ import mxnet as mx
 from octconv.cli import UserError, mxnet_reason
 from octconv.files import write_atomically
 
-__all__ = ["CheckpointError", "save", "load_manifest", "read_params", "load_params",
-           "load_states", "trained_model"]
+__all__ = ["CheckpointError", "save", "save_converted", "load_manifest", "read_params",
+           "load_params", "load_states", "trained_model"]
 
 
 class CheckpointError(UserError, ValueError):
@@ -43,6 +43,15 @@ def save(out_dir, tags, net, trainer, state, config):
         write_atomically(os.path.join(out_dir, f"{tag}.json"),
                          lambda p: json.dump(manifest, open(p, "w"), indent=1))
     _remove_unreferenced(out_dir)
+
+
+def save_converted(out_dir, net, config, **origin):
+    """Write ``net`` (weights from elsewhere: a release file, an inflated image network)
+    as the ``last`` checkpoint of a run that has not trained, with ``config`` (a dict)
+    and ``origin`` in its state; return the manifest's path."""
+    state = dict(epoch=0, batch=0, iteration=0, best_top1=0.0, interrupted=None, **origin)
+    save(out_dir, ["last"], net, None, state, config)
+    return f"{out_dir}/last.json"
 
 
 def _remove_unreferenced(out_dir):

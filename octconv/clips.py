@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from octconv.data import Batches, DataError
+from octconv.data import Batches, DataError, split_digits
 
 __all__ = ["DIRECTIONS", "build_moving_digits", "clip_batches"]
 
@@ -30,20 +30,16 @@ def build_moving_digits(root, size=16, length=16, val_share=0.2, seed=0):
     frame (wrapping around the frame's edges) over Gaussian noise. Existing complete
     sets are kept."""
     import cv2
-    from sklearn.datasets import load_digits
 
     marker = os.path.join(root, "COMPLETE")
     if os.path.exists(marker):
         return root
-    digits = load_digits()
-    rng = np.random.RandomState(seed)
-    order = rng.permutation(len(digits.images))
-    n_val = int(len(order) * val_share)
+    digits, order, rng = split_digits(val_share, seed)
     side = size // 2
     names = sorted(DIRECTIONS)
-    for rank, index in enumerate(order):
+    for index, split in order:
         direction = names[rng.randint(len(names))]
-        folder = os.path.join(root, "val" if rank < n_val else "train", direction)
+        folder = os.path.join(root, split, direction)
         os.makedirs(folder, exist_ok=True)
         sprite = cv2.resize((digits.images[index] * (255 / 16)).astype(np.float32),
                             (side, side), interpolation=cv2.INTER_LINEAR)

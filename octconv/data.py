@@ -21,7 +21,7 @@ from mxnet.gluon.data.vision import ImageFolderDataset, transforms
 
 from octconv.cli import UserError, mxnet_reason
 
-__all__ = ["DataError", "build_digits", "Batches", "train_batches", "val_batches",
+__all__ = ["DataError", "build_digits", "split_digits", "Batches", "train_batches", "val_batches",
            "test_resize"]
 
 
@@ -47,18 +47,13 @@ def build_digits(root, size=32, val_share=0.2, seed=0, clutter=False):
     noise and two fragments of other digits; three renderings of each training digit,
     one of each validation digit (no digit is in both splits)."""
     import cv2
-    from sklearn.datasets import load_digits
 
     marker = os.path.join(root, "COMPLETE")
     if os.path.exists(marker):
         return root
-    digits = load_digits()
-    rng = np.random.RandomState(seed)
-    order = rng.permutation(len(digits.images))
-    n_val = int(len(order) * val_share)
+    digits, order, rng = split_digits(val_share, seed)
     scans = (digits.images * (255 / 16)).astype(np.float32)
-    for rank, index in enumerate(order):
-        split = "val" if rank < n_val else "train"
+    for index, split in order:
         folder = os.path.join(root, split, str(digits.target[index]))
         os.makedirs(folder, exist_ok=True)
         if not clutter:
@@ -70,6 +65,18 @@ def build_digits(root, size=32, val_share=0.2, seed=0, clutter=False):
             cv2.imwrite(os.path.join(folder, f"{index:04d}_{copy}.png"), image)
     open(marker, "w").close()
     return root
+
+
+def split_digits(val_share=0.2, seed=0):
+    """scikit-learn's digits in an order drawn from ``seed``: ``(digits, [(index,
+    split)], rng)``, the first ``val_share`` of the order in 'val', the rest in 'train';
+    ``rng`` continues the draws (the embedded sets' renderings)."""
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    rng = np.random.RandomState(seed)
+    order = rng.permutation(len(digits.images))
+    n_val = int(len(order) * val_share)
+    return digits, [(i, "val" if rank < n_val else "train") for rank, i in enumerate(order)], rng
 
 
 def _cluttered(scans, index, size, rng, cv2):

@@ -22,7 +22,7 @@ from octconv import checkpoint
 from octconv.cli import UserError, output_folder
 from octconv.config import VIDEO_KINDS, dump
 from octconv.data import train_batches, val_batches
-from octconv.files import write_atomically
+from octconv.figures import pyplot, save_png
 from octconv.models import build_network, devices, evaluate
 from octconv.schedule import WarmupSchedule
 from octconv.targets import mixup, smooth_one_hot
@@ -275,13 +275,9 @@ def fit(cfg, resume=False, log=print):
 
 def plot_curves(metrics_path, png_path):
     """Loss, accuracy and LR against epochs, from the metrics log, as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     records = [json.loads(line) for line in open(metrics_path)]
     epochs = [r["epoch"] for r in records]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = pyplot().subplots(1, 3, figsize=(13, 3.6))
     axes[0].plot(epochs, [r["train_loss"] for r in records])
     axes[0].set_title("train loss")
     for key in ("train_acc", "val_top1", "val_top5"):
@@ -293,6 +289,4 @@ def plot_curves(metrics_path, png_path):
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    write_atomically(png_path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"), ".png")
-    plt.close(fig)
+    save_png(fig, png_path)

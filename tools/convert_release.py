@@ -42,10 +42,7 @@ def convert(path, model, alpha, classes, out_dir):
     params = {k: mx.nd.array(v) for k, v in from_release(saved, model, expected).items()}
     net.initialize()
     checkpoint.load_params(net, params, [mx.cpu()], path)
-    state = dict(epoch=0, batch=0, iteration=0, best_top1=0.0, interrupted=None,
-                 converted_from=path)
-    checkpoint.save(out_dir, ["last"], net, None, state, cfg.to_dict())
-    return f"{out_dir}/last.json"
+    return checkpoint.save_converted(out_dir, net, cfg.to_dict(), converted_from=path)
 
 
 @command

@@ -29,13 +29,11 @@ def default_layers(all_layers, count=3):
 def plot(pairs, report, path):
     """One row per layer: log spectra of the high and the low group on the same
     frequency axes, then the share of energy above r for both."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from octconv.figures import pyplot, save_png
     from octconv.frequency import energy_above, power_spectrum
 
-    fig, axes = plt.subplots(len(pairs), 3, figsize=(11, 3.4 * len(pairs)), squeeze=False)
+    fig, axes = pyplot().subplots(len(pairs), 3, figsize=(11, 3.4 * len(pairs)), squeeze=False)
     radii = np.linspace(0, 0.5, 41)
     for row, (layer, (hi, lo)) in zip(axes, pairs.items()):
         curves = {}
@@ -58,9 +56,7 @@ def plot(pairs, report, path):
         row[2].set_ylabel("share of energy above r")
         row[2].legend()
         row[2].grid(alpha=0.3)
-    fig.tight_layout()
-    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-    plt.close(fig)
+    save_png(fig, path)
 
 
 @command

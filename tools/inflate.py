@@ -54,10 +54,8 @@ def inflate_checkpoint(source, video, mode, out_dir, alpha=None, classes=None):
                        {k: p.shape for k, p in video_params.items()}, mode)
     for name, value in inflated.items():
         video_params[name].set_data(mx.nd.array(value))
-    state = dict(epoch=0, batch=0, iteration=0, best_top1=0.0, interrupted=None,
-                 inflated_from=source, inflation=mode)
-    checkpoint.save(out_dir, ["last"], net, None, state, cfg.to_dict())
-    return f"{out_dir}/last.json"
+    return checkpoint.save_converted(out_dir, net, cfg.to_dict(), inflated_from=source,
+                                     inflation=mode)
 
 
 @command

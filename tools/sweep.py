@@ -23,6 +23,7 @@ import sys
 import time
 
 from octconv.cli import ArgumentParser, command, output_folder, size_list
+from octconv.figures import pyplot, save_png
 from octconv.files import write_atomically
 
 # the variants: the exchange paths their inner OctConv layers keep (paper, Appendix C)
@@ -130,6 +131,16 @@ def write_csvs(results, out):
            for r in results for s in r["scores"]])
 
 
+def _finish(fig, ax, xlabel, ylabel, title, path):
+    """Labels, title, grid and legend of a one-axis figure, written to ``path``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_png(fig, path)
+
+
 def _spread(values):
     return min(values), sum(values) / len(values), max(values)
 
@@ -137,10 +148,7 @@ def _spread(values):
 def plot_sweep(results, path, title):
     """Top-1 against multiply-adds: mean over seeds with min-max bars; the full network
     as a line over alpha, each ablation as its own marker."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = pyplot().subplots(figsize=(7, 5))
     for variant, marker in (("full", "o"), ("no_h2l", "s"), ("no_l2h", "^")):
         groups = {}
         for r in results:
@@ -158,14 +166,8 @@ def plot_sweep(results, path, title):
         for xi, yi, (_, alpha) in zip(x, mean, keys):
             ax.annotate(f"{alpha:g}", (xi, yi), textcoords="offset points", xytext=(4, 4),
                         fontsize=8)
-    ax.set_xlabel("multiply-adds per image (M)")
-    ax.set_ylabel("validation top-1 (%), mean and min-max over seeds")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-    plt.close(fig)
+    _finish(fig, ax, "multiply-adds per image (M)",
+            "validation top-1 (%), mean and min-max over seeds", title, path)
 
 
 def resolution_gains(results):
@@ -186,24 +188,15 @@ def resolution_gains(results):
 
 def plot_resolution(results, path, title):
     """Oct-minus-baseline top-1 against the test size, one line per alpha."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = pyplot().subplots(figsize=(7, 5))
     for alpha, by_size in sorted(resolution_gains(results).items()):
         sizes = sorted(by_size)
         low, mean, high = zip(*(_spread([100 * g for g in by_size[s]]) for s in sizes))
         ax.plot(sizes, mean, marker="o", label=f"alpha {alpha:g}")
         ax.fill_between(sizes, low, high, alpha=0.15)
     ax.axhline(0, color="gray", linewidth=0.8)
-    ax.set_xlabel("test size (px)")
-    ax.set_ylabel("top-1 gain over alpha 0 (points), mean and min-max over seeds")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-    plt.close(fig)
+    _finish(fig, ax, "test size (px)",
+            "top-1 gain over alpha 0 (points), mean and min-max over seeds", title, path)
 
 
 @command
