@@ -16,7 +16,8 @@ import json
 import os
 import sys
 
-from octconv.cli import ArgumentParser, command, output_path, positive_int, size_list
+from octconv.cli import (ArgumentParser, add_checkpoint_arguments, command, output_path,
+                         positive_int, size_list)
 from octconv.config import VIDEO_KINDS
 from octconv.files import write_atomically
 from octconv.scoring import PRESETS, load_for_scoring, score
@@ -26,11 +27,7 @@ from octconv.models import devices
 @command
 def main(argv=None):
     parser = ArgumentParser(__doc__)
-    parser.add_argument("checkpoint", help="run folder, manifest .json, .params or -symbol.json")
-    parser.add_argument("--data", required=True, help="validation .rec or class folder")
-    parser.add_argument("--model", help="network name (for a bare .params file)")
-    parser.add_argument("--alpha", type=float)
-    parser.add_argument("--classes", type=positive_int)
+    add_checkpoint_arguments(parser, "run folder, manifest .json, .params or -symbol.json")
     parser.add_argument("--sizes", type=size_list, default=None,
                         help="test sizes, e.g. 224,256,288,320 (default: the trained size)")
     parser.add_argument("--preset", choices=sorted(PRESETS),

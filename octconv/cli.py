@@ -13,7 +13,8 @@ import os
 import re
 import sys
 
-__all__ = ["UserError", "command", "mxnet_reason", "ArgumentParser", "positive_int",
+__all__ = ["UserError", "command", "mxnet_reason", "ArgumentParser", "add_checkpoint_arguments",
+           "positive_int",
            "size_list", "exchange_paths", "output_path", "output_folder"]
 
 
@@ -65,6 +66,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def add_checkpoint_arguments(parser, kinds):
+    """The arguments naming a checkpoint to evaluate (``kinds``: what it may be) and its
+    validation data: ``checkpoint``, ``--data``, and ``--model``, ``--alpha``,
+    ``--classes`` for a bare parameter file."""
+    parser.add_argument("checkpoint", help=kinds)
+    parser.add_argument("--data", required=True, help="validation .rec or class folder")
+    parser.add_argument("--model", help="network name (for a bare .params file)")
+    parser.add_argument("--alpha", type=float)
+    parser.add_argument("--classes", type=positive_int)
 
 
 def positive_int(text):

@@ -15,7 +15,8 @@ import json
 import os
 import sys
 
-from octconv.cli import ArgumentParser, command, output_folder, positive_int
+from octconv.cli import (ArgumentParser, add_checkpoint_arguments, command, output_folder,
+                         positive_int)
 from octconv.files import write_atomically
 
 
@@ -62,11 +63,7 @@ def plot(pairs, report, path):
 @command
 def main(argv=None):
     parser = ArgumentParser(__doc__)
-    parser.add_argument("checkpoint", help="run folder, manifest .json or .params")
-    parser.add_argument("--data", required=True, help="validation .rec or class folder")
-    parser.add_argument("--model", help="network name (for a bare .params file)")
-    parser.add_argument("--alpha", type=float)
-    parser.add_argument("--classes", type=positive_int)
+    add_checkpoint_arguments(parser, "run folder, manifest .json or .params")
     parser.add_argument("--size", type=positive_int, help="test size (default: the trained one)")
     parser.add_argument("--images", type=positive_int, default=64, help="images to average")
     parser.add_argument("--layers", help="OctConv layers, comma-separated (default: three "
