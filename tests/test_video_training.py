@@ -45,7 +45,7 @@ def train(name, out, data, *overrides):
     """train_imagenet.py in its own process (it sets MXNet's environment for clips)."""
     run = subprocess.run([sys.executable, os.path.join(ROOT, "train_imagenet.py"), "--config",
                           CONFIG, "MODEL.name", name, "DATA.train", data, "TRAIN.out_dir", out,
-                          "DATA.frames", "4", "OPTIM.epochs", "1", "OPTIM.warmup_epochs", "0",
+                          "DATA.frames", "4", "OPTIM.epochs", "2", "OPTIM.warmup_epochs", "0",
                           *overrides], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
@@ -60,12 +60,13 @@ def trained_i3d(moving_digits, tmp_path_factory):
 
 def test_oct_i3d_learns_the_direction_a_frame_only_model_cannot(trained_i3d, moving_digits,
                                                                 tmp_path):
-    """One epoch of 4-frame clips: the Oct-I3D (alpha .25) well above chance (.25); the
-    Oct-C2D, which pools its frames without their order, near it."""
+    """Two epochs of 4-frame clips (about 1.5 min on 2 cores for both): the Oct-I3D
+    (alpha .25) far above chance (.25; it reached .99 here). The Oct-C2D pools its frames
+    without their order: its max-pool over pairs of frames can show the axis of the
+    motion, never its sign, so it cannot pass .5 (it reached .33)."""
     _, i3d = trained_i3d
     c2d = train("c2d_resnet10_mini", str(tmp_path / "c2d"), moving_digits)
-    assert i3d > 0.6
-    assert c2d < 0.4 and i3d > c2d + 0.25
+    assert i3d > 0.85 and c2d < 0.55 and i3d > c2d + 0.3
 
 
 def test_score_averages_several_clips_per_video(trained_i3d, moving_digits, tmp_path):
@@ -78,7 +79,7 @@ def test_score_averages_several_clips_per_video(trained_i3d, moving_digits, tmp_
         assert out.returncode == 0, out.stderr
         results[clips] = json.load(open(tmp_path / f"{clips}.json"))["results"][0]
     assert results[1]["images"] == results[3]["images"] == 359
-    assert results[1]["top1"] > 0.6 and results[3]["top1"] > 0.6
+    assert results[1]["top1"] > 0.85 and results[3]["top1"] > 0.85
 
 
 def test_several_clips_are_scored_by_their_mean_softmax(moving_digits):
