@@ -13,8 +13,7 @@ from octconv.unit import branch_widths
 __all__ = ["avg_pool2", "upsample2_like", "octconv_forward", "check_pair", "activation",
            "pool", "global_pool", "concat", "add", "merge", "squeeze_excitation", "is_array",
            "check_path_input", "window", "same_padding", "CEIL_POOL_PAD", "CEIL_POOL_PAD_3D",
-           "ACTIVATIONS",
-           "PairOps"]
+           "ACTIVATIONS", "PairOps"]
 
 # ``pad_width`` (before, after for N, C, H, W) of the edge padding that, followed by a
 # 2x2/2 'valid' pooling, makes a ceil-mode pooling that works down to 1 pixel
@@ -40,12 +39,9 @@ def _pool2_ceil(F, x, pool_type, dims=2):
     window reaches the copy. The TVM lowering and the ONNX export fold the pair back into
     one ceil-mode pooling.
     """
-    if dims == 2:
-        padded = F.pad(x, mode="edge", pad_width=CEIL_POOL_PAD)
-        return F.Pooling(padded, kernel=(2, 2), stride=(2, 2), pool_type=pool_type,
-                         pooling_convention="valid")
-    padded = F.pad(x, mode="edge", pad_width=CEIL_POOL_PAD_3D)
-    return F.Pooling(padded, kernel=(1, 2, 2), stride=(1, 2, 2), pool_type=pool_type,
+    padded = F.pad(x, mode="edge", pad_width=CEIL_POOL_PAD if dims == 2 else CEIL_POOL_PAD_3D)
+    window = (1,) * (dims - 2) + (2, 2)
+    return F.Pooling(padded, kernel=window, stride=window, pool_type=pool_type,
                      pooling_convention="valid")
 
 
