@@ -10,7 +10,8 @@ from octconv import builders, builders_video
 from octconv.unit import EXCHANGE_PATHS, check_exchange
 
 __all__ = ["check_options", "ResNetV2", "ResNetV1", "MobileNetV1", "MobileNetV2", "DenseNet",
-           "VideoResNet", "SlowFastResNet", "ModelSpec", "MODELS", "get_spec", "model_names", "register"]
+           "VideoResNet", "SlowFastResNet", "ModelSpec", "MODELS", "get_spec", "model_names",
+           "register"]
 
 # BatchNorm settings of the release's Symbol networks (section 1.6) and of Gluon's defaults.
 SYMBOL_BN = dict(momentum=0.92, eps=1e-4)
@@ -87,10 +88,11 @@ class DenseNet:
 
 @dataclass(frozen=True)
 class VideoResNet:
-    """A ResNet-50 for clips (section 6): ``temporal[s][b]`` is the temporal kernel of
-    block ``b``'s first 1x1 conv in stage ``s`` (1, or 3 where the block is inflated),
-    ``conv1_t`` that of the stem; ``nonlocal_blocks[s]`` the blocks of stage ``s``
-    followed by a non-local block; ``frames`` the clip length the paper counts."""
+    """A post-activation ResNet for clips (section 6): ``temporal[s][b]`` is the temporal
+    kernel of block ``b``'s first 1x1 conv in stage ``s`` (1, or 3 where the block is
+    inflated), ``conv1_t`` that of the stem (``stem`` channels); ``nonlocal_blocks[s]``
+    the blocks of stage ``s`` followed by a non-local block; ``frames`` the clip length
+    the paper counts."""
 
     temporal: tuple
     conv1_t: int = 1
