@@ -18,8 +18,8 @@ from octconv import ops
 from octconv.graph import Graph, int_tuple
 from octconv.unit import EXCHANGE_PATHS, branch_widths, plan_octconv
 
-__all__ = ["oct_conv", "oct_conv3d", "oct_batchnorm", "oct_activation", "oct_pool", "oct_global_pool",
-           "oct_concat", "oct_add", "oct_merge", "oct_se", "check_pairs"]
+__all__ = ["oct_conv", "oct_conv3d", "oct_batchnorm", "oct_activation", "oct_pool",
+           "oct_global_pool", "oct_concat", "oct_add", "oct_merge", "oct_se", "check_pairs"]
 
 F = mx.symbol
 
@@ -32,10 +32,10 @@ def oct_conv(data, name, channels, kernel_size, in_channels, stride=1, padding=0
     ``in_channels`` is the total input width (high + low), split by ``alpha_in``, or
     its explicit ``(high, low)`` widths; ``exchange`` names the exchange paths kept
     (both by default); ``dims=3`` makes the video layer of :func:`oct_conv3d`. Returns
-    ``(hi, lo)``; ``lo`` is None when ``alpha_out`` leaves no low channel. Weights are declared with their shapes, so
-    MXNet refuses an input of another width wherever it infers shapes; each path's
-    convolution records the layer's input widths and its poolings for
-    :func:`check_pairs`.
+    ``(hi, lo)``; ``lo`` is None when ``alpha_out`` leaves no low channel. Weights are
+    declared with their shapes, so MXNet refuses an input of another width wherever it
+    infers shapes; each path's convolution records the layer's input widths and its
+    poolings for :func:`check_pairs`.
     """
     plan = plan_octconv(channels, kernel_size, in_channels=in_channels, stride=stride,
                         padding=padding, alpha_in=alpha_in, alpha_out=alpha_out,
