@@ -160,28 +160,34 @@ class OctActivation(_Stateless):
 
 
 class OctPool(_Stateless):
-    """Max or average pooling of each branch (ceil mode)."""
+    """Max or average pooling of each branch (see :func:`octconv.ops.pool`; ``dims=3``:
+    of clips, windows ``(t, h, w)``)."""
 
-    def __init__(self, pool_type, pool_size, strides, padding=0, **kwargs):
+    def __init__(self, pool_type, pool_size, strides, padding=0, dims=2, **kwargs):
         super().__init__(lambda F, pair: ops.pool(F, pair, pool_type, pool_size, strides,
-                                                  padding), **kwargs)
+                                                  padding, dims), **kwargs)
 
 
 class OctGlobalPool(_Stateless):
-    """Global pooling of each branch."""
+    """Global pooling of each branch (``dims=3``: of clips)."""
 
-    def __init__(self, pool_type="avg", **kwargs):
-        super().__init__(lambda F, pair: ops.global_pool(F, pair, pool_type), **kwargs)
+    def __init__(self, pool_type="avg", dims=2, **kwargs):
+        super().__init__(lambda F, pair: ops.global_pool(F, pair, pool_type, dims), **kwargs)
 
 
 class OctMerge(HybridBlock):
-    """One high-resolution tensor from a pair: hi concatenated with the upsampled lo."""
+    """One high-resolution tensor from a pair: hi concatenated with the upsampled lo
+    (``dims=3``: clips, upsampled in height and width)."""
+
+    def __init__(self, dims=2, **kwargs):
+        super().__init__(**kwargs)
+        self._dims = dims
 
     def forward(self, hi, lo=None):
         return super().forward(hi) if lo is None else super().forward(hi, lo)
 
     def hybrid_forward(self, F, hi, lo=None):
-        return ops.merge(F, (hi, lo))
+        return ops.merge(F, (hi, lo), self._dims)
 
 
 class OctSE(PairBlock):

@@ -95,14 +95,14 @@ def oct_activation(data, act):
     return ops.activation(F, data, act)
 
 
-def oct_pool(data, pool_type, kernel, stride, padding=0):
-    """Max or average pooling of each branch."""
-    return ops.pool(F, data, pool_type, kernel, stride, padding)
+def oct_pool(data, pool_type, kernel, stride, padding=0, dims=2):
+    """Max or average pooling of each branch (``dims=3``: of clips, windows ``(t, h, w)``)."""
+    return ops.pool(F, data, pool_type, kernel, stride, padding, dims)
 
 
-def oct_global_pool(data, pool_type="avg"):
-    """Global pooling of each branch."""
-    return ops.global_pool(F, data, pool_type)
+def oct_global_pool(data, pool_type="avg", dims=2):
+    """Global pooling of each branch (``dims=3``: of clips)."""
+    return ops.global_pool(F, data, pool_type, dims)
 
 
 def oct_concat(*pairs):
@@ -115,9 +115,10 @@ def oct_add(a, b):
     return ops.add(F, a, b)
 
 
-def oct_merge(data):
-    """One high-resolution tensor: hi concatenated with the upsampled lo."""
-    return ops.merge(F, data)
+def oct_merge(data, dims=2):
+    """One high-resolution tensor: hi concatenated with the upsampled lo (``dims=3``:
+    clips, upsampled in height and width)."""
+    return ops.merge(F, data, dims)
 
 
 def oct_se(data, name, channels, alpha, reduction=16):

@@ -212,3 +212,32 @@ def test_a_wrong_clip_is_named(hi_shape, lo_shape, message):
     block.initialize()
     with pytest.raises(ValueError, match=re.escape(message)):
         block(mx.nd.ones(hi_shape), mx.nd.ones(lo_shape))
+
+
+def test_companions_take_clips_in_both_apis():
+    """Pooling, global pooling and merging of a clip pair against NumPy, frame by frame
+    for the octave's operations (tests/reference.py works on the last two axes)."""
+    rng = np.random.RandomState(9)
+    hi, lo = rng.randn(2, 4, 3, 7, 9), rng.randn(2, 2, 3, 4, 5)
+    want = {
+        "avg": (reference.avg_pool2(hi), reference.avg_pool2(lo)),
+        "global": (hi.mean(axis=(2, 3, 4), keepdims=True), lo.mean(axis=(2, 3, 4), keepdims=True)),
+        "merge": (np.concatenate([hi, reference.upsample2(lo, hi.shape[-2:])], axis=1), None),
+    }
+    blocks = {"avg": G.OctPool("avg", (1, 2, 2), (1, 2, 2), dims=3),
+              "global": G.OctGlobalPool(dims=3), "merge": G.OctMerge(dims=3)}
+    symbols = {"avg": S.oct_pool, "global": S.oct_global_pool, "merge": S.oct_merge}
+    pair = (mx.sym.var("hi"), mx.sym.var("lo"))
+    for name, block in blocks.items():
+        got = block(nd(hi), nd(lo))
+        got = (got, None) if name == "merge" else got
+        args = (pair, "avg", (1, 2, 2), (1, 2, 2)) if name == "avg" else (pair,)
+        out = symbols[name](*args, dims=3)
+        out = (out, None) if name == "merge" else out
+        by_symbol = run_symbol(out, {"hi": hi, "lo": lo}, {})
+        for g, s, w in zip(got, by_symbol, want[name]):
+            if w is not None:
+                np.testing.assert_allclose(g.asnumpy(), w, rtol=1e-5, atol=1e-5)
+                np.testing.assert_allclose(s, w, rtol=1e-5, atol=1e-5)
+    maxed = G.OctPool("max", (1, 3, 3), (1, 2, 2), (0, 1, 1), dims=3)(nd(hi), nd(lo))
+    assert maxed[0].shape == (2, 4, 3, 4, 5) and maxed[1].shape == (2, 2, 3, 2, 3)
