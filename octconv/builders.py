@@ -115,31 +115,34 @@ def _stem_v1(ops, x, stem):
     return ops.act(ops.add(y, x), "relu")
 
 
-def _bottleneck_v1(ops, x, name, in_c, mid, out, stride, alpha_in, alpha, spec):
-    """Post-activation bottleneck (section 3.3).
+def _bottleneck_v1(ops, x, name, in_c, mid, out, stride, alpha_in, alpha, spec,
+                   kernels=(1, 3, 1)):
+    """Post-activation bottleneck (section 3.3; the video networks' too, section 6).
 
-    [no-affine BN bn1a] -> 1x1 (conv1) -> BN -> ReLU -> 3x3 with groups (conv2) -> BN
-    -> ReLU -> 1x1 (conv3) -> BN -> [SE] ; the stride sits on conv ``spec.stride_pos``
-    (1 = the 3x3, 2 = the last 1x1) ; shortcut when the stride or width changes:
-    [no-affine BN bn4a] -> 1x1 with the stride (conv4) -> BN ; sum -> ReLU.
+    [no-affine BN bn1a] -> ``kernels[0]`` conv1 -> BN -> ReLU -> ``kernels[1]`` conv2 with
+    groups -> BN -> ReLU -> ``kernels[2]`` conv3 -> BN -> [SE] ; the stride sits on conv
+    ``spec.stride_pos`` (1 = conv2, 2 = conv3; in height and width for clips) ; shortcut
+    when the stride, the width or the octave split changes: [no-affine BN bn4a] -> 1x1
+    with the stride (conv4) -> BN ; sum -> ReLU.
     """
-    strides = [stride if i == spec.stride_pos else 1 for i in range(3)]
+    spatial = lambda s: s if ops.dims == 2 else (1, s, s)
+    strides = [spatial(stride if i == spec.stride_pos else 1) for i in range(3)]
     y = x
     if spec.extra_bn:
         y = ops.bn(y, f"{name}_bn1a", in_c, alpha_in, affine=False)
-    y = _conv_bn(ops, y, f"{name}_conv1", f"{name}_bn1", in_c, mid, 1, alpha_in, alpha,
-                 strides[0])
-    y = _conv_bn(ops, y, f"{name}_conv2", f"{name}_bn2", mid, mid, 3, alpha, alpha,
+    y = _conv_bn(ops, y, f"{name}_conv1", f"{name}_bn1", in_c, mid, kernels[0], alpha_in,
+                 alpha, strides[0])
+    y = _conv_bn(ops, y, f"{name}_conv2", f"{name}_bn2", mid, mid, kernels[1], alpha, alpha,
                  strides[1], spec.groups)
-    y = _conv_bn(ops, y, f"{name}_conv3", f"{name}_bn3", mid, out, 1, alpha, alpha,
+    y = _conv_bn(ops, y, f"{name}_conv3", f"{name}_bn3", mid, out, kernels[2], alpha, alpha,
                  strides[2], act=None, residual_end=True)
     if spec.se_reduction:
         y = ops.se(y, f"{name}_se", out, alpha, spec.se_reduction)
-    if stride != 1 or in_c != out:
+    if stride != 1 or in_c != out or alpha_in != alpha:
         if spec.extra_bn:
             x = ops.bn(x, f"{name}_bn4a", in_c, alpha_in, affine=False)
         x = _conv_bn(ops, x, f"{name}_conv4", f"{name}_bn4", in_c, out, 1, alpha_in, alpha,
-                     stride, act=None)
+                     spatial(stride), act=None)
     return ops.act(ops.add(y, x), "relu")
 
 

@@ -7,31 +7,18 @@ of the Non-local Neural Networks code (facebookresearch/video-nonlocal-net,
 ``lib/models/resnet_video.py``), whose ResNet-50 C2D and I3D the paper's Table 6 starts
 from.
 """
-from octconv.builders import _conv_bn
+from octconv.builders import _bottleneck_v1, _conv_bn
 from octconv.unit import split_channels
 
 __all__ = ["video_resnet", "slowfast_resnet"]
 
 
-def _bottleneck(ops, x, name, in_c, mid, out, stride, temporal, alpha_in, alpha):
-    """Post-activation bottleneck, inflated in time on its first conv (section 6.1); the
-    names of resnet50_v1b's block, so image weights inflate onto it by name.
-
-    (t,1,1) conv1 -> BN -> ReLU -> (1,3,3) conv2 with the spatial stride -> BN -> ReLU
-    -> (1,1,1) conv3 -> BN ; shortcut (1,1,1) conv4 with the stride -> BN when the
-    stride, the width or the octave split changes ; sum -> ReLU.
-    """
-    spatial = (1, stride, stride)
-    y = _conv_bn(ops, x, f"{name}_conv1", f"{name}_bn1", in_c, mid, (temporal, 1, 1),
-                 alpha_in, alpha)
-    y = _conv_bn(ops, y, f"{name}_conv2", f"{name}_bn2", mid, mid, (1, 3, 3), alpha, alpha,
-                 spatial)
-    y = _conv_bn(ops, y, f"{name}_conv3", f"{name}_bn3", mid, out, (1, 1, 1), alpha, alpha,
-                 act=None, residual_end=True)
-    if stride != 1 or in_c != out or alpha_in != alpha:
-        x = _conv_bn(ops, x, f"{name}_conv4", f"{name}_bn4", in_c, out, (1, 1, 1), alpha_in,
-                     alpha, spatial, act=None)
-    return ops.act(ops.add(y, x), "relu")
+def _bottleneck(ops, x, name, in_c, mid, out, stride, temporal, alpha_in, alpha, spec):
+    """The post-activation bottleneck of the image networks (``_bottleneck_v1``, the names
+    of resnet50_v1b's, so image weights inflate by name) with kernels (t,1,1), (1,3,3),
+    (1,1,1): inflated in time on its first conv (section 6.1)."""
+    return _bottleneck_v1(ops, x, name, in_c, mid, out, stride, alpha_in, alpha, spec,
+                          kernels=((temporal, 1, 1), (1, 3, 3), (1, 1, 1)))
 
 
 def video_resnet(ops, x, spec, alpha, classes, dropout):
@@ -56,7 +43,7 @@ def video_resnet(ops, x, spec, alpha, classes, dropout):
             stride = 2 if unit == 0 and stage > 0 else 1
             name = f"L{stage + 1}_B{unit}"
             x = _bottleneck(ops, x, name, in_c, spec.mid[stage], spec.out[stage], stride,
-                            spec.temporal[stage][unit], alpha_in, stage_alpha)
+                            spec.temporal[stage][unit], alpha_in, stage_alpha, spec)
             in_c, alpha_in = spec.out[stage], stage_alpha
             if unit in spec.nonlocal_blocks[stage]:
                 x = ops.nonlocal_block(x, f"{name}_nonlocal", in_c, stage_alpha)
@@ -64,7 +51,6 @@ def video_resnet(ops, x, spec, alpha, classes, dropout):
             x = ops.pool(x, "max", (2, 1, 1), (2, 1, 1), 0)
     x = ops.global_pool(x)
     return ops.dense(ops.dropout(x, dropout), "classifier", in_c, classes)
-
 
 
 def _lateral(ops, slow, fast, name, fast_c, slow_widths, alpha, spec):
@@ -115,7 +101,7 @@ def slowfast_resnet(ops, x, spec, alpha, classes, dropout):
                 stride = 2 if unit == 0 and stage > 0 else 1
                 pairs[path] = _bottleneck(ops, pairs[path], f"{path}_L{stage + 1}_B{unit}",
                                           in_c, mid, out, stride, temporal[stage],
-                                          stage_alpha, stage_alpha)
+                                          stage_alpha, stage_alpha, spec)
                 in_c = out
             widths[path] = split_channels(out, stage_alpha)
     x = ops.concat(ops.global_pool(pairs["slow"]), ops.global_pool(pairs["fast"]))

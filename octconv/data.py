@@ -20,8 +20,9 @@ from mxnet.gluon.data import DataLoader
 from mxnet.gluon.data.vision import ImageFolderDataset, transforms
 
 from octconv.cli import UserError, mxnet_reason
+from octconv.config import VIDEO_KINDS
 
-__all__ = ["DataError", "build_digits", "split_digits", "Batches", "train_batches", "val_batches",
+__all__ = ["DataError", "build_digits", "split_digits", "data_path", "Batches", "train_batches", "val_batches",
            "test_resize"]
 
 
@@ -241,23 +242,29 @@ def _rec_batches(path, data_cfg, batch_size, train, part, parts):
     return Batches(make_iter, per_epoch, None, train)
 
 
-def _batches(cfg, train, batch_size, part, parts):
+def data_path(cfg, train):
+    """The training or validation set of ``cfg``: DATA.train / DATA.val, or the split
+    folder of an embedded set, built at DATA.train (else under TRAIN.out_dir) first."""
     data_cfg = cfg.DATA
+    if data_cfg.kind in ("digits", "digits_clutter", "moving_digits"):
+        root = data_cfg.train or os.path.join(cfg.TRAIN.out_dir, data_cfg.kind)
+        if data_cfg.kind == "moving_digits":
+            from octconv.clips import build_moving_digits
+            build_moving_digits(root, size=data_cfg.size)
+        else:
+            build_digits(root, size=data_cfg.size, clutter=data_cfg.kind == "digits_clutter")
+        return os.path.join(root, "train" if train else "val")
     path = data_cfg.train if train else data_cfg.val
-    if data_cfg.kind in ("digits", "digits_clutter"):
-        root = build_digits(data_cfg.train or os.path.join(cfg.TRAIN.out_dir, data_cfg.kind),
-                            size=data_cfg.size, clutter=data_cfg.kind == "digits_clutter")
-        path = os.path.join(root, "train" if train else "val")
-    if data_cfg.kind == "moving_digits":
-        from octconv.clips import build_moving_digits
-        root = build_moving_digits(data_cfg.train or os.path.join(cfg.TRAIN.out_dir,
-                                                                  data_cfg.kind),
-                                   size=data_cfg.size)
-        path = os.path.join(root, "train" if train else "val")
     if not path:
         raise DataError(f"DATA.{'train' if train else 'val'} is empty: give a "
                         f"{'.rec file' if data_cfg.kind == 'rec' else 'folder'}")
-    if data_cfg.kind in ("clips", "moving_digits"):
+    return path
+
+
+def _batches(cfg, train, batch_size, part, parts):
+    data_cfg = cfg.DATA
+    path = data_path(cfg, train)
+    if data_cfg.kind in VIDEO_KINDS:
         from octconv.clips import clip_batches
         return clip_batches(path, data_cfg, batch_size, train, part, parts)
     make = _rec_batches if data_cfg.kind == "rec" else _folder_batches

@@ -103,6 +103,10 @@ class VideoResNet:
     mid: tuple = (64, 128, 256, 512)
     out: tuple = (256, 512, 1024, 2048)
     min_frames: int = 2         # the (2,1,1)/(2,1,1) pooling after L1 needs two frames
+    stride_pos: int = 1         # the bottleneck's settings, as ResNetV1's: stride on conv2,
+    groups: int = 1             # no groups, no squeeze-excitation, no extra BNs
+    se_reduction: int = 0
+    extra_bn: bool = False
     pool1_padding: int = 0      # the stem's 3x3/2 max-pool: unpadded in the Non-local code
     classes: int = 400          # Kinetics-400, the classifier Table 6 counts
     figure_rule: str = "tool"   # Table 6's figures: the tool's rule without activations
@@ -128,6 +132,10 @@ class SlowFastResNet:
     mid: tuple = (64, 128, 256, 512)
     out: tuple = (256, 512, 1024, 2048)
     min_frames: int = 1
+    stride_pos: int = 1         # the bottleneck's settings, as ResNetV1's: stride on conv2,
+    groups: int = 1             # no groups, no squeeze-excitation, no extra BNs
+    se_reduction: int = 0
+    extra_bn: bool = False
     classes: int = 400
     figure_rule: str = "macs"   # Table 6 scales the SlowFast paper's multiply-adds
 

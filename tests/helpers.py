@@ -39,6 +39,11 @@ def run_symbol(outputs, inputs, params):
     return tuple(None if o is None else next(results) for o in outputs)
 
 
+def low(channels, alpha):
+    """The low branch's width: the tests' own reading of the split rule."""
+    return int(alpha * channels)
+
+
 def pair_arrays(rng, batch, widths, size):
     """Random (hi, lo) NumPy inputs for (high, low) widths at ``size`` px (an int, or
     (height, width)); lo None if 0."""

@@ -6,13 +6,9 @@ import numpy as np
 import pytest
 
 import reference
-from helpers import nd, pair_arrays, randomize, run_symbol
+from helpers import low, nd, pair_arrays, randomize, run_symbol
 from octconv import gluon as G
 from octconv import symbol as S
-
-
-def low(c, alpha):
-    return int(alpha * c)
 
 
 def random_configs(count, seed=2019):

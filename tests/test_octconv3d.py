@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 
 import reference
-from helpers import nd, randomize, run_symbol
+from helpers import low, nd, randomize, run_symbol
 from octconv import gluon as G
 from octconv import symbol as S
-
-
-def low(c, alpha):
-    return int(alpha * c)
 
 
 def random_configs(count, seed=2020):

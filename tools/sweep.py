@@ -30,14 +30,19 @@ from octconv.files import write_atomically
 VARIANTS = {"full": ("h2l", "l2h"), "no_h2l": ("l2h",), "no_l2h": ("h2l",)}
 
 
-def float_list(text):
-    """An argument type: comma-separated alphas, each in [0, 1)."""
+def one_alpha(text):
+    """An argument type: an alpha in [0, 1)."""
     import argparse
     from octconv.unit import check_alpha
     try:
-        return [check_alpha(float(part)) for part in text.split(",")]
+        return check_alpha(float(text))
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+
+
+def alpha_list(text):
+    """An argument type: comma-separated alphas, each in [0, 1)."""
+    return [one_alpha(part) for part in text.split(",")]
 
 
 def int_list(text):
@@ -72,6 +77,7 @@ def run_one(config, overrides, variant, alpha, seed, folder, sizes, log):
     is kept in ``folder/sweep.json``."""
     from octconv.complexity import count_model
     from octconv.config import load
+    from octconv.data import data_path
     from octconv.scoring import load_for_scoring, score
     from octconv.train import fit
 
@@ -90,7 +96,7 @@ def run_one(config, overrides, variant, alpha, seed, folder, sizes, log):
     counts = count_model(cfg.MODEL.name, alpha, "gluon", cfg.DATA.size, cfg.MODEL.classes,
                          exchange=cfg.MODEL.exchange)
     net, run_config = load_for_scoring(folder)
-    val = _val_folder(cfg)
+    val = data_path(cfg, train=False)
     scores = score(net, val, "rec" if val.endswith(".rec") else "folder",
                    sorted(set(sizes) | {cfg.DATA.size}), data_cfg=run_config.get("DATA"))
     at_size = next(s for s in scores if s["size"] == cfg.DATA.size)
@@ -100,16 +106,6 @@ def run_one(config, overrides, variant, alpha, seed, folder, sizes, log):
                   scores=[{k: s[k] for k in ("size", "top1", "top5")} for s in scores])
     write_atomically(result_path, lambda tmp: json.dump(result, open(tmp, "w"), indent=1))
     return result
-
-
-def _val_folder(cfg):
-    """The validation set of ``cfg`` (the embedded sets' val folder)."""
-    if cfg.DATA.kind in ("digits", "digits_clutter"):
-        from octconv.data import build_digits
-        root = build_digits(cfg.DATA.train or os.path.join(cfg.TRAIN.out_dir, cfg.DATA.kind),
-                            cfg.DATA.size, clutter=cfg.DATA.kind == "digits_clutter")
-        return os.path.join(root, "val")
-    return cfg.DATA.val
 
 
 def write_csvs(results, out):
@@ -203,12 +199,12 @@ def plot_resolution(results, path, title):
 def main(argv=None):
     parser = ArgumentParser(__doc__)
     parser.add_argument("--config", required=True, help="base YAML (configs/findings_digits.yaml)")
-    parser.add_argument("--alphas", type=float_list, default=[0.0, 0.125, 0.25, 0.5, 0.75])
+    parser.add_argument("--alphas", type=alpha_list, default=[0.0, 0.125, 0.25, 0.5, 0.75])
     parser.add_argument("--seeds", type=int_list, default=[0, 1, 2])
     parser.add_argument("--ablations", type=ablation_list, default=["no_h2l", "no_l2h"],
                         help="no_h2l,no_l2h (default), one of them, or none")
-    parser.add_argument("--ablation-alpha", type=float_list, default=[0.5],
-                        help="alpha of the ablation runs (one; the paper's path ablation "
+    parser.add_argument("--ablation-alpha", type=one_alpha, default=0.5,
+                        help="alpha of the ablation runs (the paper's path ablation "
                              "used 0.5)")
     parser.add_argument("--sizes", type=size_list, default=None,
                         help="test sizes for the resolution study (default: the training "
@@ -226,9 +222,7 @@ def main(argv=None):
         os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
     size = base.DATA.size
     sizes = args.sizes or [round(size * f) for f in (0.75, 1.0, 1.25, 1.5)]
-    if len(args.ablation_alpha) != 1:
-        parser.error(f"--ablation-alpha takes one alpha, got {len(args.ablation_alpha)}")
-    runs = planned_runs(args.alphas, args.seeds, args.ablations, args.ablation_alpha[0])
+    runs = planned_runs(args.alphas, args.seeds, args.ablations, args.ablation_alpha)
     results = []
     for k, (variant, alpha, seed) in enumerate(runs, 1):
         folder = os.path.join(args.runs, f"{variant}_a{alpha:g}_s{seed}")
