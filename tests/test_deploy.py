@@ -17,7 +17,7 @@ from tvm import te
 
 from octconv.deploy import TileCache, compile_network, compile_symbol, load_library
 from octconv.deploy import kernels as K
-from octconv.deploy.winograd import Winograd, transform_weight
+from octconv.deploy.winograd import RULE as WINOGRAD_RULE, Winograd, transform_weight
 from octconv.deploy.lower import UnsupportedGraph
 from octconv.deploy.bench import gluoncv_network, zoo_network
 from octconv.deploy.target import make_target, runs_here, vector_lanes
@@ -124,8 +124,9 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, cac
     Winograd((2, 2, 9, 7, 16), 1, 16, 1, 2, K.Epilogue((("bias",), ("act", "relu")))),
     Winograd((1, 1, 10, 10, 16), 2, 16, 1, 4,
              K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2")))),
+    Winograd((1, 2, 8, 8, 16), 4, 16, 1, 4, K.Epilogue((("bias",),))),
 ], ids=["conv1x1", "conv3x3-8lane-batch2", "grouped-strided", "conv3x3-up2", "depthwise",
-        "winograd2", "winograd4-up2"])
+        "winograd2", "winograd4-up2", "winograd4-4x4-tiles"])
 def test_every_candidate_tile_computes_the_same(kernel):
     """Every schedule the search may pick equals the unscheduled computation."""
     target = make_target()
@@ -179,6 +180,40 @@ def test_winograd_equals_direct_convolution(m, size):
     expected = run(direct, te.create_prim_func(inputs + [output]), weight)
     got = run(fast, scheduled_func(fast, fast.tiles(8)[0]), transform_weight(weight, m))
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+
+
+def test_winograd_where_the_rule_says_and_equal_to_mxnet(cache):
+    """The documented rule (F(4x4) on maps of >= 14 px with >= 16 channels, F(2x2) on
+    7-13 px maps with >= 32, direct otherwise) picks each 3x3 convolution's kernel, and
+    the network so lowered equals MXNet."""
+    if not runs_here(make_target()):
+        pytest.skip("host target not runnable")
+    from types import SimpleNamespace
+    from octconv.deploy.lower import lower
+    x = mx.sym.var("data")
+    layers = [(16, 16), (16, 16), (8, 32), (8, 32), (4, 32)]  # (input size, out channels)
+    for j, (size, channels) in enumerate(layers):
+        if j and size < layers[j - 1][0]:
+            x = mx.sym.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="max")
+        x = mx.sym.Activation(mx.sym.Convolution(x, num_filter=channels, kernel=(3, 3),
+                                                 pad=(1, 1), name=f"c{j}"), act_type="relu")
+    x = mx.sym.Pooling(x, kernel=(1, 1), global_pool=True, pool_type="avg")
+    sym = mx.sym.FullyConnected(mx.sym.Flatten(x), num_hidden=10, name="fc")
+    shapes, _, _ = sym.infer_shape(data=(1, 3, 16, 16))
+    rng = np.random.default_rng(0)
+    network = SimpleNamespace(symbol=sym, params={
+        n: (rng.standard_normal(s) * 0.2).astype(np.float32)
+        for n, s in zip(sym.list_arguments(), shapes) if n != "data"})
+    program = lower(sym.tojson(), network.params, (1, 3, 16, 16), vector_lanes(make_target()))
+    kinds = [(type(c.kernel).__name__, getattr(c.kernel, "m", None)) for c in program.calls
+             if isinstance(c.kernel, (K.Conv, Winograd))]
+    # 3 -> 16 (3 input channels), 16 -> 16 at 16 px, 16 -> 32 and 32 -> 32 at 8 px,
+    # 32 -> 32 at 4 px
+    assert kinds == [("Conv", None), ("Winograd", 4), ("Conv", None), ("Winograd", 2),
+                     ("Conv", None)]
+    x = image(16)
+    compiled = compile_symbol(sym, network.params, x.shape, cache=cache, budget=1)
+    assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 
 @pytest.mark.parametrize("name", ["resnet18_v1", "mobilenetv2_0.25"])
@@ -240,6 +275,10 @@ def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):
     records = json.load(open(path))
     (target_records,) = records.values()
     assert len(target_records) == first.stats["searches"]
+    assert TileCache(path).usable(make_target()) == first.stats["searches"]
+    older = TileCache(path)  # records of an older schedule version are not usable
+    older.put(make_target(), "v1 Conv(...)", [1, 1, 1, 1], 1.0)
+    assert older.usable(make_target()) == first.stats["searches"]
     (library,) = (tmp_path / "libraries").glob("*.so")
     built_at = library.stat().st_mtime_ns
     second = compile_symbol(network.symbol, network.params, x.shape, cache=TileCache(path),
@@ -346,7 +385,7 @@ def test_compile_cli_names_a_bad_checkpoint_and_weights_of_another_alpha(tmp_pat
 def test_results_file_comes_from_the_table2_tool():
     """results/table2.* were written by tools/table2.py: every row of the tool at one
     thread, the same figures in the CSV and the markdown, noisy rows marked, the
-    machine, its ISA and the versions recorded."""
+    machine, its ISA, the versions and the Winograd rule of the code recorded."""
     table2 = load_script("tools/table2.py")
     folder = os.path.join(ROOT, "results")
     rows = list(csv.DictReader(open(os.path.join(folder, "table2.csv"))))
@@ -358,6 +397,7 @@ def test_results_file_comes_from_the_table2_tool():
     for key in ("CPU", "ISA", "TVM target", "threads", "versions", "algorithm", "timing",
                 "search budget", "wall time"):
         assert f"- {key}: " in text
+    assert f"- algorithm: {WINOGRAD_RULE}\n" in text  # regenerated with the rule of the code
     for r in rows:
         mark = " ~" if r["noisy"] == "True" else ""
         assert (f"| {r['network']}{mark} | {r['threads']} | {r['batch']} | "

@@ -380,10 +380,11 @@ def main(argv=None):
     from octconv.deploy.target import describe, make_target
     from octconv.deploy.threads import resolve_threads
     from octconv.deploy.tuning import TileCache
+    from octconv.deploy.winograd import RULE as WINOGRAD_RULE
     counts = sorted({resolve_threads(t) for t in args.thread_counts})
     cache = TileCache(args.cache)
     target = describe(make_target(args.target))
-    cached_before = len(cache.records.get(target, {}))  # (other targets' do not count)
+    cached_before = cache.usable(target)  # (other targets' and older versions' do not count)
     start = time.perf_counter()
     workers = []
     with tempfile.TemporaryDirectory() as folder:
@@ -408,13 +409,11 @@ def main(argv=None):
     meta = {"CPU": cpu_model(), "ISA": _isa(), "TVM target": target,
             "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
-            "algorithm": "3x3 stride-1 convolutions of >= 32 channels on >= 7 px maps by "
-                         "Winograd, F(4x4, 3x3) from 14 px, F(2x2, 3x3) below; the rest "
-                         "direct",
+            "algorithm": WINOGRAD_RULE,
             "timing": f"rounds of 5 until every spread < {100 * args.tolerance:.0f} % or "
                       f"{args.max_runs} runs",
             "search budget": f"{args.budget} tiles per workload",
-            "tuning cache at start": f"{cached_before} records for this target",
+            "tuning cache at start": f"{cached_before} usable records for this target",
             "tuning records at start": cached_before,
             "searches run": searches,
             "wall time": f"{wall:.0f} s (compile, tuning and timing)", "wall_s": wall}

@@ -15,10 +15,10 @@ Inference simplifications made here:
   ``h2l(pool(h)) + l2l(l)`` adds the first path's result in the second's tile.
 - A strided 1x1 convolution becomes a subsampling and a stride-1 1x1 convolution
   (whose flat pixel tiles are faster).
-- 3x3 stride-1 dense convolutions of at least 32 input and output channels on maps of
-  at least 7 x 7 run as Winograd convolutions (:mod:`octconv.deploy.winograd`) unless
-  ``winograd=False`` (measured faster than the direct kernels from 32 channels and
-  7 x 7 up; smaller ones stay direct).
+- 3x3 stride-1 dense convolutions run as Winograd convolutions
+  (:mod:`octconv.deploy.winograd`) where :func:`~octconv.deploy.winograd.worthwhile`
+  measured them faster than the direct kernel (enough channels for the map's size),
+  unless ``winograd=False``.
 - Weights are packed once, here, for the channel-blocked layout of
   :mod:`octconv.deploy.kernels` (and transformed for Winograd); channel counts that
   are not a whole number of blocks are zero-padded (padded channels stay zero through
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from octconv.deploy import kernels as K
-from octconv.deploy.winograd import Winograd, output_tile, transform_weight
+from octconv.deploy.winograd import Winograd, output_tile, transform_weight, worthwhile
 from octconv.graph import Graph
 
 __all__ = ["Tensor", "Call", "Program", "UnsupportedGraph", "lower"]
@@ -283,8 +283,8 @@ class _Lowering:
         else:
             block_groups, per_group = _block_grouping(groups, lin, lout)
             packed = _pack_conv_weight(weight, groups, lin, lout, block_groups, per_group)
-            if self.winograd and (k, s, block_groups) == (3, 1, 1) and min(size) >= 7 \
-                    and min(lin.channels, lout.channels) >= 32:
+            if self.winograd and (k, s, block_groups) == (3, 1, 1) \
+                    and worthwhile(size, lin.channels, lout.channels):
                 m = output_tile(min(size))
                 kern = Winograd(x.shape, lout.blocks, lout.block, p, m, epilogue)
                 packed = transform_weight(packed, m)

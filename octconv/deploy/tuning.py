@@ -26,7 +26,7 @@ __all__ = ["TileCache", "scheduled_func", "choose_tile", "default_cache_path"]
 
 
 # bumped whenever a kernel's schedule changes, so that older records are not reused
-SCHEDULE_VERSION = 2
+SCHEDULE_VERSION = 3
 
 
 def default_cache_path():
@@ -65,6 +65,12 @@ class TileCache:
             return None
         tile = record["tile"]
         return tuple(tile) if isinstance(tile, list) else tile
+
+    def usable(self, target):
+        """How many records of ``target`` (a target or its description) this schedule
+        version can use."""
+        name = target if isinstance(target, str) else describe(target)
+        return sum(key.startswith(f"v{SCHEDULE_VERSION} ") for key in self.records.get(name, {}))
 
     def put(self, target, key, tile, ms):
         self.records.setdefault(describe(target), {})[key] = {"tile": tile, "ms": ms}

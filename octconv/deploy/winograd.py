@@ -22,7 +22,7 @@ from tvm import te, tirx
 from octconv.deploy.kernels import F32, Epilogue, Kernel, _pad, _parallel, _schedule_padding, \
     _with_epilogue
 
-__all__ = ["Winograd", "transform_weight", "output_tile"]
+__all__ = ["Winograd", "transform_weight", "output_tile", "worthwhile", "RULE"]
 
 # (Bt, G, At) per output tile size m
 MATRICES = {
@@ -39,8 +39,28 @@ MATRICES = {
 
 def output_tile(size):
     """The output tile m for an output of ``size`` pixels a side: F(4x4) from 14 pixels
-    up, F(2x2) below (a 7 x 7 map would waste 2/9 of F(4x4)'s tiles)."""
+    up, F(2x2) below. (On 7-13 px maps F(4x4) wins alone, 1.6-2 x over F(2x2) up to 256
+    channels, but loses inside a network: its transformed weights, 36 per pair of
+    channels, 4 x the direct kernel's, are read from memory for a few tiles each.)"""
     return 4 if size >= 14 else 2
+
+
+RULE = ("3x3 stride-1 convolutions by Winograd: F(4x4, 3x3) on maps of >= 14 px with >= 16 "
+        "channels, F(2x2, 3x3) on 7-13 px maps with >= 32; the rest direct")
+
+
+def worthwhile(size, in_channels, out_channels):
+    """Whether a 3x3 stride-1 convolution with an output of ``size`` (rows, cols) runs
+    faster by Winograd than directly (:data:`RULE`). The transforms cost per channel
+    and the products per pair of channels, so few channels favour the direct kernel.
+    Measured on an AVX-512 Zen 4 (ms per call, direct / Winograd, both tuned): 56 px
+    16 -> 16 channels .135 / .073, 28 px 48 -> 16 .104 / .059, 14 px 16 -> 16
+    .0088 / .0068, but 7 px 16 -> 16 .0023 / .0032 and 7 px 32 -> 32 .0090 / .0097
+    (F(2x2)), 64 -> 64 .033 / .030."""
+    channels, side = min(in_channels, out_channels), min(size)
+    if side >= 14:
+        return channels >= 16
+    return side >= 7 and channels >= 32
 
 
 def transform_weight(packed, m):
@@ -102,12 +122,19 @@ class Winograd(Kernel):
         return (a, a, self.out_blocks, self.data[1], self.data[4], self.out_block)
 
     def tiles(self, lanes):
+        """Tiles (pixel tiles, output blocks, input blocks per pass), best-guess first:
+        register tiles of pixel tiles x output blocks whose accumulators fit the vector
+        registers (24 of 32 zmm with AVX-512, 12 of 16 ymm with AVX2), 4 x 4 and 4 x 1
+        first (the fastest on most layers of an AVX-512 Zen 4; the wider tiles feed
+        CPUs with two full-width FMA units), each with the two most even input-channel
+        passes."""
         vectors = max(1, self.out_block // lanes)
         budget = 24 if lanes == 16 else 12
         icb = self.data[1]
         blocked = [d for d in (2, 4, 1) if icb % d == 0]
         found = []
-        for rp, ot in ((4, 1), (2, 2), (6, 1), (3, 2), (8, 1), (2, 1), (1, 1)):
+        for rp, ot in ((4, 4), (4, 1), (4, 2), (8, 2), (2, 2), (6, 1), (3, 2), (8, 1),
+                       (2, 1), (1, 1)):
             if rp * ot * vectors <= budget and self.out_blocks % ot == 0:
                 found += [WinogradTile(rp, ot, icin) for icin in blocked[:2]]
         return found
