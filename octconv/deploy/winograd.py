@@ -55,8 +55,8 @@ def worthwhile(size, in_channels, out_channels):
     and the products per pair of channels, so few channels favour the direct kernel.
     Measured on an AVX-512 Zen 4 (ms per call, direct / Winograd, both tuned): 56 px
     16 -> 16 channels .135 / .073, 28 px 48 -> 16 .104 / .059, 14 px 16 -> 16
-    .0088 / .0068, but 7 px 16 -> 16 .0023 / .0032 and 7 px 32 -> 32 .0090 / .0097
-    (F(2x2)), 64 -> 64 .033 / .030."""
+    .0088 / .0068, but 7 px 16 -> 16 .0023 / .0032 (F(2x2)); at 7 px the threshold of
+    32 is a near tie (32 -> 32 .0090 / .0097, 64 -> 64 .033 / .030)."""
     channels, side = min(in_channels, out_channels), min(size)
     if side >= 14:
         return channels >= 16
@@ -125,9 +125,9 @@ class Winograd(Kernel):
         """Tiles (pixel tiles, output blocks, input blocks per pass), best-guess first:
         register tiles of pixel tiles x output blocks whose accumulators fit the vector
         registers (24 of 32 zmm with AVX-512, 12 of 16 ymm with AVX2), 4 x 4 and 4 x 1
-        first (the fastest on most layers of an AVX-512 Zen 4; the wider tiles feed
-        CPUs with two full-width FMA units), each with the two most even input-channel
-        passes."""
+        first (among the fastest on the layers of ResNet-50 on an AVX-512 Zen 4; the
+        wider tiles are for CPUs with two full-width FMA units), each with the two most
+        even input-channel passes."""
         vectors = max(1, self.out_block // lanes)
         budget = 24 if lanes == 16 else 12
         icb = self.data[1]
