@@ -216,6 +216,24 @@ def test_winograd_where_the_rule_says_and_equal_to_mxnet(cache):
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 
+def test_profile_accounts_for_every_call_and_multiply_add(cache):
+    """The per-kernel profile covers every kernel call once per network call, and its
+    multiply-adds add up to the complexity counter's count on the Symbol graph; the
+    library reused on another thread count."""
+    if not runs_here(make_target()):
+        pytest.skip("host target not runnable")
+    network = network_("resnet10_v2_mini", 0.0, 32)
+    x = image(32)
+    compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
+    rows = compiled.profile(x, runs=3)
+    assert sum(r["calls"] for r in rows) == len(compiled.program.calls)
+    assert sum(r["macs"] for r in rows) == network.macs(32)
+    assert all(r["ms"] > 0 for r in rows)
+    assert [r["ms"] for r in rows] == sorted((r["ms"] for r in rows), reverse=True)
+    # the same library on two threads: outer loops split, every sum in the same order
+    np.testing.assert_array_equal(compiled.with_threads(2).run(x), compiled.run(x))
+
+
 @pytest.mark.parametrize("name", ["resnet18_v1", "mobilenetv2_0.25"])
 def test_gluoncv_vanilla_networks_equal_mxnet(name, cache):
     """Strided convolutions (absent from the zoo, which pools first) and GluonCV's
@@ -355,14 +373,19 @@ def test_unknown_target_and_unsupported_operator_are_named():
 
 
 def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
-    """All four backends on 2 threads and a batch of 2, each checked against MXNet."""
+    """All four backends on 2 threads and a batch of 2, each checked against MXNet; the
+    kernel profile."""
     out = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "tvm_compile.py"), "--checkpoint",
          trained_run, "--size", "32", "--time", "--runs", "3", "--budget", "1", "--threads",
          "2", "--batch", "2", "--out", str(tmp_path / "demo.so"), "--cache",
-         str(tmp_path / "tiles.json")],
+         str(tmp_path / "tiles.json"), "--profile", "4"],
         check=True, capture_output=True, text=True, cwd=ROOT).stdout
     assert "2 thread(s), batch 2" in out
+    lines = out.splitlines()
+    start = next(j for j, line in enumerate(lines) if line.startswith("kernels of one call"))
+    rows, total = lines[start + 2:start + 6], lines[start + 6]  # after the column header
+    assert all(float(row.split()[2]) > 0 for row in rows) and total.split()[0] == "total"
     for backend in ("tvm", "onnxruntime", "openvino"):
         line = next(line for line in out.splitlines() if line.startswith(f"  {backend} "))
         assert float(line.split("max |diff| vs MXNet")[1]) < 1e-4, line

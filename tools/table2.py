@@ -142,10 +142,7 @@ def time_group(labels, threads, batch, args, cache, target, folder, scaling=Fals
 
 
 def _tvm_on_one_thread(runner, x):
-    from octconv.deploy.compile import CompiledNetwork
-    compiled = runner.compiled
-    single = CompiledNetwork(compiled.module, compiled.target, compiled.input_shape, 1,
-                             compiled.stats, compiled.library)
+    single = runner.compiled.with_threads(1)
     return lambda: single.run(x)
 
 

@@ -7,12 +7,15 @@ beside MXNet (oneDNN), ONNX Runtime and OpenVINO on the same thread count.
     python tools/tvm_compile.py --checkpoint runs/demo --size 32 --out runs/demo/model.so --time
     python tools/tvm_compile.py --model resnet50_v2 --alpha .25 --params r50_a25.params
     python tools/tvm_compile.py --model mobilenet_v2_100 --target skylake-avx512 --out m.so
+    python tools/tvm_compile.py --model resnet50_v2 --alpha .75 --profile 15
 
 ``--target`` takes an LLVM CPU name (default: this machine); a target this machine
 cannot run is cross-compiled (no tuning, no timing). Tuning results are cached in
 ``--cache`` (default ``$OCTCONV_TVM_CACHE`` or ``~/.cache/octconv/tvm_tiles.json``), the
 compiled libraries in the ``libraries/`` folder beside it. ``--threads`` (default 1,
-as the paper; 0 = all cores) applies to every backend.
+as the paper; 0 = all cores) applies to every backend. ``--profile N`` prints the N
+slowest compiled kernels of a call (median time, share, calls, multiply-adds counted
+directly and the rate they imply) and the total.
 """
 import os
 import sys
@@ -37,6 +40,8 @@ def parse(argv):
     parser.add_argument("--time", action="store_true",
                         help="time TVM, MXNet, ONNX Runtime and OpenVINO")
     parser.add_argument("--runs", type=positive_int, default=10, help="timed runs per backend")
+    parser.add_argument("--profile", type=positive_int, metavar="N",
+                        help="print the N slowest kernels of a call (timed over --runs calls)")
     parser.add_argument("--budget", type=positive_int, default=4,
                         help="tiles tried per new convolution workload")
     parser.add_argument("--cache", default=None, help="the tuning cache file")
@@ -76,7 +81,7 @@ def main(argv=None):
     cache = TileCache(args.cache)
     print(f"{network.label}: {network.macs(args.size) / 1e6:.1f} M multiply-adds per "
           f"image at {args.size} px, target {describe(target)}")
-    if args.time and not runs_here(target):
+    if (args.time or args.profile) and not runs_here(target):
         raise ValueError(f"cannot time {describe(target)} on this machine")
     shape = (args.batch, 3, args.size, args.size)
     compiled = compile_symbol(network.symbol, network.params, shape, target, cache,
@@ -84,6 +89,8 @@ def main(argv=None):
     print(f"TVM compile: {compiled.stats}")
     if args.out:
         print(f"wrote {compiled.export(args.out)}")
+    if args.profile:
+        print_profile(compiled, shape, args.runs, args.profile)
     if args.time:
         result = time_backends(network, args.size, runs=args.runs, compiled=compiled,
                                threads=threads, batch=args.batch)
@@ -95,6 +102,24 @@ def main(argv=None):
             print(f"  {backend:12s} {ms['median']:9.3f} ms  ({ms['min']:.3f}-{ms['max']:.3f})"
                   f"  {1e3 * args.batch / ms['median']:8.1f} img/s{agree}")
     return 0
+
+
+def print_profile(compiled, shape, runs, top):
+    """The ``top`` slowest kernels of a call on random input, then the total."""
+    import numpy as np
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    rows = compiled.profile(x, runs)
+    total_ms = sum(r["ms"] for r in rows)
+    total_macs = sum(r["macs"] for r in rows)
+    print(f"kernels of one call, median of {runs} calls on {compiled.threads} thread(s):")
+    print(f"  {'kernel':14s} {'calls':>5s} {'ms':>8s} {'share':>6s} {'M mult-adds':>11s} "
+          f"{'G/s':>6s}")
+    for r in rows[:top]:
+        rate = f"{r['macs'] / r['ms'] / 1e6:6.1f}" if r["macs"] and r["ms"] else ""
+        print(f"  {r['function']:14s} {r['calls']:5d} {r['ms']:8.3f} "
+              f"{100 * r['ms'] / total_ms:5.1f}% {r['macs'] / 1e6:11.1f} {rate}")
+    print(f"  {'total':14s} {sum(r['calls'] for r in rows):5d} {total_ms:8.3f} "
+          f"{100.0:5.1f}% {total_macs / 1e6:11.1f}")
 
 
 if __name__ == "__main__":

@@ -45,14 +45,16 @@ class _Runner:
 class CompiledNetwork:
     """A compiled network: ``run(x)`` on an NCHW float32 array of ``input_shape`` gives
     the logits, on ``threads`` threads. ``stats`` holds the compile's kernel count,
-    searches, wall times and whether the library came from the cache."""
+    searches, wall times and whether the library came from the cache; ``program`` the
+    lowered kernel calls."""
 
-    def __init__(self, module, target, input_shape, threads, stats, library=None):
+    def __init__(self, module, target, input_shape, threads, stats, program, library=None):
         self.module = module
         self.target = target
         self.input_shape = tuple(input_shape)
         self.threads = threads
         self.stats = stats
+        self.program = program
         self.library = library  # the cached file, when there is one
         self._run = None
 
@@ -60,6 +62,47 @@ class CompiledNetwork:
         if self._run is None:
             self._run = _Runner(self.module, self.input_shape, self.threads)
         return self._run(x)
+
+    def with_threads(self, threads):
+        """The same library, run on ``threads`` threads (0: all cores)."""
+        return CompiledNetwork(self.module, self.target, self.input_shape,
+                               resolve_threads(threads), self.stats, self.program, self.library)
+
+    def profile(self, x, runs=10):
+        """Where a call's time goes, kernel by kernel: one row per compiled kernel,
+        slowest first, with its ``function`` name, ``calls`` per network call, ``ms``
+        (the median over ``runs`` network calls of the time its calls take together,
+        timed around each call by the VM) and ``macs`` (multiply-adds as the direct
+        computation counts them, :attr:`Kernel.macs`)."""
+        runner = _Runner(self.module, self.input_shape, self.threads)
+        runner(x)  # warm-up, and the input's shape checked
+        started = {}
+
+        def instrument(func, name, before, result, *args):
+            now = time.perf_counter()
+            if name not in spent:  # the VM's own builtins
+                return 0
+            if before:
+                started[name] = now
+            else:
+                spent[name][-1] += now - started.pop(name)
+            return 0  # carry on as usual
+
+        names = function_names(self.program)
+        spent = {name: [] for name in names.values()}
+        runner.vm.set_instrument(instrument)
+        for _ in range(runs):
+            for times in spent.values():
+                times.append(0.0)
+            runner(x)
+        kernels = {name: next(c.kernel for c in self.program.calls if c.kernel.key() == key)
+                   for key, name in names.items()}
+        calls = {}
+        for call in self.program.calls:
+            calls[names[call.kernel.key()]] = calls.get(names[call.kernel.key()], 0) + 1
+        rows = [dict(function=name, calls=calls[name], ms=1e3 * float(np.median(spent[name])),
+                     macs=calls[name] * kernels[name].macs) for name in names.values()]
+        return sorted(rows, key=lambda row: -row["ms"])
 
     def export(self, path):
         """Write a shared library that :func:`load_library` (TVM's runtime only) runs."""
@@ -76,16 +119,28 @@ def load_library(path, threads=1):
     return _Runner(tvm.runtime.load_module(path), None, resolve_threads(threads))
 
 
+def function_names(program):
+    """The PrimFunc name of each distinct kernel of ``program`` (kernel key -> name):
+    its kind and first-use index, e.g. ``conv3``, ``winograd7``."""
+    names = {}
+    for call in program.calls:
+        key = call.kernel.key()
+        if key not in names:
+            names[key] = f"{type(call.kernel).__name__.lower()}{len(names)}"
+    return names
+
+
 def _relax_module(program, tiles):
     bb = relax.BlockBuilder()
     data = relax.Var("data", relax.TensorType(program.input_shape, "float32"))
+    names = function_names(program)
     funcs, values = {}, []
     with bb.function("main", [data]):
         with bb.dataflow():
             for call in program.calls:
                 key = call.kernel.key()
                 if key not in funcs:
-                    name = f"{type(call.kernel).__name__.lower()}{len(funcs)}"
+                    name = names[key]
                     funcs[key] = bb.add_func(
                         scheduled_func(call.kernel, tiles[key]).with_attr("global_symbol", name),
                         name)
@@ -141,4 +196,4 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
                  searches=cache.searches - searches_before,
                  library="built" if built else "cached", tune_s=round(tuned - start, 2),
                  build_s=round(done - tuned, 2))
-    return CompiledNetwork(module, target, input_shape, threads, stats, library)
+    return CompiledNetwork(module, target, input_shape, threads, stats, program, library)

@@ -87,6 +87,20 @@ class Kernel:
         """Candidate tiles, best guess first; ``[None]``: nothing to choose."""
         return [None]
 
+    @property
+    def macs(self):
+        """Multiply-adds of one call as the direct computation counts them (padded
+        channels and the zeros of block-diagonal grouped weights included); 0 for
+        kernels that only move, pool or scale data."""
+        return 0
+
+
+def _volume(shape):
+    volume = 1
+    for d in shape:
+        volume *= int(d)
+    return volume
+
 
 def _zero():
     return tirx.const(0.0, F32)
@@ -219,6 +233,11 @@ class Conv(Kernel):
         return (self.out_blocks, self.in_blocks_per_group, self.kernel, self.kernel, ib,
                 self.out_block)
 
+    @property
+    def macs(self):
+        window = self.in_blocks_per_group * self.data[4] * self.kernel ** 2
+        return _volume(self.out_shape) * window
+
     def compute(self):
         ib = self.data[4]
         data = te.placeholder(self.data, F32, "data")
@@ -347,6 +366,10 @@ class Depthwise(Kernel):
         n, b, h, w, c = self.data
         return (n, b, _out_size(h, self.kernel, self.stride, self.pad),
                 _out_size(w, self.kernel, self.stride, self.pad), c)
+
+    @property
+    def macs(self):
+        return _volume(self.out_shape) * self.kernel ** 2
 
     @property
     def weight_shape(self):
@@ -544,6 +567,11 @@ class Dense(Kernel):
     data: tuple
     out_blocks: int
     classes: int
+
+    @property
+    def macs(self):
+        n_, b_, _, _, c = self.data
+        return n_ * self.classes * b_ * c
 
     def compute(self):
         n_, b_, _, _, c = self.data

@@ -20,7 +20,7 @@ import numpy as np
 from tvm import te, tirx
 
 from octconv.deploy.kernels import F32, Epilogue, Kernel, _pad, _parallel, _schedule_padding, \
-    _with_epilogue
+    _volume, _with_epilogue
 
 __all__ = ["Winograd", "transform_weight", "output_tile", "worthwhile", "RULE"]
 
@@ -120,6 +120,11 @@ class Winograd(Kernel):
     def weight_shape(self):
         a = self.m + 2
         return (a, a, self.out_blocks, self.data[1], self.data[4], self.out_block)
+
+    @property
+    def macs(self):
+        """The direct convolution's multiply-adds (Winograd's own are fewer)."""
+        return _volume(self.out_shape) * self.data[1] * self.data[4] * 9
 
     def tiles(self, lanes):
         """Tiles (pixel tiles, output blocks, input blocks per pass), best-guess first:
