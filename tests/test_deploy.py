@@ -182,6 +182,25 @@ def test_winograd_equals_direct_convolution(m, size):
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
 
 
+def test_channel_blocks_follow_the_vector_width_and_never_pad_the_alpha_125_split():
+    """The layout rule: 16-channel blocks where they fit; on AVX-512 also 16-channel
+    blocks padded by at most 1/8 (120 -> 128); else unpadded 8-channel blocks, so that
+    no tensor of Oct-ResNet-50 at alpha .125 (56 + 8 channels in its first stage)
+    carries padding."""
+    from octconv.deploy.lower import Tensor, lower
+    assert (K.Layout.for_channels(120, 16).block, K.Layout.for_channels(120, 16).padded) \
+        == (16, 128)
+    assert K.Layout.for_channels(120, 8) == K.Layout(120, 8)
+    assert K.Layout.for_channels(56, 16) == K.Layout(56, 8)
+    assert K.Layout.for_channels(24, 16) == K.Layout(24, 8)
+    network = zoo_network("resnet50_v2", 0.125, classes=10, size=32)
+    program = lower(network.symbol.tojson(), network.params, (1, 3, 32, 32), 16)
+    layouts = {arg.layout for call in program.calls for arg in call.args
+               if isinstance(arg, Tensor)}
+    assert {(56, 8), (8, 8)} <= {(t.channels, t.block) for t in layouts}
+    assert all(t.padded == t.channels for t in layouts)
+
+
 def test_winograd_where_the_rule_says_and_equal_to_mxnet(cache):
     """The documented rule (F(4x4) on maps of >= 14 px with >= 16 channels, F(2x2) on
     7-13 px maps with >= 32, direct otherwise) picks each 3x3 convolution's kernel, and
