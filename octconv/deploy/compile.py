@@ -8,6 +8,7 @@ libraries are kept in a :class:`~octconv.deploy.libraries.LibraryCache`.
 """
 import shutil
 import time
+from collections import Counter
 
 import numpy as np
 import tvm
@@ -76,7 +77,11 @@ class CompiledNetwork:
         computation counts them, :attr:`Kernel.macs`)."""
         runner = _Runner(self.module, self.input_shape, self.threads)
         runner(x)  # warm-up, and the input's shape checked
-        started = {}
+        names, kernels, calls = function_names(self.program), {}, Counter()
+        for call in self.program.calls:
+            kernels[names[call.kernel.key()]] = call.kernel
+            calls[names[call.kernel.key()]] += 1
+        started, spent = {}, {name: [] for name in kernels}
 
         def instrument(func, name, before, result, *args):
             now = time.perf_counter()
@@ -88,20 +93,13 @@ class CompiledNetwork:
                 spent[name][-1] += now - started.pop(name)
             return 0  # carry on as usual
 
-        names = function_names(self.program)
-        spent = {name: [] for name in names.values()}
         runner.vm.set_instrument(instrument)
         for _ in range(runs):
             for times in spent.values():
                 times.append(0.0)
             runner(x)
-        kernels = {name: next(c.kernel for c in self.program.calls if c.kernel.key() == key)
-                   for key, name in names.items()}
-        calls = {}
-        for call in self.program.calls:
-            calls[names[call.kernel.key()]] = calls.get(names[call.kernel.key()], 0) + 1
         rows = [dict(function=name, calls=calls[name], ms=1e3 * float(np.median(spent[name])),
-                     macs=calls[name] * kernels[name].macs) for name in names.values()]
+                     macs=calls[name] * kernels[name].macs) for name in kernels]
         return sorted(rows, key=lambda row: -row["ms"])
 
     def export(self, path):
