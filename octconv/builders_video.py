@@ -14,10 +14,11 @@ __all__ = ["video_resnet", "slowfast_resnet"]
 
 
 def _bottleneck(ops, x, name, in_c, mid, out, stride, temporal, alpha_in, alpha, spec):
-    """The post-activation bottleneck of the image networks (``_bottleneck_v1``, the names
-    of resnet50_v1b's, so image weights inflate by name) with kernels (t,1,1), (1,3,3),
-    (1,1,1): inflated in time on its first conv (section 6.1)."""
-    return _bottleneck_v1(ops, x, name, in_c, mid, out, stride, alpha_in, alpha, spec,
+    """The post-activation bottleneck of the image networks (``_bottleneck_v1`` with
+    ``spec.block``, resnet50_v1b's settings and names, so image weights inflate by name)
+    with kernels (t,1,1), (1,3,3), (1,1,1): inflated in time on its first conv (section
+    6.1)."""
+    return _bottleneck_v1(ops, x, name, in_c, mid, out, stride, alpha_in, alpha, spec.block,
                           kernels=((temporal, 1, 1), (1, 3, 3), (1, 1, 1)))
 
 

@@ -22,8 +22,8 @@ from mxnet.gluon.data.vision import ImageFolderDataset, transforms
 from octconv.cli import UserError, mxnet_reason
 from octconv.config import VIDEO_KINDS
 
-__all__ = ["DataError", "build_digits", "split_digits", "data_path", "Batches", "train_batches", "val_batches",
-           "test_resize"]
+__all__ = ["DataError", "build_digits", "split_digits", "data_path", "Batches", "train_batches",
+           "val_batches", "test_resize"]
 
 
 INTERP = {"bilinear": 1, "bicubic": 2}  # OpenCV codes, as MXNet takes them

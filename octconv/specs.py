@@ -44,6 +44,10 @@ class ResNetV1:
     extra_bn: bool = False      # no-affine BNs on the block input and shortcut (SE-152)
 
 
+# resnet50_v1b's bottleneck settings (stride on the 3x3, no groups, SE or extra BNs), which
+# the video networks' bottleneck shares; its units are not used there
+V1B_BLOCK = ResNetV1(units=())
+
 # (depthwise width, pointwise width, stride, octave depthwise, octave pointwise), x multiplier
 _MOBILENET_V1_BLOCKS = (
     (32, 64, 1, 0, 1), (64, 128, 2, 1, 1), (128, 128, 1, 1, 1), (128, 256, 2, 1, 1),
@@ -103,10 +107,7 @@ class VideoResNet:
     mid: tuple = (64, 128, 256, 512)
     out: tuple = (256, 512, 1024, 2048)
     min_frames: int = 2         # the (2,1,1)/(2,1,1) pooling after L1 needs two frames
-    stride_pos: int = 1         # the bottleneck's settings, as ResNetV1's: stride on conv2,
-    groups: int = 1             # no groups, no squeeze-excitation, no extra BNs
-    se_reduction: int = 0
-    extra_bn: bool = False
+    block: ResNetV1 = V1B_BLOCK  # the bottleneck's settings
     pool1_padding: int = 0      # the stem's 3x3/2 max-pool: unpadded in the Non-local code
     classes: int = 400          # Kinetics-400, the classifier Table 6 counts
     figure_rule: str = "tool"   # Table 6's figures: the tool's rule without activations
@@ -132,10 +133,7 @@ class SlowFastResNet:
     mid: tuple = (64, 128, 256, 512)
     out: tuple = (256, 512, 1024, 2048)
     min_frames: int = 1
-    stride_pos: int = 1         # the bottleneck's settings, as ResNetV1's: stride on conv2,
-    groups: int = 1             # no groups, no squeeze-excitation, no extra BNs
-    se_reduction: int = 0
-    extra_bn: bool = False
+    block: ResNetV1 = V1B_BLOCK  # the bottleneck's settings
     classes: int = 400
     figure_rule: str = "macs"   # Table 6 scales the SlowFast paper's multiply-adds
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import mxnet as mx
 import numpy as np
@@ -18,7 +19,7 @@ from tvm import te
 from octconv.deploy import TileCache, compile_network, compile_symbol, load_library
 from octconv.deploy import kernels as K
 from octconv.deploy.winograd import RULE as WINOGRAD_RULE, Winograd, transform_weight
-from octconv.deploy.lower import UnsupportedGraph
+from octconv.deploy.lower import Tensor, UnsupportedGraph, lower
 from octconv.deploy.bench import gluoncv_network, zoo_network
 from octconv.deploy.target import make_target, runs_here, vector_lanes
 from octconv.deploy.tuning import scheduled_func
@@ -51,22 +52,26 @@ def network_(name, alpha, size):
     return at_fan_in_scale(zoo_network(name, alpha, classes=10, size=size))
 
 
+def small_network(features, scale):
+    """``features`` (a Symbol on 16 x 16 inputs) -> global average pool -> 10 logits, with
+    normal random weights of standard deviation ``scale``."""
+    x = mx.sym.Pooling(features, kernel=(1, 1), global_pool=True, pool_type="avg")
+    sym = mx.sym.FullyConnected(mx.sym.Flatten(x), num_hidden=10, name="fc")
+    shapes, _, _ = sym.infer_shape(data=(1, 3, 16, 16))
+    rng = np.random.default_rng(0)
+    params = {n: (rng.standard_normal(s) * scale).astype(np.float32)
+              for n, s in zip(sym.list_arguments(), shapes) if n != "data"}
+    return SimpleNamespace(symbol=sym, params=params)
+
+
 def two_octave_layers():
     """A small network for what does not depend on the architecture: 3 -> (8, 8) -> 16
     channels through two 3x3 OctConvs with ReLU, global pool, 10 logits."""
-    from types import SimpleNamespace
     from octconv.symbol import oct_conv
     x = oct_conv((mx.sym.var("data"), None), "a", 16, 3, 3, padding=1, alpha_out=0.5)
     x = tuple(mx.sym.Activation(t, act_type="relu") for t in x)
     x, _ = oct_conv(x, "b", 16, 3, 16, padding=1, alpha_in=0.5)
-    x = mx.sym.Pooling(mx.sym.Activation(x, act_type="relu"), kernel=(1, 1), global_pool=True,
-                       pool_type="avg")
-    sym = mx.sym.FullyConnected(mx.sym.Flatten(x), num_hidden=10, name="fc")
-    shapes, _, _ = sym.infer_shape(data=(1, 3, 16, 16))
-    rng = np.random.default_rng(0)
-    params = {n: (rng.standard_normal(s) * 0.3).astype(np.float32)
-              for n, s in zip(sym.list_arguments(), shapes) if n != "data"}
-    return SimpleNamespace(symbol=sym, params=params)
+    return small_network(mx.sym.Activation(x, act_type="relu"), 0.3)
 
 
 def image(size, seed=1):
@@ -187,7 +192,6 @@ def test_channel_blocks_follow_the_vector_width_and_never_pad_the_alpha_125_spli
     blocks padded by at most 1/8 (120 -> 128); else unpadded 8-channel blocks, so that
     no tensor of Oct-ResNet-50 at alpha .125 (56 + 8 channels in its first stage)
     carries padding."""
-    from octconv.deploy.lower import Tensor, lower
     assert (K.Layout.for_channels(120, 16).block, K.Layout.for_channels(120, 16).padded) \
         == (16, 128)
     assert K.Layout.for_channels(120, 8) == K.Layout(120, 8)
@@ -207,8 +211,6 @@ def test_winograd_where_the_rule_says_and_equal_to_mxnet(cache):
     the network so lowered equals MXNet."""
     if not runs_here(make_target()):
         pytest.skip("host target not runnable")
-    from types import SimpleNamespace
-    from octconv.deploy.lower import lower
     x = mx.sym.var("data")
     layers = [(16, 16), (16, 16), (8, 32), (8, 32), (4, 32)]  # (input size, out channels)
     for j, (size, channels) in enumerate(layers):
@@ -216,14 +218,9 @@ def test_winograd_where_the_rule_says_and_equal_to_mxnet(cache):
             x = mx.sym.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="max")
         x = mx.sym.Activation(mx.sym.Convolution(x, num_filter=channels, kernel=(3, 3),
                                                  pad=(1, 1), name=f"c{j}"), act_type="relu")
-    x = mx.sym.Pooling(x, kernel=(1, 1), global_pool=True, pool_type="avg")
-    sym = mx.sym.FullyConnected(mx.sym.Flatten(x), num_hidden=10, name="fc")
-    shapes, _, _ = sym.infer_shape(data=(1, 3, 16, 16))
-    rng = np.random.default_rng(0)
-    network = SimpleNamespace(symbol=sym, params={
-        n: (rng.standard_normal(s) * 0.2).astype(np.float32)
-        for n, s in zip(sym.list_arguments(), shapes) if n != "data"})
-    program = lower(sym.tojson(), network.params, (1, 3, 16, 16), vector_lanes(make_target()))
+    network = small_network(x, 0.2)
+    program = lower(network.symbol.tojson(), network.params, (1, 3, 16, 16),
+                    vector_lanes(make_target()))
     kinds = [(type(c.kernel).__name__, getattr(c.kernel, "m", None)) for c in program.calls
              if isinstance(c.kernel, (K.Conv, Winograd))]
     # 3 -> 16 (3 input channels), 16 -> 16 at 16 px, 16 -> 32 and 32 -> 32 at 8 px,
@@ -231,7 +228,7 @@ def test_winograd_where_the_rule_says_and_equal_to_mxnet(cache):
     assert kinds == [("Conv", None), ("Winograd", 4), ("Conv", None), ("Winograd", 2),
                      ("Conv", None)]
     x = image(16)
-    compiled = compile_symbol(sym, network.params, x.shape, cache=cache, budget=1)
+    compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 
