@@ -4,6 +4,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# test processes (pytest-xdist): one per core of CI's 2-core machine; JOBS=0 runs in one.
+# The 3-D (video) tests run after the rest, in processes of their own (README, known
+# limits: MXNet's oneDNN after 2-D networks).
+JOBS ?= 2
+PYTEST := $(BIN)/python -m pytest -q $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadfile)
+VIDEO_TESTS := tests/test_octconv3d.py tests/test_video.py tests/test_video_training.py
 
 .PHONY: demo test test-all table2 clean
 
@@ -18,11 +24,13 @@ demo: $(STAMP)  ## the main job on the embedded default: train, score, export, T
 table2: $(STAMP)  ## TVM vs oneDNN vs ONNX Runtime timing, writes results/table2.*
 	$(BIN)/python tools/table2.py
 
-test: $(STAMP)  ## the test suite
-	$(BIN)/python -m pytest -q
+test: $(STAMP)  ## the test suite, whole files per process
+	$(PYTEST) $(addprefix --ignore=,$(VIDEO_TESTS))
+	$(PYTEST) $(VIDEO_TESTS)
 
 test-all: $(STAMP)  ## the test suite with the slow tests (deep networks' backward)
-	$(BIN)/python -m pytest -q -m ""
+	$(PYTEST) -m "" $(addprefix --ignore=,$(VIDEO_TESTS))
+	$(PYTEST) -m "" $(VIDEO_TESTS)
 
 $(STAMP): setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)

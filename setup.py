@@ -36,7 +36,8 @@ setup(
     extras_require={
         "train": TRAIN,
         "deploy": DEPLOY,
-        "test": ["pytest==9.2.0", "hypothesis==6.170.15", "gluoncv==0.10.5.post0"]
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "hypothesis==6.170.15",
+                 "gluoncv==0.10.5.post0"]
         + TRAIN + DEPLOY,
     },
 )
