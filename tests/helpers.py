@@ -44,6 +44,40 @@ def low(channels, alpha):
     return int(alpha * channels)
 
 
+def branch_widths(in_c, out_c, alpha_in, alpha_out):
+    """(high in, low in, high out, low out) channels of a layer."""
+    return [in_c - low(in_c, alpha_in), low(in_c, alpha_in),
+            out_c - low(out_c, alpha_out), low(out_c, alpha_out)]
+
+
+def input_widths(cfg):
+    """(high, low) input channels of a layer configuration (``in_c``, ``alpha_in``)."""
+    return tuple(branch_widths(cfg["in_c"], 0, cfg["alpha_in"], 0)[:2])
+
+
+def groups_fit(in_c, out_c, alpha_in, alpha_out, groups):
+    """Whether every non-empty branch's width divides into ``groups``."""
+    return all(w % groups == 0 for w in branch_widths(in_c, out_c, alpha_in, alpha_out) if w)
+
+
+def layer_weights(params, prefix="layer-"):
+    """``{path: weight}`` and ``{path: bias}`` of a layer's parameters named
+    ``prefix + path + '_weight'`` / ``'_bias'`` (the reference's arguments)."""
+    def strip(name, end):
+        return name[len(prefix):-len(end)]
+    return ({strip(k, "_weight"): v for k, v in params.items() if k.endswith("_weight")},
+            {strip(k, "_bias"): v for k, v in params.items() if k.endswith("_bias")})
+
+
+def assert_pair_close(got, want, atol=1e-4):
+    """(hi, lo) outputs equal within 1e-4 (lo None on both sides or on neither)."""
+    assert (got[1] is None) == (want[1] is None)
+    for g, w in zip(got, want):
+        if w is not None:
+            assert g.shape == w.shape
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=atol)
+
+
 def pair_arrays(rng, batch, widths, size):
     """Random (hi, lo) NumPy inputs for (high, low) widths at ``size`` px (an int, or
     (height, width)); lo None if 0."""

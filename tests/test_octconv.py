@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import reference
-from helpers import low, nd, pair_arrays, randomize, run_symbol
+from helpers import assert_pair_close, groups_fit, input_widths, layer_weights, low, nd, \
+    pair_arrays, randomize, run_symbol
 from octconv import gluon as G
 from octconv import symbol as S
 
@@ -24,11 +25,8 @@ def random_configs(count, seed=2019):
         out_c = in_c if depthwise else rng.choice([4, 8, 12, 16])
         if depthwise:
             groups = in_c
-        else:
-            widths = [in_c - low(in_c, alpha_in), low(in_c, alpha_in),
-                      out_c - low(out_c, alpha_out), low(out_c, alpha_out)]
-            if any(w and w % groups for w in widths):
-                continue
+        elif not groups_fit(in_c, out_c, alpha_in, alpha_out, groups):
+            continue
         kernel = rng.choice([1, 3])
         configs.append(dict(
             in_c=in_c, out_c=out_c, kernel=kernel, stride=rng.choice([1, 2]),
@@ -61,20 +59,9 @@ def symbol_layer(cfg, lo_present):
 
 
 def reference_output(cfg, params, hi, lo):
-    weights = {k[len("layer-"):-len("_weight")]: v for k, v in params.items()
-               if k.endswith("_weight")}
-    biases = {k[len("layer-"):-len("_bias")]: v for k, v in params.items()
-              if k.endswith("_bias")}
+    weights, biases = layer_weights(params)
     pad = (cfg["kernel"] // 2,) * 2
     return reference.octconv(hi, lo, weights, cfg["stride"], pad, biases)
-
-
-def assert_pair_close(got, want, atol=1e-4):
-    assert (got[1] is None) == (want[1] is None)
-    for g, w in zip(got, want):
-        if w is not None:
-            assert g.shape == w.shape
-            np.testing.assert_allclose(g, w, rtol=1e-4, atol=atol)
 
 
 def expected_paths(cfg):
@@ -94,7 +81,7 @@ def expected_paths(cfg):
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_both_apis_match_numpy_reference(cfg):
     block, params = build(cfg)
-    widths = (cfg["in_c"] - low(cfg["in_c"], cfg["alpha_in"]), low(cfg["in_c"], cfg["alpha_in"]))
+    widths = input_widths(cfg)
     hi, lo = pair_arrays(np.random.RandomState(1), cfg["batch"], widths, cfg["size"])
     want = reference_output(cfg, params, hi, lo)
 
@@ -129,7 +116,7 @@ def test_one_pixel_and_non_square_maps(cfg):
 @pytest.mark.parametrize("cfg", CONFIGS[:12], ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_hybridized_gluon_equals_imperative(cfg):
     block, params = build(cfg)
-    widths = (cfg["in_c"] - low(cfg["in_c"], cfg["alpha_in"]), low(cfg["in_c"], cfg["alpha_in"]))
+    widths = input_widths(cfg)
     hi, lo = pair_arrays(np.random.RandomState(2), cfg["batch"], widths, cfg["size"])
     imperative = block(nd(hi), nd(lo))
     block.hybridize()
@@ -177,7 +164,7 @@ def test_alpha_zero_is_a_plain_convolution(stride, kernel, size):
                          ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_every_path_gets_a_gradient(cfg):
     block, params = build(cfg)
-    widths = (cfg["in_c"] - low(cfg["in_c"], cfg["alpha_in"]), low(cfg["in_c"], cfg["alpha_in"]))
+    widths = input_widths(cfg)
     hi, lo = (nd(a) for a in pair_arrays(np.random.RandomState(4), 2, widths, cfg["size"]))
     with mx.autograd.record():
         yh, yl = block(hi, lo)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import reference
-from helpers import low, nd, randomize, run_symbol
+from helpers import assert_pair_close, groups_fit, input_widths, layer_weights, nd, randomize, \
+    run_symbol
 from octconv import gluon as G
 from octconv import symbol as S
 
@@ -24,9 +25,7 @@ def random_configs(count, seed=2020):
         in_c = rng.choice([4, 6, 8, 12])
         out_c = in_c if depthwise else rng.choice([4, 8, 12])
         groups = in_c if depthwise else rng.choice([1, 1, 2])
-        widths = [in_c - low(in_c, alpha_in), low(in_c, alpha_in),
-                  out_c - low(out_c, alpha_out), low(out_c, alpha_out)]
-        if not depthwise and any(w and w % groups for w in widths):
+        if not depthwise and not groups_fit(in_c, out_c, alpha_in, alpha_out, groups):
             continue
         kernel = (rng.choice([1, 3]), rng.choice([1, 3]))  # (time, space)
         configs.append(dict(
@@ -67,7 +66,7 @@ def symbol_layer(cfg, lo_present):
 
 
 def clip_pair(rng, cfg):
-    widths = (cfg["in_c"] - low(cfg["in_c"], cfg["alpha_in"]), low(cfg["in_c"], cfg["alpha_in"]))
+    widths = input_widths(cfg)
     h, w = cfg["size"]
     shape = (cfg["batch"], widths[0], cfg["frames"], h, w)
     hi = rng.randn(*shape).astype("float32")
@@ -77,19 +76,9 @@ def clip_pair(rng, cfg):
 
 
 def reference_output(cfg, params, hi, lo):
-    strip = lambda k, end: k[len("layer-"):-len(end)]
-    weights = {strip(k, "_weight"): v for k, v in params.items() if k.endswith("_weight")}
-    biases = {strip(k, "_bias"): v for k, v in params.items() if k.endswith("_bias")}
+    weights, biases = layer_weights(params)
     return reference.octconv(hi, lo, weights, cfg["stride"], geometry(cfg)["padding"], biases,
                              temporal_stride=cfg["temporal_stride"])
-
-
-def assert_pair_close(got, want):
-    assert (got[1] is None) == (want[1] is None)
-    for g, w in zip(got, want):
-        if w is not None:
-            assert g.shape == w.shape
-            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
