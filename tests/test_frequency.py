@@ -75,12 +75,14 @@ def test_recorded_pairs_are_the_layers_outputs():
 def test_trained_network_low_group_holds_less_high_frequency_energy(trained_run, digits,
                                                                     tmp_path):
     out = tmp_path / "freq"
-    result = run_script("tools/frequency.py", trained_run, "--data",
+    checkpoint = os.path.relpath(trained_run)  # recorded as given, not as this machine's path
+    result = run_script("tools/frequency.py", checkpoint, "--data",
                         os.path.join(digits, "val"), "--size", "64", "--images", "32",
                         "--out", out)
     assert result.returncode == 0, result.stderr
     report = json.load(open(out / "frequency.json"))
     assert report["images"] == 32 and len(report["layers"]) == 3
+    assert report["checkpoint"] == checkpoint
     for layer, groups in report["layers"].items():
         high, low = groups["high"]["above"]["0.25"], groups["low"]["above"]["0.25"]
         assert low < high, (layer, low, high)

@@ -91,7 +91,7 @@ def main(argv=None):
             break
     x = mx.nd.concat(*images, dim=0)[:args.images]
     pairs = record_pairs(net, x, layers)
-    report = dict(checkpoint=os.path.abspath(args.checkpoint), data=args.data, size=size,
+    report = dict(checkpoint=args.checkpoint, data=args.data, size=size,
                   images=int(x.shape[0]), layers=analyze(pairs))
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "frequency.json")
