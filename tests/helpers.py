@@ -70,7 +70,8 @@ def layer_weights(params, prefix="layer-"):
 
 
 def assert_pair_close(got, want, atol=1e-4):
-    """(hi, lo) outputs equal within 1e-4 (lo None on both sides or on neither)."""
+    """(hi, lo) outputs equal within rtol 1e-4 and ``atol`` (lo None on both sides or on
+    neither)."""
     assert (got[1] is None) == (want[1] is None)
     for g, w in zip(got, want):
         if w is not None:
