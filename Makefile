@@ -25,12 +25,11 @@ table2: $(STAMP)  ## TVM vs oneDNN vs ONNX Runtime timing, writes results/table2
 	$(BIN)/python tools/table2.py
 
 test: $(STAMP)  ## the test suite, whole files per process
-	$(PYTEST) $(addprefix --ignore=,$(VIDEO_TESTS))
-	$(PYTEST) $(VIDEO_TESTS)
+	$(PYTEST) $(MARKS) $(addprefix --ignore=,$(VIDEO_TESTS))
+	$(PYTEST) $(MARKS) $(VIDEO_TESTS)
 
-test-all: $(STAMP)  ## the test suite with the slow tests (deep networks' backward)
-	$(PYTEST) -m "" $(addprefix --ignore=,$(VIDEO_TESTS))
-	$(PYTEST) -m "" $(VIDEO_TESTS)
+test-all: MARKS = -m ""
+test-all: test  ## the test suite with the slow tests (deep networks' backward)
 
 $(STAMP): setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)

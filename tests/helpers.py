@@ -44,20 +44,20 @@ def low(channels, alpha):
     return int(alpha * channels)
 
 
-def branch_widths(in_c, out_c, alpha_in, alpha_out):
-    """(high in, low in, high out, low out) channels of a layer."""
-    return [in_c - low(in_c, alpha_in), low(in_c, alpha_in),
-            out_c - low(out_c, alpha_out), low(out_c, alpha_out)]
+def split_widths(channels, alpha):
+    """(high, low) widths of ``channels`` split at ``alpha``."""
+    return channels - low(channels, alpha), low(channels, alpha)
 
 
 def input_widths(cfg):
     """(high, low) input channels of a layer configuration (``in_c``, ``alpha_in``)."""
-    return tuple(branch_widths(cfg["in_c"], 0, cfg["alpha_in"], 0)[:2])
+    return split_widths(cfg["in_c"], cfg["alpha_in"])
 
 
 def groups_fit(in_c, out_c, alpha_in, alpha_out, groups):
-    """Whether every non-empty branch's width divides into ``groups``."""
-    return all(w % groups == 0 for w in branch_widths(in_c, out_c, alpha_in, alpha_out) if w)
+    """Whether every non-empty branch, in and out, divides into ``groups``."""
+    widths = split_widths(in_c, alpha_in) + split_widths(out_c, alpha_out)
+    return all(w % groups == 0 for w in widths if w)
 
 
 def layer_weights(params, prefix="layer-"):

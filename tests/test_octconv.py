@@ -7,7 +7,7 @@ import pytest
 
 import reference
 from helpers import assert_pair_close, groups_fit, input_widths, layer_weights, low, nd, \
-    pair_arrays, randomize, run_symbol
+    pair_arrays, randomize, run_symbol, split_widths
 from octconv import gluon as G
 from octconv import symbol as S
 
@@ -202,9 +202,9 @@ def test_dropped_exchange_path_takes_its_weights_with_it(cfg):
     """The vanilla count minus each dropped path's (target x source / groups x k x k)."""
     _, params = build(cfg)
     k, groups = cfg["kernel"], cfg["groups"]
-    widths = {"h": (cfg["in_c"] - low(cfg["in_c"], cfg["alpha_in"]),
-                    cfg["out_c"] - low(cfg["out_c"], cfg["alpha_out"])),
-              "l": (low(cfg["in_c"], cfg["alpha_in"]), low(cfg["out_c"], cfg["alpha_out"]))}
+    (h_in, l_in), (h_out, l_out) = (split_widths(cfg["in_c"], cfg["alpha_in"]),
+                                    split_widths(cfg["out_c"], cfg["alpha_out"]))
+    widths = {"h": (h_in, h_out), "l": (l_in, l_out)}  # branch: (in, out)
     vanilla = cfg["out_c"] * (cfg["in_c"] // groups) * k * k
     vanilla += cfg["out_c"] if cfg["use_bias"] else 0
     dropped = sum(widths[p[2]][1] * widths[p[0]][0] // groups * k * k
