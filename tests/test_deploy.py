@@ -20,8 +20,10 @@ from octconv.deploy import TileCache, compile_network, compile_symbol, load_libr
 from octconv.deploy import kernels as K
 from octconv.deploy.winograd import RULE as WINOGRAD_RULE, Winograd, transform_weight
 from octconv.deploy.lower import Tensor, UnsupportedGraph, lower
-from octconv.deploy.bench import gluoncv_network, zoo_network
+from octconv.deploy.bench import (TVMRunner, gluoncv_network, interleave, wait_until_idle,
+                                  zoo_network)
 from octconv.deploy.target import make_target, runs_here, vector_lanes
+from octconv.deploy.threads import SPIN_COUNT, use_threads
 from octconv.deploy.tuning import scheduled_func
 
 from helpers import assert_refused_weights, load_script, run_symbol
@@ -248,6 +250,59 @@ def test_profile_accounts_for_every_call_and_multiply_add(cache):
     assert [r["ms"] for r in rows] == sorted((r["ms"] for r in rows), reverse=True)
     # the same library on two threads: outer loops split, every sum in the same order
     np.testing.assert_array_equal(compiled.with_threads(2).run(x), compiled.run(x))
+    # a timing runner switches TVM's pool to its own thread count before its timed call
+    two, one = TVMRunner(compiled.with_threads(2), x), TVMRunner(compiled, x)
+    two.prepare()
+    assert tvm.get_global_func("runtime.NumThreads")() == 2
+    one.prepare()
+    assert tvm.get_global_func("runtime.NumThreads")() == 1
+    assert not use_threads(1) and use_threads(2) and not use_threads(2)
+
+
+def test_idle_wait_outlasts_a_spinning_thread_and_its_limit_holds():
+    """``wait_until_idle`` returns only once no other thread of the process burns CPU
+    (a thread hashing with the GIL released, as a runtime's spinning worker would), at
+    once when none does, and after ``limit`` seconds at most."""
+    import hashlib
+    import threading
+    import time
+
+    def spin(seconds):
+        block, end = bytes(1 << 18), time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            hashlib.sha256(block).digest()
+
+    worker = threading.Thread(target=spin, args=(0.2,))
+    worker.start()
+    waited = wait_until_idle()
+    stopped = not worker.is_alive()
+    worker.join()
+    assert stopped and 0.15 < waited < 1.0
+    assert wait_until_idle() < 0.1
+    worker = threading.Thread(target=spin, args=(0.5,))
+    worker.start()
+    assert wait_until_idle(limit=0.05) < 0.1
+    worker.join()
+
+
+def test_interleave_prepares_each_runner_before_timing_it():
+    events = []
+
+    class Runner:
+        def __init__(self, name):
+            self.name = name
+
+        def prepare(self):
+            events.append(("prepare", self.name))
+
+        def __call__(self):
+            events.append(("call", self.name))
+
+    times = interleave({"a": Runner("a"), "b": lambda: events.append(("call", "b"))},
+                       runs=3, warmup=1)
+    assert {key: len(ms) for key, ms in times.items()} == {"a": 3, "b": 3}
+    assert events == [("call", "a"), ("call", "b")] + [
+        ("prepare", "a"), ("call", "a"), ("call", "b")] * 3
 
 
 @pytest.mark.parametrize("name", ["resnet18_v1", "mobilenetv2_0.25"])
@@ -273,11 +328,12 @@ def test_avx2_kernels_equal_mxnet_too(cache):
 
 
 RELOAD = """
-import sys, numpy as np
+import os, sys, numpy as np
 from octconv.deploy import load_library
 out = load_library(sys.argv[1])(np.load(sys.argv[2]))
 np.save(sys.argv[3], out)
 assert "mxnet" not in sys.modules, "the library should not need MXNet"
+print(os.environ.get("TVM_THREAD_POOL_SPIN_COUNT"))
 """
 
 
@@ -287,8 +343,14 @@ def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
     compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
     library = compiled.export(str(tmp_path / "net.so"))
     np.save(tmp_path / "x.npy", x)
-    subprocess.run([sys.executable, "-c", RELOAD, library, str(tmp_path / "x.npy"),
-                    str(tmp_path / "out.npy")], check=True, cwd=ROOT)
+    env = {k: v for k, v in os.environ.items() if k != "TVM_THREAD_POOL_SPIN_COUNT"}
+    for spin_count, expected in ((None, str(SPIN_COUNT)), ("1234", "1234")):
+        if spin_count:  # a count set by the user is left as it is
+            env["TVM_THREAD_POOL_SPIN_COUNT"] = spin_count
+        printed = subprocess.run([sys.executable, "-c", RELOAD, library, str(tmp_path / "x.npy"),
+                                  str(tmp_path / "out.npy")], check=True, cwd=ROOT, env=env,
+                                 capture_output=True, text=True).stdout
+        assert printed.split() == [expected]
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), compiled.run(x))
     np.testing.assert_array_equal(load_library(library)(x), compiled.run(x))
     with pytest.raises(ValueError, match=r"compiled for inputs of shape \(1, 3, 33, 33\)"):

@@ -10,9 +10,9 @@ one interleaved loop, one call of each per round, so each network has one time p
 backend and the speed-up over a vanilla twin (another row of the group) is measured
 side by side. Rounds are added in steps of five until every backend's spread
 (interquartile range over the median) is below ``--tolerance`` or ``--max-runs`` is
-reached; rows still above it are marked noisy. On more than one thread each timed
-call follows an untimed one of the same runtime (other runtimes' spinning workers
-would otherwise be timed). Each thread count runs in its own
+reached; rows still above it are marked noisy. Each timed call starts once the
+previous runtime's workers have stopped spinning (they would take a core from it).
+Each thread count runs in its own
 process (MXNet fixes its thread count when it starts); the 2-thread process also runs
 the TVM libraries on one thread, for the scaling ratio. A few rows are timed again at
 batch 8 on the most threads, in images per second.
@@ -129,7 +129,7 @@ def time_group(labels, threads, batch, args, cache, target, folder, scaling=Fals
     times = {key: [] for key in runners}
     warmup = 2
     while True:
-        for key, ms in interleave(runners, 5, warmup, settle=threads > 1).items():
+        for key, ms in interleave(runners, 5, warmup).items():
             times[key] += ms
         warmup = 0
         spreads = {key: summarize(ms)["spread"] for key, ms in times.items()}
@@ -142,8 +142,8 @@ def time_group(labels, threads, batch, args, cache, target, folder, scaling=Fals
 
 
 def _tvm_on_one_thread(runner, x):
-    single = runner.compiled.with_threads(1)
-    return lambda: single.run(x)
+    from octconv.deploy.bench import TVMRunner
+    return TVMRunner(runner.compiled.with_threads(1), x)
 
 
 def worker(args):

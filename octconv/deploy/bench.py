@@ -3,8 +3,8 @@
 Every backend runs the same Symbol graph with the same weights on the same input
 (ONNX Runtime and OpenVINO read the same ONNX export), with the same thread count.
 Runs are interleaved (TVM, MXNet, ONNX Runtime, OpenVINO, TVM, ...) after a warm-up,
-so a change of machine speed during the measurement hits all backends alike (on more
-than one thread, each timed call follows an untimed one: see :func:`interleave`); each
+so a change of machine speed during the measurement hits all backends alike, and each
+timed call starts when the previous runtime's workers are idle (:func:`interleave`); each
 backend's times are summarized by their median and spread (:func:`summarize`).
 
 MXNet fixes its thread count when it is imported, from ``OMP_NUM_THREADS``:
@@ -21,12 +21,12 @@ import numpy as np
 
 from octconv.complexity import count_symbol
 from octconv.deploy.compile import compile_symbol
-from octconv.deploy.threads import resolve_threads
+from octconv.deploy.threads import resolve_threads, use_threads
 from octconv.export import export_onnx, logits_symbol
 from octconv.graph import Graph, param_role
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
-           "interleave", "summarize", "time_backends", "BACKENDS"]
+           "TVMRunner", "interleave", "wait_until_idle", "summarize", "time_backends", "BACKENDS"]
 
 BACKENDS = ("tvm", "mxnet", "onnxruntime", "openvino")
 
@@ -135,10 +135,19 @@ class _OpenVINO:
         return np.array(self.request.infer({0: self.x})[0])
 
 
-class _TVM:
+class TVMRunner:
+    """Runs a compiled network on ``x``. :meth:`prepare` switches TVM's thread pool to
+    the network's thread count outside the timing: a switch restarts the pool's workers
+    and slows the call after it (measured: 11 instead of 6.5 ms for MobileNet v2 on two
+    threads), so a switch is followed by an untimed call."""
+
     def __init__(self, compiled, x):
         self.compiled = compiled
         self.x = x
+
+    def prepare(self):
+        if use_threads(self.compiled.threads):
+            self()
 
     def __call__(self):
         return self.compiled.run(self.x)
@@ -162,7 +171,7 @@ def make_runners(network, x, folder, backends=BACKENDS, threads=1, target=None, 
     runners = {}
     for backend in backends:
         if backend == "tvm":
-            runners[backend] = _TVM(compiled or compile_symbol(
+            runners[backend] = TVMRunner(compiled or compile_symbol(
                 network.symbol, network.params, x.shape, target, cache, budget, threads), x)
         elif backend == "mxnet":
             runners[backend] = _MXNet(network, x)
@@ -173,20 +182,37 @@ def make_runners(network, x, folder, backends=BACKENDS, threads=1, target=None, 
     return runners
 
 
-def interleave(runners, runs, warmup=2, settle=False):
+def wait_until_idle(window=0.01, limit=1.0):
+    """Sleep until no thread of this process uses the CPU, i.e. the workers a runtime
+    keep spinning after a call have gone to sleep (after a 2-thread call, measured
+    here: ONNX Runtime's about 45 ms, TVM's about 6 with the spin count that
+    :mod:`octconv.deploy.threads` sets, OpenVINO's and MXNet's a few); at most ``limit``
+    seconds. Idle means the process used under a tenth of a ``window`` of CPU time
+    during a window; windows span several scheduler ticks (4 ms here), since Linux
+    may count a busy thread's time on another core only at its ticks. Returns the
+    seconds waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit:
+        used = time.process_time()
+        time.sleep(window)
+        if time.process_time() - used < 0.1 * window:
+            break
+    return time.perf_counter() - start
+
+
+def interleave(runners, runs, warmup=2):
     """``{key: [ms, ...]}``: ``runs`` calls of every runner, one of each per round.
-    ``settle``: an untimed call right before each timed one. Multi-threaded runtimes
-    keep their workers spinning for a while after a call, which would slow the next
-    backend down and time this one's wake-up; the extra call lets the previous
-    backend's workers go idle and wakes this one's."""
+    Each timed call starts in an idle process (:func:`wait_until_idle`): a runtime's
+    workers still spinning after its call would take a core from the next runtime's.
+    A runner's ``prepare()``, if it has one, is called untimed before that."""
     for _ in range(warmup):
         for run in runners.values():
             run()
     times = {key: [] for key in runners}
     for _ in range(runs):
         for key, run in runners.items():
-            if settle:
-                run()
+            getattr(run, "prepare", lambda: None)()
+            wait_until_idle()
             start = time.perf_counter()
             run()
             times[key].append((time.perf_counter() - start) * 1e3)
@@ -212,7 +238,7 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
         runners = make_runners(network, x, folder, backends, threads, target, cache, budget,
                                compiled)
         outputs = {b: run() for b, run in runners.items()}
-        times = interleave(runners, runs, warmup, settle=resolve_threads(threads) > 1)
+        times = interleave(runners, runs, warmup)
     reference = outputs.get("mxnet")
     result = {"ms": {b: summarize(t) for b, t in times.items()}}
     if reference is not None:
