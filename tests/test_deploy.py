@@ -24,7 +24,7 @@ from octconv.deploy.bench import (TVMRunner, gluoncv_network, interleave, wait_u
                                   zoo_network)
 from octconv.deploy.target import make_target, runs_here, vector_lanes
 from octconv.deploy.threads import SPIN_COUNT, use_threads
-from octconv.deploy.tuning import scheduled_func
+from octconv.deploy.tuning import choose_tile, scheduled_func, search_tiles
 
 from helpers import assert_refused_weights, load_script, run_symbol
 
@@ -400,6 +400,37 @@ def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):
     assert fourth.stats["searches"] == first.stats["searches"]
     assert_close_to_mxnet(fourth.run(x), mxnet_logits(network, x))
     assert json.load(open(path))  # rewritten, readable
+
+
+def test_parallel_search_runs_the_searches_a_one_by_one_search_runs(tmp_path, monkeypatch):
+    """``search_tiles`` (builds in 2 processes) records one of the candidates for
+    exactly the workloads ``choose_tile`` searches one by one, after which
+    ``choose_tile`` searches nothing; a failed build process warns and records nothing
+    (``choose_tile`` then searches)."""
+    target = make_target()
+    if not runs_here(target):
+        pytest.skip("host target not runnable")
+    lanes = vector_lanes(target)
+    network = network_("resnet10_v2_mini", 0.125, 32)
+    kernels = lower(network.symbol.tojson(), network.params, (1, 3, 32, 32), lanes).kernels()
+    one_by_one = TileCache(str(tmp_path / "serial.json"))
+    for kernel in kernels:
+        choose_tile(kernel, target, lanes, one_by_one, 2)
+    parallel = TileCache(str(tmp_path / "parallel.json"))
+    search_tiles(kernels, target, lanes, parallel, budget=2, jobs=2)
+    assert parallel.searches == one_by_one.searches > 1
+    assert parallel.records.keys() == one_by_one.records.keys()
+    (records,), (serial_records,) = parallel.records.values(), one_by_one.records.values()
+    assert records.keys() == serial_records.keys()
+    for kernel in kernels:
+        assert choose_tile(kernel, target, lanes, parallel, 2) in kernel.tiles(lanes)[:2]
+    assert parallel.searches == one_by_one.searches
+
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # every build process fails
+    failed = TileCache(str(tmp_path / "failed.json"))
+    with pytest.warns(RuntimeWarning, match="tile-search build process failed"):
+        search_tiles(kernels, target, lanes, failed, budget=2, jobs=2)
+    assert failed.searches == 0 and not failed.records
 
 
 def test_other_weights_and_bad_shapes_are_refused(cache):

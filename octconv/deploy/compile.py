@@ -18,7 +18,8 @@ from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import Tensor, lower
 from octconv.deploy.target import describe, make_target, vector_lanes
 from octconv.deploy.threads import resolve_threads, use_threads
-from octconv.deploy.tuning import SCHEDULE_VERSION, TileCache, choose_tile, scheduled_func
+from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, scheduled_func,
+                                   search_tiles)
 from octconv.weights import check_input_shape, check_params
 
 __all__ = ["CompiledNetwork", "compile_symbol", "load_library"]
@@ -177,6 +178,7 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     program = lower(symbol.tojson(), params, input_shape, lanes, winograd)
     searches_before = cache.searches
     kernels = program.kernels()
+    search_tiles(kernels, target, lanes, cache, budget)
     tiles = {k.key(): choose_tile(k, target, lanes, cache, budget) for k in kernels}
     cache.save()
     tuned = time.perf_counter()

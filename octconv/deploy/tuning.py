@@ -8,21 +8,27 @@ stored in a JSON file ``{target: {workload key: {"tile": ..., "ms": ...}}}``, wr
 atomically, and serve every batch size, thread count and epilogue of that workload.
 A cache file that cannot be read is ignored with a warning. For a target
 that cannot run on this machine (cross-compiling) nothing is measured: the best-guess
-tile is used and not cached.
+tile is used and not cached. The searches of a whole network build their candidates
+in parallel processes (:func:`search_tiles`).
 """
 import json
 import os
+import pickle
+import subprocess
+import sys
+import tempfile
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import tvm
 from tvm import s_tir, te
 
 from octconv.deploy.target import describe, runs_here
-from octconv.deploy.threads import use_threads
+from octconv.deploy.threads import available_cores, use_threads
 from octconv.files import write_atomically
 
-__all__ = ["TileCache", "scheduled_func", "choose_tile", "default_cache_path"]
+__all__ = ["TileCache", "scheduled_func", "choose_tile", "search_tiles", "default_cache_path"]
 
 
 # bumped whenever a kernel's schedule changes, so that older records are not reused
@@ -90,12 +96,15 @@ def scheduled_func(kernel, tile):
     return sch.mod["main"].with_attr("tir.is_scheduled", True)
 
 
-def _time_candidates(kernel, tiles, target):
-    """Milliseconds per call of the kernel scheduled with each tile (one LLVM build)."""
-    mod = tvm.IRModule({f"tile{j}": scheduled_func(kernel, tile).with_attr(
+def _candidates_module(kernel, tiles):
+    """An IRModule with the kernel scheduled with each tile, as ``tile0``, ``tile1``, ..."""
+    return tvm.IRModule({f"tile{j}": scheduled_func(kernel, tile).with_attr(
         "global_symbol", f"tile{j}") for j, tile in enumerate(tiles)})
-    lib = tvm.compile(mod, target=target)
-    module = lib.jit() if hasattr(lib, "jit") else lib
+
+
+def _time_module(module, kernel, count):
+    """Milliseconds per call of ``tile0`` ... ``tile{count-1}`` of ``module`` on random
+    inputs of the kernel's shapes, on one thread."""
     dev = tvm.cpu()
     use_threads(1)
     rng = np.random.default_rng(0)
@@ -103,15 +112,71 @@ def _time_candidates(kernel, tiles, target):
     args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in t.shape])
                                .astype("float32"), dev) for t in inputs + [output]]
     times = []
-    for j in range(len(tiles)):
+    for j in range(count):
         timer = module.time_evaluator(f"tile{j}", dev, number=2, repeat=5, min_repeat_ms=2)
         times.append(float(np.median(timer(*args).results) * 1e3))
     return times
 
 
-def choose_tile(kernel, target, lanes, cache, budget=4):
-    """The kernel's tile on ``target``: from ``cache``, else searched over ``budget``
-    candidates and recorded."""
+def _time_candidates(kernel, tiles, target):
+    """Milliseconds per call of the kernel scheduled with each tile (one LLVM build)."""
+    lib = tvm.compile(_candidates_module(kernel, tiles), target=target)
+    return _time_module(lib.jit() if hasattr(lib, "jit") else lib, kernel, len(tiles))
+
+
+def _build_candidates(kernel, tiles, cpu, path):
+    """The candidates' library for LLVM CPU ``cpu``, written to ``path``."""
+    from octconv.deploy.target import make_target
+    tvm.compile(_candidates_module(kernel, tiles), target=make_target(cpu)).export_library(path)
+
+
+def _build_from_file(task_file):
+    """Build the candidates listed in ``task_file`` (a pickled ``(cpu, [(kernel, tiles,
+    path), ...])``)."""
+    with open(task_file, "rb") as f:
+        cpu, tasks = pickle.load(f)
+    for kernel, tiles, path in tasks:
+        _build_candidates(kernel, tiles, cpu, path)
+
+
+_BUILD_PROCESS = "import sys; from octconv.deploy.tuning import _build_from_file; " \
+                 "_build_from_file(sys.argv[1])"
+
+
+def _build_in_processes(searches, cpu, folder, jobs):
+    """Build the candidates' library of every search in ``jobs`` fresh Python processes
+    (:data:`_BUILD_PROCESS`: a fork could inherit locks held by this process's threads,
+    and multiprocessing's spawn would run the caller's script again); their paths, or
+    None when a process failed."""
+    tasks = [(s.workload, s.tiles, os.path.join(folder, f"{j}.so"))
+             for j, s in enumerate(searches)]
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    processes = []
+    for part in range(jobs):
+        task_file = os.path.join(folder, f"tasks{part}.pickle")
+        with open(task_file, "wb") as f:
+            pickle.dump((cpu, tasks[part::jobs]), f)
+        processes.append(subprocess.Popen([sys.executable, "-c", _BUILD_PROCESS, task_file],
+                                          env=env))
+    failed = [p.args for p in processes if p.wait() != 0]
+    if failed:
+        warnings.warn(f"a tile-search build process failed ({' '.join(failed[0])}); "
+                      "searching one workload at a time", RuntimeWarning)
+        return None
+    return [path for _, _, path in tasks]
+
+
+class _Search(NamedTuple):
+    key: str
+    workload: object
+    tiles: list
+
+
+def _lookup(kernel, target, lanes, cache, budget):
+    """The kernel's tile when no search is needed (a single candidate, a cached
+    record, or nothing can be timed here), else the search to run."""
     candidates = kernel.tiles(lanes)
     if len(candidates) == 1:
         return candidates[0]
@@ -122,8 +187,46 @@ def choose_tile(kernel, target, lanes, cache, budget=4):
         return candidates[candidates.index(cached)]  # the named tile, not the stored list
     if not runs_here(target) or budget <= 1:
         return candidates[0]
+    return _Search(key, workload, candidates[:budget])
+
+
+def _record(search, times, target, cache):
+    """Record the fastest of the search's tiles; return it."""
+    ms, best = min(zip(times, search.tiles))
     cache.searches += 1
-    tiles = candidates[:budget]
-    ms, best = min(zip(_time_candidates(workload, tiles, target), tiles))
-    cache.put(target, key, list(best), ms)
+    cache.put(target, search.key, list(best), ms)
     return best
+
+
+def choose_tile(kernel, target, lanes, cache, budget=4):
+    """The kernel's tile on ``target``: from ``cache``, else searched over ``budget``
+    candidates and recorded."""
+    found = _lookup(kernel, target, lanes, cache, budget)
+    if not isinstance(found, _Search):
+        return found
+    return _record(found, _time_candidates(found.workload, found.tiles, target), target,
+                   cache)
+
+
+def search_tiles(kernels, target, lanes, cache, budget=4, jobs=0):
+    """Run the searches :func:`choose_tile` would run for ``kernels``, with the
+    candidates' LLVM builds (about two thirds of a search) in ``jobs`` processes at once
+    (0: one per core). The workloads are timed in this process after every build has
+    finished, one at a time and as :func:`choose_tile` times them, so that no build
+    competes with a timing. With one job, or one search to run, nothing is done here
+    (:func:`choose_tile` searches)."""
+    searches = {}
+    for kernel in kernels:
+        found = _lookup(kernel, target, lanes, cache, budget)
+        if isinstance(found, _Search):
+            searches[found.key] = found
+    searches = list(searches.values())
+    jobs = min(jobs or available_cores(), len(searches))
+    if jobs <= 1:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        paths = _build_in_processes(searches, target.attrs["mcpu"], folder, jobs)
+        for search, path in zip(searches, paths or []):
+            module = tvm.runtime.load_module(path)
+            _record(search, _time_module(module, search.workload, len(search.tiles)),
+                    target, cache)
