@@ -12,10 +12,10 @@ side by side. Rounds are added in steps of five until every backend's spread
 (interquartile range over the median) is below ``--tolerance`` or ``--max-runs`` is
 reached; rows still above it are marked noisy. Each timed call starts once the
 previous runtime's workers have stopped spinning (they would take a core from it).
-Each thread count runs in its own
-process (MXNet fixes its thread count when it starts); the 2-thread process also runs
-the TVM libraries on one thread, for the scaling ratio. A few rows are timed again at
-batch 8 on the most threads, in images per second.
+Each thread count runs in its own process (MXNet fixes its thread count when it
+starts); the 2-thread process also runs the TVM libraries on one thread, for the
+scaling ratio. A few rows are timed again at batch 8 on the most threads, in images
+per second.
 
 "Vanilla" networks are GluonCV's (true strided convolutions, what a user would
 otherwise deploy); the MobileNet v2 1.125 twin is this zoo's alpha-0 network (GluonCV

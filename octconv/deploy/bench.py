@@ -26,7 +26,8 @@ from octconv.export import export_onnx, logits_symbol
 from octconv.graph import Graph, param_role
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
-           "TVMRunner", "interleave", "wait_until_idle", "summarize", "time_backends", "BACKENDS"]
+           "TVMRunner", "interleave", "wait_until_idle", "summarize", "time_backends",
+           "BACKENDS"]
 
 BACKENDS = ("tvm", "mxnet", "onnxruntime", "openvino")
 
@@ -184,7 +185,7 @@ def make_runners(network, x, folder, backends=BACKENDS, threads=1, target=None, 
 
 def wait_until_idle(window=0.01, limit=1.0):
     """Sleep until no thread of this process uses the CPU, i.e. the workers a runtime
-    keep spinning after a call have gone to sleep (after a 2-thread call, measured
+    keeps spinning after a call have gone to sleep (after a 2-thread call, measured
     here: ONNX Runtime's about 45 ms, TVM's about 6 with the spin count that
     :mod:`octconv.deploy.threads` sets, OpenVINO's and MXNet's a few); at most ``limit``
     seconds. Idle means the process used under a tenth of a ``window`` of CPU time

@@ -24,7 +24,7 @@ import numpy as np
 import tvm
 from tvm import s_tir, te
 
-from octconv.deploy.target import describe, runs_here
+from octconv.deploy.target import describe, make_target, runs_here
 from octconv.deploy.threads import available_cores, use_threads
 from octconv.files import write_atomically
 
@@ -126,7 +126,6 @@ def _time_candidates(kernel, tiles, target):
 
 def _build_candidates(kernel, tiles, cpu, path):
     """The candidates' library for LLVM CPU ``cpu``, written to ``path``."""
-    from octconv.deploy.target import make_target
     tvm.compile(_candidates_module(kernel, tiles), target=make_target(cpu)).export_library(path)
 
 
@@ -160,9 +159,9 @@ def _build_in_processes(searches, cpu, folder, jobs):
             pickle.dump((cpu, tasks[part::jobs]), f)
         processes.append(subprocess.Popen([sys.executable, "-c", _BUILD_PROCESS, task_file],
                                           env=env))
-    failed = [p.args for p in processes if p.wait() != 0]
-    if failed:
-        warnings.warn(f"a tile-search build process failed ({' '.join(failed[0])}); "
+    codes = [process.wait() for process in processes]
+    if any(codes):
+        warnings.warn(f"a tile-search build process failed (exit code {max(codes, key=abs)}); "
                       "searching one workload at a time", RuntimeWarning)
         return None
     return [path for _, _, path in tasks]
