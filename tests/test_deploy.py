@@ -433,6 +433,31 @@ def test_parallel_search_runs_the_searches_a_one_by_one_search_runs(tmp_path, mo
     assert failed.searches == 0 and not failed.records
 
 
+UNGUARDED_SCRIPT = """
+import sys
+from octconv.deploy import TileCache, compile_symbol
+from octconv.deploy.bench import zoo_network
+network = zoo_network("resnet10_v2_mini", 0.125, classes=10, size=32)
+compiled = compile_symbol(network.symbol, network.params, (1, 3, 32, 32),
+                          cache=TileCache(sys.argv[1]), budget=2, libraries=False)
+print("searched", compiled.stats["searches"])
+"""
+
+
+def test_a_script_without_a_main_guard_runs_once_while_its_tiles_are_built_in_processes(
+        tmp_path):
+    """The build processes of a parallel search do not run the caller's script again
+    (as multiprocessing's spawn would)."""
+    if not runs_here(make_target()):
+        pytest.skip("host target not runnable")
+    script = tmp_path / "user_script.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "tiles.json")],
+                         check=True, capture_output=True, text=True, cwd=tmp_path).stdout
+    (line,) = [line for line in out.splitlines() if line.startswith("searched")]
+    assert int(line.split()[1]) > 1
+
+
 def test_other_weights_and_bad_shapes_are_refused(cache):
     """Weights of another alpha, one wrong shape, a batch of 0, another channel count:
     a ValueError naming the problem, before anything is built."""

@@ -130,16 +130,21 @@ def _build_candidates(kernel, tiles, cpu, path):
 
 
 def _build_from_file(task_file):
-    """Build the candidates listed in ``task_file`` (a pickled ``(cpu, [(kernel, tiles,
-    path), ...])``)."""
+    """Build the candidates listed in ``task_file``: pickled, after the caller's
+    ``sys.path``, ``(cpu, [(kernel, tiles, path), ...])``."""
     with open(task_file, "rb") as f:
+        pickle.load(f)  # the path, already in place (_BUILD_PROCESS)
         cpu, tasks = pickle.load(f)
     for kernel, tiles, path in tasks:
         _build_candidates(kernel, tiles, cpu, path)
 
 
-_BUILD_PROCESS = "import sys; from octconv.deploy.tuning import _build_from_file; " \
-                 "_build_from_file(sys.argv[1])"
+# a build process: takes the caller's module path, as multiprocessing's spawn does
+_BUILD_PROCESS = ("import pickle, sys\n"
+                  "with open(sys.argv[1], 'rb') as f:\n"
+                  "    sys.path[:] = pickle.load(f)\n"
+                  "from octconv.deploy.tuning import _build_from_file\n"
+                  "_build_from_file(sys.argv[1])")
 
 
 def _build_in_processes(searches, cpu, folder, jobs):
@@ -149,16 +154,13 @@ def _build_in_processes(searches, cpu, folder, jobs):
     None when a process failed."""
     tasks = [(s.workload, s.tiles, os.path.join(folder, f"{j}.so"))
              for j, s in enumerate(searches)]
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     processes = []
     for part in range(jobs):
         task_file = os.path.join(folder, f"tasks{part}.pickle")
         with open(task_file, "wb") as f:
+            pickle.dump(sys.path, f)
             pickle.dump((cpu, tasks[part::jobs]), f)
-        processes.append(subprocess.Popen([sys.executable, "-c", _BUILD_PROCESS, task_file],
-                                          env=env))
+        processes.append(subprocess.Popen([sys.executable, "-c", _BUILD_PROCESS, task_file]))
     codes = [process.wait() for process in processes]
     if any(codes):
         warnings.warn(f"a tile-search build process failed (exit code {max(codes, key=abs)}); "
