@@ -129,22 +129,14 @@ def _build_candidates(kernel, tiles, cpu, path):
     tvm.compile(_candidates_module(kernel, tiles), target=make_target(cpu)).export_library(path)
 
 
-def _build_from_file(task_file):
-    """Build the candidates listed in ``task_file``: pickled, after the caller's
-    ``sys.path``, ``(cpu, [(kernel, tiles, path), ...])``."""
-    with open(task_file, "rb") as f:
-        pickle.load(f)  # the path, already in place (_BUILD_PROCESS)
-        cpu, tasks = pickle.load(f)
-    for kernel, tiles, path in tasks:
-        _build_candidates(kernel, tiles, cpu, path)
-
-
-# a build process: takes the caller's module path, as multiprocessing's spawn does
+# a build process: takes the caller's module path first, as multiprocessing's spawn does,
+# then builds each (kernel, tiles, cpu, path) task of its file
 _BUILD_PROCESS = ("import pickle, sys\n"
                   "with open(sys.argv[1], 'rb') as f:\n"
                   "    sys.path[:] = pickle.load(f)\n"
-                  "from octconv.deploy.tuning import _build_from_file\n"
-                  "_build_from_file(sys.argv[1])")
+                  "    from octconv.deploy.tuning import _build_candidates\n"
+                  "    for task in pickle.load(f):\n"
+                  "        _build_candidates(*task)\n")
 
 
 def _build_in_processes(searches, cpu, folder, jobs):
@@ -152,21 +144,21 @@ def _build_in_processes(searches, cpu, folder, jobs):
     (:data:`_BUILD_PROCESS`: a fork could inherit locks held by this process's threads,
     and multiprocessing's spawn would run the caller's script again); their paths, or
     None when a process failed."""
-    tasks = [(s.workload, s.tiles, os.path.join(folder, f"{j}.so"))
+    tasks = [(s.workload, s.tiles, cpu, os.path.join(folder, f"{j}.so"))
              for j, s in enumerate(searches)]
     processes = []
     for part in range(jobs):
         task_file = os.path.join(folder, f"tasks{part}.pickle")
         with open(task_file, "wb") as f:
             pickle.dump(sys.path, f)
-            pickle.dump((cpu, tasks[part::jobs]), f)
+            pickle.dump(tasks[part::jobs], f)
         processes.append(subprocess.Popen([sys.executable, "-c", _BUILD_PROCESS, task_file]))
     codes = [process.wait() for process in processes]
     if any(codes):
         warnings.warn(f"a tile-search build process failed (exit code {max(codes, key=abs)}); "
                       "searching one workload at a time", RuntimeWarning)
         return None
-    return [path for _, _, path in tasks]
+    return [task[-1] for task in tasks]
 
 
 class _Search(NamedTuple):
