@@ -124,13 +124,13 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, cac
     K.Conv((1, 2, 14, 14, 16), 2, 16, 2, 1, 1, 1, 0, K.Epilogue((("bias",), ("act", "relu")))),
     K.Conv((2, 8, 7, 7, 8), 1, 8, 8, 1, 3, 1, 1, K.Epilogue((("bias",),))),
     K.Conv((1, 2, 9, 9, 8), 4, 8, 1, 2, 3, 2, 1,
-           K.Epilogue((("bias",), ("add", (1, 4, 5, 5, 8), "direct")))),
+           K.Epilogue((("bias",), ("add", (1, 4, 5, 5, 8), "direct", 0)))),
     K.Conv((1, 1, 10, 10, 16), 2, 16, 1, 1, 3, 1, 1,
-           K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2"), ("act", "relu6")))),
+           K.Epilogue((("bias",), ("add", (1, 3, 5, 5, 16), "up2", 1), ("act", "relu6")))),
     K.Depthwise((1, 2, 9, 9, 16), 3, 2, 1, K.Epilogue((("bias",), ("act", "sigmoid")))),
     Winograd((2, 2, 9, 7, 16), 1, 16, 1, 2, K.Epilogue((("bias",), ("act", "relu")))),
     Winograd((1, 1, 10, 10, 16), 2, 16, 1, 4,
-             K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2")))),
+             K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2", 0)))),
     Winograd((1, 2, 8, 8, 16), 4, 16, 1, 4, K.Epilogue((("bias",),))),
 ], ids=["conv1x1", "conv3x3-8lane-batch2", "grouped-strided", "conv3x3-up2", "depthwise",
         "winograd2", "winograd4-up2", "winograd4-4x4-tiles"])
@@ -229,6 +229,43 @@ def test_winograd_where_the_rule_says_and_equal_to_mxnet(cache):
     # 32 -> 32 at 4 px
     assert kinds == [("Conv", None), ("Winograd", 4), ("Conv", None), ("Winograd", 2),
                      ("Conv", None)]
+    x = image(16)
+    compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
+    assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
+
+
+def test_low_map_paths_run_as_one_convolution_and_equal_mxnet(cache):
+    """OctConv's l2h and l2l paths read the low map in one kernel call, their output
+    channels side by side (a 3x3 layer by Winograd, a 1x1 layer with biases); two
+    convolutions of one tensor whose results are concatenated stay two calls; the
+    network equals MXNet."""
+    from octconv.symbol import oct_conv
+    if not runs_here(make_target()):
+        pytest.skip("host target not runnable")
+
+    def relu(pair):
+        return tuple(mx.sym.Activation(t, act_type="relu") for t in pair)
+
+    x = relu(oct_conv((mx.sym.var("data"), None), "a", 64, 3, 3, padding=1, alpha_out=0.5))
+    x = relu(oct_conv(x, "b", 64, 3, 64, padding=1, alpha_in=0.5, alpha_out=0.5))
+    x = relu(oct_conv(x, "c", 64, 1, 64, alpha_in=0.5, alpha_out=0.5, use_bias=True))
+    hi, _ = oct_conv(x, "d", 32, 1, 64, alpha_in=0.5)
+    pair = [mx.sym.Convolution(hi, num_filter=16, kernel=(1, 1), name=f"e{j}") for j in range(2)]
+    network = small_network(mx.sym.concat(*pair, dim=1), 0.2)
+    program = lower(network.symbol.tojson(), network.params, (1, 3, 16, 16),
+                    vector_lanes(make_target()))
+    convs = [c for c in program.calls if isinstance(c.kernel, (K.Conv, Winograd))]
+    readers = {}
+    for call in convs:
+        readers.setdefault(call.args[0].index, []).append(call)
+    low = {i: calls for i, calls in readers.items() if calls[0].args[0].size == (8, 8)}
+    # 8 px maps read: a's pooled input (h2l); b's and c's pooled high map (h2l) and low
+    # map (l2h + l2l); d's low map (l2h); each by one call
+    assert sorted(len(calls) for calls in low.values()) == [1] * 6
+    merged = [c.kernel for calls in low.values() for c in calls
+              if c.out_shape[1] * c.out_shape[4] == 64]  # 32 + 32 channels
+    assert sorted(type(k).__name__ for k in merged) == ["Conv", "Winograd"]
+    assert convs[-1].args[0] == convs[-2].args[0]  # e0 and e1, apart
     x = image(16)
     compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
@@ -504,6 +541,10 @@ def test_unknown_target_and_unsupported_operator_are_named():
     params = {"fc_weight": np.ones((2, 3), np.float32), "fc_bias": np.zeros(2, np.float32)}
     with pytest.raises(UnsupportedGraph, match="odd: operator LeakyReLU"):
         compile_symbol(sym, params, (1, 3, 8, 8), budget=1)
+    dilated = small_network(mx.sym.Convolution(data, num_filter=8, kernel=(3, 3), pad=(2, 2),
+                                                dilate=(2, 2), name="wide"), 0.2)
+    with pytest.raises(UnsupportedGraph, match="wide: dilated convolution"):
+        lower(dilated.symbol.tojson(), dilated.params, (1, 3, 16, 16), 16)
 
 
 def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):

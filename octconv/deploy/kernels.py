@@ -13,8 +13,9 @@ loop parallel (the thread count is chosen when the network runs).
 Fused epilogues (:class:`Epilogue`) follow a convolution or start a point-wise kernel:
 a sequence of per-channel affine steps (folded or unfolded BatchNorm, conv bias), adds
 of another tensor (read directly, or nearest-2x-upsampled and cropped, which is
-OctConv's low-to-high path), channel gates (squeeze-excitation) and activations
-(relu, relu6, sigmoid), applied in the order of the source graph.
+OctConv's low-to-high path; from its first channel block or a later one, when it holds
+the outputs of several convolutions side by side), channel gates (squeeze-excitation)
+and activations (relu, relu6, sigmoid), applied in the order of the source graph.
 """
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -116,8 +117,9 @@ def _zero():
 class Epilogue:
     """Steps applied to a value at (n, block, y, x, lane). Each step is a tuple:
     ``("affine",)`` (per-channel scale and shift inputs), ``("bias",)`` (per-channel
-    shift), ``("add", shape, "direct"|"up2")`` (another tensor, read at the same
-    position or at (y // 2, x // 2)), ``("gate", shape)`` (multiply by an N x B x 1 x 1
+    shift), ``("add", shape, "direct"|"up2", offset)`` (another tensor of ``shape``,
+    read at the same position or at (y // 2, x // 2), and at channel block ``b +
+    offset``), ``("gate", shape)`` (multiply by an N x B x 1 x 1
     x cb tensor), ``("act", "relu"|"relu6"|"sigmoid")``."""
     steps: tuple = ()
 
@@ -145,9 +147,9 @@ class Epilogue:
             elif kind == "bias":
                 value = value + next(feed)[b, i]
             elif kind == "add":
-                other = next(feed)
-                value = value + (other[n, b, y, x, i] if step[2] == "direct"
-                                 else other[n, b, y // 2, x // 2, i])
+                other, block = next(feed), b + step[3]
+                value = value + (other[n, block, y, x, i] if step[2] == "direct"
+                                 else other[n, block, y // 2, x // 2, i])
             elif kind == "gate":
                 value = value * next(feed)[n, b, 0, 0, i]
             elif step[1] == "relu":

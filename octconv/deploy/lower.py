@@ -12,7 +12,12 @@ Inference simplifications made here:
   (BatchNorm, add, ReLU / ReLU6 / sigmoid, channel gate): one kernel, one memory write.
 - OctConv's paths are summed in those epilogues: ``h2h + up(l2h)`` reads the low map at
   (y // 2, x // 2) inside the h2h kernel (no upsampled tensor is ever stored), and
-  ``h2l(pool(h)) + l2l(l)`` adds the first path's result in the second's tile.
+  ``h2l(pool(h)) + l2l(l)`` adds the l2l result in the h2l kernel's tile.
+- Convolutions that read the same tensor with the same window and whose results are
+  only added in other convolutions' epilogues (OctConv's l2h and l2l paths, both over
+  the low map) run as one convolution with their output channels side by side: the low
+  map is read once, in one kernel call, and each epilogue reads its path's channel
+  blocks of the result.
 - A strided 1x1 convolution becomes a subsampling and a stride-1 1x1 convolution
   (whose flat pixel tiles are faster).
 - 3x3 stride-1 dense convolutions run as Winograd convolutions
@@ -30,7 +35,7 @@ import numpy as np
 
 from octconv.deploy import kernels as K
 from octconv.deploy.winograd import Winograd, output_tile, transform_weight, worthwhile
-from octconv.graph import Graph
+from octconv.graph import Graph, int_tuple
 
 __all__ = ["Tensor", "Call", "Program", "UnsupportedGraph", "lower"]
 
@@ -60,6 +65,24 @@ class _Upsampled:
     """A tensor read nearest-2x-upsampled and cropped to ``size`` (not stored)."""
     source: Tensor
     size: tuple
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """The channel blocks ``offset`` to ``offset + layout.blocks`` of a stored tensor:
+    one convolution's output within a merged sibling convolution's (not stored apart;
+    read by epilogue adds only)."""
+    source: Tensor
+    offset: int
+    layout: K.Layout
+
+    @property
+    def size(self):
+        return self.source.size
+
+    @property
+    def shape(self):
+        return (self.source.batch, self.layout.blocks) + tuple(self.size) + (self.layout.block,)
 
 
 @dataclass(frozen=True)
@@ -139,6 +162,9 @@ class _Lowering:
     def stored(self, i):
         """The value of node ``i`` as a stored tensor (upsampling one if needed)."""
         value = self.values[i]
+        if isinstance(getattr(value, "source", value), _Slice):
+            raise AssertionError(f"{self.nodes[i]['name']}: a merged convolution's output is "
+                                 f"read outside an epilogue")
         if isinstance(value, _EdgePadded):
             raise UnsupportedGraph(f"{self.nodes[i]['name']}: edge padding is supported "
                                    f"only before a 2x2/2 pooling")
@@ -206,13 +232,17 @@ class _Lowering:
             return ("affine",), [_pack_channels(scale, layout), _pack_channels(shift, layout)]
         if op == "elemwise_add":
             other = self.data_input(j, 1) if self.data_input(j, 0) == prev else self.data_input(j, 0)
-            value = self.values[other]
+            value, mode = self.values[other], "direct"
             if isinstance(value, _Upsampled) and tuple(value.size) == tuple(shape[2:4]):
-                return ("add", value.source.shape, "up2"), [value.source]
-            value = self.stored(other)
-            if value.shape != tuple(shape):
-                raise ValueError(f"{node['name']}: cannot add {value.shape} to {shape}")
-            return ("add", value.shape, "direct"), [value]
+                value, mode = value.source, "up2"
+            else:
+                if not isinstance(value, _Slice):
+                    value = self.stored(other)
+                if value.shape != tuple(shape):
+                    raise ValueError(f"{node['name']}: cannot add {value.shape} to {shape}")
+            source, offset = ((value.source, value.offset) if isinstance(value, _Slice)
+                              else (value, 0))
+            return ("add", source.shape, mode, offset), [source]
         if op == "broadcast_mul":
             gate = self.stored(self.data_input(j, 1))
             return ("gate", gate.shape), [gate]
@@ -245,44 +275,102 @@ class _Lowering:
             prev = j
         return K.Epilogue(tuple(steps)), args
 
-    # -- chain kernels -----------------------------------------------------------------
-    def conv_chain(self, chain):
+    # -- sibling convolutions ------------------------------------------------------------
+    def bare(self, chain):
+        """Whether ``chain`` is an ungrouped convolution with nothing fused after it but a
+        BatchNorm (folded into its weights): its epilogue is its bias."""
         i = chain[0]
-        attrs = self.attrs(i)
+        if self.nodes[i]["op"] != "Convolution" or int(self.attrs(i).get("num_group", 1)) > 1:
+            return False
+        return len(chain) == 1 or (len(chain) == 2 and self.nodes[chain[1]]["op"] == "BatchNorm")
+
+    def added_in_epilogues_only(self, i, heads):
+        """Whether every reader of node ``i`` adds its value in a convolution's epilogue,
+        directly or nearest-2x-upsampled (and cropped); ``heads``: the head of the
+        chain that absorbed each fused node."""
+        if not self.users[i] or i in self.heads:
+            return False
+        for j in self.users[i]:
+            op = self.nodes[j]["op"]
+            if op in ("UpSampling", "slice_like"):
+                if not self.added_in_epilogues_only(j, heads):
+                    return False
+            elif (op != "elemwise_add" or heads.get(j, j) == j
+                  or self.nodes[heads[j]]["op"] != "Convolution"):
+                return False
+        return True
+
+    def sibling_groups(self, tails):
+        """``{tail: chains}``: groups of bare convolutions (:meth:`bare`) that read the same
+        tensor with the same window, give the same channel block and whose results are
+        only added in other convolutions' epilogues (OctConv's l2h and l2l paths over the
+        low map), each group under its first chain's tail."""
+        heads = {j: chain[0] for chain in tails.values() for j in chain}
+        groups = {}
+        for tail, chain in sorted(tails.items()):
+            i = chain[0]
+            if self.bare(chain) and self.added_in_epilogues_only(tail, heads):
+                block = self.layout(self.param(i, 1).shape[0]).block
+                key = (self.data_input(i), self.graph.window(i), block)
+                groups.setdefault(key, []).append(chain)
+        return {group[0][-1]: group for group in groups.values() if len(group) > 1}
+
+    # -- chain kernels -----------------------------------------------------------------
+    def folded(self, chain):
+        """``(weight, bias, start)`` of the convolution heading ``chain``: a BatchNorm
+        right after it folded in, and the index in ``chain`` where its epilogue starts."""
+        i = chain[0]
+        weight = self.param(i, 1)
+        bias = (self.param(i, 2) if self.attrs(i).get("no_bias", "False") != "True"
+                else np.zeros(weight.shape[0], np.float32))
+        if len(chain) > 1 and self.nodes[chain[1]]["op"] == "BatchNorm":
+            scale, shift = self.batchnorm(chain[1])
+            return weight * scale[:, None, None, None], bias * scale + shift, 2
+        return weight, bias, 1
+
+    def conv_chains(self, chains):
+        """The convolutions heading ``chains`` (one chain, or a group of
+        :meth:`sibling_groups`, computed as one convolution whose output channel blocks
+        are theirs side by side) with their fused epilogues: the value of each chain."""
+        i = chains[0][0]
         x = self.stored(self.data_input(i))
         kernel, stride, pad = self.graph.window(i)
         if len(set(kernel)) != 1 or len(set(stride)) != 1 or len(set(pad)) != 1:
             raise UnsupportedGraph(f"{self.nodes[i]['name']}: only square kernels, "
                                       "strides and paddings")
+        if set(int_tuple(self.attrs(i).get("dilate", "()"))) - {1}:
+            raise UnsupportedGraph(f"{self.nodes[i]['name']}: dilated convolution")
         k, s, p = kernel[0], stride[0], pad[0]
-        weight = self.param(i, 1)
-        out_c, groups = weight.shape[0], int(attrs.get("num_group", 1))
-        bias = (self.param(i, 2) if attrs.get("no_bias", "False") != "True"
-                else np.zeros(out_c, np.float32))
-        start = 1
-        if len(chain) > 1 and self.nodes[chain[1]]["op"] == "BatchNorm":
-            scale, shift = self.batchnorm(chain[1])
-            weight = weight * scale[:, None, None, None]
-            bias = bias * scale + shift
-            start = 2
+        groups = int(self.attrs(i).get("num_group", 1))
+        folded = [self.folded(chain) for chain in chains]
+        weight = folded[0][0]
         if k == 1 and s > 1 and p == 0:  # subsample once, then the faster 1x1 kernel
             kern = K.Pool(x.shape, "max", 1, s, 0, False)
             x = self.emit(kern, [x], x.batch, x.layout, kern.out_shape[2:4])
             s = 1
-        lin, lout = x.layout, self.layout(out_c)
+        lin, louts = x.layout, [self.layout(w.shape[0]) for w, _, _ in folded]
         size = [(d + 2 * p - k) // s + 1 for d in x.size]
-        shape = (x.batch, lout.blocks, *size, lout.block)
-        epilogue, extra = self.epilogue(chain, shape, start, chain[start - 1])
+        if len(chains) == 1:
+            (chain,), ((_, _, start),), (lout,) = chains, folded, louts
+            shape = (x.batch, lout.blocks, *size, lout.block)
+            epilogue, extra = self.epilogue(chain, shape, start, chain[start - 1])
+        else:  # siblings: bias only; the readers' epilogues take their blocks
+            lout = K.Layout(sum(l.padded for l in louts[:-1]) + louts[-1].channels,
+                            louts[0].block)
+            epilogue, extra = K.Epilogue(), []
         epilogue = K.Epilogue((("bias",),) + epilogue.steps)
-        extra = [_pack_channels(bias, lout)] + extra
-        if groups > 1 and groups == lin.channels == out_c and lin == lout:
+        bias = np.concatenate([_pack_channels(b, l) for (_, b, _), l in zip(folded, louts)])
+        extra = [bias] + extra
+        if groups > 1 and groups == lin.channels == weight.shape[0] and lin == lout:
             kern = K.Depthwise(x.shape, k, s, p, epilogue)
             packed = np.zeros((lin.padded, k, k), np.float32)
-            packed[:out_c] = weight[:, 0]
+            packed[:lin.channels] = weight[:, 0]
             packed = packed.reshape(lin.blocks, lin.block, k, k).transpose(0, 2, 3, 1)
         else:
             block_groups, per_group = _block_grouping(groups, lin, lout)
-            packed = _pack_conv_weight(weight, groups, lin, lout, block_groups, per_group)
+            packed = np.concatenate([
+                _pack_conv_weight(w, groups, lin, l, block_groups, per_group)
+                for (w, _, _), l in zip(folded, louts)])
             if self.winograd and (k, s, block_groups) == (3, 1, 1) \
                     and worthwhile(size, lin.channels, lout.channels):
                 m = output_tile(min(size))
@@ -291,7 +379,11 @@ class _Lowering:
             else:
                 kern = K.Conv(x.shape, lout.blocks, lout.block, per_group, block_groups, k, s,
                               p, epilogue)
-        return self.emit(kern, [x, np.ascontiguousarray(packed)] + extra, x.batch, lout, size)
+        out = self.emit(kern, [x, np.ascontiguousarray(packed)] + extra, x.batch, lout, size)
+        if len(chains) == 1:
+            return [out]
+        offsets = np.cumsum([0] + [l.blocks for l in louts[:-1]])
+        return [_Slice(out, int(offset), l) for offset, l in zip(offsets, louts)]
 
     def pointwise_chain(self, chain):
         source = self.data_input(chain[0])
@@ -321,7 +413,9 @@ class _Lowering:
         attrs = self.attrs(i)
         if attrs.get("sample_type") != "nearest" or int(attrs.get("scale", 0)) != 2:
             raise UnsupportedGraph(f"{self.nodes[i]['name']}: only nearest 2x upsampling")
-        src = self.stored(self.data_input(i))
+        src = self.values[self.data_input(i)]
+        if not isinstance(src, _Slice):  # a merged convolution's blocks stay where they are
+            src = self.stored(self.data_input(i))
         return _Upsampled(src, tuple(2 * d for d in src.size))
 
     def crop(self, i):
@@ -394,6 +488,7 @@ class _Lowering:
     def run(self):
         n_, c_, h, w = self.program.input_shape
         fused, tails = self.chains()
+        siblings = self.sibling_groups(tails)
         for i, node in enumerate(self.nodes):
             if node["op"] == "null":
                 if node["name"] == "data":
@@ -401,13 +496,15 @@ class _Lowering:
                     self.values[i] = self.emit(K.PackInput((n_, c_, h, w), layout), ["input"],
                                                n_, layout, (h, w))
                 continue
-            if i in tails:
-                chain = tails[i]
-                head = self.nodes[chain[0]]["op"]
-                value = (self.conv_chain(chain) if head == "Convolution"
-                         else self.pointwise_chain(chain))
-                for j in chain:
-                    self.values[j] = value
+            if i in tails and i not in self.values:  # (a sibling group's later tails are)
+                chains = siblings.get(i, [tails[i]])
+                if self.nodes[chains[0][0]]["op"] == "Convolution":
+                    values = self.conv_chains(chains)
+                else:
+                    values = [self.pointwise_chain(tails[i])]
+                for chain, value in zip(chains, values):
+                    for j in chain:
+                        self.values[j] = value
             elif i not in fused:
                 self.values[i] = self.single(i)
         head = self.values[self.heads[0]]
