@@ -410,9 +410,12 @@ class Depthwise(Kernel):
         sch.vectorize(i)
         sch.unroll(xi)
         sch.vectorize(sch.get_loops(epilogue)[-1])
+        if self.pad:  # the padded rows one output row reads, made beside it, in L1
+            pad = sch.get_sblock("pad")
+            sch.compute_at(pad, y)
+            sch.vectorize(sch.get_loops(pad)[-1])
         _parallel(sch, n, b, y)
         sch.decompose_reduction(conv, kh)
-        _schedule_padding(sch)
 
 
 # ----------------------------------------------------------------------------- the rest

@@ -32,7 +32,7 @@ __all__ = ["TileCache", "scheduled_func", "choose_tile", "search_tiles", "defaul
 
 
 # bumped whenever a kernel's schedule changes, so that older records are not reused
-SCHEDULE_VERSION = 3
+SCHEDULE_VERSION = 4
 
 
 def default_cache_path():
