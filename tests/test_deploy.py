@@ -128,12 +128,16 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, cac
     K.Conv((1, 1, 10, 10, 16), 2, 16, 1, 1, 3, 1, 1,
            K.Epilogue((("bias",), ("add", (1, 3, 5, 5, 16), "up2", 1), ("act", "relu6")))),
     K.Depthwise((1, 2, 9, 9, 16), 3, 2, 1, K.Epilogue((("bias",), ("act", "sigmoid")))),
+    K.Depthwise((2, 1, 8, 8, 8), 3, 1, 1, K.Epilogue((("bias",),))),
+    K.Pool((1, 2, 9, 9, 16), "max", 3, 2, 1, False),
+    K.Pool((1, 1, 8, 8, 16), "avg", 3, 1, 1, False),
+    K.Pool((1, 1, 9, 9, 8), "avg", 2, 2, 0, True),
     Winograd((2, 2, 9, 7, 16), 1, 16, 1, 2, K.Epilogue((("bias",), ("act", "relu")))),
     Winograd((1, 1, 10, 10, 16), 2, 16, 1, 4,
              K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2", 0)))),
     Winograd((1, 2, 8, 8, 16), 4, 16, 1, 4, K.Epilogue((("bias",),))),
 ], ids=["conv1x1", "conv3x3-8lane-batch2", "grouped-strided", "conv3x3-up2", "depthwise",
-        "winograd2", "winograd4-up2", "winograd4-4x4-tiles"])
+        "depthwise-batch2", "maxpool-padded", "avgpool-padded", "avgpool-ceil", "winograd2", "winograd4-up2", "winograd4-4x4-tiles"])
 def test_every_candidate_tile_computes_the_same(kernel):
     """Every schedule the search may pick equals the unscheduled computation."""
     target = make_target()

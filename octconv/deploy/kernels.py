@@ -349,12 +349,28 @@ class Conv(Kernel):
         _schedule_padding(sch)
 
 
-def _schedule_padding(sch):
+def _padding_block(sch):
+    """The kernel's "pad" block, or None when it pads nothing."""
     try:
-        pad = sch.get_sblock("pad")
+        return sch.get_sblock("pad")
     except Exception:  # noqa: BLE001 - no padding stage in this kernel
-        return
-    _vectorize_inner(sch, pad)
+        return None
+
+
+def _schedule_padding(sch):
+    """The padded copy of the whole input, made before the kernel, in parallel."""
+    pad = _padding_block(sch)
+    if pad is not None:
+        _vectorize_inner(sch, pad)
+
+
+def _pad_per_row(sch, row):
+    """The padded input rows that one output ``row`` reads, made inside its loop (a
+    few rows, in L1) instead of a padded copy of the whole map through memory."""
+    pad = _padding_block(sch)
+    if pad is not None:
+        sch.compute_at(pad, row)
+        sch.vectorize(sch.get_loops(pad)[-1])
 
 
 @dataclass(frozen=True)
@@ -410,10 +426,7 @@ class Depthwise(Kernel):
         sch.vectorize(i)
         sch.unroll(xi)
         sch.vectorize(sch.get_loops(epilogue)[-1])
-        if self.pad:  # the padded rows one output row reads, made beside it, in L1
-            pad = sch.get_sblock("pad")
-            sch.compute_at(pad, y)
-            sch.vectorize(sch.get_loops(pad)[-1])
+        _pad_per_row(sch, y)
         _parallel(sch, n, b, y)
         sch.decompose_reduction(conv, kh)
 
@@ -438,11 +451,13 @@ class Pointwise(Kernel):
 
 def _schedule_window(sch, parallel):
     """The "pool" block (n, b, y, x, lane, window rows, window cols): the window loops
-    inside the vectorized lanes' loop, the first ``parallel`` loops fused in parallel."""
+    inside the vectorized lanes' loop, any padding made per output row, the first
+    ``parallel`` loops fused in parallel."""
     pool = sch.get_sblock("pool")
     loops = sch.get_loops(pool)
     sch.reorder(*loops[:4], *loops[5:], loops[4])
     sch.vectorize(loops[4])
+    _pad_per_row(sch, loops[2])
     _parallel(sch, *loops[:parallel])
     sch.decompose_reduction(pool, loops[5])
 
@@ -493,7 +508,6 @@ class Pool(Kernel):
         _schedule_window(sch, parallel=3)
         if self.pool_type == "avg":
             _vectorize_inner(sch, sch.get_sblock("epilogue"))
-        _schedule_padding(sch)
 
 
 @dataclass(frozen=True)
