@@ -496,7 +496,7 @@ class _Lowering:
                     self.values[i] = self.emit(K.PackInput((n_, c_, h, w), layout), ["input"],
                                                n_, layout, (h, w))
                 continue
-            if i in tails and i not in self.values:  # (a sibling group's later tails are)
+            if i in tails and i not in self.values:  # (set already: a sibling computed it)
                 chains = siblings.get(i, [tails[i]])
                 if self.nodes[chains[0][0]]["op"] == "Convolution":
                     values = self.conv_chains(chains)
