@@ -5,6 +5,7 @@ the CLIs."""
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -24,6 +25,7 @@ from octconv.deploy.bench import (TVMRunner, gluoncv_network, interleave, wait_u
                                   zoo_network)
 from octconv.deploy.target import make_target, runs_here, vector_lanes
 from octconv.deploy.threads import SPIN_COUNT, use_threads
+from octconv.deploy import tuning
 from octconv.deploy.tuning import choose_tile, scheduled_func, search_tiles
 
 from helpers import assert_refused_weights, load_script, run_symbol
@@ -442,6 +444,20 @@ def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):
     assert fourth.stats["searches"] == first.stats["searches"]
     assert_close_to_mxnet(fourth.run(x), mxnet_logits(network, x))
     assert json.load(open(path))  # rewritten, readable
+
+
+def test_records_and_libraries_are_kept_under_a_digest_of_the_kernel_code(tmp_path):
+    """The schedule version is a digest of the kernel code: it is the digest of the
+    installed files, and an edit of any of them gives another one, so records and
+    libraries made by other code are not reused."""
+    folder = os.path.dirname(tuning.__file__)
+    assert tuning.schedule_digest(folder) == tuning.SCHEDULE_VERSION
+    for name in tuning.SCHEDULE_SOURCES:
+        for other in tuning.SCHEDULE_SOURCES:
+            shutil.copy(os.path.join(folder, other), tmp_path / other)
+        with open(tmp_path / name, "a") as f:
+            f.write("\n# edited\n")
+        assert tuning.schedule_digest(str(tmp_path)) != tuning.SCHEDULE_VERSION, name
 
 
 def test_parallel_search_runs_the_searches_a_one_by_one_search_runs(tmp_path, monkeypatch):

@@ -162,7 +162,8 @@ class _Lowering:
     def stored(self, i):
         """The value of node ``i`` as a stored tensor (upsampling one if needed)."""
         value = self.values[i]
-        if isinstance(getattr(value, "source", value), _Slice):
+        if isinstance(value, _Slice) or (isinstance(value, _Upsampled)
+                                         and isinstance(value.source, _Slice)):
             raise AssertionError(f"{self.nodes[i]['name']}: a merged convolution's output is "
                                  f"read outside an epilogue")
         if isinstance(value, _EdgePadded):

@@ -11,6 +11,7 @@ that cannot run on this machine (cross-compiling) nothing is measured: the best-
 tile is used and not cached. The searches of a whole network build their candidates
 in parallel processes (:func:`search_tiles`).
 """
+import hashlib
 import json
 import os
 import pickle
@@ -28,11 +29,26 @@ from octconv.deploy.target import describe, make_target, runs_here
 from octconv.deploy.threads import available_cores, use_threads
 from octconv.files import write_atomically
 
-__all__ = ["TileCache", "scheduled_func", "choose_tile", "search_tiles", "default_cache_path"]
+__all__ = ["TileCache", "scheduled_func", "choose_tile", "search_tiles", "default_cache_path",
+           "schedule_digest", "SCHEDULE_VERSION"]
 
 
-# bumped whenever a kernel's schedule changes, so that older records are not reused
-SCHEDULE_VERSION = 4
+SCHEDULE_SOURCES = ("kernels.py", "winograd.py", "tuning.py")
+
+
+def schedule_digest(folder=os.path.dirname(os.path.abspath(__file__))):
+    """A digest of the code that computes and schedules the kernels (the
+    :data:`SCHEDULE_SOURCES` in ``folder``): the version under which tile records and
+    compiled libraries are kept, so that any edit of that code makes them unused
+    instead of reused with another schedule."""
+    digest = hashlib.sha256()
+    for name in SCHEDULE_SOURCES:
+        with open(os.path.join(folder, name), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:12]
+
+
+SCHEDULE_VERSION = schedule_digest()
 
 
 def default_cache_path():
