@@ -5,6 +5,7 @@ the CLIs."""
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,6 +125,9 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, cac
 
 @pytest.mark.parametrize("kernel", [
     K.Conv((1, 2, 14, 14, 16), 2, 16, 2, 1, 1, 1, 0, K.Epilogue((("bias",), ("act", "relu")))),
+    K.Conv((1, 4, 14, 14, 16), 3, 16, 4, 1, 1, 1, 0,
+           K.Epilogue((("bias",), ("add", (1, 3, 14, 14, 16), "direct", 0)))),
+    K.Conv((1, 4, 13, 13, 8), 3, 8, 4, 1, 3, 2, 1, K.Epilogue((("bias",), ("act", "relu6")))),
     K.Conv((2, 8, 7, 7, 8), 1, 8, 8, 1, 3, 1, 1, K.Epilogue((("bias",),))),
     K.Conv((1, 2, 9, 9, 8), 4, 8, 1, 2, 3, 2, 1,
            K.Epilogue((("bias",), ("add", (1, 4, 5, 5, 8), "direct", 0)))),
@@ -138,8 +142,9 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, cac
     Winograd((1, 1, 10, 10, 16), 2, 16, 1, 4,
              K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2", 0)))),
     Winograd((1, 2, 8, 8, 16), 4, 16, 1, 4, K.Epilogue((("bias",),))),
-], ids=["conv1x1", "conv3x3-8lane-batch2", "grouped-strided", "conv3x3-up2", "depthwise",
-        "depthwise-batch2", "maxpool-padded", "avgpool-padded", "avgpool-ceil", "winograd2",
+], ids=["conv1x1", "conv1x1-wide-blocked", "conv3x3-strided-blocked", "conv3x3-8lane-batch2",
+        "grouped-strided", "conv3x3-up2", "depthwise", "depthwise-batch2", "maxpool-padded",
+        "avgpool-padded", "avgpool-ceil", "winograd2",
         "winograd4-up2", "winograd4-4x4-tiles"])
 def test_every_candidate_tile_computes_the_same(kernel):
     """Every schedule the search may pick equals the unscheduled computation."""
@@ -194,6 +199,51 @@ def test_winograd_equals_direct_convolution(m, size):
     expected = run(direct, te.create_prim_func(inputs + [output]), weight)
     got = run(fast, scheduled_func(fast, fast.tiles(8)[0]), transform_weight(weight, m))
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+
+
+def test_few_channel_large_maps_get_a_tile_over_all_output_blocks():
+    """A 16 -> 96 1x1 convolution at 112 px (MobileNet v2's first expansion): within
+    the default search budget of 4 a tile holds all 6 output blocks; a 512 -> 1024 one
+    at 7 px (whose weights per block fill L1) is offered none wider than 4 blocks."""
+    bias = K.Epilogue((("bias",),))
+    expansion = K.Conv((1, 1, 112, 112, 16), 6, 16, 1, 1, 1, 1, 0, bias)
+    for lanes in (8, 16):
+        assert any(tile.out_blocks == 6 for tile in expansion.tiles(lanes)[:4]), lanes
+    deep = K.Conv((1, 32, 7, 7, 16), 64, 16, 32, 1, 1, 1, 0, bias)
+    assert max(tile.out_blocks for tile in deep.tiles(16)) <= 4
+
+
+def _parallel_extents(kernel, tile):
+    """The extents of the parallel loops of ``kernel`` scheduled with ``tile``."""
+    script = scheduled_func(kernel, tile).script()
+    return [int(extent) for extent in re.findall(r"T\.parallel\((\d+)\)", script)]
+
+
+def test_input_channel_blocked_tiles_share_a_one_block_layer_among_threads():
+    """A layer of one output block at batch 1 (Oct-MobileNet v2's 144 -> 24 projection
+    at 56 px): every candidate tile, the input-channel blocked ones included, leaves at
+    least 7 parallel iterations (a divisor of the map's tile rows near 8) for the
+    threads, not one."""
+    kernel = K.Conv((1, 9, 56, 56, 16), 1, 16, 9, 1, 1, 1, 0, K.Epilogue((("bias",),)))
+    tiles = kernel.tiles(16)
+    assert any(tile.in_blocks < 9 for tile in tiles)
+    for tile in tiles:
+        extents = _parallel_extents(kernel, tile)
+        assert extents and min(extents[:1]) >= 7, (tile, extents)
+
+
+def test_tuning_workload_stays_at_batch_1_until_the_data_outgrow_the_cache():
+    """The tile of a batched kernel is searched at batch 1 (one search for all batch
+    sizes) while its input and output (4 bytes a value) fit in 16 MB, half of a 32 MB
+    L3; beyond that at its own batch, where the map streams through memory."""
+    relu = K.Epilogue((("bias",), ("act", "relu6")))
+    for batch, tuned_at in ((1, 1), (2, 1), (8, 8)):
+        # 16 -> 96 channels at 112 px: (16 + 96) * 112 * 112 * 4 bytes = 5.6 MB an image
+        kernel = K.Conv((batch, 1, 112, 112, 16), 6, 16, 1, 1, 1, 1, 0, relu)
+        assert kernel.workload() == K.Conv((tuned_at, 1, 112, 112, 16), 6, 16, 1, 1, 1, 1, 0,
+                                           K.Epilogue((("bias",),))), batch
+    small = K.Conv((8, 16, 7, 7, 16), 6, 16, 16, 1, 1, 1, 0, relu)
+    assert small.workload().data == (1, 16, 7, 7, 16)
 
 
 def test_channel_blocks_follow_the_vector_width_and_never_pad_the_alpha_125_split():

@@ -4,11 +4,11 @@ Every activation is stored ``N x C/cb x H x W x cb`` (NCHW[cb]c, see :class:`Lay
 so the innermost axis of every kernel is a vector of ``cb`` channels. A kernel is a
 frozen dataclass derived from :class:`Kernel`: its fields are the whole workload
 (shapes, strides, fused epilogue), ``key()`` names it, ``workload()`` is the kernel
-whose timing decides its tile (batch 1, no epilogue inputs, so that batched calls and
-other epilogues share one search), ``tiles(lanes)`` lists its candidate tiles
-best-guess first, ``compute()`` returns the TE tensors ``(inputs, output)`` and
-``schedule(sch, tile)`` schedules its PrimFunc. Every schedule makes its outermost
-loop parallel (the thread count is chosen when the network runs).
+whose timing decides its tile (batch 1 unless its data outgrow the cache, no epilogue
+inputs, so that batched calls and other epilogues share one search), ``tiles(lanes)``
+lists its candidate tiles best-guess first, ``compute()`` returns the TE tensors
+``(inputs, output)`` and ``schedule(sch, tile)`` schedules its PrimFunc. Every schedule
+makes its outermost loop parallel (the thread count is chosen when the network runs).
 
 Fused epilogues (:class:`Epilogue`) follow a convolution or start a point-wise kernel:
 a sequence of per-channel affine steps (folded or unfolded BatchNorm, conv bias), adds
@@ -27,6 +27,10 @@ __all__ = ["ConvTile", "DepthwiseTile", "Kernel", "Layout", "Epilogue", "Conv", 
            "Upsample", "Concat", "Dense", "Flatten", "PackInput"]
 
 F32 = "float32"
+
+# the input and output bytes of a call up to which a kernel is tuned at batch 1 (in
+# cache), beyond which at its own batch (through memory): half of a 32 MB L3
+CACHED_BYTES = 16 << 20
 
 
 class ConvTile(NamedTuple):
@@ -83,10 +87,17 @@ class Kernel:
 
     def workload(self):
         """The kernel timed to choose this one's tile: a kernel with an epilogue is
-        timed at batch 1 with the bias step alone."""
+        timed with the bias step alone, at batch 1 while its input and output fit in
+        :data:`CACHED_BYTES`, else at its own batch. A map that streams through memory
+        wants other tiles than one in cache: MobileNet v2's 16 -> 96 expansion at 112
+        px ran 1.45 x faster with 2 pixels x 6 output blocks per tile than with 16
+        pixels x 1 block at batch 1, and 1.6 x slower at batch 8 (38 MB of output)."""
         if not hasattr(self, "epilogue"):
             return self
-        return replace(self, data=(1,) + tuple(self.data[1:]), epilogue=Epilogue((("bias",),)))
+        data = tuple(self.data)
+        if 4 * (_volume(data) + _volume(getattr(self, "out_shape", data))) <= CACHED_BYTES:
+            data = (1,) + data[1:]
+        return replace(self, data=data, epilogue=Epilogue((("bias",),)))
 
     def tiles(self, lanes):
         """Candidate tiles, best guess first; ``[None]``: nothing to choose."""
@@ -271,15 +282,19 @@ class Conv(Kernel):
         """A 1x1 stride-1 convolution: its pixels are tiled as one flat axis."""
         return self.kernel == 1 and self.stride == 1 and self.pad == 0
 
+    def _accumulators(self, lanes):
+        """(vectors per output block, accumulator vectors a register tile may hold: 12
+        of 16 ymm on AVX2, 24 of 32 zmm on AVX-512)."""
+        return max(1, self.out_block // lanes), (24 if lanes == 16 else 12)
+
     def register_tiles(self, lanes):
         """Register tiles (rows, cols, output blocks) whose accumulators fit in the
         vector registers (12 of 16 ymm on AVX2, 24 of 32 zmm on AVX-512), best-guess
         first: no ragged edge (a partial tile costs more than its share), then about
         8-12 accumulators (20-24 with AVX-512). A 1x1 stride-1 convolution tiles flat
         pixels (rows is 1, cols counts pixels: whole rows or a divisor of a row)."""
-        _, _, oh, ow, ob = self.out_shape
-        vectors = max(1, ob // lanes)
-        budget = 24 if lanes == 16 else 12
+        _, _, oh, ow, _ = self.out_shape
+        vectors, budget = self._accumulators(lanes)
         per_group = self.out_blocks // self.groups
         rows, cols = (1, oh * ow) if self.pointwise else (oh, ow)
         found = []
@@ -291,13 +306,41 @@ class Conv(Kernel):
                     count = rh * rw * ot * vectors
                     if rh > rows or rw > cols or count > budget:
                         continue
-                    if self.pointwise and (cols % rw or (ow % rw and rw % ow)):
-                        continue  # TVM 0.27 miscompiles flat tiles cut across a row
+                    if self.pointwise and not self._flat_tile_fits(rw):
+                        continue
                     waste = (-(-rows // rh) * rh * -(-cols // rw) * rw) / (rows * cols) - 1
                     ragged = 1.0 if waste else 0.0
                     short = max(0, budget * 2 // 3 - count) / budget
                     found.append((ragged + waste + short, (rh, rw, ot)))
         return [tile for _, tile in sorted(found)]
+
+    def wide_tile(self, lanes):
+        """The register tile (rows, cols, output blocks) that spans the most output
+        blocks of a group whose weights fit a 32 KB L1 cache (and the whole
+        accumulator budget), over the most pixels of one row that keep it within half
+        the budget and leave no ragged edge (at least one). Each input value it loads
+        serves every one of those blocks, and the input map is read once per group
+        instead of once per block: what a large map with few input channels wants
+        (MobileNet v2's 16 -> 96 expansion at 112 px ran 1.45 x faster with 2 pixels
+        x 6 blocks than with 16 pixels x 1 block). None when that is one block."""
+        ow, ob = self.out_shape[3], self.out_block
+        vectors, budget = self._accumulators(lanes)
+        per_group = self.out_blocks // self.groups
+        window = self.in_blocks_per_group * self.data[4] * self.kernel ** 2
+        ot = max((d for d in range(1, per_group + 1) if per_group % d == 0
+                  and d * vectors <= budget and window * d * ob * 4 <= 32 * 1024), default=1)
+        if ot == 1:
+            return None
+        limit = max(budget // 2, ot * vectors)  # one pixel at least
+        fits = [rw for rw in range(1, 17) if rw * ot * vectors <= limit and
+                (self._flat_tile_fits(rw) if self.pointwise else ow % rw == 0)]
+        return (1, max(fits), ot)
+
+    def _flat_tile_fits(self, pixels):
+        """Whether tiles of ``pixels`` flat pixels cover a 1x1 convolution's map with no
+        ragged edge and none cut across a row (TVM 0.27 miscompiles those)."""
+        _, _, oh, ow, _ = self.out_shape
+        return (oh * ow) % pixels == 0 and not (ow % pixels and pixels % ow)
 
     def tiles(self, lanes):
         """Tiles (rows, cols, output blocks, input blocks): a register tile and the
@@ -305,16 +348,22 @@ class Conv(Kernel):
         equal to all of a group's blocks is the reduction innermost, the accumulators
         held in registers to the epilogue; fewer blocks the input-channel blocking
         (topi's ``tile_ic``), whose slices of input and weights stay in L1 while the
-        partial sums go through memory. The best three register tiles are offered in
-        both forms, then the rest unblocked."""
+        partial sums go through memory, offered when a group has at least 4 input
+        blocks (with fewer, a whole pass's slices fit L1 anyway). Order: the best
+        register tile unblocked and blocked, the :meth:`wide_tile`, then the next
+        register tiles likewise (the best three in both forms), then the rest
+        unblocked."""
         icb = self.in_blocks_per_group
-        blocked = max((d for d in (8, 4, 2, 1) if icb % d == 0 and d < icb), default=None)
+        blocked = max((d for d in (8, 4, 2, 1) if icb % d == 0 and d < icb), default=None) \
+            if icb >= 4 else None
         found = []
         for j, (rh, rw, ot) in enumerate(self.register_tiles(lanes)):
             found.append(ConvTile(rh, rw, ot, icb))
             if j < 3 and blocked:
                 found.append(ConvTile(rh, rw, ot, blocked))
-        return found
+            if j == 0 and self.wide_tile(lanes):
+                found.append(ConvTile(*self.wide_tile(lanes), icb))
+        return list(dict.fromkeys(found))  # the wide tile may be a register tile too
 
     def schedule(self, sch, tile):
         rh, rw, ot, icin = tile
@@ -334,11 +383,16 @@ class Conv(Kernel):
             sch.reverse_compute_at(epilogue, spatial_outer[-1])
             parallel = [n, oco, *spatial_outer]
             reduction = icb
-        else:  # input-channel blocks outermost in the tile loop nest
+        else:  # input-channel blocks outside the pixel loops of a chunk of tile rows
+            ow = self.out_shape[3]
+            per_row = ow // rh if self.pointwise and ow % rh == 0 else 1
+            chunks = _parallel_chunks(sch, spatial_outer[0], (n, oco), per_row)
+            chunk, rest = sch.split(spatial_outer[0], [chunks, None])
             icbo, icbi = sch.split(icb, [None, icin])
-            sch.reorder(n, oco, icbo, *spatial_outer, icbi, kh, kw, ic, *tile_loops, o)
-            sch.reverse_compute_at(epilogue, oco)
-            parallel = [n, oco]
+            sch.reorder(n, oco, chunk, icbo, rest, *spatial_outer[1:], icbi, kh, kw, ic,
+                        *tile_loops, o)
+            sch.reverse_compute_at(epilogue, chunk)
+            parallel = [n, oco, chunk]
             reduction = icbo
         sch.vectorize(o)
         for loop in tile_loops:
@@ -347,6 +401,22 @@ class Conv(Kernel):
         _parallel(sch, *parallel)
         sch.decompose_reduction(conv, reduction)
         _schedule_padding(sch)
+
+
+def _parallel_chunks(sch, loop, outside, step=1, least=8):
+    """How many parallel chunks to cut ``loop`` into so that with the parallel loops
+    ``outside`` it the kernel has about ``least`` parallel iterations or more (work for
+    every thread even in a layer of one or two output blocks at batch 1): the number
+    nearest to that, the larger on a tie, of whole chunks of a multiple of ``step``
+    iterations (a flat pixel loop's iterations per row: a chunk cut inside a row
+    would be computed wrong by TVM 0.27, whose epilogue covers the chunk's rows)."""
+    parallel = 1
+    for other in outside:
+        parallel *= int(sch.get(other).extent)
+    extent = int(sch.get(loop).extent)
+    wanted = -(-least // parallel)
+    return min((d for d in range(1, extent + 1) if extent % d == 0 and extent // d % step == 0),
+               key=lambda d: (abs(d - wanted), -d))
 
 
 def _padding_block(sch):

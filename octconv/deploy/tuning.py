@@ -1,11 +1,12 @@
 """Per-workload choice of a kernel's register tile, measured and cached on disk.
 
 A kernel offers candidate tiles best-guess first (:meth:`Conv.tiles`); the search
-builds the first ``budget`` of them on the kernel's tuning workload (batch 1, no
-epilogue inputs: :meth:`Kernel.workload`) as stand-alone functions, times each on
-random inputs (single thread, median of 5 repeats) and keeps the fastest. Results are
-stored in a JSON file ``{target: {workload key: {"tile": ..., "ms": ...}}}``, written
-atomically, and serve every batch size, thread count and epilogue of that workload.
+builds the first ``budget`` of them on the kernel's tuning workload (batch 1 unless
+its data outgrow the cache, no epilogue inputs: :meth:`Kernel.workload`) as
+stand-alone functions, times each on random inputs (single thread, median of 5
+repeats) and keeps the fastest. Results are stored in a JSON file ``{target: {workload
+key: {"tile": ..., "ms": ...}}}``, written atomically, and serve every thread count
+and epilogue of that workload, and every batch size that tunes to it.
 A cache file that cannot be read is ignored with a warning. For a target
 that cannot run on this machine (cross-compiling) nothing is measured: the best-guess
 tile is used and not cached. The searches of a whole network build their candidates
