@@ -31,6 +31,8 @@ F32 = "float32"
 # the input and output bytes of a call up to which a kernel is tuned at batch 1 (in
 # cache), beyond which at its own batch (through memory): half of a 32 MB L3
 CACHED_BYTES = 16 << 20
+# the L1 data cache a wide tile's weights must fit (AMD Zen's; Intel's are 32-48 KB)
+L1_BYTES = 32 << 10
 
 
 class ConvTile(NamedTuple):
@@ -316,7 +318,7 @@ class Conv(Kernel):
 
     def wide_tile(self, lanes):
         """The register tile (rows, cols, output blocks) that spans the most output
-        blocks of a group whose weights fit a 32 KB L1 cache (and the whole
+        blocks of a group whose weights fit :data:`L1_BYTES` (and the whole
         accumulator budget), over the most pixels of one row that keep it within half
         the budget and leave no ragged edge (at least one). Each input value it loads
         serves every one of those blocks, and the input map is read once per group
@@ -328,7 +330,7 @@ class Conv(Kernel):
         per_group = self.out_blocks // self.groups
         window = self.in_blocks_per_group * self.data[4] * self.kernel ** 2
         ot = max((d for d in range(1, per_group + 1) if per_group % d == 0
-                  and d * vectors <= budget and window * d * ob * 4 <= 32 * 1024), default=1)
+                  and d * vectors <= budget and window * d * ob * 4 <= L1_BYTES), default=1)
         if ot == 1:
             return None
         limit = max(budget // 2, ot * vectors)  # one pixel at least
@@ -337,8 +339,9 @@ class Conv(Kernel):
         return (1, max(fits), ot)
 
     def _flat_tile_fits(self, pixels):
-        """Whether tiles of ``pixels`` flat pixels cover a 1x1 convolution's map with no
-        ragged edge and none cut across a row (TVM 0.27 miscompiles those)."""
+        """Whether pieces of ``pixels`` flat pixels (tiles, or chunks of tiles) cover a
+        1x1 convolution's map with no ragged edge and none cut across a row: TVM 0.27
+        computes the epilogue of such a piece over all the rows it touches, wrongly."""
         _, _, oh, ow, _ = self.out_shape
         return (oh * ow) % pixels == 0 and not (ow % pixels and pixels % ow)
 
@@ -361,8 +364,9 @@ class Conv(Kernel):
             found.append(ConvTile(rh, rw, ot, icb))
             if j < 3 and blocked:
                 found.append(ConvTile(rh, rw, ot, blocked))
-            if j == 0 and self.wide_tile(lanes):
-                found.append(ConvTile(*self.wide_tile(lanes), icb))
+            wide = self.wide_tile(lanes) if j == 0 else None
+            if wide:
+                found.append(ConvTile(*wide, icb))
         return list(dict.fromkeys(found))  # the wide tile may be a register tile too
 
     def schedule(self, sch, tile):
@@ -384,9 +388,9 @@ class Conv(Kernel):
             parallel = [n, oco, *spatial_outer]
             reduction = icb
         else:  # input-channel blocks outside the pixel loops of a chunk of tile rows
-            ow = self.out_shape[3]
-            per_row = ow // rh if self.pointwise and ow % rh == 0 else 1
-            chunks = _parallel_chunks(sch, spatial_outer[0], (n, oco), per_row)
+            whole = (lambda tiles: self._flat_tile_fits(tiles * rh)) if self.pointwise \
+                else (lambda tiles: True)  # rows of tiles are whole rows
+            chunks = _parallel_chunks(sch, spatial_outer[0], (n, oco), whole)
             chunk, rest = sch.split(spatial_outer[0], [chunks, None])
             icbo, icbi = sch.split(icb, [None, icin])
             sch.reorder(n, oco, chunk, icbo, rest, *spatial_outer[1:], icbi, kh, kw, ic,
@@ -403,19 +407,19 @@ class Conv(Kernel):
         _schedule_padding(sch)
 
 
-def _parallel_chunks(sch, loop, outside, step=1, least=8):
+def _parallel_chunks(sch, loop, outside, whole, least=8):
     """How many parallel chunks to cut ``loop`` into so that with the parallel loops
     ``outside`` it the kernel has about ``least`` parallel iterations or more (work for
     every thread even in a layer of one or two output blocks at batch 1): the number
-    nearest to that, the larger on a tie, of whole chunks of a multiple of ``step``
-    iterations (a flat pixel loop's iterations per row: a chunk cut inside a row
-    would be computed wrong by TVM 0.27, whose epilogue covers the chunk's rows)."""
+    nearest to that, the larger on a tie, of equal chunks whose iteration count
+    ``whole`` accepts (a flat pixel loop's chunks, like its tiles, must not cut across
+    a row)."""
     parallel = 1
     for other in outside:
         parallel *= int(sch.get(other).extent)
     extent = int(sch.get(loop).extent)
     wanted = -(-least // parallel)
-    return min((d for d in range(1, extent + 1) if extent % d == 0 and extent // d % step == 0),
+    return min((d for d in range(1, extent + 1) if extent % d == 0 and whole(extent // d)),
                key=lambda d: (abs(d - wanted), -d))
 
 
