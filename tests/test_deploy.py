@@ -144,8 +144,7 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, cac
     Winograd((1, 2, 8, 8, 16), 4, 16, 1, 4, K.Epilogue((("bias",),))),
 ], ids=["conv1x1", "conv1x1-wide-blocked", "conv3x3-strided-blocked", "conv3x3-8lane-batch2",
         "grouped-strided", "conv3x3-up2", "depthwise", "depthwise-batch2", "maxpool-padded",
-        "avgpool-padded", "avgpool-ceil", "winograd2",
-        "winograd4-up2", "winograd4-4x4-tiles"])
+        "avgpool-padded", "avgpool-ceil", "winograd2", "winograd4-up2", "winograd4-4x4-tiles"])
 def test_every_candidate_tile_computes_the_same(kernel):
     """Every schedule the search may pick equals the unscheduled computation."""
     target = make_target()
