@@ -329,15 +329,18 @@ def test_low_map_paths_run_as_one_convolution_and_equal_mxnet(cache):
 
 def test_profile_accounts_for_every_call_and_multiply_add(cache):
     """The per-kernel profile covers every kernel call once per network call, and its
-    multiply-adds add up to the complexity counter's count on the Symbol graph; the
-    library reused on another thread count."""
+    multiply-adds add up to the complexity counter's count on the Symbol graph; every
+    kernel of the library also runs alone on arrays of its own shapes (TVM checks them
+    against the function's); the library reused on another thread count."""
     if not runs_here(make_target()):
         pytest.skip("host target not runnable")
     network = network_("resnet10_v2_mini", 0.0, 32)
     x = image(32)
     compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
-    rows = compiled.profile(x, runs=3)
+    rows = compiled.profile(x, runs=3, alone=True)
     assert sum(r["calls"] for r in rows) == len(compiled.program.calls)
+    assert all(r["alone_ms"] > 0 for r in rows)
+    assert "alone_ms" not in compiled.profile(x, runs=1)[0]
     assert sum(r["macs"] for r in rows) == network.macs(32)
     assert all(r["ms"] > 0 for r in rows)
     assert [r["ms"] for r in rows] == sorted((r["ms"] for r in rows), reverse=True)
@@ -630,7 +633,8 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     lines = out.splitlines()
     start = next(j for j, line in enumerate(lines) if line.startswith("kernels of one call"))
     rows, total = lines[start + 2:start + 6], lines[start + 6]  # after the column header
-    assert all(float(row.split()[2]) > 0 for row in rows) and total.split()[0] == "total"
+    assert all(float(row.split()[2]) > 0 and float(row.split()[-1]) > 0 for row in rows)
+    assert total.split()[0] == "total" and float(total.split()[-1]) > 0  # kernels alone
     for backend in ("tvm", "onnxruntime", "openvino"):
         line = next(line for line in out.splitlines() if line.startswith(f"  {backend} "))
         assert float(line.split("max |diff| vs MXNet")[1]) < 1e-4, line

@@ -15,7 +15,9 @@ cannot run is cross-compiled (no tuning, no timing). Tuning results are cached i
 compiled libraries in the ``libraries/`` folder beside it. ``--threads`` (default 1,
 as the paper; 0 = all cores) applies to every backend. ``--profile N`` prints the N
 slowest compiled kernels of a call (median time, share, calls, multiply-adds counted
-directly and the rate they imply) and the total.
+directly and the rate they imply, and the same calls' time with the kernel run alone
+on its own arrays: where the network's time exceeds it, the kernel waits for data
+that its predecessors left in L3 or memory) and the total.
 """
 import os
 import sys
@@ -108,18 +110,20 @@ def print_profile(compiled, shape, runs, top):
     """The ``top`` slowest kernels of a call on random input, then the total."""
     import numpy as np
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    rows = compiled.profile(x, runs)
+    rows = compiled.profile(x, runs, alone=True)
     total_ms = sum(r["ms"] for r in rows)
+    total_alone = sum(r["alone_ms"] for r in rows)
     total_macs = sum(r["macs"] for r in rows)
     print(f"kernels of one call, median of {runs} calls on {compiled.threads} thread(s):")
     print(f"  {'kernel':14s} {'calls':>5s} {'ms':>8s} {'share':>6s} {'M mult-adds':>11s} "
-          f"{'G/s':>6s}")
+          f"{'G/s':>6s} {'alone ms':>8s}")
     for r in rows[:top]:
-        rate = f"{r['macs'] / r['ms'] / 1e6:6.1f}" if r["macs"] and r["ms"] else ""
+        rate = f"{r['macs'] / r['ms'] / 1e6:6.1f}" if r["macs"] and r["ms"] else " " * 6
         print(f"  {r['function']:14s} {r['calls']:5d} {r['ms']:8.3f} "
-              f"{100 * r['ms'] / total_ms:5.1f}% {r['macs'] / 1e6:11.1f} {rate}")
+              f"{100 * r['ms'] / total_ms:5.1f}% {r['macs'] / 1e6:11.1f} {rate} "
+              f"{r['alone_ms']:8.3f}")
     print(f"  {'total':14s} {sum(r['calls'] for r in rows):5d} {total_ms:8.3f} "
-          f"{100.0:5.1f}% {total_macs / 1e6:11.1f}")
+          f"{100.0:5.1f}% {total_macs / 1e6:11.1f} {'':6s} {total_alone:8.3f}")
 
 
 if __name__ == "__main__":

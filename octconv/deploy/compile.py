@@ -22,7 +22,7 @@ from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, sch
                                    search_tiles)
 from octconv.weights import check_input_shape, check_params
 
-__all__ = ["CompiledNetwork", "compile_symbol", "load_library"]
+__all__ = ["CompiledNetwork", "compile_symbol", "load_library", "time_alone"]
 
 
 class _Runner:
@@ -70,12 +70,15 @@ class CompiledNetwork:
         return CompiledNetwork(self.module, self.target, self.input_shape,
                                resolve_threads(threads), self.stats, self.program, self.library)
 
-    def profile(self, x, runs=10):
+    def profile(self, x, runs=10, alone=False):
         """Where a call's time goes, kernel by kernel: one row per compiled kernel,
         slowest first, with its ``function`` name, ``calls`` per network call, ``ms``
         (the median over ``runs`` network calls of the time its calls take together,
         timed around each call by the VM) and ``macs`` (multiply-adds as the direct
-        computation counts them, :attr:`Kernel.macs`)."""
+        computation counts them, :attr:`Kernel.macs`). With ``alone``, also
+        ``alone_ms``: the same calls' time with the kernel run alone, again and again on
+        the same arrays (:func:`time_alone`); where ``ms`` exceeds it, the kernel reads
+        from L3 or memory inside the network what stays in its core's cache alone."""
         runner = _Runner(self.module, self.input_shape, self.threads)
         runner(x)  # warm-up, and the input's shape checked
         names, kernels, calls = function_names(self.program), {}, Counter()
@@ -101,6 +104,9 @@ class CompiledNetwork:
             runner(x)
         rows = [dict(function=name, calls=calls[name], ms=1e3 * float(np.median(spent[name])),
                      macs=calls[name] * kernels[name].macs) for name in kernels]
+        for row in rows if alone else []:
+            row["alone_ms"] = row["calls"] * time_alone(self.module, row["function"],
+                                                        kernels[row["function"]], runs)
         return sorted(rows, key=lambda row: -row["ms"])
 
     def export(self, path):
@@ -116,6 +122,21 @@ def load_library(path, threads=1):
     """A callable ``x -> logits`` from a library written by :meth:`CompiledNetwork.export`,
     running on ``threads`` threads (0: all cores). Inputs must have the compiled shape."""
     return _Runner(tvm.runtime.load_module(path), None, resolve_threads(threads))
+
+
+def time_alone(module, name, kernel, runs=10):
+    """Milliseconds per call of ``kernel``, compiled as function ``name`` of ``module``
+    (a network's library or one it imports), called again and again on the same random
+    arrays of its shapes on the current thread count: the median of ``runs`` timings of
+    at least 1 ms each."""
+    module = getattr(module, "mod", module)  # a relax Executable's runtime module
+    library = next(m for m in (module, *module.imports) if m.implements_function(name))
+    inputs, output = kernel.compute()
+    rng = np.random.default_rng(0)
+    args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in t.shape])
+                               .astype(np.float32)) for t in inputs + [output]]
+    timer = library.time_evaluator(name, tvm.cpu(), number=1, repeat=runs, min_repeat_ms=1)
+    return 1e3 * float(np.median(timer(*args).results))
 
 
 def function_names(program):
