@@ -18,11 +18,11 @@ from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import Tensor, lower
 from octconv.deploy.target import describe, make_target, vector_lanes
 from octconv.deploy.threads import resolve_threads, use_threads
-from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, scheduled_func,
-                                   search_tiles)
+from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, kernel_arguments,
+                                   scheduled_func, search_tiles, time_function)
 from octconv.weights import check_input_shape, check_params
 
-__all__ = ["CompiledNetwork", "compile_symbol", "load_library", "time_alone"]
+__all__ = ["CompiledNetwork", "compile_symbol", "load_library"]
 
 
 class _Runner:
@@ -77,8 +77,9 @@ class CompiledNetwork:
         timed around each call by the VM) and ``macs`` (multiply-adds as the direct
         computation counts them, :attr:`Kernel.macs`). With ``alone``, also
         ``alone_ms``: the same calls' time with the kernel run alone, again and again on
-        the same arrays (:func:`time_alone`); where ``ms`` exceeds it, the kernel reads
-        from L3 or memory inside the network what stays in its core's cache alone."""
+        the same random arrays, as the tile search times it (median of ``runs``
+        timings); where ``ms`` exceeds it, the kernel reads from L3 or memory inside the
+        network what stays in its core's cache alone."""
         runner = _Runner(self.module, self.input_shape, self.threads)
         runner(x)  # warm-up, and the input's shape checked
         names, kernels, calls = function_names(self.program), {}, Counter()
@@ -104,9 +105,11 @@ class CompiledNetwork:
             runner(x)
         rows = [dict(function=name, calls=calls[name], ms=1e3 * float(np.median(spent[name])),
                      macs=calls[name] * kernels[name].macs) for name in kernels]
+        library = getattr(self.module, "mod", self.module)  # a relax Executable's module
         for row in rows if alone else []:
-            row["alone_ms"] = row["calls"] * time_alone(self.module, row["function"],
-                                                        kernels[row["function"]], runs)
+            name = row["function"]
+            row["alone_ms"] = row["calls"] * time_function(
+                library, name, kernel_arguments(kernels[name]), runs)
         return sorted(rows, key=lambda row: -row["ms"])
 
     def export(self, path):
@@ -122,21 +125,6 @@ def load_library(path, threads=1):
     """A callable ``x -> logits`` from a library written by :meth:`CompiledNetwork.export`,
     running on ``threads`` threads (0: all cores). Inputs must have the compiled shape."""
     return _Runner(tvm.runtime.load_module(path), None, resolve_threads(threads))
-
-
-def time_alone(module, name, kernel, runs=10):
-    """Milliseconds per call of ``kernel``, compiled as function ``name`` of ``module``
-    (a network's library or one it imports), called again and again on the same random
-    arrays of its shapes on the current thread count: the median of ``runs`` timings of
-    at least 1 ms each."""
-    module = getattr(module, "mod", module)  # a relax Executable's runtime module
-    library = next(m for m in (module, *module.imports) if m.implements_function(name))
-    inputs, output = kernel.compute()
-    rng = np.random.default_rng(0)
-    args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in t.shape])
-                               .astype(np.float32)) for t in inputs + [output]]
-    timer = library.time_evaluator(name, tvm.cpu(), number=1, repeat=runs, min_repeat_ms=1)
-    return 1e3 * float(np.median(timer(*args).results))
 
 
 def function_names(program):

@@ -31,7 +31,7 @@ from octconv.deploy.threads import available_cores, use_threads
 from octconv.files import write_atomically
 
 __all__ = ["TileCache", "scheduled_func", "choose_tile", "search_tiles", "default_cache_path",
-           "schedule_digest", "SCHEDULE_VERSION"]
+           "schedule_digest", "kernel_arguments", "time_function", "SCHEDULE_VERSION"]
 
 
 SCHEDULE_SOURCES = ("kernels.py", "winograd.py", "tuning.py")
@@ -119,20 +119,31 @@ def _candidates_module(kernel, tiles):
         "global_symbol", f"tile{j}") for j, tile in enumerate(tiles)})
 
 
+def kernel_arguments(kernel):
+    """Random arrays of the shapes of ``kernel``'s inputs and output: the arguments of
+    its compiled function."""
+    rng = np.random.default_rng(0)
+    inputs, output = kernel.compute()
+    return [tvm.runtime.tensor(rng.standard_normal([int(d) for d in t.shape])
+                               .astype("float32"), tvm.cpu()) for t in inputs + [output]]
+
+
+def time_function(module, name, args, repeat=5):
+    """Milliseconds per call of the compiled function ``name`` of ``module`` (or of a
+    module it imports, as a network's library does its kernels) on ``args``, called
+    again and again on the current thread count: the median of ``repeat`` timings of
+    at least 2 ms each."""
+    library = next(m for m in (module, *module.imports) if m.implements_function(name))
+    timer = library.time_evaluator(name, tvm.cpu(), number=2, repeat=repeat, min_repeat_ms=2)
+    return float(np.median(timer(*args).results) * 1e3)
+
+
 def _time_module(module, kernel, count):
     """Milliseconds per call of ``tile0`` ... ``tile{count-1}`` of ``module`` on random
     inputs of the kernel's shapes, on one thread."""
-    dev = tvm.cpu()
     use_threads(1)
-    rng = np.random.default_rng(0)
-    inputs, output = kernel.compute()
-    args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in t.shape])
-                               .astype("float32"), dev) for t in inputs + [output]]
-    times = []
-    for j in range(count):
-        timer = module.time_evaluator(f"tile{j}", dev, number=2, repeat=5, min_repeat_ms=2)
-        times.append(float(np.median(timer(*args).results) * 1e3))
-    return times
+    args = kernel_arguments(kernel)
+    return [time_function(module, f"tile{j}", args) for j in range(count)]
 
 
 def _time_candidates(kernel, tiles, target):
