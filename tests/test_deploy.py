@@ -247,14 +247,23 @@ def test_tuning_workload_stays_at_batch_1_until_the_data_outgrow_the_cache():
 
 def test_channel_blocks_follow_the_vector_width_and_never_pad_the_alpha_125_split():
     """The layout rule: 16-channel blocks where they fit; on AVX-512 also 16-channel
-    blocks padded by at most 1/8 (120 -> 128); else unpadded 8-channel blocks, so that
-    no tensor of Oct-ResNet-50 at alpha .125 (56 + 8 channels in its first stage)
-    carries padding."""
-    assert (K.Layout.for_channels(120, 16).block, K.Layout.for_channels(120, 16).padded) \
-        == (16, 128)
-    assert K.Layout.for_channels(120, 8) == K.Layout(120, 8)
-    assert K.Layout.for_channels(56, 16) == K.Layout(56, 8)
-    assert K.Layout.for_channels(24, 16) == K.Layout(24, 8)
+    blocks padded by at most 1/8 (120 -> 128); else 8-channel blocks where they pad
+    less, so that no tensor of Oct-ResNet-50 at alpha .125 (56 + 8 channels in its
+    first stage) carries padding, and Oct-MobileNet v1 0.75's low branches at alpha
+    .375 (18 and 36 channels) carry 6 and 4 padded channels, not 14 and 12."""
+    def blocking(channels, lanes):
+        layout = K.Layout.for_channels(channels, lanes)
+        return layout.block, layout.padded
+
+    assert blocking(120, 16) == (16, 128)
+    assert blocking(120, 8) == (8, 120)
+    assert blocking(56, 16) == (8, 56)
+    assert blocking(24, 16) == (8, 24)
+    assert blocking(18, 16) == (8, 24)
+    assert blocking(36, 16) == (8, 40)
+    assert blocking(9, 16) == (16, 16)  # 8-channel blocks would pad as much
+    assert blocking(30, 16) == (16, 32)
+    assert blocking(18, 8) == (8, 24)
     network = zoo_network("resnet50_v2", 0.125, classes=10, size=32)
     program = lower(network.symbol.tojson(), network.params, (1, 3, 32, 32), 16)
     layouts = {arg.layout for call in program.calls for arg in call.args

@@ -70,12 +70,13 @@ class Layout:
         """16-channel blocks when the channels allow it; with 16 lanes (AVX-512) also
         when padding to a whole 16-channel block adds at most 1/8 of the channels (120
         -> 128: full-width vectors, twice the 8-lane ones, for 7 % more work); else
-        8-channel blocks when the channels allow that (OctConv's 56 + 8 split at alpha
-        .125 pays no padding), else blocks of ``lanes`` (8 on AVX2, 16 on AVX-512)
-        zero-padded to a whole block."""
+        8-channel blocks when they pad less than 16-channel ones (none for OctConv's 56
+        + 8 split at alpha .125; the alpha .375 branches of 48 and 96 channels, 18 and
+        36, are padded to 24 and 40 instead of 32 and 48), else blocks of ``lanes`` (8
+        on AVX2, 16 on AVX-512) zero-padded to a whole block."""
         if channels % 16 == 0 or (lanes == 16 and -channels % 16 <= channels / 8):
             return Layout(channels, 16)
-        if channels % 8 == 0:
+        if -channels % 8 < -channels % 16:
             return Layout(channels, 8)
         return Layout(channels, lanes)
 
@@ -387,7 +388,7 @@ class Conv(Kernel):
             sch.reverse_compute_at(epilogue, spatial_outer[-1])
             parallel = [n, oco, *spatial_outer]
             reduction = icb
-        else:  # input-channel blocks outside the pixel loops of a chunk of tile rows
+        else:  # input-channel blocks outside the pixel loops of a chunk of whole tiles
             whole = (lambda tiles: self._flat_tile_fits(tiles * rh)) if self.pointwise \
                 else (lambda tiles: True)  # rows of tiles are whole rows
             chunks = _parallel_chunks(sch, spatial_outer[0], (n, oco), whole)
