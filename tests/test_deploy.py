@@ -135,6 +135,8 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, cac
            K.Epilogue((("bias",), ("add", (1, 3, 5, 5, 16), "up2", 1), ("act", "relu6")))),
     K.Depthwise((1, 2, 9, 9, 16), 3, 2, 1, K.Epilogue((("bias",), ("act", "sigmoid")))),
     K.Depthwise((2, 1, 8, 8, 8), 3, 1, 1, K.Epilogue((("bias",),))),
+    K.Depthwise((1, 4, 12, 12, 16), 3, 1, 1, K.Epilogue((("bias",), ("act", "relu")))),
+    K.Depthwise((1, 8, 7, 7, 8), 3, 1, 1, K.Epilogue((("bias",),))),
     K.Pool((1, 2, 9, 9, 16), "max", 3, 2, 1, False),
     K.Pool((1, 1, 8, 8, 16), "avg", 3, 1, 1, False),
     K.Pool((1, 1, 9, 9, 8), "avg", 2, 2, 0, True),
@@ -143,7 +145,8 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, cac
              K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2", 0)))),
     Winograd((1, 2, 8, 8, 16), 4, 16, 1, 4, K.Epilogue((("bias",),))),
 ], ids=["conv1x1", "conv1x1-wide-blocked", "conv3x3-strided-blocked", "conv3x3-8lane-batch2",
-        "grouped-strided", "conv3x3-up2", "depthwise", "depthwise-batch2", "maxpool-padded",
+        "grouped-strided", "conv3x3-up2", "depthwise", "depthwise-batch2",
+        "depthwise-row-chunks", "depthwise-whole-map", "maxpool-padded",
         "avgpool-padded", "avgpool-ceil", "winograd2", "winograd4-up2", "winograd4-4x4-tiles"])
 def test_every_candidate_tile_computes_the_same(kernel):
     """Every schedule the search may pick equals the unscheduled computation."""
@@ -229,6 +232,21 @@ def test_input_channel_blocked_tiles_share_a_one_block_layer_among_threads():
     for tile in tiles:
         extents = _parallel_extents(kernel, tile)
         assert extents and extents[0] >= 7, (tile, extents)
+
+
+def test_depthwise_rows_share_padded_input_in_chunks_that_leave_work_for_threads():
+    """Stride 1: the most rows (up to 16, dividing the height) whose chunks and channel
+    blocks still make 8 parallel iterations; stride 2: one row."""
+    def rows(data, stride):
+        kernel = K.Depthwise(data, 3, stride, 1, K.Epilogue((("bias",),)))
+        assert {tile.rows for tile in kernel.tiles(16)} == {kernel.chunk_rows()}
+        return kernel.chunk_rows()
+
+    assert rows((1, 2, 112, 112, 16), 1) == 16  # 2 blocks x 7 chunks
+    assert rows((1, 4, 12, 12, 16), 1) == 6     # 4 blocks x 2 chunks
+    assert rows((1, 8, 7, 7, 8), 1) == 7        # the whole map: 8 blocks
+    assert rows((1, 1, 8, 8, 8), 1) == 1        # 1 block: a chunk per row
+    assert rows((1, 60, 14, 14, 16), 2) == 1
 
 
 def test_tuning_workload_stays_at_batch_1_until_the_data_outgrow_the_cache():
