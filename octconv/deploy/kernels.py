@@ -440,13 +440,13 @@ def _schedule_padding(sch):
         _vectorize_inner(sch, pad)
 
 
-def _pad_per_row(sch, row):
-    """The padded input rows that one iteration of ``row`` (an output row, or a chunk
-    of rows) reads, made inside its loop (a few rows, in cache) instead of a padded
+def _pad_inside(sch, rows):
+    """The padded input rows that one iteration of the loop ``rows`` (over output rows,
+    or chunks of them) reads, made inside it (a few rows, in cache) instead of a padded
     copy of the whole map through memory."""
     pad = _padding_block(sch)
     if pad is not None:
-        sch.compute_at(pad, row)
+        sch.compute_at(pad, rows)
         sch.vectorize(sch.get_loops(pad)[-1])
 
 
@@ -493,7 +493,7 @@ class Depthwise(Kernel):
         up to 16 and dividing the height, that leave at least 8 parallel chunks (of
         rows and channel blocks) at batch 1; with one row per chunk each input row
         was padded three times, once for each output row reading it, and alone the
-        layers of the MobileNets ran 1.3-1.9 x slower (7 px maps the most). Stride 2:
+        layers of the MobileNets ran 1.2-1.8 x slower (7 px maps the most). Stride 2:
         one row, which chunks did not beat."""
         _, blocks, oh, _, _ = self.out_shape
         if self.stride != 1:
@@ -517,7 +517,7 @@ class Depthwise(Kernel):
         sch.vectorize(i)
         sch.unroll(xi)
         sch.vectorize(sch.get_loops(epilogue)[-1])
-        _pad_per_row(sch, yo)
+        _pad_inside(sch, yo)
         _parallel(sch, n, b, yo)
         sch.decompose_reduction(conv, kh)
 
@@ -548,7 +548,7 @@ def _schedule_window(sch, parallel):
     loops = sch.get_loops(pool)
     sch.reorder(*loops[:4], *loops[5:], loops[4])
     sch.vectorize(loops[4])
-    _pad_per_row(sch, loops[2])
+    _pad_inside(sch, loops[2])
     _parallel(sch, *loops[:parallel])
     sch.decompose_reduction(pool, loops[5])
 
