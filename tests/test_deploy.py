@@ -236,11 +236,23 @@ def test_input_channel_blocked_tiles_share_a_one_block_layer_among_threads():
 
 def test_depthwise_rows_share_padded_input_in_chunks_that_leave_work_for_threads():
     """Stride 1: the most rows (up to 16, dividing the height) whose chunks and channel
-    blocks still make 8 parallel iterations; stride 2: one row."""
+    blocks still make 8 parallel iterations; stride 2: one row. Each parallel iteration
+    of the scheduled kernel pads the input rows of its whole chunk (a chunk of ``rows``
+    output rows reads (rows - 1) x stride + 3 of them), not those of one output row."""
+    from tvm import s_tir
+
     def rows(data, stride):
         kernel = K.Depthwise(data, 3, stride, 1, K.Epilogue((("bias",),)))
-        assert {tile.rows for tile in kernel.tiles(16)} == {kernel.chunk_rows()}
-        return kernel.chunk_rows()
+        chunk = kernel.chunk_rows()
+        assert {tile.rows for tile in kernel.tiles(16)} == {chunk}
+        inputs, output = kernel.compute()
+        sch = s_tir.Schedule(te.create_prim_func(inputs + [output]))
+        kernel.schedule(sch, kernel.tiles(16)[0])
+        parallel, padded_rows = (int(sch.get(loop).extent)
+                                 for loop in sch.get_loops(sch.get_sblock("pad"))[:2])
+        assert parallel == data[0] * data[1] * kernel.out_shape[2] // chunk
+        assert padded_rows == (chunk - 1) * stride + 3
+        return chunk
 
     assert rows((1, 2, 112, 112, 16), 1) == 16  # 2 blocks x 7 chunks
     assert rows((1, 4, 12, 12, 16), 1) == 6     # 4 blocks x 2 chunks
