@@ -22,8 +22,8 @@ from octconv.deploy import TileCache, compile_network, compile_symbol, load_libr
 from octconv.deploy import kernels as K
 from octconv.deploy.winograd import RULE as WINOGRAD_RULE, Winograd, transform_weight
 from octconv.deploy.lower import Tensor, UnsupportedGraph, lower
-from octconv.deploy.bench import (TVMRunner, gluoncv_network, interleave, wait_until_idle,
-                                  zoo_network)
+from octconv.deploy.bench import (TVMRunner, gluoncv_network, interleave, ratio_interval,
+                                  summarize, wait_until_idle, zoo_network)
 from octconv.deploy.target import make_target, runs_here, vector_lanes
 from octconv.deploy.threads import SPIN_COUNT, use_threads
 from octconv.deploy import tuning
@@ -718,12 +718,17 @@ def test_results_file_comes_from_the_table2_tool():
 
 
 def _worker_output(threads, rows, batch_rows=()):
-    """What a table2 worker writes, from ``{label: (MMACs, {backend: median ms})}``."""
+    """What a table2 worker writes, from ``{label: (MMACs, {backend: ms})}``; ``ms`` a
+    time per round (a list) or one time for all of 10 rounds."""
     def results(specs):
-        return {label: {"macs": macs * 1e6, "scale": 2.0, "max_diff": {"tvm": 1e-5},
-                        "tvm": {"searches": 0},
-                        "ms": {b: {"median": ms, "spread": 0.01} for b, ms in times.items()}}
-                for label, (macs, times) in specs.items()}
+        out = {}
+        for label, (macs, times) in specs.items():
+            times = {b: list(ms) if isinstance(ms, list) else [ms] * 10
+                     for b, ms in times.items()}
+            out[label] = {"macs": macs * 1e6, "scale": 2.0, "max_diff": {"tvm": 1e-5},
+                          "tvm": {"searches": 0}, "times": times,
+                          "ms": {b: summarize(ms) for b, ms in times.items()}}
+        return out
     return {"threads": threads, "groups": {"resnet": results(rows)},
             "batch": {"resnet": results(dict(batch_rows))} if batch_rows else {}}
 
@@ -765,3 +770,62 @@ def test_table2_rows_and_verdicts_follow_the_targets():
     assert len(checks) == 8 and not any(ok for _, ok, _ in checks), checks
     cold = table2.verdicts(rows, dict(meta, wall_s=300, **{"tuning records at start": 0}))
     assert cold[-1][:2] == ("wall time from an empty cache <= 6 min", True)
+
+
+def test_ratio_interval_pairs_the_rounds_and_covers_the_true_ratio():
+    """Rounds are resampled whole: a machine speed that drifts over the rounds moves
+    both times of a round and leaves a ratio that is constant per round exact, where
+    resampling the two lists apart would spread it. On noisy times from known
+    distributions the 95 % interval holds the true ratio of medians about 95 % of
+    the time, and narrows as rounds are added."""
+    drift = 1 + 0.5 * np.sin(np.arange(30))
+    low, high = ratio_interval(2 * 10 * drift, 10 * drift)
+    assert low == pytest.approx(2, rel=1e-12) and high == pytest.approx(2, rel=1e-12)
+    shuffled = np.random.default_rng(1).permutation(2 * 10 * drift)
+    low, high = ratio_interval(shuffled, 10 * drift)
+    assert high - low > 0.2  # unpaired, the drift is noise
+    rng = np.random.default_rng(2)
+    widths = {}
+    for rounds in (10, 40):
+        held, width = 0, []
+        for _ in range(200):  # lognormal times, medians 20 and 10: true ratio 2
+            num = 20 * np.exp(rng.normal(0, 0.1, rounds))
+            den = 10 * np.exp(rng.normal(0, 0.1, rounds))
+            low, high = ratio_interval(num, den, resamples=500, seed=int(rng.integers(1e9)))
+            held += low <= 2 <= high
+            width.append(high - low)
+        assert 0.85 <= held / 200 <= 1.0, (rounds, held)
+        widths[rounds] = np.median(width)
+    assert widths[40] < 0.7 * widths[10]
+    with pytest.raises(ValueError, match="paired rounds"):
+        ratio_interval([1, 2, 3], [1, 2])
+
+
+def test_table2_marks_a_target_within_the_noise_and_writes_the_intervals(tmp_path):
+    """A ratio whose interval holds the threshold is neither reached nor missed: the
+    verdict is None and the markdown marks it [~]; the intervals reach the CSV and the
+    table's cells."""
+    table2 = load_script("tools/table2.py")
+    others = dict(mxnet=[100] * 10, onnxruntime=[105] * 10, openvino=[110] * 10)
+    # the alpha .5 row takes 47 or 51 ms by turns: speed-up / MACs ratio
+    # (80 / 47 .. 80 / 51) / (4000 / 2400) = 0.94 .. 1.02 around 0.95
+    rows = {"vanilla ResNet-50": (4000, dict(tvm=[80] * 10, **others)),
+            "Oct-ResNet-50 alpha=.5": (2400, dict(tvm=[47, 51] * 5, **others))}
+    out = table2.table([_worker_output(1, rows)], 0.05)
+    oct_row = out[1]
+    assert oct_row["speedup_over_macs_ratio_low"] == pytest.approx(80 / 51 / (4000 / 2400))
+    assert oct_row["speedup_over_macs_ratio_high"] == pytest.approx(80 / 47 / (4000 / 2400))
+    meta = {"TVM target": "llvm -mcpu=x", "tuning records at start": 12, "wall_s": 60,
+            "CPU": "test"}
+    checks = dict((what, ok) for what, ok, _ in table2.verdicts(out, meta))
+    assert checks["Oct-ResNet-50 speed-up >= 0.95 x MACs ratio at every alpha "
+                  "(llvm -mcpu=x)"] is None
+    assert checks["1 thread: vanilla ResNet-50 TVM <= 0.9 x the fastest other backend"] is True
+    table2.write(out, table2.verdicts(out, meta), meta, str(tmp_path))
+    text = open(tmp_path / "table2.md").read()
+    assert "- [~] Oct-ResNet-50 speed-up >= 0.95 x MACs ratio" in text
+    assert f"| {80 / 49 / (4000 / 2400):.2f} [{80 / 51 / (4000 / 2400):.2f}-" \
+           f"{80 / 47 / (4000 / 2400):.2f}] |" in text
+    written = list(csv.DictReader(open(tmp_path / "table2.csv")))
+    assert float(written[1]["speedup_over_macs_ratio_high"]) == pytest.approx(
+        80 / 47 / (4000 / 2400))

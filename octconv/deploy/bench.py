@@ -26,8 +26,8 @@ from octconv.export import export_onnx, logits_symbol
 from octconv.graph import Graph, param_role
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
-           "TVMRunner", "interleave", "wait_until_idle", "summarize", "time_backends",
-           "BACKENDS"]
+           "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
+           "time_backends", "BACKENDS"]
 
 BACKENDS = ("tvm", "mxnet", "onnxruntime", "openvino")
 
@@ -226,6 +226,24 @@ def summarize(ms):
     q1, median, q3 = (float(v) for v in np.percentile(ms, [25, 50, 75]))
     return {"median": median, "min": float(min(ms)), "max": float(max(ms)), "q1": q1,
             "q3": q3, "spread": (q3 - q1) / median, "runs": len(ms)}
+
+
+def ratio_interval(numerator, denominator, level=0.95, resamples=2000, seed=0):
+    """``(low, high)``: a ``level`` bootstrap interval of ``median(numerator) /
+    median(denominator)``, two lists of times taken in the same interleaved rounds
+    (``numerator[r]`` and ``denominator[r]`` in round ``r``). Rounds are resampled
+    whole, so that what moves both times of a round (the machine's speed that
+    minute) moves the resampled ratio no more than it moved the measured one."""
+    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+    if numerator.shape != denominator.shape or numerator.ndim != 1 or not len(numerator):
+        raise ValueError(f"paired rounds expected, got {numerator.shape} and "
+                         f"{denominator.shape} times")
+    rounds = np.random.default_rng(seed).integers(0, len(numerator),
+                                                  (resamples, len(numerator)))
+    ratios = np.median(numerator[rounds], axis=1) / np.median(denominator[rounds], axis=1)
+    tail = 50 * (1 - level)
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, target=None,
