@@ -660,8 +660,8 @@ def test_unknown_target_and_unsupported_operator_are_named():
 
 
 def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
-    """All four backends on 2 threads and a batch of 2, each checked against MXNet; the
-    kernel profile."""
+    """All four backends on 2 threads and a batch of 2, each checked against MXNet and
+    compared with TVM (a ratio and its interval); the kernel profile."""
     out = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "tvm_compile.py"), "--checkpoint",
          trained_run, "--size", "32", "--time", "--runs", "3", "--budget", "1", "--threads",
@@ -677,7 +677,11 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     for backend in ("tvm", "onnxruntime", "openvino"):
         line = next(line for line in out.splitlines() if line.startswith(f"  {backend} "))
         assert float(line.split("max |diff| vs MXNet")[1]) < 1e-4, line
-    assert "  mxnet " in out
+    for backend in ("mxnet", "onnxruntime", "openvino"):  # TVM's time over theirs
+        line = next(line for line in out.splitlines() if line.startswith(f"  {backend} "))
+        ratio, low, high = (float(v) for v in re.search(
+            r"TVM / it (\S+) \[(\S+)-(\S+)\]", line).groups())
+        assert ratio > 0 and 0 < low <= high, line
     assert os.path.getsize(tmp_path / "demo.so") > 0
 
 
@@ -695,8 +699,9 @@ def test_compile_cli_names_a_bad_checkpoint_and_weights_of_another_alpha(tmp_pat
 
 def test_results_file_comes_from_the_table2_tool():
     """results/table2.* were written by tools/table2.py: every row of the tool at one
-    thread, the same figures in the CSV and the markdown, noisy rows marked, the
-    machine, its ISA, the versions and the Winograd rule of the code recorded."""
+    thread, the same figures in the CSV and the markdown, noisy rows marked, the ratios'
+    intervals given, the machine, its ISA, the versions and the Winograd rule of the
+    code recorded."""
     table2 = load_script("tools/table2.py")
     folder = os.path.join(ROOT, "results")
     rows = list(csv.DictReader(open(os.path.join(folder, "table2.csv"))))
@@ -714,6 +719,9 @@ def test_results_file_comes_from_the_table2_tool():
         assert (f"| {r['network']}{mark} | {r['threads']} | {r['batch']} | "
                 f"{float(r['macs_m']):.0f} | {float(r['tvm_ms']):.1f} |") in text
         assert float(r["max_diff"]) <= 1e-4
+        low, high = float(r["tvm_vs_best_other_low"]), float(r["tvm_vs_best_other_high"])
+        assert 0 < low <= high  # every ratio a target judges has its interval
+    assert "- [" in text.split("## Targets", 1)[1] and "95 % interval" in text
     assert os.path.getsize(os.path.join(folder, "table2.png")) > 10_000
 
 

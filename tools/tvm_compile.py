@@ -67,7 +67,7 @@ def main(argv=None):
     threads = resolve_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # MXNet's count, before it starts
     from octconv.checkpoint import read_params, trained_model
-    from octconv.deploy.bench import time_backends, zoo_network
+    from octconv.deploy.bench import ratio_interval, time_backends, zoo_network
     from octconv.deploy.compile import compile_symbol
     from octconv.deploy.target import describe, make_target, runs_here
     from octconv.deploy.tuning import TileCache
@@ -97,12 +97,18 @@ def main(argv=None):
         result = time_backends(network, args.size, runs=args.runs, compiled=compiled,
                                threads=threads, batch=args.batch)
         print(f"{threads} thread(s), batch {args.batch}, {args.runs} interleaved runs "
-              "(median, min-max, images/s):")
+              "(median, min-max, images/s; TVM's time over the backend's, with a 95 % "
+              "interval from resampling the rounds):")
+        tvm_ms = result["ms"]["tvm"]["median"]
         for backend, ms in result["ms"].items():
             diff = result["max_diff"].get(backend)
             agree = "" if diff is None else f"   max |diff| vs MXNet {diff:.2g}"
+            versus = ""
+            if backend != "tvm":
+                low, high = ratio_interval(result["times"]["tvm"], result["times"][backend])
+                versus = f"   TVM / it {tvm_ms / ms['median']:.2f} [{low:.2f}-{high:.2f}]"
             print(f"  {backend:12s} {ms['median']:9.3f} ms  ({ms['min']:.3f}-{ms['max']:.3f})"
-                  f"  {1e3 * args.batch / ms['median']:8.1f} img/s{agree}")
+                  f"  {1e3 * args.batch / ms['median']:8.1f} img/s{versus}{agree}")
     return 0
 
 

@@ -248,9 +248,10 @@ def ratio_interval(numerator, denominator, level=0.95, resamples=2000, seed=0):
 
 def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, target=None,
                   cache=None, budget=4, seed=0, compiled=None, threads=1, batch=1):
-    """``{"ms": {backend: summary}, "max_diff": {backend: max |out - MXNet out|},
-    "scale": max |MXNet out|, "tvm": compile stats}`` for ``batch`` images of ``size``
-    on ``threads`` threads; summaries as :func:`summarize` (times per call).
+    """``{"ms": {backend: summary}, "times": {backend: [ms per round]}, "max_diff":
+    {backend: max |out - MXNet out|}, "scale": max |MXNet out|, "tvm": compile stats}``
+    for ``batch`` images of ``size`` on ``threads`` threads; summaries as
+    :func:`summarize` (times per call).
     ``compiled``: the network already compiled for this input (else it is compiled)."""
     x = np.random.default_rng(seed).standard_normal((batch, 3, size, size)).astype(np.float32)
     with tempfile.TemporaryDirectory() as folder:
@@ -259,7 +260,7 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
         outputs = {b: run() for b, run in runners.items()}
         times = interleave(runners, runs, warmup)
     reference = outputs.get("mxnet")
-    result = {"ms": {b: summarize(t) for b, t in times.items()}}
+    result = {"ms": {b: summarize(t) for b, t in times.items()}, "times": times}
     if reference is not None:
         result["scale"] = float(np.abs(reference).max())
         result["max_diff"] = {b: float(np.abs(out - reference).max())
