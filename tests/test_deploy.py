@@ -837,3 +837,22 @@ def test_table2_marks_a_target_within_the_noise_and_writes_the_intervals(tmp_pat
     written = list(csv.DictReader(open(tmp_path / "table2.csv")))
     assert float(written[1]["speedup_over_macs_ratio_high"]) == pytest.approx(
         80 / 47 / (4000 / 2400))
+
+
+@pytest.mark.parametrize("oct_macs, oct_ms, verdict", [
+    (318, 6.0, True), (550, 10.2, False), (318, [5.4, 6.6] * 5, None)])
+def test_table2_mobilenet_verdict_needs_the_ratio_and_a_speed_up(oct_macs, oct_ms, verdict):
+    """An Oct-MobileNet v1 1.0 against its twin (569 M multiply-adds, 10 ms): at 318 M,
+    6 ms is 0.93 of the MACs ratio (reached); at 550 M, 10.2 ms is 0.95 of it but
+    slower than the twin (missed, and named); at 318 M, 5.4 or 6.6 ms by turns puts
+    0.9 inside the interval (within the noise)."""
+    table2 = load_script("tools/table2.py")
+    others = dict(mxnet=20.0, onnxruntime=21.0, openvino=22.0)
+    rows = table2.table([_worker_output(1, {
+        "vanilla MobileNet v1 1.0": (569, dict(tvm=10.0, **others)),
+        "Oct-MobileNet v1 1.0 alpha=.5": (oct_macs, dict(tvm=oct_ms, **others))})], 0.05)
+    meta = {"TVM target": "llvm -mcpu=x", "tuning records at start": 12, "wall_s": 60}
+    (ok, figure), = [(ok, figure) for what, ok, figure in table2.verdicts(rows, meta)
+                     if what.startswith("Oct-MobileNets")]
+    assert ok is verdict, figure
+    assert ("slower: Oct-MobileNet v1 1.0 alpha=.5" in figure) == (verdict is False)
