@@ -725,6 +725,26 @@ def test_results_file_comes_from_the_table2_tool():
     assert os.path.getsize(os.path.join(folder, "table2.png")) > 10_000
 
 
+@pytest.mark.parametrize("folder", ["results", "results/avx2"])
+def test_results_verdicts_are_the_tools_verdicts_on_the_results_rows(folder):
+    """The verdict lines of each committed table are what the tool's verdict code
+    gives for the committed CSV rows: a change of the verdicts' rules without a new run
+    of the table fails here."""
+    table2 = load_script("tools/table2.py")
+    text = open(os.path.join(ROOT, folder, "table2.md")).read()
+    meta_line = lambda key: text.split(f"- {key}: ", 1)[1].split("\n", 1)[0]
+    meta = {"TVM target": meta_line("TVM target"),
+            "tuning records at start": int(meta_line("tuning cache at start").split()[0]),
+            "wall_s": float(meta_line("wall time").split()[0])}
+    rows = []
+    for r in csv.DictReader(open(os.path.join(ROOT, folder, "table2.csv"))):
+        rows.append({k: v if k == "network" else int(v) if k in ("threads", "batch")
+                     else v == "True" if k == "noisy" else float(v) if v else None
+                     for k, v in r.items()})
+    for what, ok, figure in table2.verdicts(rows, meta):
+        assert f"- [{table2.MARKS[ok]}] {what}: {figure}\n" in text, what
+
+
 def _worker_output(threads, rows, batch_rows=()):
     """What a table2 worker writes, from ``{label: (MMACs, {backend: ms})}``; ``ms`` a
     time per round (a list) or one time for all of 10 rounds."""

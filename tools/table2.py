@@ -243,6 +243,12 @@ def _judge(rows, ratio, threshold, at_least):
     return False if missed else True if reached else None
 
 
+def _together(*verdicts):
+    """Verdicts that must all hold: missed if one is missed, else within the noise if
+    one is, else reached."""
+    return False if False in verdicts else None if None in verdicts else True
+
+
 def _ranged(row, ratio):
     """A ratio's cell: the figure and its interval in brackets (empty when not measured)."""
     if row[ratio] is None:
@@ -278,11 +284,9 @@ def verdicts(rows, meta):
     if mobile:
         worst = min(mobile, key=lambda r: r["speedup_over_macs_ratio"])
         # faster than vanilla: speed-up > 1, i.e. speed-up / MACs ratio > 1 / MACs ratio
-        faster = [_judge([r], "speedup_over_macs_ratio", 1 / r["macs_ratio"], True)
-                  for r in mobile]
-        ratio = _judge(mobile, "speedup_over_macs_ratio", 0.9, True)
-        verdict = False if False in (ratio, *faster) else \
-            None if None in (ratio, *faster) else True
+        verdict = _together(_judge(mobile, "speedup_over_macs_ratio", 0.9, True),
+                            *(_judge([r], "speedup_over_macs_ratio", 1 / r["macs_ratio"], True)
+                              for r in mobile))
         slower = [r["network"] for r in mobile if r["speedup"] <= 1]
         checks.append(("Oct-MobileNets: speed-up >= 0.9 x MACs ratio and faster than vanilla",
                        verdict, f"lowest {_ranged(worst, 'speedup_over_macs_ratio')} "
