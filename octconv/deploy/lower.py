@@ -122,13 +122,14 @@ def _pack_channels(vector, layout):
 
 
 class _Lowering:
-    def __init__(self, graph, params, input_shape, lanes, winograd):
+    def __init__(self, graph, params, input_shape, lanes, winograd, narrow_cost):
         self.winograd = winograd
         self.graph = graph
         self.nodes = graph.nodes
         self.heads = graph.heads
         self.params = {k: np.asarray(v, np.float32) for k, v in params.items()}
         self.lanes = lanes
+        self.narrow_cost = narrow_cost
         self.program = Program(tuple(input_shape))
         self.values = {}
         self.users = {i: [] for i in range(len(self.nodes))}
@@ -152,7 +153,7 @@ class _Lowering:
         return self.params[name]
 
     def layout(self, channels):
-        return K.Layout.for_channels(channels, self.lanes)
+        return K.Layout.for_channels(channels, self.lanes, self.narrow_cost)
 
     def emit(self, kernel, args, batch, layout, size):
         out = Tensor(len(self.program.calls), batch, layout, tuple(size))
@@ -561,9 +562,12 @@ def _pack_conv_weight(weight, groups, lin, lout, block_groups, per_group):
         .transpose(0, 2, 4, 5, 3, 1)
 
 
-def lower(symbol_json, params, input_shape, lanes, winograd=True):
+def lower(symbol_json, params, input_shape, lanes, winograd=True, narrow_cost=K.NARROW_COST):
     """The :class:`Program` computing the logits of the network ``symbol_json`` (a
     Symbol's JSON text, ending at its classifier) with ``params`` (name -> array) on an
     NCHW float32 input of ``input_shape``; ``lanes``: the target's float32 vector lanes;
-    ``winograd``: 3x3 stride-1 convolutions by Winograd's algorithm."""
-    return _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd).run()
+    ``winograd``: 3x3 stride-1 convolutions by Winograd's algorithm; ``narrow_cost``:
+    the target's cost of 8-channel blocks against 16-channel ones
+    (:meth:`~octconv.deploy.kernels.Layout.for_channels`)."""
+    return _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd,
+                     narrow_cost).run()

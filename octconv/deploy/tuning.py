@@ -5,8 +5,10 @@ builds the first ``budget`` of them on the kernel's tuning workload (batch 1 unl
 its data outgrow the cache, no epilogue inputs: :meth:`Kernel.workload`) as
 stand-alone functions, times each on random inputs (single thread, median of 5
 repeats) and keeps the fastest. Results are stored in a JSON file ``{target: {workload
-key: {"tile": ..., "ms": ...}}}``, written atomically, and serve every thread count
-and epilogue of that workload, and every batch size that tunes to it.
+key: {"tile": ..., "ms": ...}}}`` (other measurements of a target, such as
+:mod:`octconv.deploy.blocking`'s, as ``{key: {"value": ...}}``), written atomically,
+and serve every thread count and epilogue of that workload, and every batch size that
+tunes to it.
 A cache file that cannot be read is ignored with a warning. For a target
 that cannot run on this machine (cross-compiling) nothing is measured: the best-guess
 tile is used and not cached. The searches of a whole network build their candidates
@@ -97,6 +99,15 @@ class TileCache:
 
     def put(self, target, key, tile, ms):
         self.records.setdefault(describe(target), {})[key] = {"tile": tile, "ms": ms}
+
+    def value(self, target, key):
+        """A measured number recorded under ``key`` (:meth:`put_value`), or None."""
+        record = self.records.get(describe(target), {}).get(key)
+        value = record.get("value") if isinstance(record, dict) else None
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    def put_value(self, target, key, value):
+        self.records.setdefault(describe(target), {})[key] = {"value": value}
 
     def save(self):
         def dump(tmp):
