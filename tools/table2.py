@@ -461,7 +461,7 @@ def main(argv=None):
     from octconv.deploy.target import describe, make_target
     from octconv.deploy.threads import resolve_threads
     from octconv.deploy.tuning import TileCache
-    from octconv.deploy.winograd import RULE as WINOGRAD_RULE
+    from octconv.deploy.algorithms import POLICY as ALGORITHMS
     counts = sorted({resolve_threads(t) for t in args.thread_counts})
     cache = TileCache(args.cache)
     target = describe(make_target(args.target))
@@ -490,7 +490,7 @@ def main(argv=None):
     meta = {"CPU": cpu_model(), "ISA": _isa(), "TVM target": target,
             "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
-            "algorithm": WINOGRAD_RULE,
+            "algorithm": ALGORITHMS,
             "channel blocks": _blocking(args.target, cache.path),
             "timing": f"rounds of 5 until every spread < {100 * args.tolerance:.0f} % or "
                       f"{args.max_runs} runs",

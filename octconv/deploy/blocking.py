@@ -46,8 +46,8 @@ def narrow_block_cost(target, cache, budget=4):
     if vector_lanes(target) == 8:
         return 1.0
     cached = cache.value(target, record_key())
-    if cached is not None:
-        return cached
+    if cached is not None and cached > 0:
+        return float(cached)
     if budget <= 1 or not runs_here(target):
         return NARROW_COST
     kernels = [probe(8), probe(16)]

@@ -14,6 +14,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from octconv.deploy.algorithms import AlgorithmChoice
 from octconv.deploy.blocking import narrow_block_cost
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import Tensor, lower
@@ -173,10 +174,13 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     per new workload; ``threads``: threads of :meth:`CompiledNetwork.run` (0: all
     cores); ``libraries``: a :class:`LibraryCache` (default: the ``libraries`` folder
     beside the tile cache; False: none); ``winograd``: 3x3 stride-1 convolutions by
-    Winograd's algorithm (fewer multiplies, about 1e-5 relative error per layer) or
-    directly. Channels are blocked by 16 or 8 as the target's measured cost of 8-lane
-    vectors makes cheaper (:mod:`octconv.deploy.blocking`, cached with the tiles).
-    Every weight is checked against the shape MXNet infers for ``input_shape``
+    Winograd's algorithm (fewer multiplies, about 1e-5 relative error per layer) where
+    it is measured faster with the weights out of cache
+    (:mod:`octconv.deploy.algorithms`; where nothing is measured, where
+    :data:`~octconv.deploy.winograd.RULE` says), or all directly. Channels are blocked
+    by 16 or 8 as the target's measured cost of 8-lane vectors makes cheaper
+    (:mod:`octconv.deploy.blocking`, cached with the tiles). Every weight is checked
+    against the shape MXNet infers for ``input_shape``
     (ValueError naming the parameter)."""
     input_shape = check_input_shape(input_shape)
     check_params(symbol, params, input_shape)
@@ -188,7 +192,11 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     lanes = vector_lanes(target)
     start, searches_before = time.perf_counter(), cache.searches
     narrow_cost = narrow_block_cost(target, cache, budget)
-    program = lower(symbol.tojson(), params, input_shape, lanes, winograd, narrow_cost)
+    choose = AlgorithmChoice(target, cache, budget)
+    program = lower(symbol.tojson(), params, input_shape, lanes, winograd, narrow_cost, choose)
+    if choose.measure():  # lowered again with the measured algorithms
+        program = lower(symbol.tojson(), params, input_shape, lanes, winograd, narrow_cost,
+                        choose)
     kernels = program.kernels()
     search_tiles(kernels, target, lanes, cache, budget)
     tiles = {k.key(): choose_tile(k, target, lanes, cache, budget) for k in kernels}

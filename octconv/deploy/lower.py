@@ -122,8 +122,9 @@ def _pack_channels(vector, layout):
 
 
 class _Lowering:
-    def __init__(self, graph, params, input_shape, lanes, winograd, narrow_cost):
+    def __init__(self, graph, params, input_shape, lanes, winograd, narrow_cost, choose):
         self.winograd = winograd
+        self.choose = choose
         self.graph = graph
         self.nodes = graph.nodes
         self.heads = graph.heads
@@ -373,19 +374,31 @@ class _Lowering:
             packed = np.concatenate([
                 _pack_conv_weight(w, groups, lin, l, block_groups, per_group)
                 for (w, _, _), l in zip(folded, louts)])
-            if self.winograd and (k, s, block_groups) == (3, 1, 1) \
-                    and worthwhile(size, lin.channels, lout.channels):
-                m = output_tile(min(size))
-                kern = Winograd(x.shape, lout.blocks, lout.block, p, m, epilogue)
-                packed = transform_weight(packed, m)
-            else:
-                kern = K.Conv(x.shape, lout.blocks, lout.block, per_group, block_groups, k, s,
-                              p, epilogue)
+            kern = K.Conv(x.shape, lout.blocks, lout.block, per_group, block_groups, k, s, p,
+                          epilogue)
+            if self.winograd and (k, s, block_groups) == (3, 1, 1):
+                kern = self.algorithm(kern, size, lin, lout)
+            if isinstance(kern, Winograd):
+                packed = transform_weight(packed, kern.m)
         out = self.emit(kern, [x, np.ascontiguousarray(packed)] + extra, x.batch, lout, size)
         if len(chains) == 1:
             return [out]
         offsets = np.cumsum([0] + [l.blocks for l in louts[:-1]])
         return [_Slice(out, int(offset), l) for offset, l in zip(offsets, louts)]
+
+    def algorithm(self, direct, size, lin, lout):
+        """The kernel of a 3x3 stride-1 convolution: ``direct`` or a Winograd one, as
+        ``choose`` picks among those the map allows (F(2x2) from 7 px, F(4x4) from 14,
+        with 16 channels or more), the fixed rule's pick by default."""
+        side, channels = min(size), min(lin.channels, lout.channels)
+        candidates = [direct] + [
+            Winograd(direct.data, direct.out_blocks, direct.out_block, direct.pad, m,
+                     direct.epilogue)
+            for m, smallest in ((2, 7), (4, 14)) if side >= smallest and channels >= 16]
+        default = direct
+        if worthwhile(size, lin.channels, lout.channels):
+            default = next(c for c in candidates if getattr(c, "m", 0) == output_tile(side))
+        return self.choose(candidates, default) if len(candidates) > 1 else default
 
     def pointwise_chain(self, chain):
         source = self.data_input(chain[0])
@@ -562,12 +575,16 @@ def _pack_conv_weight(weight, groups, lin, lout, block_groups, per_group):
         .transpose(0, 2, 4, 5, 3, 1)
 
 
-def lower(symbol_json, params, input_shape, lanes, winograd=True, narrow_cost=K.NARROW_COST):
+def lower(symbol_json, params, input_shape, lanes, winograd=True, narrow_cost=K.NARROW_COST,
+          choose=None):
     """The :class:`Program` computing the logits of the network ``symbol_json`` (a
     Symbol's JSON text, ending at its classifier) with ``params`` (name -> array) on an
     NCHW float32 input of ``input_shape``; ``lanes``: the target's float32 vector lanes;
-    ``winograd``: 3x3 stride-1 convolutions by Winograd's algorithm; ``narrow_cost``:
-    the target's cost of 8-channel blocks against 16-channel ones
+    ``winograd``: 3x3 stride-1 convolutions by Winograd's algorithm where ``choose``
+    (``(candidate kernels, the rule's pick) -> kernel``, e.g. an
+    :class:`~octconv.deploy.algorithms.AlgorithmChoice`) picks it, by default where
+    :data:`~octconv.deploy.winograd.RULE` says; ``narrow_cost``: the target's cost of
+    8-channel blocks against 16-channel ones
     (:meth:`~octconv.deploy.kernels.Layout.for_channels`)."""
-    return _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd,
-                     narrow_cost).run()
+    return _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd, narrow_cost,
+                     choose or (lambda candidates, default: default)).run()

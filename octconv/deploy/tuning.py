@@ -33,7 +33,8 @@ from octconv.deploy.threads import available_cores, use_threads
 from octconv.files import write_atomically
 
 __all__ = ["TileCache", "scheduled_func", "choose_tile", "search_tiles", "default_cache_path",
-           "schedule_digest", "kernel_arguments", "time_function", "SCHEDULE_VERSION"]
+           "schedule_digest", "kernel_arguments", "time_function", "time_cold",
+           "SCHEDULE_VERSION"]
 
 
 SCHEDULE_SOURCES = ("kernels.py", "winograd.py", "tuning.py")
@@ -101,10 +102,10 @@ class TileCache:
         self.records.setdefault(describe(target), {})[key] = {"tile": tile, "ms": ms}
 
     def value(self, target, key):
-        """A measured number recorded under ``key`` (:meth:`put_value`), or None."""
+        """A measurement recorded under ``key`` (:meth:`put_value`): a number, or None."""
         record = self.records.get(describe(target), {}).get(key)
         value = record.get("value") if isinstance(record, dict) else None
-        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     def put_value(self, target, key, value):
         self.records.setdefault(describe(target), {})[key] = {"value": value}
@@ -146,6 +147,19 @@ def time_function(module, name, args, repeat=5):
     at least 2 ms each."""
     library = next(m for m in (module, *module.imports) if m.implements_function(name))
     timer = library.time_evaluator(name, tvm.cpu(), number=2, repeat=repeat, min_repeat_ms=2)
+    return float(np.median(timer(*args).results) * 1e3)
+
+
+def time_cold(module, name, args, repeat=15):
+    """Milliseconds per call of the compiled function ``name`` of ``module`` on ``args``
+    with every argument but the first flushed from the CPU caches before each call (the
+    median of ``repeat`` calls on the current thread count): a kernel of a network
+    finds its input where the previous kernel left it, but its weights, read once per
+    call, out of cache (a ResNet-50's 100-160 MB of them exceed what the caches keep
+    between two calls)."""
+    library = next(m for m in (module, *module.imports) if m.implements_function(name))
+    timer = library.time_evaluator(name, tvm.cpu(), number=1, repeat=repeat,
+                                   f_preproc="cache_flush_cpu_non_first_arg")
     return float(np.median(timer(*args).results) * 1e3)
 
 

@@ -38,8 +38,9 @@ MATRICES = {
 
 
 def output_tile(size):
-    """The output tile m for an output of ``size`` pixels a side: F(4x4) from 14 pixels
-    up, F(2x2) below. (On 7-13 px maps F(4x4) wins alone, 1.6-2 x over F(2x2) up to 256
+    """The fixed rule's output tile m (used where no choice was measured:
+    :mod:`octconv.deploy.algorithms`) for an output of ``size`` pixels a side: F(4x4)
+    from 14 pixels up, F(2x2) below. (On 7-13 px maps F(4x4) wins alone, 1.6-2 x over F(2x2) up to 256
     channels, but loses inside a network: its transformed weights, 36 per pair of
     channels, 4 x the direct kernel's, are read from memory for a few tiles each.)"""
     return 4 if size >= 14 else 2
@@ -50,8 +51,9 @@ RULE = ("3x3 stride-1 convolutions by Winograd: F(4x4, 3x3) on maps of >= 14 px 
 
 
 def worthwhile(size, in_channels, out_channels):
-    """Whether a 3x3 stride-1 convolution with an output of ``size`` (rows, cols) runs
-    faster by Winograd than directly (:data:`RULE`). The transforms cost per channel
+    """Whether, by the fixed rule (:data:`RULE`, used where no choice was measured), a
+    3x3 stride-1 convolution with an output of ``size`` (rows, cols) runs faster by
+    Winograd than directly. The transforms cost per channel
     and the products per pair of channels, so few channels favour the direct kernel.
     Measured on an AVX-512 Zen 4 (ms per call, direct / Winograd, both tuned): 56 px
     16 -> 16 channels .135 / .073, 28 px 48 -> 16 .104 / .059, 14 px 16 -> 16

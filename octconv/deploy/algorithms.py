@@ -1,0 +1,83 @@
+"""Which algorithm computes each 3x3 stride-1 convolution (directly, by Winograd's
+F(2x2, 3x3) or F(4x4, 3x3)): measured per workload with its weights out of cache, and
+kept in the tuning cache.
+
+Timed alone, again and again on the same arrays (as the tile search times kernels), a
+convolution finds its weights in cache; inside a network it reads them from memory,
+once per call. Winograd's transformed weights are 16 / 9 (F(2x2)) and 36 / 9 (F(4x4))
+times the direct kernel's, so on small maps, where each weight serves few pixels, the
+algorithm with the fewest multiplies can be the slowest. On an Intel Xeon (ms per
+call, 224 -> 224 channels at 14 px, alone / weights flushed): F(4x4) 0.51 / 1.02,
+F(2x2) 0.52 / 0.62, direct 0.86 / 0.93; inside Oct-ResNet-50 that layer took 1.02.
+So each candidate is timed with its searched tile and every argument but its input
+flushed from the caches before each call (:func:`~octconv.deploy.tuning.time_cold`),
+and the fastest is kept. Without a measurement (cross-compiling, a search budget of 1)
+the fixed rule of :mod:`octconv.deploy.winograd` decides.
+"""
+import tvm
+
+from octconv.deploy.target import runs_here, vector_lanes
+from octconv.deploy.threads import use_threads
+from octconv.deploy.tuning import SCHEDULE_VERSION, choose_tile, kernel_arguments, \
+    scheduled_func, search_tiles, time_cold
+
+__all__ = ["AlgorithmChoice", "record_key", "POLICY"]
+
+POLICY = ("3x3 stride-1 convolutions with >= 16 channels directly, by F(2x2, 3x3) (maps of "
+          ">= 7 px) or by F(4x4, 3x3) (>= 14 px), whichever was measured fastest with its "
+          "weights out of cache; the rest direct")
+
+
+def record_key(candidates):
+    """The tuning-cache key of a convolution's choice: the schedule version and the
+    first (direct) candidate's workload."""
+    return f"v{SCHEDULE_VERSION} algorithm {candidates[0].workload().key()}"
+
+
+class AlgorithmChoice:
+    """Called by the lowering with a convolution's candidate kernels (the direct one
+    first) and the fixed rule's pick: returns the recorded choice, else the rule's pick
+    and, when the target runs here and ``budget`` > 1, notes the convolution for
+    :meth:`measure`."""
+
+    def __init__(self, target, cache, budget):
+        self.target, self.cache, self.budget = target, cache, budget
+        self.measurable = budget > 1 and runs_here(target)
+        self.pending = {}
+
+    def __call__(self, candidates, default):
+        key = record_key(candidates)
+        choice = self.cache.value(self.target, key)
+        if isinstance(choice, int) and 0 <= choice < len(candidates):
+            return candidates[choice]
+        if self.measurable:
+            self.pending[key] = candidates
+        return default
+
+    def measure(self):
+        """Time the noted convolutions' candidates (tiles searched first, as for any
+        kernel; then one build of every candidate's workload with its tile, each timed
+        cold on one thread), record the fastest of each and save the cache. Returns
+        whether anything was measured."""
+        if not self.pending:
+            return False
+        lanes = vector_lanes(self.target)
+        workloads = [k.workload() for candidates in self.pending.values() for k in candidates]
+        search_tiles(workloads, self.target, lanes, self.cache, self.budget)
+        names = {}
+        funcs = {}
+        for kernel in workloads:
+            if kernel.key() not in names:
+                name = names[kernel.key()] = f"candidate{len(names)}"
+                tile = choose_tile(kernel, self.target, lanes, self.cache, self.budget)
+                funcs[name] = scheduled_func(kernel, tile).with_attr("global_symbol", name)
+        library = tvm.compile(tvm.IRModule(funcs), target=self.target)
+        library = library.jit() if hasattr(library, "jit") else library
+        use_threads(1)
+        for key, candidates in self.pending.items():
+            times = [time_cold(library, names[k.workload().key()],
+                               kernel_arguments(k.workload())) for k in candidates]
+            self.cache.put_value(self.target, key, times.index(min(times)))
+        self.cache.save()
+        self.pending = {}
+        return True
