@@ -180,8 +180,8 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     :data:`~octconv.deploy.winograd.RULE` says), or all directly. Channels are blocked
     by 16 or 8 as the target's measured cost of 8-lane vectors makes cheaper
     (:mod:`octconv.deploy.blocking`, cached with the tiles). Every weight is checked
-    against the shape MXNet infers for ``input_shape``
-    (ValueError naming the parameter)."""
+    against the shape MXNet infers for ``input_shape`` (ValueError naming the
+    parameter)."""
     input_shape = check_input_shape(input_shape)
     check_params(symbol, params, input_shape)
     threads = resolve_threads(threads)
