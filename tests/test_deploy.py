@@ -276,86 +276,31 @@ def test_tuning_workload_stays_at_batch_1_until_the_data_outgrow_the_cache():
     assert small.workload().data == (1, 16, 7, 7, 16)
 
 
-def test_channel_blocks_are_the_cheaper_of_16_and_8_at_the_targets_cost_of_8_lanes():
-    """The layout rule: with 16 lanes, each channel count takes the block width (16 or 8)
-    of least cost, a width costing its padded channel count and 8-channel blocks
-    ``narrow_cost`` times more per channel, a tie going to 16. At the default cost (a
-    core that runs AVX-512 as two 256-bit halves) no tensor of Oct-ResNet-50 at alpha
-    .125 (56 + 8 channels in its first stage) carries padding, and Oct-MobileNet v1
-    0.75's low branches at alpha .375 (18 and 36 channels) carry 6 and 4 padded
-    channels, not 14 and 12; at a full-width core's (1.7) 56 is padded to 64, 18 to 32
-    and 36 to 48, while 8 channels keep one 8-channel block. With 8 lanes (AVX2): 16
-    where 16 divides the channels, else 8, whatever the cost."""
-    def blocking(channels, lanes, cost=K.NARROW_COST):
-        layout = K.Layout.for_channels(channels, lanes, cost)
+def test_channel_blocks_follow_the_vector_width_and_never_pad_the_alpha_125_split():
+    """The layout rule: 16-channel blocks where they fit; on AVX-512 also 16-channel
+    blocks padded by at most 1/8 (120 -> 128); else 8-channel blocks where they pad
+    less, so that no tensor of Oct-ResNet-50 at alpha .125 (56 + 8 channels in its
+    first stage) carries padding, and Oct-MobileNet v1 0.75's low branches at alpha
+    .375 (18 and 36 channels) carry 6 and 4 padded channels, not 14 and 12."""
+    def blocking(channels, lanes):
+        layout = K.Layout.for_channels(channels, lanes)
         return layout.block, layout.padded
 
-    for cost in (1.0, K.NARROW_COST, 1.7, 2.5):
-        for channels in range(1, 400):
-            padded = {b: -(-channels // b) * b for b in (16, 8)}
-            cheaper = 16 if padded[16] <= cost * padded[8] else 8
-            assert blocking(channels, 16, cost) == (cheaper, padded[cheaper]), (channels, cost)
-            assert blocking(channels, 8, cost)[0] == (16 if channels % 16 == 0 else 8)
     assert blocking(120, 16) == (16, 128)
+    assert blocking(120, 8) == (8, 120)
     assert blocking(56, 16) == (8, 56)
+    assert blocking(24, 16) == (8, 24)
     assert blocking(18, 16) == (8, 24)
     assert blocking(36, 16) == (8, 40)
     assert blocking(9, 16) == (16, 16)  # 8-channel blocks would pad as much
-    assert [blocking(c, 16, 1.7) for c in (56, 18, 36, 8)] == [(16, 64), (16, 32), (16, 48),
-                                                               (8, 8)]
+    assert blocking(30, 16) == (16, 32)
+    assert blocking(18, 8) == (8, 24)
     network = zoo_network("resnet50_v2", 0.125, classes=10, size=32)
-
-    def layouts(cost):
-        program = lower(network.symbol.tojson(), network.params, (1, 3, 32, 32), 16,
-                        narrow_cost=cost)
-        return {arg.layout for call in program.calls for arg in call.args
-                if isinstance(arg, Tensor)}
-
-    assert {(56, 8), (8, 8)} <= {(t.channels, t.block) for t in layouts(K.NARROW_COST)}
-    assert all(t.padded == t.channels for t in layouts(K.NARROW_COST))
-    assert {(56, 16, 64), (8, 8, 8)} <= {(t.channels, t.block, t.padded) for t in layouts(1.7)}
-
-
-def test_the_cost_of_8_lane_blocks_is_measured_once_per_target_and_used(tmp_path):
-    """On an AVX-512 host the cost of 8-channel blocks is measured on the first compile
-    that searches tiles, recorded in the tuning cache and read back without measuring;
-    without a search budget, or for a target that cannot run here, the default is used;
-    AVX2 targets block by 8 anyway (cost 1). A compile follows the recorded cost: 56 +
-    8 channels in blocks of 8 at cost 1, padded to blocks of 16 at cost 3, both equal
-    to MXNet."""
-    from octconv.deploy.blocking import narrow_block_cost, record_key
-    from octconv.symbol import oct_conv
-    assert narrow_block_cost(make_target("haswell"), TileCache(str(tmp_path / "x.json"))) == 1
-    for name in ("skylake-avx512", "znver4", "sapphirerapids"):
-        target = make_target(name)
-        if not runs_here(target):
-            assert narrow_block_cost(target, TileCache(str(tmp_path / "x.json"))) == \
-                K.NARROW_COST
-    host = make_target()
-    if not runs_here(host) or vector_lanes(host) != 16:
-        pytest.skip("needs an AVX-512 host")
-    path = str(tmp_path / "tiles.json")
-    assert narrow_block_cost(host, TileCache(path), budget=1) == K.NARROW_COST
-    assert not os.path.exists(path)
-    measured = narrow_block_cost(host, TileCache(path), budget=2)
-    assert 0.5 < measured < 4
-    again = TileCache(path)
-    assert narrow_block_cost(host, again, budget=2) == measured and again.searches == 0
-
-    x = mx.sym.Activation(oct_conv((mx.sym.var("data"), None), "a", 64, 3, 3, padding=1,
-                                   alpha_out=0.125)[0], act_type="relu")
-    network = small_network(x, 0.3)
-    image_ = image(16)
-    for cost, block in ((1.0, 8), (3.0, 16)):
-        cache = TileCache(str(tmp_path / f"{cost}.json"))
-        cache.put_value(host, record_key(), cost)
-        compiled = compile_symbol(network.symbol, network.params, image_.shape, cache=cache,
-                                  budget=2)
-        assert compiled.stats["narrow_block_cost"] == cost
-        assert {(56, block)} <= {(arg.layout.channels, arg.layout.block)
-                                 for call in compiled.program.calls for arg in call.args
-                                 if isinstance(arg, Tensor)}
-        assert_close_to_mxnet(compiled.run(image_), mxnet_logits(network, image_))
+    program = lower(network.symbol.tojson(), network.params, (1, 3, 32, 32), 16)
+    layouts = {arg.layout for call in program.calls for arg in call.args
+               if isinstance(arg, Tensor)}
+    assert {(56, 8), (8, 8)} <= {(t.channels, t.block) for t in layouts}
+    assert all(t.padded == t.channels for t in layouts)
 
 
 def three_by_three_layers():
@@ -604,16 +549,12 @@ def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):
     assert first.stats["searches"] > 0 and first.stats["library"] == "built"
     records = json.load(open(path))
     (target_records,) = records.values()
-    # a tile per search, and on AVX-512 the measured cost of 8-channel blocks (the
-    # layers have too few channels for a choice of 3x3 algorithm)
-    measured = [key for key, record in target_records.items() if "tile" not in record]
-    assert measured == [key for key in measured if "narrow-block-cost" in key]
-    assert len(measured) == (vector_lanes(make_target()) == 16)
-    assert len(target_records) == first.stats["searches"] + len(measured)
-    assert TileCache(path).usable(make_target()) == len(target_records)
+    # a tile per search (the layers have too few channels for a choice of 3x3 algorithm)
+    assert len(target_records) == first.stats["searches"]
+    assert TileCache(path).usable(make_target()) == first.stats["searches"]
     older = TileCache(path)  # records of an older schedule version are not usable
     older.put(make_target(), "v1 Conv(...)", [1, 1, 1, 1], 1.0)
-    assert older.usable(make_target()) == len(target_records)
+    assert older.usable(make_target()) == first.stats["searches"]
     (library,) = (tmp_path / "libraries").glob("*.so")
     built_at = library.stat().st_mtime_ns
     second = compile_symbol(network.symbol, network.params, x.shape, cache=TileCache(path),
@@ -804,8 +745,8 @@ def test_compile_cli_names_a_bad_checkpoint_and_weights_of_another_alpha(tmp_pat
 def test_results_file_comes_from_the_table2_tool():
     """results/table2.* were written by tools/table2.py: every row of the tool at one
     thread, the same figures in the CSV and the markdown, noisy rows marked, the ratios'
-    intervals given, the machine, its ISA, the versions, the Winograd rule of the code
-    and the channel blocking recorded."""
+    intervals given, the machine, its ISA, the versions and the 3x3 algorithm policy of
+    the code recorded."""
     table2 = load_script("tools/table2.py")
     folder = os.path.join(ROOT, "results")
     rows = list(csv.DictReader(open(os.path.join(folder, "table2.csv"))))
@@ -814,8 +755,8 @@ def test_results_file_comes_from_the_table2_tool():
     assert {r["threads"] for r in rows} == {"1", "2"}
     assert {r["network"] for r in rows if r["batch"] == str(table2.BATCH)} == set(table2.BATCH_ROWS)
     text = open(os.path.join(folder, "table2.md")).read()
-    for key in ("CPU", "ISA", "TVM target", "threads", "versions", "algorithm",
-                "channel blocks", "timing", "search budget", "wall time"):
+    for key in ("CPU", "ISA", "TVM target", "threads", "versions", "algorithm", "timing",
+                "search budget", "wall time"):
         assert f"- {key}: " in text
     assert f"- algorithm: {ALGORITHMS}\n" in text  # regenerated with the policy of the code
     for r in rows:

@@ -404,19 +404,6 @@ def _isa():
     return ", ".join(flag for flag in wanted if flag in flags)
 
 
-def _blocking(target_name, cache_path):
-    """How the compiled networks' channels were blocked on the target."""
-    from octconv.deploy.blocking import narrow_block_cost
-    from octconv.deploy.target import make_target, vector_lanes
-    from octconv.deploy.tuning import TileCache
-    target = make_target(target_name)
-    if vector_lanes(target) == 8:
-        return "blocks of 16 channels (two vectors) where 16 divides the count, else 8"
-    cost = narrow_block_cost(target, TileCache(cache_path), budget=0)
-    return (f"8-channel blocks cost {cost:.2f} x 16-channel ones per channel (measured); "
-            f"each channel count takes the cheaper, padding included")
-
-
 def parse(argv):
     parser = ArgumentParser(__doc__)
     parser.add_argument("--only", choices=("resnet", "mobilenet"))
@@ -491,7 +478,6 @@ def main(argv=None):
             "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
             "algorithm": ALGORITHMS,
-            "channel blocks": _blocking(args.target, cache.path),
             "timing": f"rounds of 5 until every spread < {100 * args.tolerance:.0f} % or "
                       f"{args.max_runs} runs",
             "search budget": f"{args.budget} tiles per workload",

@@ -9,11 +9,10 @@
 The path: the network's Symbol graph and weights are lowered by
 :mod:`octconv.deploy.lower` (BatchNorm folding, epilogue fusion, OctConv path sums,
 weight packing) to the channel-blocked kernels of :mod:`octconv.deploy.kernels` and
-:mod:`octconv.deploy.winograd` (blocks of 16 or 8 channels, as the target's measured
-cost of half-width vectors makes cheaper: :mod:`octconv.deploy.blocking`), each
-scheduled with a tile chosen per workload by :mod:`octconv.deploy.tuning` (cached on
-disk), and compiled by TVM into one Relax VM library (:mod:`octconv.deploy.compile`,
-cached by :mod:`octconv.deploy.libraries`).
+:mod:`octconv.deploy.winograd` (the algorithm of each 3x3 convolution measured by
+:mod:`octconv.deploy.algorithms`), each scheduled with a tile chosen per workload by
+:mod:`octconv.deploy.tuning` (cached on disk), and compiled by TVM into one Relax VM
+library (:mod:`octconv.deploy.compile`, cached by :mod:`octconv.deploy.libraries`).
 :mod:`octconv.deploy.bench` times it against MXNet (oneDNN), ONNX Runtime and OpenVINO.
 """
 try:

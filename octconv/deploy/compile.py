@@ -15,7 +15,6 @@ import tvm
 from tvm import relax
 
 from octconv.deploy.algorithms import AlgorithmChoice
-from octconv.deploy.blocking import narrow_block_cost
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import Tensor, lower
 from octconv.deploy.target import describe, make_target, vector_lanes
@@ -177,10 +176,8 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     Winograd's algorithm (fewer multiplies, about 1e-5 relative error per layer) where
     it is measured faster with the weights out of cache
     (:mod:`octconv.deploy.algorithms`; where nothing is measured, where
-    :data:`~octconv.deploy.winograd.RULE` says), or all directly. Channels are blocked
-    by 16 or 8 as the target's measured cost of 8-lane vectors makes cheaper
-    (:mod:`octconv.deploy.blocking`, cached with the tiles). Every weight is checked
-    against the shape MXNet infers for ``input_shape`` (ValueError naming the
+    :data:`~octconv.deploy.winograd.RULE` says), or all directly. Every weight is
+    checked against the shape MXNet infers for ``input_shape`` (ValueError naming the
     parameter)."""
     input_shape = check_input_shape(input_shape)
     check_params(symbol, params, input_shape)
@@ -191,12 +188,10 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
         libraries = LibraryCache(cache.library_folder())
     lanes = vector_lanes(target)
     start, searches_before = time.perf_counter(), cache.searches
-    narrow_cost = narrow_block_cost(target, cache, budget)
     choose = AlgorithmChoice(target, cache, budget)
-    program = lower(symbol.tojson(), params, input_shape, lanes, winograd, narrow_cost, choose)
+    program = lower(symbol.tojson(), params, input_shape, lanes, winograd, choose)
     if choose.measure():  # lowered again with the measured algorithms
-        program = lower(symbol.tojson(), params, input_shape, lanes, winograd, narrow_cost,
-                        choose)
+        program = lower(symbol.tojson(), params, input_shape, lanes, winograd, choose)
     kernels = program.kernels()
     search_tiles(kernels, target, lanes, cache, budget)
     tiles = {k.key(): choose_tile(k, target, lanes, cache, budget) for k in kernels}
@@ -214,7 +209,6 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     done = time.perf_counter()
     stats = dict(kernels=len(kernels), calls=len(program.calls),
                  searches=cache.searches - searches_before,
-                 library="built" if built else "cached", narrow_block_cost=narrow_cost,
-                 tune_s=round(tuned - start, 2),
+                 library="built" if built else "cached", tune_s=round(tuned - start, 2),
                  build_s=round(done - tuned, 2))
     return CompiledNetwork(module, target, input_shape, threads, stats, program, library)

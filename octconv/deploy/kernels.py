@@ -31,10 +31,6 @@ F32 = "float32"
 # the input and output bytes of a call up to which a kernel is tuned at batch 1 (in
 # cache), beyond which at its own batch (through memory): half of a 32 MB L3
 CACHED_BYTES = 16 << 20
-# the time per channel of 8-channel blocks over 16-channel ones assumed where it cannot be
-# measured (a cross-compiled AVX-512 target): 16-channel blocks when they pad at most
-# about 1/8 more channels than 8-channel ones (120 -> 128, 72 -> 80), else 8
-NARROW_COST = 9 / 8
 # the L1 data cache a wide tile's weights must fit (AMD Zen's; Intel's are 32-48 KB)
 L1_BYTES = 32 << 10
 
@@ -71,21 +67,19 @@ class Layout:
         return self.padded // self.block
 
     @staticmethod
-    def for_channels(channels, lanes, narrow_cost=NARROW_COST):
-        """The cheaper of 16- and 8-channel blocks for ``channels`` channels, each
-        costing its padded channel count, 8-channel blocks ``narrow_cost`` times more
-        per channel (a tie goes to 16). ``narrow_cost`` is the target's measured time
-        per multiply-add of 8-lane over 16-lane vectors (:mod:`octconv.deploy.blocking`;
-        :data:`NARROW_COST` where it is not measured). Where it is low (AMD Zen 4 runs
-        AVX-512 as two 256-bit halves) the alpha .125 split of 64 channels (56 + 8) and
-        the alpha .375 branches of 18 and 36 channels go unpadded in blocks of 8; on a
-        core with two full-width FMA units (an Intel Xeon: about 1.7) 56 is padded to
-        64, 18 to 32 and 36 to 48. With 8 lanes (AVX2): 16-channel blocks (two vectors)
-        where 16 divides the channels, else 8."""
-        if lanes == 8 or channels % 16 == 0:
-            return Layout(channels, 16 if channels % 16 == 0 else 8)
-        wide, narrow = Layout(channels, 16), Layout(channels, 8)
-        return wide if wide.padded <= narrow_cost * narrow.padded else narrow
+    def for_channels(channels, lanes):
+        """16-channel blocks when the channels allow it; with 16 lanes (AVX-512) also
+        when padding to a whole 16-channel block adds at most 1/8 of the channels (120
+        -> 128: full-width vectors, twice the 8-lane ones, for 7 % more work); else
+        8-channel blocks when they pad less than 16-channel ones (none for OctConv's 56
+        + 8 split at alpha .125; the alpha .375 branches of 48 and 96 channels, 18 and
+        36, are padded to 24 and 40 instead of 32 and 48), else blocks of ``lanes`` (8
+        on AVX2, 16 on AVX-512) zero-padded to a whole block."""
+        if channels % 16 == 0 or (lanes == 16 and -channels % 16 <= channels / 8):
+            return Layout(channels, 16)
+        if -channels % 8 < -channels % 16:
+            return Layout(channels, 8)
+        return Layout(channels, lanes)
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def _pack_channels(vector, layout):
 
 
 class _Lowering:
-    def __init__(self, graph, params, input_shape, lanes, winograd, narrow_cost, choose):
+    def __init__(self, graph, params, input_shape, lanes, winograd, choose):
         self.winograd = winograd
         self.choose = choose
         self.graph = graph
@@ -130,7 +130,6 @@ class _Lowering:
         self.heads = graph.heads
         self.params = {k: np.asarray(v, np.float32) for k, v in params.items()}
         self.lanes = lanes
-        self.narrow_cost = narrow_cost
         self.program = Program(tuple(input_shape))
         self.values = {}
         self.users = {i: [] for i in range(len(self.nodes))}
@@ -154,7 +153,7 @@ class _Lowering:
         return self.params[name]
 
     def layout(self, channels):
-        return K.Layout.for_channels(channels, self.lanes, self.narrow_cost)
+        return K.Layout.for_channels(channels, self.lanes)
 
     def emit(self, kernel, args, batch, layout, size):
         out = Tensor(len(self.program.calls), batch, layout, tuple(size))
@@ -575,16 +574,13 @@ def _pack_conv_weight(weight, groups, lin, lout, block_groups, per_group):
         .transpose(0, 2, 4, 5, 3, 1)
 
 
-def lower(symbol_json, params, input_shape, lanes, winograd=True, narrow_cost=K.NARROW_COST,
-          choose=None):
+def lower(symbol_json, params, input_shape, lanes, winograd=True, choose=None):
     """The :class:`Program` computing the logits of the network ``symbol_json`` (a
     Symbol's JSON text, ending at its classifier) with ``params`` (name -> array) on an
     NCHW float32 input of ``input_shape``; ``lanes``: the target's float32 vector lanes;
     ``winograd``: 3x3 stride-1 convolutions by Winograd's algorithm where ``choose``
     (``(candidate kernels, the rule's pick) -> kernel``, e.g. an
     :class:`~octconv.deploy.algorithms.AlgorithmChoice`) picks it, by default where
-    :data:`~octconv.deploy.winograd.RULE` says; ``narrow_cost``: the target's cost of
-    8-channel blocks against 16-channel ones
-    (:meth:`~octconv.deploy.kernels.Layout.for_channels`)."""
-    return _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd, narrow_cost,
+    :data:`~octconv.deploy.winograd.RULE` says."""
+    return _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd,
                      choose or (lambda candidates, default: default)).run()

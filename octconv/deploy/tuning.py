@@ -6,7 +6,7 @@ its data outgrow the cache, no epilogue inputs: :meth:`Kernel.workload`) as
 stand-alone functions, times each on random inputs (single thread, median of 5
 repeats) and keeps the fastest. Results are stored in a JSON file ``{target: {workload
 key: {"tile": ..., "ms": ...}}}`` (other measurements of a target, such as
-:mod:`octconv.deploy.blocking`'s, as ``{key: {"value": ...}}``), written atomically,
+:mod:`octconv.deploy.algorithms`' choices, as ``{key: {"value": ...}}``), written atomically,
 and serve every thread count and epilogue of that workload, and every batch size that
 tunes to it.
 A cache file that cannot be read is ignored with a warning. For a target
