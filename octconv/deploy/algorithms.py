@@ -20,18 +20,40 @@ from octconv.deploy.target import runs_here, vector_lanes
 from octconv.deploy.threads import use_threads
 from octconv.deploy.tuning import SCHEDULE_VERSION, choose_tile, kernel_arguments, \
     scheduled_func, search_tiles, time_cold
+from octconv.deploy.winograd import Winograd, output_tile, worthwhile
 
-__all__ = ["AlgorithmChoice", "record_key", "POLICY"]
+__all__ = ["AlgorithmChoice", "candidates", "record_key", "POLICY"]
 
 POLICY = ("3x3 stride-1 convolutions with >= 16 channels directly, by F(2x2, 3x3) (maps of "
           ">= 7 px) or by F(4x4, 3x3) (>= 14 px), whichever was measured fastest with its "
           "weights out of cache; the rest direct")
 
 
-def record_key(candidates):
+def _tile(kernel):
+    """A candidate's name in the cache: Winograd's output tile m, 0 for direct."""
+    return getattr(kernel, "m", 0)
+
+
+def candidates(direct, size, in_channels, out_channels):
+    """``(kernels, the fixed rule's pick)`` for a 3x3 stride-1 convolution whose
+    direct kernel is ``direct`` and output ``size`` (rows, cols): the direct one first,
+    then with >= 16 channels on either side F(2x2) on maps of >= 7 px and F(4x4) on
+    >= 14 px (:data:`POLICY`); the pick as :data:`~octconv.deploy.winograd.RULE` says."""
+    side = min(size)
+    kernels = [direct] + [
+        Winograd(direct.data, direct.out_blocks, direct.out_block, direct.pad, m,
+                 direct.epilogue)
+        for m, smallest in ((2, 7), (4, 14))
+        if side >= smallest and min(in_channels, out_channels) >= 16]
+    rule = output_tile(side) if worthwhile(size, in_channels, out_channels) else 0
+    return kernels, next(k for k in kernels if _tile(k) == rule)
+
+
+def record_key(kernels):
     """The tuning-cache key of a convolution's choice: the schedule version and the
-    first (direct) candidate's workload."""
-    return f"v{SCHEDULE_VERSION} algorithm {candidates[0].workload().key()}"
+    first (direct) candidate's workload; the record holds the chosen output tile m (0:
+    direct)."""
+    return f"v{SCHEDULE_VERSION} 3x3 algorithm {kernels[0].workload().key()}"
 
 
 class AlgorithmChoice:
@@ -45,13 +67,13 @@ class AlgorithmChoice:
         self.measurable = budget > 1 and runs_here(target)
         self.pending = {}
 
-    def __call__(self, candidates, default):
-        key = record_key(candidates)
-        choice = self.cache.value(self.target, key)
-        if isinstance(choice, int) and 0 <= choice < len(candidates):
-            return candidates[choice]
+    def __call__(self, kernels, default):
+        key = record_key(kernels)
+        chosen = [k for k in kernels if _tile(k) == self.cache.value(self.target, key)]
+        if chosen:
+            return chosen[0]
         if self.measurable:
-            self.pending[key] = candidates
+            self.pending[key] = kernels
         return default
 
     def measure(self):
@@ -62,7 +84,7 @@ class AlgorithmChoice:
         if not self.pending:
             return False
         lanes = vector_lanes(self.target)
-        workloads = [k.workload() for candidates in self.pending.values() for k in candidates]
+        workloads = [k.workload() for kernels in self.pending.values() for k in kernels]
         search_tiles(workloads, self.target, lanes, self.cache, self.budget)
         names = {}
         funcs = {}
@@ -74,10 +96,10 @@ class AlgorithmChoice:
         library = tvm.compile(tvm.IRModule(funcs), target=self.target)
         library = library.jit() if hasattr(library, "jit") else library
         use_threads(1)
-        for key, candidates in self.pending.items():
+        for key, kernels in self.pending.items():
             times = [time_cold(library, names[k.workload().key()],
-                               kernel_arguments(k.workload())) for k in candidates]
-            self.cache.put_value(self.target, key, times.index(min(times)))
+                               kernel_arguments(k.workload())) for k in kernels]
+            self.cache.put_value(self.target, key, _tile(kernels[times.index(min(times))]))
         self.cache.save()
         self.pending = {}
         return True

@@ -20,10 +20,11 @@ Inference simplifications made here:
   blocks of the result.
 - A strided 1x1 convolution becomes a subsampling and a stride-1 1x1 convolution
   (whose flat pixel tiles are faster).
-- 3x3 stride-1 dense convolutions run as Winograd convolutions
-  (:mod:`octconv.deploy.winograd`) where :func:`~octconv.deploy.winograd.worthwhile`
-  measured them faster than the direct kernel (enough channels for the map's size),
-  unless ``winograd=False``.
+- 3x3 stride-1 dense convolutions run directly or as Winograd convolutions
+  (:mod:`octconv.deploy.winograd`), as ``choose`` picks among the candidates of
+  :func:`~octconv.deploy.algorithms.candidates` (measured by an
+  :class:`~octconv.deploy.algorithms.AlgorithmChoice`; else the fixed rule), unless
+  ``winograd=False``.
 - Weights are packed once, here, for the channel-blocked layout of
   :mod:`octconv.deploy.kernels` (and transformed for Winograd); channel counts that
   are not a whole number of blocks are zero-padded (padded channels stay zero through
@@ -34,7 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from octconv.deploy import kernels as K
-from octconv.deploy.winograd import Winograd, output_tile, transform_weight, worthwhile
+from octconv.deploy.algorithms import candidates
+from octconv.deploy.winograd import Winograd, transform_weight
 from octconv.graph import Graph, int_tuple
 
 __all__ = ["Tensor", "Call", "Program", "UnsupportedGraph", "lower"]
@@ -376,7 +378,8 @@ class _Lowering:
             kern = K.Conv(x.shape, lout.blocks, lout.block, per_group, block_groups, k, s, p,
                           epilogue)
             if self.winograd and (k, s, block_groups) == (3, 1, 1):
-                kern = self.algorithm(kern, size, lin, lout)
+                kernels, default = candidates(kern, size, lin.channels, lout.channels)
+                kern = self.choose(kernels, default) if len(kernels) > 1 else default
             if isinstance(kern, Winograd):
                 packed = transform_weight(packed, kern.m)
         out = self.emit(kern, [x, np.ascontiguousarray(packed)] + extra, x.batch, lout, size)
@@ -384,20 +387,6 @@ class _Lowering:
             return [out]
         offsets = np.cumsum([0] + [l.blocks for l in louts[:-1]])
         return [_Slice(out, int(offset), l) for offset, l in zip(offsets, louts)]
-
-    def algorithm(self, direct, size, lin, lout):
-        """The kernel of a 3x3 stride-1 convolution: ``direct`` or a Winograd one, as
-        ``choose`` picks among those the map allows (F(2x2) from 7 px, F(4x4) from 14,
-        with 16 channels or more), the fixed rule's pick by default."""
-        side, channels = min(size), min(lin.channels, lout.channels)
-        candidates = [direct] + [
-            Winograd(direct.data, direct.out_blocks, direct.out_block, direct.pad, m,
-                     direct.epilogue)
-            for m, smallest in ((2, 7), (4, 14)) if side >= smallest and channels >= 16]
-        default = direct
-        if worthwhile(size, lin.channels, lout.channels):
-            default = next(c for c in candidates if getattr(c, "m", 0) == output_tile(side))
-        return self.choose(candidates, default) if len(candidates) > 1 else default
 
     def pointwise_chain(self, chain):
         source = self.data_input(chain[0])
@@ -579,7 +568,8 @@ def lower(symbol_json, params, input_shape, lanes, winograd=True, choose=None):
     Symbol's JSON text, ending at its classifier) with ``params`` (name -> array) on an
     NCHW float32 input of ``input_shape``; ``lanes``: the target's float32 vector lanes;
     ``winograd``: 3x3 stride-1 convolutions by Winograd's algorithm where ``choose``
-    (``(candidate kernels, the rule's pick) -> kernel``, e.g. an
+    (``(candidate kernels, the rule's pick) -> kernel``, the candidates of
+    :func:`~octconv.deploy.algorithms.candidates`, e.g. an
     :class:`~octconv.deploy.algorithms.AlgorithmChoice`) picks it, by default where
     :data:`~octconv.deploy.winograd.RULE` says."""
     return _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd,
