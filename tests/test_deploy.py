@@ -113,6 +113,60 @@ def test_compiled_network_equals_mxnet(name, alpha, batch, threads, cache):
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 
+def _per_image_results_read_later(program):
+    """The per-image calls' results that the batched calls read."""
+    return {a.index for call in program.calls[program.per_image:] for a in call.args
+            if isinstance(a, Tensor) and a.index < program.per_image}
+
+
+def test_batched_mobilenet_runs_its_first_layers_image_by_image_and_equals_mxnet(cache):
+    """A batch split inside a residual block (the block's input and its depthwise
+    result both cross from the per-image calls to the batched ones), on 2 threads."""
+    network = network_("mobilenet_v2_100", 0.375, 33)
+    x = np.concatenate([image(33, seed) for seed in range(1, 4)])
+    lanes = vector_lanes(make_target(None))
+    batched = lower(network.symbol.tojson(), network.params, x.shape, lanes,
+                    per_image_bytes=np.inf)
+    depthwise = [j for j, call in enumerate(batched.calls) if isinstance(call.kernel,
+                                                                           K.Depthwise)]
+    for j in depthwise:  # the first depthwise convolution of a block with a residual
+        limit = sum(4 * np.prod(t) for t in [batched.calls[j].out_shape] + [
+            a.shape for a in batched.calls[j].args if isinstance(a, Tensor)]) - 1
+        program = lower(network.symbol.tojson(), network.params, x.shape, lanes,
+                        per_image_bytes=limit)
+        if len(_per_image_results_read_later(program)) >= 2:
+            break
+    else:
+        raise AssertionError("no split crosses a residual")
+    assert isinstance(program.calls[program.per_image - 1].kernel, K.Depthwise)
+    assert all(call.out_shape[0] == 1 for call in program.calls[:program.per_image])
+    assert all(call.out_shape[0] == 3 for call in program.calls[program.per_image:])
+    compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1,
+                              threads=2, per_image_bytes=limit)
+    assert compiled.program.per_image == program.per_image
+    assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
+    rows = compiled.profile(x, runs=1)
+    assert sum(r["calls"] for r in rows) == 3 * program.per_image + len(
+        program.calls) - program.per_image
+
+
+def test_only_the_depthwise_networks_first_layers_run_image_by_image():
+    """At batch 8 and 224 px, MobileNet v2 runs its 112 and 56 px layers image by image
+    and its 14 and 7 px layers on the batch (28 px ones either way); a ResNet (no
+    depthwise layer) and a batch of one run everything on the batch."""
+    lanes = vector_lanes(make_target(None))
+    mobile = zoo_network("mobilenet_v2_100", 0.0, classes=10)
+    program = lower(mobile.symbol.tojson(), mobile.params, (8, 3, 224, 224), lanes)
+    sizes = [call.out_shape[2] for call in program.calls if len(call.out_shape) == 5]
+    per_image, batched = sizes[:program.per_image], sizes[program.per_image:]
+    assert {112, 56} <= set(per_image) and min(per_image) >= 28 >= max(batched)
+    one = lower(mobile.symbol.tojson(), mobile.params, (1, 3, 224, 224), lanes)
+    assert one.per_image == 0
+    resnet = zoo_network("resnet10_v2_mini", 0.25, classes=10)
+    assert lower(resnet.symbol.tojson(), resnet.params, (8, 3, 224, 224), lanes,
+                 per_image_bytes=0).per_image == 0
+
+
 @pytest.mark.parametrize("name, alpha, size", [("resnext50_32x4d_v2", 0.25, 33),
                                                ("se_resnet50_v2", 0.5, 33),
                                                ("resnet10_v2_mini", 0.25, 225),

@@ -16,7 +16,7 @@ from tvm import relax
 
 from octconv.deploy.algorithms import AlgorithmChoice
 from octconv.deploy.libraries import LibraryCache, program_digest
-from octconv.deploy.lower import Tensor, lower
+from octconv.deploy.lower import PER_IMAGE_BYTES, Tensor, lower
 from octconv.deploy.target import describe, make_target, vector_lanes
 from octconv.deploy.threads import resolve_threads, use_threads
 from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, kernel_arguments,
@@ -84,9 +84,10 @@ class CompiledNetwork:
         runner = _Runner(self.module, self.input_shape, self.threads)
         runner(x)  # warm-up, and the input's shape checked
         names, kernels, calls = function_names(self.program), {}, Counter()
-        for call in self.program.calls:
+        for j, call in enumerate(self.program.calls):
             kernels[names[call.kernel.key()]] = call.kernel
-            calls[names[call.kernel.key()]] += 1
+            calls[names[call.kernel.key()]] += (
+                self.input_shape[0] if j < self.program.per_image else 1)
         started, spent = {}, {name: [] for name in kernels}
 
         def instrument(func, name, before, result, *args):
@@ -140,31 +141,58 @@ def function_names(program):
 
 
 def _relax_module(program, tiles):
+    """The Relax module calling ``program``'s kernels scheduled with ``tiles``: its
+    first ``per_image`` calls once per image, on the image's slice of the input; the
+    later calls on the whole batch, with the per-image results they read concatenated."""
     bb = relax.BlockBuilder()
     data = relax.Var("data", relax.TensorType(program.input_shape, "float32"))
     names = function_names(program)
-    funcs, values = {}, []
+    funcs, constants = {}, {}
+
+    def emit(call, values, image):
+        """Emit ``call`` on ``image`` (its input), appending its result to ``values``."""
+        key = call.kernel.key()
+        if key not in funcs:
+            name = names[key]
+            funcs[key] = bb.add_func(
+                scheduled_func(call.kernel, tiles[key]).with_attr("global_symbol", name), name)
+        args = []
+        for a in call.args:
+            if isinstance(a, str):
+                args.append(image)
+            elif isinstance(a, Tensor):
+                args.append(values[a.index])
+            else:  # weights: one constant for all images
+                if id(a) not in constants:
+                    constants[id(a)] = relax.const(a)
+                args.append(constants[id(a)])
+        values.append(bb.emit(relax.call_tir(
+            funcs[key], args, relax.TensorType(call.out_shape, "float32"))))
+
+    count = program.per_image
+    crossing = {a.index for call in program.calls[count:] for a in call.args
+                if isinstance(a, Tensor) and a.index < count}  # per-image results read later
+    if count == len(program.calls):
+        crossing.add(count - 1)  # the logits
     with bb.function("main", [data]):
         with bb.dataflow():
-            for call in program.calls:
-                key = call.kernel.key()
-                if key not in funcs:
-                    name = names[key]
-                    funcs[key] = bb.add_func(
-                        scheduled_func(call.kernel, tiles[key]).with_attr("global_symbol", name),
-                        name)
-                args = [data if isinstance(a, str) else
-                        values[a.index] if isinstance(a, Tensor) else relax.const(a)
-                        for a in call.args]
-                values.append(bb.emit(relax.call_tir(
-                    funcs[key], args, relax.TensorType(call.out_shape, "float32"))))
+            images = []
+            for i in range(program.input_shape[0] if count else 0):
+                image = bb.emit(relax.op.strided_slice(data, [0], [i], [i + 1]))
+                images.append([])
+                for call in program.calls[:count]:
+                    emit(call, images[-1], image)
+            values = [bb.emit(relax.op.concat([own[j] for own in images], axis=0))
+                      if j in crossing else None for j in range(count)]
+            for call in program.calls[count:]:
+                emit(call, values, data)
             out = bb.emit_output(values[-1])
         bb.emit_func_output(out)
     return bb.get()
 
 
 def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=4, threads=1,
-                   libraries=None, winograd=True):
+                   libraries=None, winograd=True, per_image_bytes=PER_IMAGE_BYTES):
     """Compile ``symbol`` (an MXNet Symbol ending at the logits) with ``params`` (name
     -> array) for inputs of ``input_shape`` (N, C, H, W; any batch N >= 1) on ``target``
     (a TVM target or an LLVM CPU name; the host by default).
@@ -176,7 +204,10 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     Winograd's algorithm (fewer multiplies, about 1e-5 relative error per layer) where
     it is measured faster with the weights out of cache
     (:mod:`octconv.deploy.algorithms`; where nothing is measured, where
-    :data:`~octconv.deploy.winograd.RULE` says), or all directly. Every weight is
+    :data:`~octconv.deploy.winograd.RULE` says), or all directly;
+    ``per_image_bytes``: with a batch of several images, the first layers run image
+    by image up to the last depthwise convolution whose batch's maps exceed this size
+    (:func:`~octconv.deploy.lower.lower`). Every weight is
     checked against the shape MXNet infers for ``input_shape`` (ValueError naming the
     parameter)."""
     input_shape = check_input_shape(input_shape)
@@ -189,9 +220,11 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     lanes = vector_lanes(target)
     start, searches_before = time.perf_counter(), cache.searches
     choose = AlgorithmChoice(target, cache, budget)
-    program = lower(symbol.tojson(), params, input_shape, lanes, winograd, choose)
+    program = lower(symbol.tojson(), params, input_shape, lanes, winograd, choose,
+                    per_image_bytes)
     if choose.measure():  # lowered again with the measured algorithms
-        program = lower(symbol.tojson(), params, input_shape, lanes, winograd, choose)
+        program = lower(symbol.tojson(), params, input_shape, lanes, winograd, choose,
+                        per_image_bytes)
     kernels = program.kernels()
     search_tiles(kernels, target, lanes, cache, budget)
     tiles = {k.key(): choose_tile(k, target, lanes, cache, budget) for k in kernels}

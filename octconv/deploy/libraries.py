@@ -24,7 +24,8 @@ def program_digest(program, tiles, target_name, version):
     """A hex digest of ``program`` compiled with ``tiles`` (kernel key -> tile) for the
     target named ``target_name``, under schedule ``version``."""
     digest = hashlib.sha256()
-    digest.update(repr((version, tvm.__version__, target_name, program.input_shape)).encode())
+    digest.update(repr((version, tvm.__version__, target_name, program.input_shape,
+                         program.per_image)).encode())
     for call in program.calls:
         key = call.kernel.key()
         digest.update(repr((key, tiles[key])).encode())

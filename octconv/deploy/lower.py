@@ -25,12 +25,14 @@ Inference simplifications made here:
   :func:`~octconv.deploy.algorithms.candidates` (measured by an
   :class:`~octconv.deploy.algorithms.AlgorithmChoice`; else the fixed rule), unless
   ``winograd=False``.
+- A batch's first layers, up to a depthwise convolution of large maps, run image by
+  image (:attr:`Program.per_image`, see :func:`lower`).
 - Weights are packed once, here, for the channel-blocked layout of
   :mod:`octconv.deploy.kernels` (and transformed for Winograd); channel counts that
   are not a whole number of blocks are zero-padded (padded channels stay zero through
   every kernel).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -105,9 +107,14 @@ class Call:
 
 @dataclass
 class Program:
+    """A network's kernel calls in order. The first ``per_image`` calls are lowered at
+    batch 1 and run once for each image of the batch, one image after the other; the
+    later calls run on the whole batch, reading the per-image results of earlier calls
+    stacked along the batch axis (:func:`lower` says when)."""
     input_shape: tuple
     calls: list = field(default_factory=list)
     output_shape: tuple = None
+    per_image: int = 0
 
     def kernels(self):
         """The distinct kernels, in first-use order."""
@@ -563,7 +570,36 @@ def _pack_conv_weight(weight, groups, lin, lout, block_groups, per_group):
         .transpose(0, 2, 4, 5, 3, 1)
 
 
-def lower(symbol_json, params, input_shape, lanes, winograd=True, choose=None):
+# the bytes of a batch's maps in a depthwise convolution above which the layers up to
+# it run image by image (see lower; on MobileNet v2 at batch 8, 8 MB was level with or
+# ahead of 16 and 4 MB)
+PER_IMAGE_BYTES = 8 << 20
+
+
+def _activation_bytes(call):
+    """Bytes a call reads from stored tensors and writes."""
+    tensors = [arg.shape for arg in call.args if isinstance(arg, Tensor)] + [call.out_shape]
+    return 4 * sum(int(np.prod(shape)) for shape in tensors)
+
+
+def _per_image_count(program, limit):
+    """How many leading calls of ``program`` run image by image: up to the last
+    depthwise convolution whose activations (whole batch) exceed ``limit`` bytes,
+    stopping before the first call whose weights outweigh one image's activations."""
+    batch = program.input_shape[0]
+    count = 0
+    for j, call in enumerate(program.calls):
+        activations = _activation_bytes(call)
+        weights = sum(arg.nbytes for arg in call.args if isinstance(arg, np.ndarray))
+        if weights > activations // batch:
+            break
+        if isinstance(call.kernel, K.Depthwise) and activations > limit:
+            count = j + 1
+    return count
+
+
+def lower(symbol_json, params, input_shape, lanes, winograd=True, choose=None,
+          per_image_bytes=PER_IMAGE_BYTES):
     """The :class:`Program` computing the logits of the network ``symbol_json`` (a
     Symbol's JSON text, ending at its classifier) with ``params`` (name -> array) on an
     NCHW float32 input of ``input_shape``; ``lanes``: the target's float32 vector lanes;
@@ -571,6 +607,28 @@ def lower(symbol_json, params, input_shape, lanes, winograd=True, choose=None):
     (``(candidate kernels, the rule's pick) -> kernel``, the candidates of
     :func:`~octconv.deploy.algorithms.candidates`, e.g. an
     :class:`~octconv.deploy.algorithms.AlgorithmChoice`) picks it, by default where
-    :data:`~octconv.deploy.winograd.RULE` says."""
-    return _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd,
-                     choose or (lambda candidates, default: default)).run()
+    :data:`~octconv.deploy.winograd.RULE` says.
+
+    With a batch of several images, the calls up to the last depthwise convolution
+    whose activations (its stored inputs and output, whole batch) exceed
+    ``per_image_bytes`` run image by image (:attr:`Program.per_image`), unless a call
+    before it has more bytes of weights than of one image's activations (reading them
+    once per image would cost more). A depthwise convolution does about one
+    multiply-add per byte of its maps: it runs at the speed they arrive. At batch 8 the
+    MobileNets' first maps stream through memory (MobileNet v2's 112 px expansion
+    alone is 38 MB); image by image, one image's maps pass from kernel to kernel in
+    the caches. The ResNets, without depthwise layers, keep the batch: image by image
+    they read each weight once per image and call each kernel once per image, and
+    their first layers ran 3-4 % slower so on 2 threads.
+    """
+    choose = choose or (lambda candidates, default: default)
+    program = _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd, choose).run()
+    count = _per_image_count(program, per_image_bytes)
+    if input_shape[0] == 1 or not count:
+        return program
+    single = _Lowering(Graph(symbol_json), params, (1,) + tuple(input_shape[1:]), lanes,
+                       winograd, choose).run()
+    if [type(c.kernel) for c in single.calls] != [type(c.kernel) for c in program.calls]:
+        raise AssertionError("the network lowers to other kernels at batch 1")
+    return replace(program, calls=single.calls[:count] + program.calls[count:],
+                   per_image=count)
