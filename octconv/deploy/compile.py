@@ -205,9 +205,9 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     it is measured faster with the weights out of cache
     (:mod:`octconv.deploy.algorithms`; where nothing is measured, where
     :data:`~octconv.deploy.winograd.RULE` says), or all directly;
-    ``per_image_bytes``: with a batch of several images, the first layers run image
-    by image up to the last depthwise convolution whose batch's maps exceed this size
-    (:func:`~octconv.deploy.lower.lower`). Every weight is
+    ``per_image_bytes``: with a batch of several images, a network with depthwise
+    convolutions runs its first layers image by image up to the last one whose
+    batch's maps exceed this size (:func:`~octconv.deploy.lower.lower`). Every weight is
     checked against the shape MXNet infers for ``input_shape`` (ValueError naming the
     parameter)."""
     input_shape = check_input_shape(input_shape)

@@ -25,8 +25,8 @@ Inference simplifications made here:
   :func:`~octconv.deploy.algorithms.candidates` (measured by an
   :class:`~octconv.deploy.algorithms.AlgorithmChoice`; else the fixed rule), unless
   ``winograd=False``.
-- A batch's first layers, up to a depthwise convolution of large maps, run image by
-  image (:attr:`Program.per_image`, see :func:`lower`).
+- A batch's first layers, on large maps, run image by image in a network with
+  depthwise convolutions there (:attr:`Program.per_image`, see :func:`lower`).
 - Weights are packed once, here, for the channel-blocked layout of
   :mod:`octconv.deploy.kernels` (and transformed for Winograd); channel counts that
   are not a whole number of blocks are zero-padded (padded channels stay zero through
@@ -570,9 +570,9 @@ def _pack_conv_weight(weight, groups, lin, lout, block_groups, per_group):
         .transpose(0, 2, 4, 5, 3, 1)
 
 
-# the bytes of a batch's maps in a depthwise convolution above which the layers up to
-# it run image by image (see lower; on MobileNet v2 at batch 8, 8 MB was level with or
-# ahead of 16 and 4 MB)
+# the bytes of a batch's maps in one call above which the layers up to it run image by
+# image in a depthwise network (see lower; on MobileNet v2 at batch 8, 8 MB was level
+# with or ahead of 16 and 4 MB)
 PER_IMAGE_BYTES = 8 << 20
 
 
@@ -583,19 +583,21 @@ def _activation_bytes(call):
 
 
 def _per_image_count(program, limit):
-    """How many leading calls of ``program`` run image by image: up to the last
-    depthwise convolution whose activations (whole batch) exceed ``limit`` bytes,
-    stopping before the first call whose weights outweigh one image's activations."""
+    """How many leading calls of ``program`` run image by image: up to the last call
+    whose activations (whole batch) exceed ``limit`` bytes, stopping before the first
+    call whose weights outweigh one image's activations; none unless a depthwise
+    convolution is among those large calls."""
     batch = program.input_shape[0]
-    count = 0
+    count, depthwise = 0, False
     for j, call in enumerate(program.calls):
         activations = _activation_bytes(call)
         weights = sum(arg.nbytes for arg in call.args if isinstance(arg, np.ndarray))
         if weights > activations // batch:
             break
-        if isinstance(call.kernel, K.Depthwise) and activations > limit:
+        if activations > limit:
             count = j + 1
-    return count
+            depthwise |= isinstance(call.kernel, K.Depthwise)
+    return count if depthwise else 0
 
 
 def lower(symbol_json, params, input_shape, lanes, winograd=True, choose=None,
@@ -609,10 +611,11 @@ def lower(symbol_json, params, input_shape, lanes, winograd=True, choose=None,
     :class:`~octconv.deploy.algorithms.AlgorithmChoice`) picks it, by default where
     :data:`~octconv.deploy.winograd.RULE` says.
 
-    With a batch of several images, the calls up to the last depthwise convolution
-    whose activations (its stored inputs and output, whole batch) exceed
-    ``per_image_bytes`` run image by image (:attr:`Program.per_image`), unless a call
-    before it has more bytes of weights than of one image's activations (reading them
+    With a batch of several images, a network with depthwise convolutions on large
+    maps runs its first calls image by image (:attr:`Program.per_image`): up to the
+    last call whose activations (stored inputs and output, whole batch) exceed
+    ``per_image_bytes``, if one of those is a depthwise convolution, and before the
+    first call with more bytes of weights than one image's activations (reading them
     once per image would cost more). A depthwise convolution does about one
     multiply-add per byte of its maps: it runs at the speed they arrive. At batch 8 the
     MobileNets' first maps stream through memory (MobileNet v2's 112 px expansion
