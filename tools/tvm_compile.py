@@ -106,7 +106,7 @@ def main(argv=None):
             versus = ""
             if backend != "tvm":
                 low, high = ratio_interval(result["times"]["tvm"], result["times"][backend])
-                versus = f"   TVM / it {tvm_ms / ms['median']:.2f} [{low:.2f}-{high:.2f}]"
+                versus = f"   TVM / it {tvm_ms / ms['median']:.3g} [{low:.3g}-{high:.3g}]"
             print(f"  {backend:12s} {ms['median']:9.3f} ms  ({ms['min']:.3f}-{ms['max']:.3f})"
                   f"  {1e3 * args.batch / ms['median']:8.1f} img/s{versus}{agree}")
     return 0
