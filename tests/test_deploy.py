@@ -141,7 +141,7 @@ def test_batched_mobilenet_runs_its_first_layers_image_by_image_and_equals_mxnet
     assert all(call.out_shape[0] == 3 for call in program.calls[program.per_image:])
     compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1,
                               threads=2, per_image_bytes=limit)
-    assert compiled.program.per_image == program.per_image
+    assert compiled.stats["per_image"] == compiled.program.per_image == program.per_image
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
     rows = compiled.profile(x, runs=1)
     assert sum(r["calls"] for r in rows) == 3 * program.per_image + len(

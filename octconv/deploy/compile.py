@@ -47,9 +47,9 @@ class _Runner:
 
 class CompiledNetwork:
     """A compiled network: ``run(x)`` on an NCHW float32 array of ``input_shape`` gives
-    the logits, on ``threads`` threads. ``stats`` holds the compile's kernel count,
-    searches, wall times and whether the library came from the cache; ``program`` the
-    lowered kernel calls."""
+    the logits, on ``threads`` threads. ``stats`` holds the compile's kernel and call
+    counts (``per_image``: the first calls, run image by image), searches, wall times
+    and whether the library came from the cache; ``program`` the lowered kernel calls."""
 
     def __init__(self, module, target, input_shape, threads, stats, program, library=None):
         self.module = module
@@ -240,7 +240,7 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
             library = libraries.store(digest, module)
             module = libraries.load(digest) or module
     done = time.perf_counter()
-    stats = dict(kernels=len(kernels), calls=len(program.calls),
+    stats = dict(kernels=len(kernels), calls=len(program.calls), per_image=program.per_image,
                  searches=cache.searches - searches_before,
                  library="built" if built else "cached", tune_s=round(tuned - start, 2),
                  build_s=round(done - tuned, 2))

@@ -242,7 +242,8 @@ class _Lowering:
             layout = K.Layout(len(scale), shape[4])
             return ("affine",), [_pack_channels(scale, layout), _pack_channels(shift, layout)]
         if op == "elemwise_add":
-            other = self.data_input(j, 1) if self.data_input(j, 0) == prev else self.data_input(j, 0)
+            first, second = self.data_input(j, 0), self.data_input(j, 1)
+            other = second if first == prev else first
             value, mode = self.values[other], "direct"
             if isinstance(value, _Upsampled) and tuple(value.size) == tuple(shape[2:4]):
                 value, mode = value.source, "up2"
