@@ -623,7 +623,7 @@ def lower(symbol_json, params, input_shape, lanes, winograd=True, choose=None,
     alone is 38 MB); image by image, one image's maps pass from kernel to kernel in
     the caches. The ResNets, without depthwise layers, keep the batch: image by image
     they read each weight once per image and call each kernel once per image, and
-    their first layers ran 3-4 % slower so on 2 threads.
+    their first layers ran 4-7 % slower so on 2 threads.
     """
     choose = choose or (lambda candidates, default: default)
     program = _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd, choose).run()
