@@ -148,6 +148,31 @@ def test_batched_mobilenet_runs_its_first_layers_image_by_image_and_equals_mxnet
         program.calls) - program.per_image
 
 
+def test_slicing_and_stacking_images_run_in_parallel_and_vectorized():
+    """Relax's own slice and concat operators, which split a batch into images and
+    stack their results, are scheduled (parallel outer loop, vector inner loop) and
+    still move every value where it belongs."""
+    from tvm import relax
+    from octconv.deploy.compile import _schedule_copies
+    bb = relax.BlockBuilder()
+    data = relax.Var("data", relax.TensorType((3, 2, 5, 7, 8), "float32"))
+    with bb.function("main", [data]):
+        with bb.dataflow():
+            images = [bb.emit(relax.op.strided_slice(data, [0], [i], [i + 1]))
+                      for i in (2, 0, 1)]
+            out = bb.emit_output(bb.emit(relax.op.concat(images, axis=0)))
+        bb.emit_func_output(out)
+    module = _schedule_copies(bb.get())
+    copies = [f for f in module.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert len(copies) == 4
+    for func in copies:
+        text = func.script()
+        assert "T.parallel" in text and "T.vectorized" in text, text
+    x = np.random.default_rng(0).standard_normal((3, 2, 5, 7, 8)).astype(np.float32)
+    vm = relax.VirtualMachine(tvm.compile(module, target=make_target(None)), tvm.cpu())
+    np.testing.assert_array_equal(vm["main"](tvm.runtime.tensor(x)).numpy(), x[[2, 0, 1]])
+
+
 def test_only_a_depthwise_networks_first_layers_run_image_by_image():
     """At batch 8 and 224 px, MobileNet v2 runs its 112 and 56 px layers image by image
     and its 14 and 7 px layers on the batch (28 px ones either way); a ResNet (no

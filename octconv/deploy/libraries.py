@@ -22,7 +22,8 @@ __all__ = ["LibraryCache", "program_digest"]
 
 def program_digest(program, tiles, target_name, version):
     """A hex digest of ``program`` compiled with ``tiles`` (kernel key -> tile) for the
-    target named ``target_name``, under schedule ``version``."""
+    target named ``target_name`` by the code of ``version`` (any value with a stable
+    ``repr``: the schedule version and that of the library's assembly)."""
     digest = hashlib.sha256()
     digest.update(repr((version, tvm.__version__, target_name, program.input_shape,
                          program.per_image)).encode())
