@@ -15,7 +15,7 @@ import tvm
 from tvm import relax, s_tir
 
 from octconv.deploy.algorithms import AlgorithmChoice
-from octconv.deploy.kernels import _vectorize_inner as vectorize_inner
+from octconv.deploy.kernels import _vectorize_inner
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import PER_IMAGE_BYTES, Tensor, lower
 from octconv.deploy.target import describe, make_target, vector_lanes
@@ -176,10 +176,8 @@ def _relax_module(program, tiles):
             funcs[key], args, relax.TensorType(call.out_shape, "float32"))))
 
     count = program.per_image
-    crossing = {a.index for call in program.calls[count:] for a in call.args
-                if isinstance(a, Tensor) and a.index < count}  # per-image results read later
-    if count == len(program.calls):
-        crossing.add(count - 1)  # the logits
+    read_later = {a.index for call in program.calls[count:] for a in call.args
+                  if isinstance(a, Tensor)} | {len(program.calls) - 1}  # (the logits)
     with bb.function("main", [data]):
         with bb.dataflow():
             images = []
@@ -189,7 +187,7 @@ def _relax_module(program, tiles):
                 for call in program.calls[:count]:
                     emit(call, images[-1], image)
             values = [bb.emit(relax.op.concat([own[j] for own in images], axis=0))
-                      if j in crossing else None for j in range(count)]
+                      if j in read_later else None for j in range(count)]
             for call in program.calls[count:]:
                 emit(call, values, data)
             out = bb.emit_output(values[-1])
@@ -208,7 +206,7 @@ def _schedule_copies(module):
         if isinstance(func, tvm.tirx.PrimFunc) and "tir.is_scheduled" not in func.attrs:
             sch = s_tir.Schedule(func)
             for block in sch.get_child_blocks(sch.get_sblock("root")):
-                vectorize_inner(sch, block)
+                _vectorize_inner(sch, block)
             module[gvar] = sch.mod["main"].with_attr("tir.is_scheduled", True)
     return module
 
