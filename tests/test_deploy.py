@@ -190,13 +190,14 @@ def test_only_a_depthwise_networks_first_layers_run_image_by_image():
                  per_image_bytes=0).per_image == 0
 
 
-@pytest.mark.parametrize("name, alpha, size", [("resnext50_32x4d_v2", 0.25, 33),
-                                               ("se_resnet50_v2", 0.5, 33),
-                                               ("resnet10_v2_mini", 0.25, 225),
-                                               ("resnet10_v2_mini", 0.25, 7)])
-def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, cache):
+@pytest.mark.parametrize("name, alpha, size, batch", [("resnext50_32x4d_v2", 0.25, 33, 1),
+                                                      ("se_resnet50_v2", 0.5, 33, 2),
+                                                      ("resnet10_v2_mini", 0.25, 225, 1),
+                                                      ("resnet10_v2_mini", 0.25, 7, 1)])
+def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, batch, cache):
+    """(The SE gates' 1x1 convolutions on pooled 1x1 maps, at batch 2, tile the images.)"""
     network = network_(name, alpha, size)
-    x = image(size)
+    x = np.concatenate([image(size, seed) for seed in range(1, batch + 1)])
     compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
@@ -215,6 +216,8 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, cac
     K.Depthwise((2, 1, 8, 8, 8), 3, 1, 1, K.Epilogue((("bias",),))),
     K.Depthwise((1, 4, 12, 12, 16), 3, 1, 1, K.Epilogue((("bias",), ("act", "relu")))),
     K.Depthwise((1, 8, 7, 7, 8), 3, 1, 1, K.Epilogue((("bias",),))),
+    K.Conv((6, 5, 1, 1, 16), 4, 16, 5, 1, 1, 1, 0, K.Epilogue((("bias",), ("act", "sigmoid")))),
+    K.Dense((6, 5, 1, 1, 16), 3, 40),
     K.Pool((1, 2, 9, 9, 16), "max", 3, 2, 1, False),
     K.Pool((1, 1, 8, 8, 16), "avg", 3, 1, 1, False),
     K.Pool((1, 1, 9, 9, 8), "avg", 2, 2, 0, True),
@@ -224,7 +227,8 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, cac
     Winograd((1, 2, 8, 8, 16), 4, 16, 1, 4, K.Epilogue((("bias",),))),
 ], ids=["conv1x1", "conv1x1-wide-blocked", "conv3x3-strided-blocked", "conv3x3-8lane-batch2",
         "grouped-strided", "conv3x3-up2", "depthwise", "depthwise-batch2",
-        "depthwise-row-chunks", "depthwise-whole-map", "maxpool-padded",
+        "depthwise-row-chunks", "depthwise-whole-map", "conv1x1-images", "dense-batch6",
+        "maxpool-padded",
         "avgpool-padded", "avgpool-ceil", "winograd2", "winograd4-up2", "winograd4-4x4-tiles"])
 def test_every_candidate_tile_computes_the_same(kernel):
     """Every schedule the search may pick equals the unscheduled computation."""
@@ -337,6 +341,24 @@ def test_depthwise_rows_share_padded_input_in_chunks_that_leave_work_for_threads
     assert rows((1, 8, 7, 7, 8), 1) == 7        # the whole map: 8 blocks
     assert rows((1, 1, 8, 8, 8), 1) == 1        # 1 block: a chunk per row
     assert rows((1, 60, 14, 14, 16), 2) == 1
+
+
+def test_a_batch_of_pooled_maps_shares_each_weight_among_the_images_of_a_tile():
+    """A classifier at batch 8 after global pooling, as a 1x1 convolution (1280 -> 1000
+    channels) or a dense layer: a register tile holds all 8 images (each weight loaded
+    once for them), so the only parallel loop is over the 63 output blocks, and the
+    convolution's tile is searched at its batch. At batch 1 nothing changes."""
+    bias = K.Epilogue((("bias",),))
+    conv = K.Conv((8, 80, 1, 1, 16), 63, 16, 80, 1, 1, 1, 0, bias)
+    assert conv.workload() == conv
+    best = conv.tiles(16)[0]
+    assert best.cols == 8 and _parallel_extents(conv, best) == [63]
+    single = K.Conv((1, 80, 1, 1, 16), 63, 16, 80, 1, 1, 1, 0, bias)
+    assert single.tiles(16)[0].cols == 1
+    dense = K.Dense((8, 80, 1, 1, 16), 63, 1000)
+    assert _parallel_extents(dense, None) == [63]
+    assert [K.Dense((n, 80, 1, 1, 16), 63, 1000).images_per_tile() for n in (1, 6, 17, 32)] \
+        == [1, 6, 1, 16]
 
 
 def test_tuning_workload_stays_at_batch_1_until_the_data_outgrow_the_cache():
@@ -562,12 +584,13 @@ def test_interleave_prepares_each_runner_before_timing_it():
         ("prepare", "a"), ("call", "a"), ("call", "b")] * 3
 
 
-@pytest.mark.parametrize("name", ["resnet18_v1", "mobilenetv2_0.25"])
-def test_gluoncv_vanilla_networks_equal_mxnet(name, cache):
+@pytest.mark.parametrize("name, batch", [("resnet18_v1", 1), ("mobilenetv2_0.25", 2)])
+def test_gluoncv_vanilla_networks_equal_mxnet(name, batch, cache):
     """Strided convolutions (absent from the zoo, which pools first) and GluonCV's
-    graphs (BatchNorm on the input, ReLU6 as clip)."""
+    graphs (BatchNorm on the input, ReLU6 as clip, MobileNet v2's classifier a 1x1
+    convolution, here on a batch)."""
     network = at_fan_in_scale(gluoncv_network(name, size=65))
-    x = image(65)
+    x = np.concatenate([image(65, seed) for seed in range(1, batch + 1)])
     compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 

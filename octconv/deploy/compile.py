@@ -15,7 +15,7 @@ import tvm
 from tvm import relax, s_tir
 
 from octconv.deploy.algorithms import AlgorithmChoice
-from octconv.deploy.kernels import _vectorize_inner
+from octconv.deploy.kernels import vectorize_inner
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import PER_IMAGE_BYTES, Tensor, lower
 from octconv.deploy.target import describe, make_target, vector_lanes
@@ -35,20 +35,26 @@ ASSEMBLY = 2
 class _Runner:
     """Calls a Relax VM's ``main`` with a fixed thread count, on inputs of
     ``input_shape`` (a ValueError otherwise; None: not checked here, the VM's own check
-    raises a TVM error)."""
+    raises a TVM error). The input is copied into one TVM tensor kept from call to
+    call: a new one each call cost its fresh pages (0.3 ms of a 25 ms batch-8 call of
+    MobileNet v2 1.0 here)."""
 
     def __init__(self, module, input_shape, threads):
         self.vm = relax.VirtualMachine(module, tvm.cpu())
         self.input_shape = None if input_shape is None else tuple(input_shape)
         self.threads = threads
+        self._data = None
 
     def __call__(self, x):
         if self.input_shape is not None and tuple(np.shape(x)) != self.input_shape:
             raise ValueError(f"compiled for inputs of shape {self.input_shape}, got "
                              f"{tuple(np.shape(x))}; compile again for another size or batch")
         use_threads(self.threads)
-        data = tvm.runtime.tensor(np.ascontiguousarray(x, np.float32))
-        return self.vm["main"](data).numpy()
+        x = np.ascontiguousarray(x, np.float32)
+        if self._data is None or tuple(self._data.shape) != x.shape:
+            self._data = tvm.runtime.empty(x.shape, "float32")
+        self._data.copyfrom(x)
+        return self.vm["main"](self._data).numpy()
 
 
 class CompiledNetwork:
@@ -206,7 +212,7 @@ def _schedule_copies(module):
         if isinstance(func, tvm.tirx.PrimFunc) and "tir.is_scheduled" not in func.attrs:
             sch = s_tir.Schedule(func)
             for block in sch.get_child_blocks(sch.get_sblock("root")):
-                _vectorize_inner(sch, block)
+                vectorize_inner(sch, block)
             module[gvar] = sch.mod["main"].with_attr("tir.is_scheduled", True)
     return module
 

@@ -24,7 +24,7 @@ from tvm import te, tirx
 
 __all__ = ["ConvTile", "DepthwiseTile", "Kernel", "Layout", "Epilogue", "Conv", "Depthwise",
            "Pointwise", "Pool", "GlobalPool",
-           "Upsample", "Concat", "Dense", "Flatten", "PackInput"]
+           "Upsample", "Concat", "Dense", "Flatten", "PackInput", "vectorize_inner"]
 
 F32 = "float32"
 
@@ -99,9 +99,16 @@ class Kernel:
         if not hasattr(self, "epilogue"):
             return self
         data = tuple(self.data)
-        if 4 * (_volume(data) + _volume(getattr(self, "out_shape", data))) <= CACHED_BYTES:
+        if (not self.images_in_tile and
+                4 * (_volume(data) + _volume(getattr(self, "out_shape", data))) <= CACHED_BYTES):
             data = (1,) + data[1:]
         return replace(self, data=data, epilogue=Epilogue((("bias",),)))
+
+    @property
+    def images_in_tile(self):
+        """Whether a register tile spans several images of the batch (each weight it
+        loads serves all of them), so that the batch is part of the workload."""
+        return False
 
     def tiles(self, lanes):
         """Candidate tiles, best guess first; ``[None]``: nothing to choose."""
@@ -176,7 +183,7 @@ class Epilogue:
         return value
 
 
-def _vectorize_inner(sch, block):
+def vectorize_inner(sch, block):
     """Vectorize a block's innermost (channel-lane) loop; fuse the others into one
     parallel loop."""
     loops = sch.get_loops(block)
@@ -286,6 +293,19 @@ class Conv(Kernel):
         """A 1x1 stride-1 convolution: its pixels are tiled as one flat axis."""
         return self.kernel == 1 and self.stride == 1 and self.pad == 0
 
+    @property
+    def images_in_tile(self):
+        """A 1x1 convolution of a batch of 1x1 maps (a classifier or a gate after global
+        pooling): the images are its flat pixels, so that a tile of several images reads
+        each weight once for all of them instead of once per image."""
+        n, _, h, w, _ = self.data
+        return self.pointwise and h == w == 1 and n > 1
+
+    def _flat_pixels(self):
+        """The flat pixel axis of a 1x1 convolution: a map's pixels, or the images."""
+        n, _, oh, ow, _ = self.out_shape
+        return n if self.images_in_tile else oh * ow
+
     def _accumulators(self, lanes):
         """(vectors per output block, accumulator vectors a register tile may hold: 12
         of 16 ymm on AVX2, 24 of 32 zmm on AVX-512)."""
@@ -300,7 +320,7 @@ class Conv(Kernel):
         _, _, oh, ow, _ = self.out_shape
         vectors, budget = self._accumulators(lanes)
         per_group = self.out_blocks // self.groups
-        rows, cols = (1, oh * ow) if self.pointwise else (oh, ow)
+        rows, cols = (1, self._flat_pixels()) if self.pointwise else (oh, ow)
         found = []
         for ot in (1, 2, 4):
             if per_group % ot:
@@ -344,6 +364,8 @@ class Conv(Kernel):
         """Whether pieces of ``pixels`` flat pixels (tiles, or chunks of tiles) cover a
         1x1 convolution's map with no ragged edge and none cut across a row: TVM 0.27
         computes the epilogue of such a piece over all the rows it touches, wrongly."""
+        if self.images_in_tile:
+            return self._flat_pixels() % pixels == 0
         _, _, oh, ow, _ = self.out_shape
         return (oh * ow) % pixels == 0 and not (ow % pixels and pixels % ow)
 
@@ -376,29 +398,34 @@ class Conv(Kernel):
         conv = sch.get_sblock("conv")
         n, oc, y, x, o, icb, kh, kw, ic = sch.get_loops(conv)
         oco, oci = sch.split(oc, [None, ot])
-        if self.pointwise:
+        if self.images_in_tile:  # images, one pixel each, as the flat pixel axis
+            sch.reorder(oco, oci, n)
+            n, y, x = None, sch.fuse(n, y, x), None
+            rh, rw = rw, None
+        elif self.pointwise:
             y, x = sch.fuse(y, x), None
             rh, rw = rw, None
         yo, yi = sch.split(y, [None, rh])
         xo, xi = sch.split(x, [None, rw]) if x is not None else (None, None)
+        outer = [l for l in (n, oco) if l is not None]
         spatial_outer = [l for l in (yo, xo) if l is not None]
         tile_loops = [l for l in (oci, yi, xi) if l is not None]
         epilogue = sch.get_sblock("epilogue")
         if icin == self.in_blocks_per_group:  # reduction innermost, epilogue per tile
-            sch.reorder(n, oco, *spatial_outer, icb, kh, kw, ic, *tile_loops, o)
+            sch.reorder(*outer, *spatial_outer, icb, kh, kw, ic, *tile_loops, o)
             sch.reverse_compute_at(epilogue, spatial_outer[-1])
-            parallel = [n, oco, *spatial_outer]
+            parallel = [*outer, *spatial_outer]
             reduction = icb
         else:  # input-channel blocks outside the pixel loops of a chunk of whole tiles
             whole = (lambda tiles: self._flat_tile_fits(tiles * rh)) if self.pointwise \
                 else (lambda tiles: True)  # rows of tiles are whole rows
-            chunks = _parallel_chunks(sch, spatial_outer[0], (n, oco), whole)
+            chunks = _parallel_chunks(sch, spatial_outer[0], outer, whole)
             chunk, rest = sch.split(spatial_outer[0], [chunks, None])
             icbo, icbi = sch.split(icb, [None, icin])
-            sch.reorder(n, oco, chunk, icbo, rest, *spatial_outer[1:], icbi, kh, kw, ic,
+            sch.reorder(*outer, chunk, icbo, rest, *spatial_outer[1:], icbi, kh, kw, ic,
                         *tile_loops, o)
             sch.reverse_compute_at(epilogue, chunk)
-            parallel = [n, oco, chunk]
+            parallel = [*outer, chunk]
             reduction = icbo
         sch.vectorize(o)
         for loop in tile_loops:
@@ -437,7 +464,7 @@ def _schedule_padding(sch):
     """The padded copy of the whole input, made before the kernel, in parallel."""
     pad = _padding_block(sch)
     if pad is not None:
-        _vectorize_inner(sch, pad)
+        vectorize_inner(sch, pad)
 
 
 def _pad_inside(sch, rows):
@@ -537,7 +564,7 @@ class Pointwise(Kernel):
         return [data] + extra, out
 
     def schedule(self, sch, tile):
-        _vectorize_inner(sch, sch.get_sblock("epilogue"))
+        vectorize_inner(sch, sch.get_sblock("epilogue"))
 
 
 def _schedule_window(sch, parallel):
@@ -598,7 +625,7 @@ class Pool(Kernel):
     def schedule(self, sch, tile):
         _schedule_window(sch, parallel=3)
         if self.pool_type == "avg":
-            _vectorize_inner(sch, sch.get_sblock("epilogue"))
+            vectorize_inner(sch, sch.get_sblock("epilogue"))
 
 
 @dataclass(frozen=True)
@@ -619,7 +646,7 @@ class GlobalPool(Kernel):
 
     def schedule(self, sch, tile):
         _schedule_window(sch, parallel=2)
-        _vectorize_inner(sch, sch.get_sblock("epilogue"))
+        vectorize_inner(sch, sch.get_sblock("epilogue"))
 
 
 @dataclass(frozen=True)
@@ -636,7 +663,7 @@ class Upsample(Kernel):
         return [data], out
 
     def schedule(self, sch, tile):
-        _vectorize_inner(sch, sch.get_sblock("epilogue"))
+        vectorize_inner(sch, sch.get_sblock("epilogue"))
 
 
 @dataclass(frozen=True)
@@ -671,7 +698,7 @@ class Concat(Kernel):
         return inputs, out
 
     def schedule(self, sch, tile):
-        _vectorize_inner(sch, sch.get_sblock("epilogue"))
+        vectorize_inner(sch, sch.get_sblock("epilogue"))
 
 
 @dataclass(frozen=True)
@@ -703,10 +730,18 @@ class Dense(Kernel):
     def schedule(self, sch, tile):
         acc = sch.get_sblock("conv")
         n, j, o, rb, rc = sch.get_loops(acc)
-        sch.reorder(n, j, rb, rc, o)
+        no, ni = sch.split(n, [None, self.images_per_tile()])
+        sch.reorder(j, no, rb, rc, ni, o)
         sch.vectorize(o)
-        _parallel(sch, n, j)
+        sch.unroll(ni)
+        _parallel(sch, j, no)
         sch.decompose_reduction(acc, rb)
+
+    def images_per_tile(self, most=16):
+        """Images whose accumulators a register tile holds, each weight vector loaded
+        once for all of them: the largest divisor of the batch up to ``most``."""
+        batch = self.data[0]
+        return max(d for d in range(1, min(batch, most) + 1) if batch % d == 0)
 
 
 @dataclass(frozen=True)
@@ -723,7 +758,7 @@ class Flatten(Kernel):
         return [data], out
 
     def schedule(self, sch, tile):
-        _vectorize_inner(sch, sch.get_sblock("epilogue"))
+        vectorize_inner(sch, sch.get_sblock("epilogue"))
 
 
 @dataclass(frozen=True)
@@ -745,5 +780,5 @@ class PackInput(Kernel):
         return [data], out
 
     def schedule(self, sch, tile):
-        _vectorize_inner(sch, sch.get_sblock("epilogue"))
+        vectorize_inner(sch, sch.get_sblock("epilogue"))
 
