@@ -316,6 +316,58 @@ def test_input_channel_blocked_tiles_share_a_one_block_layer_among_threads():
         assert extents and extents[0] >= 7, (tile, extents)
 
 
+def _stmts(node):
+    """``node`` and every statement inside it (loops, blocks, sequences, branches)."""
+    yield node
+    for field in ("body", "block", "then_case", "else_case", "init"):
+        child = getattr(node, field, None)
+        if isinstance(child, tvm.tirx.Stmt):
+            yield from _stmts(child)
+    for child in getattr(node, "seq", ()):
+        yield from _stmts(child)
+
+
+def _rows_of_the_first_thread(kernel, tile, block, threads=2):
+    """The lowest and highest output row that the first of ``threads`` threads
+    computes in ``block`` of ``kernel`` scheduled with ``tile``, and the block's rows:
+    TVM runs a parallel
+    loop in equal contiguous ranges, one per thread; the row index is bounded by TVM's
+    integer analysis over the first range of the parallel loop and every other loop."""
+    from tvm.sym.analyzer import Analyzer
+    stmts = list(_stmts(scheduled_func(kernel, tile).body))
+    analyzer = Analyzer()
+    for loop in (s for s in stmts if isinstance(s, tvm.tirx.For)):
+        extent = int(loop.extent)
+        if loop.kind == tvm.tirx.ForKind.PARALLEL:
+            extent = -(-extent // threads)
+        analyzer.bind(loop.loop_var, tvm.ir.Range.from_min_extent(int(loop.min), extent))
+    realize = next(s for s in stmts if hasattr(s, "iter_values")
+                   and s.block.name_hint in (block, f"{block}_update"))
+    bound = analyzer.const_int_bound(realize.iter_values[2])  # (N, blocks, rows, ...)
+    return bound.min_value, bound.max_value, int(realize.block.iter_vars[2].dom.extent)
+
+
+@pytest.mark.parametrize("kernel, block", [
+    (K.Conv((1, 4, 16, 16, 16), 3, 16, 4, 1, 1, 1, 0, K.Epilogue((("bias",),))), "epilogue"),
+    (K.Conv((1, 2, 32, 32, 16), 4, 16, 2, 1, 3, 2, 1, K.Epilogue((("bias",),))), "epilogue"),
+    (K.Depthwise((1, 4, 16, 16, 16), 3, 1, 1, K.Epilogue((("bias",),))), "epilogue"),
+    (K.Pool((1, 3, 32, 32, 16), "max", 3, 2, 1, False), "pool"),
+    (K.Pool((1, 3, 32, 32, 16), "avg", 2, 2, 0, False), "epilogue"),
+    (K.Pointwise((1, 3, 16, 16, 16), K.Epilogue((("bias",), ("act", "relu")))), "epilogue"),
+    (K.Upsample((1, 3, 8, 8, 16), (16, 16)), "epilogue"),
+    (Winograd((1, 2, 16, 16, 16), 3, 16, 1, 2, K.Epilogue((("bias",),))), "epilogue"),
+], ids=["conv1x1", "conv3x3-strided", "depthwise", "maxpool", "avgpool", "pointwise",
+        "upsample", "winograd"])
+def test_each_thread_computes_all_channels_of_a_band_of_rows(kernel, block):
+    """On 2 threads, the first computes only the top half of the output rows (all their
+    channel blocks), with every candidate tile: the band whose inputs it computed in
+    the kernel before, in its own core's cache. (Split by channel blocks, the first
+    thread computed every row of its blocks.)"""
+    for tile in kernel.tiles(16):
+        low, high, rows = _rows_of_the_first_thread(kernel, tile, block)
+        assert (low, high) == (0, rows // 2 - 1), (tile, rows)
+
+
 def test_depthwise_rows_share_padded_input_in_chunks_that_leave_work_for_threads():
     """Stride 1: the most rows (up to 16, dividing the height) whose chunks and channel
     blocks still make 8 parallel iterations; stride 2: one row. Each parallel iteration

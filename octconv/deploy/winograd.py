@@ -20,7 +20,7 @@ import numpy as np
 from tvm import te, tirx
 
 from octconv.deploy.kernels import F32, Epilogue, Kernel, _pad, _parallel, _schedule_padding, \
-    _volume, _with_epilogue
+    _volume, _with_epilogue, row_parts
 
 __all__ = ["Winograd", "transform_weight", "output_tile", "worthwhile", "RULE"]
 
@@ -193,15 +193,16 @@ class Winograd(Kernel):
         # input transform: one a x a x lanes tile per (input block, pixel tile)
         cols = sch.get_sblock("bt_cols")
         e, u, c, p, i = sch.get_loops(cols)
-        sch.reorder(c, p, e, u, i)
+        part, p = row_parts(sch, p)
+        sch.reorder(part, c, p, e, u, i)
         rows = sch.get_sblock("bt_rows")
         sch.compute_at(rows, p)
         for block in (rows, cols):
             loops = sch.get_loops(block)
             sch.vectorize(loops[-1])
-            for loop in loops[2:-1]:
+            for loop in loops[3:-1]:
                 sch.unroll(loop)
-        _parallel(sch, c, p)
+        _parallel(sch, part, c)
         # the a x a matrix products, register-tiled like a 1x1 convolution
         gemm = sch.get_sblock("gemm")
         e, u, oc, p, o, icb, ic = sch.get_loops(gemm)
@@ -219,13 +220,14 @@ class Winograd(Kernel):
         n, oc, y, x, o = sch.get_loops(epilogue)
         yo, yi = sch.split(y, [None, m])
         xo, xi = sch.split(x, [None, m])
-        sch.reorder(n, oc, yo, xo, yi, xi, o)
+        part, yo = row_parts(sch, yo)
+        sch.reorder(n, part, oc, yo, xo, yi, xi, o)
         sch.compute_at(sch.get_sblock("at_cols"), xo)
         sch.compute_at(sch.get_sblock("at_rows"), xo)
         for name in ("at_rows", "at_cols", "epilogue"):
             loops = sch.get_loops(sch.get_sblock(name))
             sch.vectorize(loops[-1])
-            for loop in loops[4:-1]:
+            for loop in loops[5:-1]:
                 sch.unroll(loop)
-        _parallel(sch, n, oc, yo)
+        _parallel(sch, n, part, oc)
         _schedule_padding(sch)
