@@ -327,12 +327,12 @@ def _stmts(node):
         yield from _stmts(child)
 
 
-def _rows_of_the_first_thread(kernel, tile, block, threads=2):
-    """The lowest and highest output row that the first of ``threads`` threads
-    computes in ``block`` of ``kernel`` scheduled with ``tile``, and the block's rows:
-    TVM runs a parallel
-    loop in equal contiguous ranges, one per thread; the row index is bounded by TVM's
-    integer analysis over the first range of the parallel loop and every other loop."""
+def _first_thread_range(kernel, tile, block, axis, threads=2):
+    """The lowest and highest index along output ``axis`` (1: channel blocks, 2: rows)
+    that the first of ``threads`` threads computes in ``block`` of ``kernel`` scheduled
+    with ``tile``, and the axis's extent: TVM runs a parallel loop in equal contiguous
+    ranges, one per thread; the index is bounded by TVM's integer analysis over the
+    first range of the parallel loop and every other loop."""
     from tvm.sym.analyzer import Analyzer
     stmts = list(_stmts(scheduled_func(kernel, tile).body))
     analyzer = Analyzer()
@@ -343,8 +343,8 @@ def _rows_of_the_first_thread(kernel, tile, block, threads=2):
         analyzer.bind(loop.loop_var, tvm.ir.Range.from_min_extent(int(loop.min), extent))
     realize = next(s for s in stmts if hasattr(s, "iter_values")
                    and s.block.name_hint in (block, f"{block}_update"))
-    bound = analyzer.const_int_bound(realize.iter_values[2])  # (N, blocks, rows, ...)
-    return bound.min_value, bound.max_value, int(realize.block.iter_vars[2].dom.extent)
+    bound = analyzer.const_int_bound(realize.iter_values[axis])
+    return bound.min_value, bound.max_value, int(realize.block.iter_vars[axis].dom.extent)
 
 
 @pytest.mark.parametrize("kernel, block", [
@@ -364,8 +364,22 @@ def test_each_thread_computes_all_channels_of_a_band_of_rows(kernel, block):
     the kernel before, in its own core's cache. (Split by channel blocks, the first
     thread computed every row of its blocks.)"""
     for tile in kernel.tiles(16):
-        low, high, rows = _rows_of_the_first_thread(kernel, tile, block)
+        low, high, rows = _first_thread_range(kernel, tile, block, axis=2)
         assert (low, high) == (0, rows // 2 - 1), (tile, rows)
+
+
+def test_threads_split_the_output_blocks_where_the_weights_outweigh_the_map():
+    """A 512 -> 2048 1x1 convolution at 7 px (ResNet-50's last stage: 4 MB of weights,
+    a 100 KB input map): the first of 2 threads computes every row of the first half
+    of the output blocks, reading only their weights, with every candidate tile. A
+    3x3 convolution on a larger map (more input than weights) splits by rows."""
+    bias = K.Epilogue((("bias",),))
+    deep = K.Conv((1, 32, 7, 7, 16), 128, 16, 32, 1, 1, 1, 0, bias)
+    assert not deep.bands_first
+    for tile in deep.tiles(16):
+        assert _first_thread_range(deep, tile, "epilogue", axis=2) == (0, 6, 7), tile
+        assert _first_thread_range(deep, tile, "epilogue", axis=1) == (0, 63, 128), tile
+    assert K.Conv((1, 4, 56, 56, 16), 4, 16, 4, 1, 3, 1, 1, bias).bands_first
 
 
 def test_depthwise_rows_share_padded_input_in_chunks_that_leave_work_for_threads():

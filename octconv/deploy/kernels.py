@@ -220,7 +220,8 @@ def row_parts(sch, rows, whole=lambda extent: True):
     loop, computes all channels of a band of rows: the band whose rows it computed in
     the kernel before, in its own core's cache. Split by channel blocks instead, each
     kernel read half its input from the other core (2 threads: 0.94-0.97 x the time of
-    the MobileNets with row bands)."""
+    the MobileNets with row bands, 0.89-0.95 x that of the MobileNet v2 and ResNet-50
+    pairs at batch 8)."""
     extent = int(sch.get(rows).extent)
     parts = min((d for d in range(1, extent + 1) if extent % d == 0 and whole(extent // d)),
                 key=lambda d: (abs(d - ROW_PARTS), -d))
@@ -327,6 +328,16 @@ class Conv(Kernel):
         each weight once for all of them instead of once per image."""
         n, _, h, w, _ = self.data
         return self.pointwise and h == w == 1 and n > 1
+
+    @property
+    def bands_first(self):
+        """Whether threads split the map into bands of rows (each reads all weights and
+        its band of the input), not the output blocks (each reads its blocks' weights
+        and all of the input): when an image's input outweighs the weights. With bands
+        also where the weights outweigh the maps (ResNet-50's 7 and 14 px layers), each
+        band read every weight again from L3 or memory: ResNet-50 and Oct-ResNet-50 ran
+        1.08-1.2 x slower on 1 and 2 threads."""
+        return _volume(self.data[1:]) >= _volume(self.weight_shape)
 
     def _flat_pixels(self):
         """The flat pixel axis of a 1x1 convolution: a map's pixels, or the images."""
@@ -440,22 +451,18 @@ class Conv(Kernel):
         epilogue = sch.get_sblock("epilogue")
         whole = (lambda tiles: self._flat_tile_fits(tiles * rh)) if self.pointwise \
             else (lambda tiles: True)  # rows of tiles are whole rows
-        images = outer[:-1]
+        part, rest = row_parts(sch, spatial_outer[0], whole)
+        parallel = outer[:-1] + ([part, oco] if self.bands_first else [oco, part])
         if icin == self.in_blocks_per_group:  # reduction innermost, epilogue per tile
-            part, rest = row_parts(sch, spatial_outer[0], whole)
-            sch.reorder(*images, part, oco, rest, *spatial_outer[1:], icb, kh, kw, ic,
-                        *tile_loops, o)
+            sch.reorder(*parallel, rest, *spatial_outer[1:], icb, kh, kw, ic, *tile_loops, o)
             sch.reverse_compute_at(epilogue, spatial_outer[-1] if len(spatial_outer) > 1
                                    else rest)
-            parallel = [*images, part, oco]
             reduction = icb
         else:  # input-channel blocks outside the pixel loops of a band of whole tiles
-            part, rest = row_parts(sch, spatial_outer[0], whole)
             icbo, icbi = sch.split(icb, [None, icin])
-            sch.reorder(*images, part, oco, icbo, rest, *spatial_outer[1:], icbi, kh, kw, ic,
+            sch.reorder(*parallel, icbo, rest, *spatial_outer[1:], icbi, kh, kw, ic,
                         *tile_loops, o)
-            sch.reverse_compute_at(epilogue, oco)
-            parallel = [*images, part, oco]
+            sch.reverse_compute_at(epilogue, parallel[-1])
             reduction = icbo
         sch.vectorize(o)
         for loop in tile_loops:
