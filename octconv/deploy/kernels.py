@@ -219,7 +219,7 @@ def row_parts(sch, rows, whole=lambda extent: True):
     channel blocks, so that a thread, which runs a contiguous range of the parallel
     loop, computes all channels of a band of rows: the band whose rows it computed in
     the kernel before, in its own core's cache. Split by channel blocks instead, each
-    kernel read half its input from the other core (2 threads: 0.94-0.97 x the time of
+    kernel read half its input from the other core (2 threads: 0.94-0.98 x the time of
     the MobileNets with row bands, 0.89-0.95 x that of the MobileNet v2 and ResNet-50
     pairs at batch 8)."""
     extent = int(sch.get(rows).extent)
