@@ -23,8 +23,8 @@ from octconv.deploy import kernels as K
 from octconv.deploy.algorithms import POLICY as ALGORITHMS
 from octconv.deploy.winograd import Winograd, transform_weight
 from octconv.deploy.lower import Tensor, UnsupportedGraph, lower
-from octconv.deploy.bench import (TVMRunner, gluoncv_network, interleave, ratio_interval,
-                                  summarize, wait_until_idle, zoo_network)
+from octconv.deploy.bench import (TVMRunner, gluoncv_network, interleave, onnx_file,
+                                  ratio_interval, summarize, wait_until_idle, zoo_network)
 from octconv.deploy.target import make_target, runs_here, vector_lanes
 from octconv.deploy.threads import SPIN_COUNT, use_threads
 from octconv.deploy import tuning
@@ -747,6 +747,34 @@ def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):
     assert fourth.stats["searches"] == first.stats["searches"]
     assert_close_to_mxnet(fourth.run(x), mxnet_logits(network, x))
     assert json.load(open(path))  # rewritten, readable
+
+
+def test_onnx_exports_are_kept_reused_and_exported_again_when_corrupt(tmp_path):
+    """The ONNX file that ONNX Runtime and OpenVINO read is exported once for a graph,
+    its weights and an input shape, beside the tile cache, and reused; other weights or
+    another batch get their own file; a file that fails its checksum (a run killed
+    while writing it) is exported again. The file computes the network's logits."""
+    import onnxruntime as ort
+    cache = TileCache(str(tmp_path / "tiles.json"))
+    network = two_octave_layers()
+    path = onnx_file(network, (1, 3, 16, 16), cache)
+    assert os.path.dirname(path) == str(tmp_path / "onnx")
+    written = os.stat(path).st_mtime_ns
+    assert onnx_file(network, (1, 3, 16, 16), cache) == path
+    assert os.stat(path).st_mtime_ns == written
+    assert onnx_file(network, (2, 3, 16, 16), cache) != path
+    other = SimpleNamespace(symbol=network.symbol,
+                            params={k: v * 2 for k, v in network.params.items()})
+    assert onnx_file(other, (1, 3, 16, 16), cache) != path
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    with pytest.warns(RuntimeWarning, match="unreadable ONNX export"):
+        assert onnx_file(network, (1, 3, 16, 16), cache) == path
+    assert os.path.getsize(path) > 100
+    x = image(16)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {session.get_inputs()[0].name: x})
+    assert_close_to_mxnet(out, mxnet_logits(network, x))
 
 
 def test_records_and_libraries_are_kept_under_a_digest_of_the_kernel_code(tmp_path):

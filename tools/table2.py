@@ -104,7 +104,7 @@ def _network(label):
                                                                                size=SIZE)
 
 
-def time_group(labels, threads, batch, args, cache, target, folder, scaling=False):
+def time_group(labels, threads, batch, args, cache, target, scaling=False):
     """``{label: {"ms": {backend: summary}, "max_diff": {...}, "scale", "macs", "tvm"}}``
     for the networks ``labels``, all timed in one interleaved loop; with ``scaling``
     each TVM library also runs on one thread (runner ``tvm_1``)."""
@@ -112,12 +112,10 @@ def time_group(labels, threads, batch, args, cache, target, folder, scaling=Fals
     from octconv.deploy.bench import interleave, make_runners, summarize
     x = np.random.default_rng(0).standard_normal((batch, 3, SIZE, SIZE)).astype(np.float32)
     runners, results = {}, {}
-    for j, label in enumerate(labels):
+    for label in labels:
         network = _network(label)
-        sub = os.path.join(folder, str(j))
-        os.makedirs(sub, exist_ok=True)
         start = time.perf_counter()
-        mine = make_runners(network, x, sub, threads=threads, target=target, cache=cache,
+        mine = make_runners(network, x, threads=threads, target=target, cache=cache,
                             budget=args.budget)
         if scaling:
             mine["tvm_1"] = _tvm_on_one_thread(mine["tvm"], x)
@@ -161,20 +159,18 @@ def worker(args):
     cache = TileCache(args.cache)
     threads = args.worker
     out = {"threads": threads, "groups": {}, "batch": {}}
-    with tempfile.TemporaryDirectory() as folder:
-        for group in ("resnet", "mobilenet"):
-            labels = [r[1] for r in ROWS if r[0] == group and args.only in (None, group)]
-            if not labels:
-                continue
-            print(f"{group}, {threads} thread(s), batch 1:", flush=True)
-            out["groups"][group] = time_group(labels, threads, 1, args, cache, target, folder,
-                                              scaling=threads > 1)
-            cache.save()
-            batch_labels = [label for label in labels if label in BATCH_ROWS]
-            if args.batch_threads == threads and batch_labels:
-                print(f"{group}, {threads} thread(s), batch {BATCH}:", flush=True)
-                out["batch"][group] = time_group(batch_labels, threads, BATCH, args, cache,
-                                                 target, folder)
+    for group in ("resnet", "mobilenet"):
+        labels = [r[1] for r in ROWS if r[0] == group and args.only in (None, group)]
+        if not labels:
+            continue
+        print(f"{group}, {threads} thread(s), batch 1:", flush=True)
+        out["groups"][group] = time_group(labels, threads, 1, args, cache, target,
+                                          scaling=threads > 1)
+        cache.save()
+        batch_labels = [label for label in labels if label in BATCH_ROWS]
+        if args.batch_threads == threads and batch_labels:
+            print(f"{group}, {threads} thread(s), batch {BATCH}:", flush=True)
+            out["batch"][group] = time_group(batch_labels, threads, BATCH, args, cache, target)
     with open(args.json, "w") as f:
         json.dump(out, f)
 

@@ -94,8 +94,8 @@ def main(argv=None):
     if args.profile:
         print_profile(compiled, shape, args.runs, args.profile)
     if args.time:
-        result = time_backends(network, args.size, runs=args.runs, compiled=compiled,
-                               threads=threads, batch=args.batch)
+        result = time_backends(network, args.size, runs=args.runs, cache=cache,
+                               compiled=compiled, threads=threads, batch=args.batch)
         print(f"{threads} thread(s), batch {args.batch}, {args.runs} interleaved runs "
               "(median, min-max, images/s; TVM's time over the backend's, with a 95 % "
               "interval from resampling the rounds):")

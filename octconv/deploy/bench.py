@@ -11,8 +11,9 @@ MXNet fixes its thread count when it is imported, from ``OMP_NUM_THREADS``:
 :func:`require_threads` checks it; the CLIs set it from ``--threads``. TVM, ONNX
 Runtime and OpenVINO take the count as an option.
 """
+import hashlib
+import inspect
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -20,14 +21,17 @@ import mxnet as mx
 import numpy as np
 
 from octconv.complexity import count_symbol
+from octconv import export as export_module
 from octconv.deploy.compile import compile_symbol
+from octconv.deploy.libraries import CheckedFiles
 from octconv.deploy.threads import resolve_threads, use_threads
+from octconv.deploy.tuning import TileCache
 from octconv.export import export_onnx, logits_symbol
 from octconv.graph import Graph, param_role
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
-           "time_backends", "BACKENDS"]
+           "time_backends", "onnx_file", "BACKENDS"]
 
 BACKENDS = ("tvm", "mxnet", "onnxruntime", "openvino")
 
@@ -154,11 +158,11 @@ class TVMRunner:
         return self.compiled.run(self.x)
 
 
-def make_runners(network, x, folder, backends=BACKENDS, threads=1, target=None, cache=None,
+def make_runners(network, x, backends=BACKENDS, threads=1, target=None, cache=None,
                  budget=4, compiled=None):
     """``{backend: callable}`` running ``network`` on ``x`` (N x 3 x H x W) with
-    ``threads`` threads each; ``folder`` receives the ONNX export; ``compiled``: the
-    network already compiled by TVM for ``x``'s shape and ``threads``."""
+    ``threads`` threads each; ONNX Runtime and OpenVINO read :func:`onnx_file`;
+    ``compiled``: the network already compiled by TVM for ``x``'s shape and ``threads``."""
     require_threads(threads)
     threads = resolve_threads(threads)
     unknown = set(backends) - set(BACKENDS)
@@ -166,9 +170,7 @@ def make_runners(network, x, folder, backends=BACKENDS, threads=1, target=None, 
         raise ValueError(f"unknown backend {sorted(unknown)[0]!r}; choose from {BACKENDS}")
     onnx_path = None
     if {"onnxruntime", "openvino"} & set(backends):
-        onnx_path = export_onnx(network.symbol, network.params,
-                                os.path.join(folder, "net.onnx"), size=x.shape[2],
-                                batch=x.shape[0])
+        onnx_path = onnx_file(network, x.shape, cache)
     runners = {}
     for backend in backends:
         if backend == "tvm":
@@ -181,6 +183,33 @@ def make_runners(network, x, folder, backends=BACKENDS, threads=1, target=None, 
         else:
             runners[backend] = _OpenVINO(onnx_path, x, threads)
     return runners
+
+
+def onnx_file(network, input_shape, cache=None):
+    """The ONNX export of ``network`` for inputs of ``input_shape`` (N, 3, H, W), kept
+    in an ``onnx`` folder beside the TVM tile cache ``cache`` (a
+    :class:`~octconv.deploy.tuning.TileCache`; the default one when None), named by a
+    digest of the graph, the weights, the shape, the export code and the versions of
+    MXNet and ONNX: timing the same network again (the table tool times each in two
+    processes) exports nothing. A file that fails its checksum is exported again."""
+    import onnx
+    tiles = cache if cache is not None else TileCache()
+    files = CheckedFiles(os.path.join(os.path.dirname(tiles.library_folder()), "onnx"),
+                         ".onnx", "ONNX export")
+    digest = hashlib.sha256(repr((tuple(input_shape), mx.__version__, onnx.__version__))
+                            .encode())
+    with open(inspect.getsourcefile(export_module), "rb") as f:
+        digest.update(f.read())
+    digest.update(network.symbol.tojson().encode())
+    for name in sorted(network.params):
+        array = np.ascontiguousarray(network.params[name], np.float32)
+        digest.update(repr((name, array.shape)).encode())
+        digest.update(array.tobytes())
+    digest = digest.hexdigest()
+    if not files.valid(digest):
+        files.store(digest, lambda tmp: export_onnx(
+            network.symbol, network.params, tmp, size=input_shape[2], batch=input_shape[0]))
+    return files.path(digest)
 
 
 def wait_until_idle(window=0.01, limit=1.0):
@@ -254,11 +283,9 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     :func:`summarize` (times per call).
     ``compiled``: the network already compiled for this input (else it is compiled)."""
     x = np.random.default_rng(seed).standard_normal((batch, 3, size, size)).astype(np.float32)
-    with tempfile.TemporaryDirectory() as folder:
-        runners = make_runners(network, x, folder, backends, threads, target, cache, budget,
-                               compiled)
-        outputs = {b: run() for b, run in runners.items()}
-        times = interleave(runners, runs, warmup)
+    runners = make_runners(network, x, backends, threads, target, cache, budget, compiled)
+    outputs = {b: run() for b, run in runners.items()}
+    times = interleave(runners, runs, warmup)
     reference = outputs.get("mxnet")
     result = {"ms": {b: summarize(t) for b, t in times.items()}, "times": times}
     if reference is not None:

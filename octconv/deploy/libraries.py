@@ -1,5 +1,5 @@
 """Compiled libraries kept on disk, so that compiling the same network again builds
-nothing.
+nothing (and, through :class:`CheckedFiles`, other files named by a digest).
 
 A library is named by a digest of everything that decides its code and constants:
 the kernel calls of the lowered program (each kernel's workload and tile, the packed
@@ -17,7 +17,7 @@ import tvm
 
 from octconv.files import write_atomically
 
-__all__ = ["LibraryCache", "program_digest"]
+__all__ = ["CheckedFiles", "LibraryCache", "program_digest"]
 
 
 def program_digest(program, tiles, target_name, version):
@@ -39,41 +39,69 @@ def program_digest(program, tiles, target_name, version):
     return digest.hexdigest()
 
 
-class LibraryCache:
-    """Shared libraries in ``folder``, one per digest."""
+class CheckedFiles:
+    """Files (``what`` they are, for messages) in ``folder`` named by a digest and
+    ``suffix``, each written atomically beside a checksum of its bytes; a file whose
+    bytes do not match (truncated, overwritten) counts as absent, with a warning."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, suffix, what):
         self.folder = folder
+        self.suffix = suffix
+        self.what = what
 
     def path(self, digest):
-        return os.path.join(self.folder, f"{digest}.so")
+        return os.path.join(self.folder, f"{digest}{self.suffix}")
 
-    def load(self, digest):
-        """The loaded module of ``digest``, or None when absent or unreadable."""
+    def valid(self, digest):
+        """Whether the file of ``digest`` exists and matches its checksum."""
         path = self.path(digest)
         if not os.path.exists(path):
-            return None
+            return False
         try:
             with open(path + ".sha256") as f:
                 expected = f.read().strip()
-            if _file_hash(path) != expected:
-                raise ValueError("its bytes do not match their checksum")
-            return tvm.runtime.load_module(path)
+        except OSError:
+            expected = None
+        if _file_hash(path) != expected:
+            self.ignore(digest, "its bytes do not match their checksum")
+            return False
+        return True
+
+    def ignore(self, digest, why):
+        warnings.warn(f"ignoring the unreadable {self.what} {self.path(digest)} ({why}); it "
+                      "will be replaced", RuntimeWarning)
+
+    def store(self, digest, write):
+        """Write the file of ``digest`` by ``write(temporary path)``; its path."""
+        checksum = []
+
+        def written(tmp):
+            write(tmp)
+            checksum.append(_file_hash(tmp))
+        write_atomically(self.path(digest), written, suffix=self.suffix)
+        write_atomically(self.path(digest) + ".sha256", lambda tmp: _write_text(tmp, checksum[0]))
+        return self.path(digest)
+
+
+class LibraryCache(CheckedFiles):
+    """Shared libraries in ``folder``, one per digest."""
+
+    def __init__(self, folder):
+        super().__init__(folder, ".so", "compiled library")
+
+    def load(self, digest):
+        """The loaded module of ``digest``, or None when absent or unreadable."""
+        if not self.valid(digest):
+            return None
+        try:
+            return tvm.runtime.load_module(self.path(digest))
         except Exception as err:  # noqa: BLE001 - TVM raises plain errors for bad files
-            warnings.warn(f"ignoring the unreadable compiled library {path} "
-                          f"({str(err).splitlines()[0]}); it will be rebuilt", RuntimeWarning)
+            self.ignore(digest, str(err).splitlines()[0])
             return None
 
     def store(self, digest, executable):
         """Export ``executable`` as the library of ``digest``; its path."""
-        checksum = []
-
-        def export(tmp):
-            executable.export_library(tmp)
-            checksum.append(_file_hash(tmp))
-        write_atomically(self.path(digest), export)
-        write_atomically(self.path(digest) + ".sha256", lambda tmp: _write_text(tmp, checksum[0]))
-        return self.path(digest)
+        return super().store(digest, executable.export_library)
 
 
 def _write_text(path, text):
