@@ -21,7 +21,6 @@ import mxnet as mx
 import numpy as np
 
 from octconv.complexity import count_symbol
-from octconv import export as export_module
 from octconv.deploy.compile import compile_symbol
 from octconv.deploy.libraries import CheckedFiles
 from octconv.deploy.threads import resolve_threads, use_threads
@@ -198,7 +197,7 @@ def onnx_file(network, input_shape, cache=None):
                          ".onnx", "ONNX export")
     digest = hashlib.sha256(repr((tuple(input_shape), mx.__version__, onnx.__version__))
                             .encode())
-    with open(inspect.getsourcefile(export_module), "rb") as f:
+    with open(inspect.getsourcefile(export_onnx), "rb") as f:
         digest.update(f.read())
     digest.update(network.symbol.tojson().encode())
     for name in sorted(network.params):

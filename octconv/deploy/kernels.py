@@ -189,21 +189,17 @@ class Epilogue:
 
 
 def vectorize_inner(sch, block):
-    """Vectorize a block's innermost (channel-lane) loop; fuse the others into one
-    parallel loop."""
+    """Vectorize a block's innermost (channel-lane) loop and run the others in parallel:
+    on an N x blocks x H x W x lanes tensor, bands of rows (:func:`row_parts`) before
+    the channel blocks; on other shapes all outer loops fused."""
     loops = sch.get_loops(block)
-    if len(loops) == 5:  # N, blocks, H, W, lanes
+    if len(loops) == 5:
         n, b, y, x, _ = loops
         part, rest = row_parts(sch, y)
         sch.reorder(n, part, b, rest, x)
         _parallel(sch, n, part, b)
-        sch.vectorize(loops[-1])
-        return
-    if len(loops) > 2:
-        sch.fuse(*loops[:-1])
-    loops = sch.get_loops(block)
-    if len(loops) > 1:
-        sch.parallel(loops[0])
+    elif len(loops) > 1:
+        _parallel(sch, *loops[:-1])
     sch.vectorize(loops[-1])
 
 
@@ -445,14 +441,14 @@ class Conv(Kernel):
             rh, rw = rw, None
         yo, yi = sch.split(y, [None, rh])
         xo, xi = sch.split(x, [None, rw]) if x is not None else (None, None)
-        outer = [l for l in (n, oco) if l is not None]
+        images = [] if n is None else [n]
         spatial_outer = [l for l in (yo, xo) if l is not None]
         tile_loops = [l for l in (oci, yi, xi) if l is not None]
         epilogue = sch.get_sblock("epilogue")
         whole = (lambda tiles: self._flat_tile_fits(tiles * rh)) if self.pointwise \
             else (lambda tiles: True)  # rows of tiles are whole rows
         part, rest = row_parts(sch, spatial_outer[0], whole)
-        parallel = outer[:-1] + ([part, oco] if self.bands_first else [oco, part])
+        parallel = images + ([part, oco] if self.bands_first else [oco, part])
         if icin == self.in_blocks_per_group:  # reduction innermost, epilogue per tile
             sch.reorder(*parallel, rest, *spatial_outer[1:], icb, kh, kw, ic, *tile_loops, o)
             sch.reverse_compute_at(epilogue, spatial_outer[-1] if len(spatial_outer) > 1
