@@ -382,6 +382,31 @@ def test_threads_split_the_output_blocks_where_the_weights_outweigh_the_map():
     assert K.Conv((1, 4, 56, 56, 16), 4, 16, 4, 1, 3, 1, 1, bias).bands_first
 
 
+def test_kernels_reading_a_map_of_more_channels_than_pixels_split_its_blocks_as_its_maker():
+    """A 14 px map of 384 channels (more channels than pixels, as in the MobileNets' 14
+    and 7 px stages): the 1x1 convolution that makes it splits its output blocks among
+    threads (its weights outweigh its input map), and so do the depthwise convolutions,
+    poolings and point-wise kernels that read it: with every candidate tile, the first
+    of 2 threads computes every row of the first half of the channel blocks, the blocks
+    whose inputs it made. (Split by rows, it read half of them from the other core.)"""
+    bias = K.Epilogue((("bias",),))
+    data = (1, 24, 14, 14, 16)
+    maker = K.Conv(data, 24, 16, 24, 1, 1, 1, 0, bias)
+    readers = [(maker, "epilogue"),
+               (K.Depthwise(data, 3, 1, 1, bias), "epilogue"),
+               (K.Depthwise(data, 3, 2, 1, bias), "epilogue"),
+               (K.Pool(data, "max", 3, 2, 1, False), "pool"),
+               (K.Pool(data, "avg", 2, 2, 0, False), "pool"),
+               (K.Pool(data, "avg", 2, 2, 0, False), "epilogue"),
+               (K.Pointwise(data, K.Epilogue((("bias",), ("act", "relu")))), "epilogue")]
+    for kernel, block in readers:
+        for tile in kernel.tiles(16):
+            assert _first_thread_range(kernel, tile, block, axis=1) == (0, 11, 24), \
+                (kernel, block, tile)
+            low, high, rows = _first_thread_range(kernel, tile, block, axis=2)
+            assert (low, high) == (0, rows - 1), (kernel, block, tile)
+
+
 def test_depthwise_rows_share_padded_input_in_chunks_that_leave_work_for_threads():
     """Stride 1: the most rows (up to 16, dividing the height) whose chunks and channel
     blocks still make 8 parallel iterations; stride 2: one row. Each parallel iteration
@@ -422,9 +447,13 @@ def test_a_batch_of_pooled_maps_shares_each_weight_among_the_images_of_a_tile():
     single = K.Conv((1, 80, 1, 1, 16), 63, 16, 80, 1, 1, 1, 0, bias)
     assert single.tiles(16)[0].cols == 1
     dense = K.Dense((8, 80, 1, 1, 16), 63, 1000)
-    assert _parallel_extents(dense, None) == [63]
-    assert [K.Dense((n, 80, 1, 1, 16), 63, 1000).images_per_tile() for n in (1, 6, 17, 32)] \
-        == [1, 6, 1, 16]
+    assert dense.tiles(16) == [8] and _parallel_extents(dense, 8) == [63]
+    # images in a tile: a divisor of the batch whose 16-lane accumulators (one zmm
+    # each, or two ymm) fit 24 of 32 zmm or 12 of 16 ymm
+    assert [K.Dense((n, 80, 1, 1, 16), 63, 1000).tiles(16)[0] for n in (1, 6, 17, 25, 32)] \
+        == [1, 6, 17, 5, 16]
+    assert [K.Dense((n, 80, 1, 1, 16), 63, 1000).tiles(8)[0] for n in (6, 8, 32)] \
+        == [6, 4, 4]
 
 
 def test_tuning_workload_stays_at_batch_1_until_the_data_outgrow_the_cache():
