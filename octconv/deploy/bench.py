@@ -193,8 +193,7 @@ def onnx_file(network, input_shape, cache=None):
     processes) exports nothing. A file that fails its checksum is exported again."""
     import onnx
     tiles = cache if cache is not None else TileCache()
-    files = CheckedFiles(os.path.join(os.path.dirname(tiles.library_folder()), "onnx"),
-                         ".onnx", "ONNX export")
+    files = CheckedFiles(tiles.folder_beside("onnx"), ".onnx", "ONNX export")
     digest = hashlib.sha256(repr((tuple(input_shape), mx.__version__, onnx.__version__))
                             .encode())
     with open(inspect.getsourcefile(export_onnx), "rb") as f:

@@ -242,7 +242,7 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     target = target if isinstance(target, tvm.target.Target) else make_target(target)
     cache = cache if cache is not None else TileCache()
     if libraries is None:
-        libraries = LibraryCache(cache.library_folder())
+        libraries = LibraryCache(cache.folder_beside("libraries"))
     lanes = vector_lanes(target)
     start, searches_before = time.perf_counter(), cache.searches
     choose = AlgorithmChoice(target, cache, budget)

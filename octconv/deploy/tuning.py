@@ -81,9 +81,10 @@ class TileCache:
                 warnings.warn(f"ignoring the unreadable TVM tuning cache {self.path} "
                               f"({err}); it will be rewritten", RuntimeWarning)
 
-    def library_folder(self):
-        """Where compiled libraries are kept beside this file (``libraries/``)."""
-        return os.path.join(os.path.dirname(os.path.abspath(self.path)), "libraries")
+    def folder_beside(self, name):
+        """The folder ``name`` beside this file, where what is kept with the tuning
+        records lives: compiled libraries (``libraries``), ONNX exports (``onnx``)."""
+        return os.path.join(os.path.dirname(os.path.abspath(self.path)), name)
 
     def get(self, target, key):
         record = self.records.get(describe(target), {}).get(key)
