@@ -1,4 +1,6 @@
 """Shared test helpers: run the same layer in both APIs on the same weights."""
+import os
+
 import mxnet as mx
 import numpy as np
 
@@ -129,3 +131,9 @@ def run_script(path, *args):
         except SystemExit as exit_:  # argparse's own errors
             code = exit_.code
     return subprocess.CompletedProcess([path, *argv], code or 0, out.getvalue(), err.getvalue())
+
+
+def write_pid(path):
+    """Write this process's id to ``path`` (a task for the build processes' tests)."""
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))

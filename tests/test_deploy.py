@@ -18,10 +18,11 @@ import pytest
 import tvm
 from tvm import te
 
-from octconv.deploy import TileCache, compile_network, compile_symbol, load_library
+from octconv.deploy import TileCache, builders, compile_network, compile_symbol, load_library
 from octconv.deploy import kernels as K
 from octconv.deploy.algorithms import POLICY as ALGORITHMS
 from octconv.deploy.winograd import Winograd, transform_weight
+from octconv.deploy.libraries import LibraryCache
 from octconv.deploy.lower import Tensor, UnsupportedGraph, lower
 from octconv.deploy.bench import (TVMRunner, gluoncv_network, interleave, onnx_file,
                                   ratio_interval, summarize, wait_until_idle, zoo_network)
@@ -844,11 +845,50 @@ def test_parallel_search_runs_the_searches_a_one_by_one_search_runs(tmp_path, mo
         assert choose_tile(kernel, target, lanes, parallel, 2) in kernel.tiles(lanes)[:2]
     assert parallel.searches == one_by_one.searches
 
+    builders.close()
     monkeypatch.setattr(sys, "executable", "/bin/false")  # every build process fails
     failed = TileCache(str(tmp_path / "failed.json"))
-    with pytest.warns(RuntimeWarning, match="tile-search build process failed"):
+    with pytest.warns(RuntimeWarning, match="kernel build process failed"):
         search_tiles(kernels, target, lanes, failed, budget=2, jobs=2)
     assert failed.searches == 0 and not failed.records
+    monkeypatch.undo()  # the failed processes are replaced at the next use
+    search_tiles(kernels, target, lanes, failed, budget=2, jobs=2)
+    assert failed.searches == one_by_one.searches
+
+
+def test_build_processes_are_started_once_and_replaced_when_they_fail(tmp_path):
+    """The build processes serve one batch of tasks after another (no new Python each
+    time); a failed task fails its batch and the processes are replaced."""
+    def pids():
+        paths = [str(tmp_path / f"pid{j}") for j in range(2)]
+        assert builders.run([("helpers", "write_pid", (path,)) for path in paths], 2)
+        return [int(open(path).read()) for path in paths]
+
+    first = pids()
+    assert len(set(first)) == 2 and os.getpid() not in first
+    assert pids() == first
+    assert not builders.run([("helpers", "write_pid", (str(tmp_path / "no" / "pid"),))])
+    assert not set(pids()) & set(first)
+
+
+def test_a_library_is_built_here_when_its_build_process_fails(tmp_path, monkeypatch):
+    """A network's kernels are built in build processes and linked into its library;
+    when those processes fail, every kernel is built in this process (a warning), into
+    a library computing the same logits."""
+    network = two_octave_layers()
+    x = image(16)
+    cache = TileCache(str(tmp_path / "tiles.json"))
+    linked = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
+    builders.close()
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with pytest.warns(RuntimeWarning, match="library build process failed; building every "
+                                            "kernel here"):
+        here = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1,
+                              libraries=LibraryCache(str(tmp_path / "here")))
+    assert here.stats["library"] == "built"
+    np.testing.assert_array_equal(here.run(x), linked.run(x))
+    want = mxnet_logits(network, x)
+    np.testing.assert_allclose(here.run(x), want, rtol=0, atol=1e-4 * np.abs(want).max())
 
 
 UNGUARDED_SCRIPT = """
@@ -857,7 +897,7 @@ from octconv.deploy import TileCache, compile_symbol
 from octconv.deploy.bench import zoo_network
 network = zoo_network("resnet10_v2_mini", 0.125, classes=10, size=32)
 compiled = compile_symbol(network.symbol, network.params, (1, 3, 32, 32),
-                          cache=TileCache(sys.argv[1]), budget=2, libraries=False)
+                          cache=TileCache(sys.argv[1]), budget=2)
 print("searched", compiled.stats["searches"])
 """
 

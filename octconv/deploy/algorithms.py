@@ -14,12 +14,14 @@ flushed from the caches before each call (:func:`~octconv.deploy.tuning.time_col
 and the fastest is kept. Without a measurement (cross-compiling, a search budget of 1)
 the fixed rule of :mod:`octconv.deploy.winograd` decides.
 """
+import tempfile
+
 import tvm
 
 from octconv.deploy.target import runs_here, vector_lanes
-from octconv.deploy.threads import use_threads
-from octconv.deploy.tuning import SCHEDULE_VERSION, choose_tile, kernel_arguments, \
-    scheduled_func, search_tiles, time_cold
+from octconv.deploy.threads import available_cores, use_threads
+from octconv.deploy.tuning import SCHEDULE_VERSION, build_in_processes, choose_tile, \
+    functions_module, kernel_arguments, search_tiles, time_cold
 from octconv.deploy.winograd import Winograd, output_tile, worthwhile
 
 __all__ = ["AlgorithmChoice", "candidates", "record_key", "POLICY"]
@@ -78,28 +80,43 @@ class AlgorithmChoice:
 
     def measure(self):
         """Time the noted convolutions' candidates (tiles searched first, as for any
-        kernel; then one build of every candidate's workload with its tile, each timed
-        cold on one thread), record the fastest of each and save the cache. Returns
+        kernel; then every candidate's workload built with its tile, each timed cold on
+        one thread), record the fastest of each and save the cache. Returns
         whether anything was measured."""
         if not self.pending:
             return False
         lanes = vector_lanes(self.target)
         workloads = [k.workload() for kernels in self.pending.values() for k in kernels]
         search_tiles(workloads, self.target, lanes, self.cache, self.budget)
-        names = {}
-        funcs = {}
+        names, functions = {}, {}
         for kernel in workloads:
             if kernel.key() not in names:
                 name = names[kernel.key()] = f"candidate{len(names)}"
-                tile = choose_tile(kernel, self.target, lanes, self.cache, self.budget)
-                funcs[name] = scheduled_func(kernel, tile).with_attr("global_symbol", name)
-        library = tvm.compile(tvm.IRModule(funcs), target=self.target)
-        library = library.jit() if hasattr(library, "jit") else library
-        use_threads(1)
-        for key, kernels in self.pending.items():
-            times = [time_cold(library, names[k.workload().key()],
-                               kernel_arguments(k.workload())) for k in kernels]
-            self.cache.put_value(self.target, key, _tile(kernels[times.index(min(times))]))
+                functions[name] = (kernel, choose_tile(kernel, self.target, lanes, self.cache,
+                                                       self.budget))
+        with tempfile.TemporaryDirectory() as folder:
+            libraries = _build(functions, self.target, folder)
+            use_threads(1)
+            for key, kernels in self.pending.items():
+                times = [time_cold(libraries[names[k.workload().key()]],
+                                   names[k.workload().key()], kernel_arguments(k.workload()))
+                         for k in kernels]
+                self.cache.put_value(self.target, key, _tile(kernels[times.index(min(times))]))
         self.cache.save()
         self.pending = {}
         return True
+
+
+def _build(functions, target, folder):
+    """``{name: the loaded library holding it}`` for ``functions`` (name -> (kernel,
+    tile)), built in one library per core by build processes, or here if one failed."""
+    jobs = min(available_cores(), len(functions))
+    names = list(functions)
+    parts = [names[part::jobs] for part in range(jobs)]
+    paths = build_in_processes([{name: functions[name] for name in part} for part in parts],
+                               target.attrs["mcpu"], folder, jobs)
+    if paths is None:
+        library = tvm.compile(functions_module(functions), target=target)
+        return dict.fromkeys(names, library.jit() if hasattr(library, "jit") else library)
+    return {name: library for part, path in zip(parts, paths)
+            for library in [tvm.runtime.load_module(path)] for name in part}

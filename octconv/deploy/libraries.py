@@ -99,10 +99,6 @@ class LibraryCache(CheckedFiles):
             self.ignore(digest, str(err).splitlines()[0])
             return None
 
-    def store(self, digest, executable):
-        """Export ``executable`` as the library of ``digest``; its path."""
-        return super().store(digest, executable.export_library)
-
 
 def _write_text(path, text):
     with open(path, "w") as f:

@@ -17,9 +17,6 @@ in parallel processes (:func:`search_tiles`).
 import hashlib
 import json
 import os
-import pickle
-import subprocess
-import sys
 import tempfile
 import warnings
 from typing import NamedTuple
@@ -28,13 +25,14 @@ import numpy as np
 import tvm
 from tvm import s_tir, te
 
+from octconv.deploy import builders
 from octconv.deploy.target import describe, make_target, runs_here
 from octconv.deploy.threads import available_cores, use_threads
 from octconv.files import write_atomically
 
-__all__ = ["TileCache", "scheduled_func", "choose_tile", "search_tiles", "default_cache_path",
-           "schedule_digest", "kernel_arguments", "time_function", "time_cold",
-           "SCHEDULE_VERSION"]
+__all__ = ["TileCache", "scheduled_func", "functions_module", "build_in_processes",
+           "choose_tile", "search_tiles", "default_cache_path", "schedule_digest",
+           "kernel_arguments", "time_function", "time_cold", "SCHEDULE_VERSION"]
 
 
 SCHEDULE_SOURCES = ("kernels.py", "winograd.py", "tuning.py")
@@ -126,10 +124,16 @@ def scheduled_func(kernel, tile):
     return sch.mod["main"].with_attr("tir.is_scheduled", True)
 
 
-def _candidates_module(kernel, tiles):
-    """An IRModule with the kernel scheduled with each tile, as ``tile0``, ``tile1``, ..."""
-    return tvm.IRModule({f"tile{j}": scheduled_func(kernel, tile).with_attr(
-        "global_symbol", f"tile{j}") for j, tile in enumerate(tiles)})
+def functions_module(functions):
+    """An IRModule of the kernels ``functions`` (name -> (kernel, tile)), each scheduled
+    with its tile under its name."""
+    return tvm.IRModule({name: scheduled_func(kernel, tile).with_attr("global_symbol", name)
+                         for name, (kernel, tile) in functions.items()})
+
+
+def _candidates(kernel, tiles):
+    """A search's functions: the kernel with each tile, as ``tile0``, ``tile1``, ..."""
+    return {f"tile{j}": (kernel, tile) for j, tile in enumerate(tiles)}
 
 
 def kernel_arguments(kernel):
@@ -174,45 +178,28 @@ def _time_module(module, kernel, count):
 
 def _time_candidates(kernel, tiles, target):
     """Milliseconds per call of the kernel scheduled with each tile (one LLVM build)."""
-    lib = tvm.compile(_candidates_module(kernel, tiles), target=target)
+    lib = tvm.compile(functions_module(_candidates(kernel, tiles)), target=target)
     return _time_module(lib.jit() if hasattr(lib, "jit") else lib, kernel, len(tiles))
 
 
-def _build_candidates(kernel, tiles, cpu, path):
-    """The candidates' library for LLVM CPU ``cpu``, written to ``path``."""
-    tvm.compile(_candidates_module(kernel, tiles), target=make_target(cpu)).export_library(path)
+def _build_library(functions, cpu, path):
+    """A library of ``functions`` (:func:`functions_module`) for LLVM CPU ``cpu``,
+    written to ``path`` (a task of a build process)."""
+    tvm.compile(functions_module(functions), target=make_target(cpu)).export_library(path)
 
 
-# a build process: takes the caller's module path first, as multiprocessing's spawn does,
-# then builds each (kernel, tiles, cpu, path) task of its file
-_BUILD_PROCESS = ("import pickle, sys\n"
-                  "with open(sys.argv[1], 'rb') as f:\n"
-                  "    sys.path[:] = pickle.load(f)\n"
-                  "    from octconv.deploy.tuning import _build_candidates\n"
-                  "    for task in pickle.load(f):\n"
-                  "        _build_candidates(*task)\n")
-
-
-def _build_in_processes(searches, cpu, folder, jobs):
-    """Build the candidates' library of every search in ``jobs`` fresh Python processes
-    (:data:`_BUILD_PROCESS`: a fork could inherit locks held by this process's threads,
-    and multiprocessing's spawn would run the caller's script again); their paths, or
-    None when a process failed."""
-    tasks = [(s.workload, s.tiles, cpu, os.path.join(folder, f"{j}.so"))
-             for j, s in enumerate(searches)]
-    processes = []
-    for part in range(jobs):
-        task_file = os.path.join(folder, f"tasks{part}.pickle")
-        with open(task_file, "wb") as f:
-            pickle.dump(sys.path, f)
-            pickle.dump(tasks[part::jobs], f)
-        processes.append(subprocess.Popen([sys.executable, "-c", _BUILD_PROCESS, task_file]))
-    codes = [process.wait() for process in processes]
-    if any(codes):
-        warnings.warn(f"a tile-search build process failed (exit code {max(codes, key=abs)}); "
-                      "searching one workload at a time", RuntimeWarning)
-        return None
-    return [task[-1] for task in tasks]
+def build_in_processes(libraries, cpu, folder, jobs=0):
+    """Build each library of ``libraries`` (a list of ``functions``, see
+    :func:`functions_module`) for LLVM CPU ``cpu`` in ``folder``, in ``jobs`` build
+    processes (0: one per core; :mod:`octconv.deploy.builders`); their paths, or None
+    with a warning when a build failed."""
+    paths = [os.path.join(folder, f"{j}.so") for j in range(len(libraries))]
+    if builders.run([("octconv.deploy.tuning", "_build_library", (functions, cpu, path))
+                     for functions, path in zip(libraries, paths)], jobs):
+        return paths
+    warnings.warn("a kernel build process failed; building in this process instead",
+                  RuntimeWarning)
+    return None
 
 
 class _Search(NamedTuple):
@@ -272,7 +259,8 @@ def search_tiles(kernels, target, lanes, cache, budget=4, jobs=0):
     if jobs <= 1:
         return
     with tempfile.TemporaryDirectory() as folder:
-        paths = _build_in_processes(searches, target.attrs["mcpu"], folder, jobs)
+        paths = build_in_processes([_candidates(s.workload, s.tiles) for s in searches],
+                                   target.attrs["mcpu"], folder, jobs)
         for search, path in zip(searches, paths or []):
             module = tvm.runtime.load_module(path)
             _record(search, _time_module(module, search.workload, len(search.tiles)),
