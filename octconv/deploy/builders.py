@@ -5,21 +5,24 @@ every core without paying a Python start and TVM import (about 1.6 s here) each 
 Each is a fresh Python, not a fork (which could inherit locks held by this process's
 threads) nor multiprocessing's spawn (which would run the caller's script again),
 started with this process's module path. For each task file whose path it reads on its
-standard input it calls every ``module.function(*args)`` listed there and answers
-``ok`` or ``failed`` on a pipe of its own (what the builds print goes to standard
-error). A process that failed or died is replaced at the next use; when this process
-ends, its build processes read the end of their input and exit.
+standard input it calls ``module.function(*args)`` as the file says and answers ``ok``
+or ``failed`` on a pipe of its own (what the builds print goes to standard error).
+Tasks go one at a time to whichever process is free, so builds of unequal length
+(a Winograd kernel's candidates take several times a 1x1 convolution's) keep every
+process busy to the end. A process that failed or died is replaced at the next use;
+when this process ends, its build processes read the end of their input and exit.
 """
 import atexit
 import os
 import pickle
+import select
 import subprocess
 import sys
 import tempfile
 
 from octconv.deploy.threads import available_cores
 
-__all__ = ["Batch", "start", "run", "close"]
+__all__ = ["run", "close"]
 
 _PROCESS = """\
 import importlib, os, pickle, sys, traceback
@@ -29,8 +32,8 @@ os.dup2(2, 1)
 for line in sys.stdin:
     try:
         with open(line.strip(), "rb") as f:
-            for module, function, args in pickle.load(f):
-                getattr(importlib.import_module(module), function)(*args)
+            module, function, args = pickle.load(f)
+        getattr(importlib.import_module(module), function)(*args)
         reply.write("ok\\n")
     except Exception:
         traceback.print_exc()
@@ -50,46 +53,50 @@ def _started(count):
     return _processes[:count]
 
 
-class Batch:
-    """Tasks handed to build processes; :meth:`wait` for their outcome."""
-
-    def __init__(self, tasks, jobs):
-        self._folder = tempfile.TemporaryDirectory()
-        self._sent = []
-        parts = [tasks[part::jobs] for part in range(jobs)]
-        for part, process in zip((p for p in parts if p), _started(jobs)):
-            path = os.path.join(self._folder.name, f"tasks{len(self._sent)}.pickle")
-            with open(path, "wb") as f:
-                pickle.dump(part, f)
-            try:
-                process.stdin.write(path + "\n")
-                process.stdin.flush()
-            except OSError:  # the process has died
-                process = None
-            self._sent.append(process)
-
-    def wait(self):
-        """True when every task ran without an error; otherwise the build processes are
-        closed (replaced at the next use) and False."""
-        replies = [process.stdout.readline().strip() if process else ""
-                   for process in self._sent]
-        self._folder.cleanup()
-        if all(reply == "ok" for reply in replies):
-            return True
-        close()
+def _send(process, path):
+    """Hand the task file ``path`` to ``process``; False if it has died."""
+    try:
+        process.stdin.write(path + "\n")
+        process.stdin.flush()
+        return True
+    except OSError:
         return False
 
 
-def start(tasks, jobs=0):
-    """Hand ``tasks`` (``(module name, function name, args)``, picklable) to ``jobs``
-    build processes (0: one per core), the i-th task to process i mod ``jobs``; the
-    :class:`Batch` to wait for."""
-    return Batch(list(tasks), jobs or available_cores())
-
-
 def run(tasks, jobs=0):
-    """:func:`start` the tasks and wait: True when every one ran without an error."""
-    return start(tasks, jobs).wait()
+    """Run ``tasks`` (``(module name, function name, args)``, picklable) in ``jobs``
+    build processes (0: one per core), each task in the first process free. True when
+    every task ran without an error; otherwise the build processes are closed (replaced
+    at the next use) and False, once the tasks already handed out have ended."""
+    tasks = list(tasks)
+    ok = True
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for j, task in enumerate(tasks):
+            paths.append(os.path.join(folder, f"task{j}.pickle"))
+            with open(paths[-1], "wb") as f:
+                pickle.dump(task, f)
+        waiting = list(reversed(paths))
+        busy = []
+        for process in _started(min(jobs or available_cores(), len(tasks))):
+            if _send(process, waiting.pop()):
+                busy.append(process)
+            else:
+                ok = False
+        while busy:
+            ready, _, _ = select.select([p.stdout for p in busy], [], [])
+            for process in [p for p in busy if p.stdout in ready]:
+                busy.remove(process)
+                if process.stdout.readline().strip() != "ok":
+                    ok = False
+                elif ok and waiting:
+                    if _send(process, waiting.pop()):
+                        busy.append(process)
+                    else:
+                        ok = False
+    if not ok:
+        close()
+    return ok
 
 
 @atexit.register
