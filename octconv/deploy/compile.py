@@ -279,7 +279,6 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
                            libraries.path(digest))
 
 
-
 def _write_library(module, target, path, jobs=0):
     """Build the Relax module ``module`` for ``target`` into the shared library ``path``:
     its kernels in ``jobs`` build processes at once (0: one per core;
