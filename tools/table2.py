@@ -127,9 +127,10 @@ def time_group(labels, threads, batch, args, cache, target, scaling=False):
             "max_diff": {b: float(np.abs(out - reference).max())
                          for b, out in outputs.items() if b != "mxnet"}}
         runners.update({(label, b): run for b, run in mine.items()})
-        print(f"  {label}: ready in {time.perf_counter() - start:.0f} s "
-              f"({results[label]['tvm']['searches']} searches, library "
-              f"{results[label]['tvm']['library']})", flush=True)
+        stats = results[label]["tvm"]
+        print(f"  {label}: ready in {time.perf_counter() - start:.0f} s ({stats['searches']} "
+              f"searches, tuning {stats['tune_s']:.0f} s, library {stats['library']} in "
+              f"{stats['build_s']:.0f} s)", flush=True)
     times = {key: [] for key in runners}
     warmup = 2
     while True:
