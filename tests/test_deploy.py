@@ -857,13 +857,18 @@ def test_parallel_search_runs_the_searches_a_one_by_one_search_runs(tmp_path, mo
 
 
 def test_build_processes_are_started_once_and_replaced_when_they_fail(tmp_path):
-    """The build processes serve one batch of tasks after another (no new Python each
-    time); a failed task fails its batch and the processes are replaced."""
+    """Work is dealt into one part per core, every item once; the build processes serve
+    one batch of tasks after another (no new Python each time); a failed task fails its
+    batch and the processes are replaced."""
     def pids():
         paths = [str(tmp_path / f"pid{j}") for j in range(2)]
         assert builders.run([("helpers", "write_pid", (path,)) for path in paths], 2)
         return [int(open(path).read()) for path in paths]
 
+    items = list(range(5))
+    dealt = builders.parts(items)
+    assert len(dealt) == min(len(os.sched_getaffinity(0)), 5)
+    assert sorted(sum(dealt, [])) == items and all(dealt)
     first = pids()
     assert len(set(first)) == 2 and os.getpid() not in first
     assert pids() == first

@@ -18,8 +18,9 @@ import tempfile
 
 import tvm
 
+from octconv.deploy import builders
 from octconv.deploy.target import runs_here, vector_lanes
-from octconv.deploy.threads import available_cores, use_threads
+from octconv.deploy.threads import use_threads
 from octconv.deploy.tuning import SCHEDULE_VERSION, build_in_processes, choose_tile, \
     functions_module, kernel_arguments, search_tiles, time_cold
 from octconv.deploy.winograd import Winograd, output_tile, worthwhile
@@ -109,14 +110,13 @@ class AlgorithmChoice:
 
 def _build(functions, target, folder):
     """``{name: the loaded library holding it}`` for ``functions`` (name -> (kernel,
-    tile)), built in one library per core by build processes, or here if one failed."""
-    jobs = min(available_cores(), len(functions))
-    names = list(functions)
-    parts = [names[part::jobs] for part in range(jobs)]
+    tile)), built in one library per build process (:func:`builders.parts
+    <octconv.deploy.builders.parts>`), or here if one failed."""
+    parts = builders.parts(list(functions))
     paths = build_in_processes([{name: functions[name] for name in part} for part in parts],
-                               target.attrs["mcpu"], folder, jobs)
+                               target.attrs["mcpu"], folder)
     if paths is None:
         library = tvm.compile(functions_module(functions), target=target)
-        return dict.fromkeys(names, library.jit() if hasattr(library, "jit") else library)
+        return dict.fromkeys(functions, library.jit() if hasattr(library, "jit") else library)
     return {name: library for part, path in zip(parts, paths)
             for library in [tvm.runtime.load_module(path)] for name in part}

@@ -22,7 +22,7 @@ import tempfile
 
 from octconv.deploy.threads import available_cores
 
-__all__ = ["run", "close"]
+__all__ = ["parts", "run", "close"]
 
 _PROCESS = """\
 import importlib, os, pickle, sys, traceback
@@ -61,6 +61,13 @@ def _send(process, path):
         return True
     except OSError:
         return False
+
+
+def parts(items):
+    """``items`` dealt out in turn into one part per build process (one per core, fewer
+    when there are fewer items): the pieces of one build that runs on every core."""
+    count = min(available_cores(), len(items))
+    return [items[part::count] for part in range(count)]
 
 
 def run(tasks, jobs=0):

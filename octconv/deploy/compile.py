@@ -25,7 +25,7 @@ from octconv.deploy.kernels import vectorize_inner
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import PER_IMAGE_BYTES, Tensor, lower
 from octconv.deploy.target import describe, make_target, vector_lanes
-from octconv.deploy.threads import available_cores, resolve_threads, use_threads
+from octconv.deploy.threads import resolve_threads, use_threads
 from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, kernel_arguments,
                                    scheduled_func, search_tiles, time_function)
 from octconv.weights import check_input_shape, check_params
@@ -279,10 +279,10 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
                            libraries.path(digest))
 
 
-def _write_library(module, target, path, jobs=0):
+def _write_library(module, target, path):
     """Build the Relax module ``module`` for ``target`` into the shared library ``path``:
-    its kernels in ``jobs`` build processes at once (0: one per core;
-    :mod:`octconv.deploy.builders`), each part into an object file linked into the
+    its kernels in the build processes, one part per core (:func:`builders.parts
+    <octconv.deploy.builders.parts>`), each part into an object file linked into the
     library beside the VM's bytecode and constants made here (Oct-ResNet-50 alpha .5's
     library in 11.7 s instead of 15-16 on 2 cores). If a build process fails, every
     kernel is built here, with a warning. The steps are those of ``tvm.compile`` for a
@@ -292,15 +292,12 @@ def _write_library(module, target, path, jobs=0):
         module = relax.get_pipeline("default")(module)
     builder = relax.ExecBuilder()
     kernels = _filter_tir(_vmcodegen(builder, module, "bytecode"))
-    functions = list(kernels.functions.items())
-    jobs = min(jobs or available_cores(), len(functions))
+    parts = builders.parts(list(kernels.functions.items()))
     with tempfile.TemporaryDirectory() as folder:
-        objects = [os.path.join(folder, f"kernels{part}.o") for part in range(jobs)]
-        built = builders.run(
-            [("octconv.deploy.compile", "_build_object",
-              (tvm.ir.save_json(tvm.IRModule(dict(functions[part::jobs]),
-                                             attrs=kernels.attrs)),
-               str(target), objects[part])) for part in range(jobs)], jobs)
+        objects = [os.path.join(folder, f"kernels{j}.o") for j in range(len(parts))]
+        built = builders.run([("octconv.deploy.compile", "_build_object",
+                               (tvm.ir.save_json(tvm.IRModule(dict(part), attrs=kernels.attrs)),
+                                str(target), obj)) for part, obj in zip(parts, objects)])
         if not built:
             warnings.warn("a library build process failed; building every kernel here",
                           RuntimeWarning)
