@@ -55,8 +55,9 @@ class Network:
 
 
 def _random_params(symbol, size, seed=0):
-    """Weights drawn like a trained network's scale: He-normal convolutions and dense
-    layers, BatchNorm statistics near identity."""
+    """Float32 weights drawn like a trained network's scale: He-normal convolutions and
+    dense layers, BatchNorm statistics near identity (drawn in float32: a ResNet-50's
+    25 M weights in 0.3 s instead of 1.4 in float64 and a cast)."""
     rng = np.random.default_rng(seed)
     shapes, _, aux = symbol.infer_shape(data=(1, 3, size, size))
     params = {}
@@ -66,15 +67,14 @@ def _random_params(symbol, size, seed=0):
             continue
         role = param_role(name)
         if role == "one":
-            params[name] = rng.uniform(0.8, 1.2, shape)
-        elif role == "zero":
-            params[name] = rng.normal(0.0, 0.1, shape)
-        else:
-            fan_in = int(np.prod(shape[1:]))
-            params[name] = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+            params[name] = rng.uniform(0.8, 1.2, shape).astype(np.float32)
+            continue
+        std = 0.1 if role == "zero" else np.sqrt(2.0 / int(np.prod(shape[1:])))
+        params[name] = rng.standard_normal(shape, np.float32)
+        params[name] *= np.float32(std)
     for gamma in Graph(symbol).fixed_gammas():  # 1: MXNet ignores the array, exporters do not
         params[gamma] = np.ones_like(params[gamma])
-    return {k: v.astype(np.float32) for k, v in params.items()}
+    return params
 
 
 def zoo_network(name, alpha=0.0, classes=1000, params=None, size=224, **options):
