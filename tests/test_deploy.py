@@ -859,10 +859,11 @@ def test_parallel_search_runs_the_searches_a_one_by_one_search_runs(tmp_path, mo
     assert failed.searches == one_by_one.searches
 
 
-def test_build_processes_are_started_once_and_replaced_when_they_fail(tmp_path):
+def test_build_processes_are_started_once_and_replaced_when_they_fail(tmp_path, monkeypatch):
     """Work is dealt into one part per core, every item once; the build processes serve
-    one batch of tasks after another (no new Python each time); a failed task fails its
-    batch and the processes are replaced."""
+    one batch of tasks after another (no new Python each time), importing from the
+    module path of the moment; a failed task fails its batch and the processes are
+    replaced."""
     def pids():
         paths = [str(tmp_path / f"pid{j}") for j in range(2)]
         assert builders.run([("helpers", "write_pid", (path,)) for path in paths], 2)
@@ -875,6 +876,12 @@ def test_build_processes_are_started_once_and_replaced_when_they_fail(tmp_path):
     first = pids()
     assert len(set(first)) == 2 and os.getpid() not in first
     assert pids() == first
+    late = tmp_path / "late"  # a module path added after the processes started
+    late.mkdir()
+    (late / "late_task.py").write_text("def write(path):\n    open(path, 'w').write('late')\n")
+    monkeypatch.syspath_prepend(str(late))
+    assert builders.run([("late_task", "write", (str(tmp_path / "late.txt"),))])
+    assert (tmp_path / "late.txt").read_text() == "late" and pids() == first
     assert not builders.run([("helpers", "write_pid", (str(tmp_path / "no" / "pid"),))])
     assert not set(pids()) & set(first)
 

@@ -3,10 +3,11 @@ LLVM builds (a tile search's candidates, the kernels of a network's library) run
 every core without paying a Python start and TVM import (about 1.6 s here) each time.
 
 Each is a fresh Python, not a fork (which could inherit locks held by this process's
-threads) nor multiprocessing's spawn (which would run the caller's script again),
-started with this process's module path. For each task file whose path it reads on its
-standard input it calls ``module.function(*args)`` as the file says and answers ``ok``
-or ``failed`` on a pipe of its own (what the builds print goes to standard error).
+threads) nor multiprocessing's spawn (which would run the caller's script again). For
+each task file whose path it reads on its standard input it takes this process's
+module path of that moment (so a folder added to ``sys.path`` after the start is seen),
+calls ``module.function(*args)`` as the file says and answers ``ok`` or ``failed`` on
+a pipe of its own (what the builds print goes to standard error).
 Tasks go one at a time to whichever process is free, so builds of unequal length
 (a Winograd kernel's candidates take several times a 1x1 convolution's) keep every
 process busy to the end. A process that failed or died is replaced at the next use;
@@ -26,13 +27,12 @@ __all__ = ["parts", "run", "close"]
 
 _PROCESS = """\
 import importlib, os, pickle, sys, traceback
-sys.path[:] = pickle.loads(bytes.fromhex(sys.argv[1]))
 reply = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)
 for line in sys.stdin:
     try:
         with open(line.strip(), "rb") as f:
-            module, function, args = pickle.load(f)
+            sys.path[:], module, function, args = pickle.load(f)
         getattr(importlib.import_module(module), function)(*args)
         reply.write("ok\\n")
     except Exception:
@@ -48,7 +48,7 @@ def _started(count):
     """The first ``count`` build processes, starting those missing."""
     while len(_processes) < count:
         _processes.append(subprocess.Popen(
-            [sys.executable, "-c", _PROCESS, pickle.dumps(sys.path).hex()],
+            [sys.executable, "-c", _PROCESS],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     return _processes[:count]
 
@@ -82,7 +82,7 @@ def run(tasks, jobs=0):
         for j, task in enumerate(tasks):
             paths.append(os.path.join(folder, f"task{j}.pickle"))
             with open(paths[-1], "wb") as f:
-                pickle.dump(task, f)
+                pickle.dump((sys.path, *task), f)
         waiting = list(reversed(paths))
         busy = []
         for process in _started(min(jobs or available_cores(), len(tasks))):
