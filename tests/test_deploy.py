@@ -540,7 +540,7 @@ def test_3x3_algorithms_are_measured_once_recorded_and_followed(tmp_path):
     channels or more, the algorithms its map allows (direct; F(2x2) from 7 px; F(4x4)
     from 14 px) with the weights out of cache and records the choice; a second compile
     measures nothing; the recorded choice is what the network runs, and every choice
-    equals MXNet. Only the chosen kernels' tiles are searched."""
+    equals MXNet."""
     if not runs_here(make_target()):
         pytest.skip("host target not runnable")
     network = three_by_three_layers()
@@ -555,9 +555,6 @@ def test_3x3_algorithms_are_measured_once_recorded_and_followed(tmp_path):
     assert len(choices) == 3 and all(v in (0, 2, 4) for v in choices.values())
     kinds = conv_kinds(first.program)  # 3 input channels, then 4 px: no choice
     assert kinds[0] == kinds[-1] == ("Conv", None)
-    # tiles searched for the kernels the network runs, none for a losing candidate
-    searched = {key.split(" ", 1)[1] for key, record in records.items() if "tile" in record}
-    assert searched and searched <= {k.workload().key() for k in first.program.kernels()}
     again = compile_symbol(network.symbol, network.params, x.shape, cache=TileCache(path),
                            budget=2)
     assert again.stats["searches"] == 0 and again.stats["library"] == "cached"

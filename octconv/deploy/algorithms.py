@@ -9,16 +9,10 @@ times the direct kernel's, so on small maps, where each weight serves few pixels
 algorithm with the fewest multiplies can be the slowest. On an Intel Xeon (ms per
 call, 224 -> 224 channels at 14 px, alone / weights flushed): F(4x4) 0.51 / 1.02,
 F(2x2) 0.52 / 0.62, direct 0.86 / 0.93; inside Oct-ResNet-50 that layer took 1.02.
-So each candidate is timed with every argument but its input flushed from the caches
-before each call (:func:`~octconv.deploy.tuning.time_cold`), and the fastest is kept.
-A candidate is built with the tile known for its workload (recorded by an earlier
-search, else its best guess), not a searched one: only the winner's tiles are searched,
-with the network's other kernels. The tile barely moves a cold time: for the 48 such
-convolutions of ResNet-50 and Oct-ResNet-50 (alpha .125 to .75), best-guess and
-searched tiles chose the same algorithm for 45, the other three within 1.7 % of each
-other (0.07 ms calls), while searching every candidate's tiles took 58 of the 75 s
-the choices cost. Without a measurement (cross-compiling, a search budget of 1) the
-fixed rule of :mod:`octconv.deploy.winograd` decides.
+So each candidate is timed with its searched tile and every argument but its input
+flushed from the caches before each call (:func:`~octconv.deploy.tuning.time_cold`),
+and the fastest is kept. Without a measurement (cross-compiling, a search budget of 1)
+the fixed rule of :mod:`octconv.deploy.winograd` decides.
 """
 import tempfile
 
@@ -28,7 +22,7 @@ from octconv.deploy import builders
 from octconv.deploy.target import runs_here, vector_lanes
 from octconv.deploy.threads import use_threads
 from octconv.deploy.tuning import SCHEDULE_VERSION, build_in_processes, choose_tile, \
-    functions_module, kernel_arguments, time_cold
+    functions_module, kernel_arguments, search_tiles, time_cold
 from octconv.deploy.winograd import Winograd, output_tile, worthwhile
 
 __all__ = ["AlgorithmChoice", "candidates", "record_key", "POLICY"]
@@ -72,7 +66,7 @@ class AlgorithmChoice:
     :meth:`measure`."""
 
     def __init__(self, target, cache, budget):
-        self.target, self.cache = target, cache
+        self.target, self.cache, self.budget = target, cache, budget
         self.measurable = budget > 1 and runs_here(target)
         self.pending = {}
 
@@ -86,19 +80,21 @@ class AlgorithmChoice:
         return default
 
     def measure(self):
-        """Time the noted convolutions' candidates (each workload built with its known
-        tile, nothing searched; timed cold on one thread), record the fastest of each
-        and save the cache. Returns whether anything was measured."""
+        """Time the noted convolutions' candidates (tiles searched first, as for any
+        kernel; then every candidate's workload built with its tile, each timed cold on
+        one thread), record the fastest of each and save the cache. Returns
+        whether anything was measured."""
         if not self.pending:
             return False
         lanes = vector_lanes(self.target)
+        workloads = [k.workload() for kernels in self.pending.values() for k in kernels]
+        search_tiles(workloads, self.target, lanes, self.cache, self.budget)
         names, functions = {}, {}
-        for kernel in (k.workload() for kernels in self.pending.values() for k in kernels):
+        for kernel in workloads:
             if kernel.key() not in names:
                 name = names[kernel.key()] = f"candidate{len(names)}"
-                # a budget of 1: the recorded tile, else the best guess
                 functions[name] = (kernel, choose_tile(kernel, self.target, lanes, self.cache,
-                                                       budget=1))
+                                                       self.budget))
         with tempfile.TemporaryDirectory() as folder:
             libraries = _build(functions, self.target, folder)
             use_threads(1)
