@@ -883,6 +883,27 @@ def test_build_processes_are_started_once_and_replaced_when_they_fail(tmp_path, 
     assert not set(pids()) & set(first)
 
 
+def test_build_processes_build_for_the_target_as_given(tmp_path):
+    """The build processes compile for the caller's target itself, its attributes
+    included, not for one remade from its CPU name: the host's code has fused
+    multiply-adds, the same CPU with FMA switched off has none."""
+    host = make_target()
+    network = network_("resnet10_v2_mini", 0.125, 32)
+    conv = next(k for k in lower(network.symbol.tojson(), network.params, (1, 3, 32, 32),
+                                 vector_lanes(host)).kernels() if isinstance(k, K.Conv))
+    for name, target in (("host", host),
+                         ("no_fma", tvm.target.Target({"kind": "llvm", "num-cores": 1,
+                                                       "mcpu": host.attrs["mcpu"],
+                                                       "mattr": ["-fma"]}))):
+        folder = tmp_path / name
+        folder.mkdir()
+        functions = {"k": (conv, conv.tiles(vector_lanes(target))[0])}
+        (path,) = tuning.build_in_processes([functions], target, str(folder))
+        code = subprocess.run(["objdump", "-d", path], capture_output=True, text=True,
+                              check=True).stdout
+        assert ("vfmadd" in code) == (name == "host"), name
+
+
 def test_a_library_is_built_here_when_its_build_process_fails(tmp_path, monkeypatch):
     """A network's kernels are built in build processes and linked into its library;
     when those processes fail, every kernel is built in this process (a warning), into

@@ -21,8 +21,8 @@ import tvm
 from octconv.deploy import builders
 from octconv.deploy.target import runs_here, vector_lanes
 from octconv.deploy.threads import use_threads
-from octconv.deploy.tuning import SCHEDULE_VERSION, build_in_processes, choose_tile, \
-    functions_module, kernel_arguments, search_tiles, time_cold
+from octconv.deploy.tuning import SCHEDULE_VERSION, build_here, build_in_processes, \
+    choose_tile, kernel_arguments, search_tiles, time_cold
 from octconv.deploy.winograd import Winograd, output_tile, worthwhile
 
 __all__ = ["AlgorithmChoice", "candidates", "record_key", "POLICY"]
@@ -114,9 +114,8 @@ def _build(functions, target, folder):
     <octconv.deploy.builders.parts>`), or here if one failed."""
     parts = builders.parts(list(functions))
     paths = build_in_processes([{name: functions[name] for name in part} for part in parts],
-                               target.attrs["mcpu"], folder)
+                               target, folder)
     if paths is None:
-        library = tvm.compile(functions_module(functions), target=target)
-        return dict.fromkeys(functions, library.jit() if hasattr(library, "jit") else library)
+        return dict.fromkeys(functions, build_here(functions, target))
     return {name: library for part, path in zip(parts, paths)
             for library in [tvm.runtime.load_module(path)] for name in part}

@@ -26,13 +26,14 @@ import tvm
 from tvm import s_tir, te
 
 from octconv.deploy import builders
-from octconv.deploy.target import describe, make_target, runs_here
+from octconv.deploy.target import describe, runs_here
 from octconv.deploy.threads import available_cores, use_threads
 from octconv.files import write_atomically
 
-__all__ = ["TileCache", "scheduled_func", "functions_module", "build_in_processes",
-           "choose_tile", "search_tiles", "default_cache_path", "schedule_digest",
-           "kernel_arguments", "time_function", "time_cold", "SCHEDULE_VERSION"]
+__all__ = ["TileCache", "scheduled_func", "functions_module", "build_here",
+           "build_in_processes", "choose_tile", "search_tiles", "default_cache_path",
+           "schedule_digest", "kernel_arguments", "time_function", "time_cold",
+           "SCHEDULE_VERSION"]
 
 
 SCHEDULE_SOURCES = ("kernels.py", "winograd.py", "tuning.py")
@@ -176,25 +177,34 @@ def _time_module(module, kernel, count):
     return [time_function(module, f"tile{j}", args) for j in range(count)]
 
 
+def build_here(functions, target):
+    """The loaded library of ``functions`` (:func:`functions_module`) for ``target``,
+    built in this process."""
+    library = tvm.compile(functions_module(functions), target=target)
+    return library.jit() if hasattr(library, "jit") else library
+
+
 def _time_candidates(kernel, tiles, target):
     """Milliseconds per call of the kernel scheduled with each tile (one LLVM build)."""
-    lib = tvm.compile(functions_module(_candidates(kernel, tiles)), target=target)
-    return _time_module(lib.jit() if hasattr(lib, "jit") else lib, kernel, len(tiles))
+    return _time_module(build_here(_candidates(kernel, tiles), target), kernel, len(tiles))
 
 
-def _build_library(functions, cpu, path):
-    """A library of ``functions`` (:func:`functions_module`) for LLVM CPU ``cpu``,
-    written to ``path`` (a task of a build process)."""
-    tvm.compile(functions_module(functions), target=make_target(cpu)).export_library(path)
+def _build_library(functions, target_json, path):
+    """A library of ``functions`` (:func:`functions_module`) for a target (its JSON,
+    ``str(target)``), written to ``path`` (a task of a build process)."""
+    tvm.compile(functions_module(functions), target=tvm.target.Target(target_json)
+                ).export_library(path)
 
 
-def build_in_processes(libraries, cpu, folder, jobs=0):
+def build_in_processes(libraries, target, folder, jobs=0):
     """Build each library of ``libraries`` (a list of ``functions``, see
-    :func:`functions_module`) for LLVM CPU ``cpu`` in ``folder``, in ``jobs`` build
-    processes (0: one per core; :mod:`octconv.deploy.builders`); their paths, or None
-    with a warning when a build failed."""
+    :func:`functions_module`) for ``target``, the very target and not one remade from
+    its CPU name, in ``folder``, in ``jobs`` build processes (0: one per core;
+    :mod:`octconv.deploy.builders`); their paths, or None with a warning when a build
+    failed."""
     paths = [os.path.join(folder, f"{j}.so") for j in range(len(libraries))]
-    if builders.run([("octconv.deploy.tuning", "_build_library", (functions, cpu, path))
+    if builders.run([("octconv.deploy.tuning", "_build_library", (functions, str(target),
+                                                                   path))
                      for functions, path in zip(libraries, paths)], jobs):
         return paths
     warnings.warn("a kernel build process failed; building in this process instead",
@@ -260,7 +270,7 @@ def search_tiles(kernels, target, lanes, cache, budget=4, jobs=0):
         return
     with tempfile.TemporaryDirectory() as folder:
         paths = build_in_processes([_candidates(s.workload, s.tiles) for s in searches],
-                                   target.attrs["mcpu"], folder, jobs)
+                                   target, folder, jobs)
         for search, path in zip(searches, paths or []):
             module = tvm.runtime.load_module(path)
             _record(search, _time_module(module, search.workload, len(search.tiles)),
