@@ -19,6 +19,7 @@ import tvm
 from tvm import te
 
 from octconv.deploy import TileCache, builders, compile_network, compile_symbol, load_library
+from octconv.deploy import algorithms
 from octconv.deploy import kernels as K
 from octconv.deploy.algorithms import POLICY as ALGORITHMS
 from octconv.deploy.winograd import Winograd, transform_weight
@@ -535,24 +536,40 @@ def test_winograd_where_the_rule_says_and_equal_to_mxnet(cache):
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 
-def test_3x3_algorithms_are_measured_once_recorded_and_followed(tmp_path):
+def test_3x3_algorithms_are_measured_once_recorded_and_followed(tmp_path, monkeypatch):
     """A compile that searches tiles measures, for each 3x3 stride-1 convolution with 16
     channels or more, the algorithms its map allows (direct; F(2x2) from 7 px; F(4x4)
-    from 14 px) with the weights out of cache and records the choice; a second compile
-    measures nothing; the recorded choice is what the network runs, and every choice
-    equals MXNet."""
+    from 14 px) with the weights out of cache and records the choice, timing each
+    candidate in the library its tile search built (no other build); with the tiles
+    known and no choice recorded, the candidates are built for the measurement alone; a
+    compile with both recorded measures nothing; the recorded choice is what the network
+    runs, and every choice equals MXNet."""
     if not runs_here(make_target()):
         pytest.skip("host target not runnable")
     network = three_by_three_layers()
     x = image(16)
     path = str(tmp_path / "tiles.json")
+    built = []
+    build = algorithms._build
+    monkeypatch.setattr(algorithms, "_build", lambda functions, *args: (
+        built.append(sorted(functions)), build(functions, *args))[1])
     first = compile_symbol(network.symbol, network.params, x.shape, cache=TileCache(path),
                            budget=2)
+    assert built == []
     (records,) = json.load(open(path)).values()
     choices = {key: record["value"] for key, record in records.items() if " algorithm " in key}
     # 16 -> 16 at 16 px (3 algorithms), 16 -> 32 and 32 -> 32 at 8 px (2 each), each
     # recorded as the chosen Winograd output tile (0: direct)
     assert len(choices) == 3 and all(v in (0, 2, 4) for v in choices.values())
+    tiles_only = TileCache(str(tmp_path / "tiles_only.json"))
+    for key, record in records.items():
+        if key not in choices:
+            tiles_only.put(make_target(), key, record["tile"], record["ms"])
+    measured = compile_symbol(network.symbol, network.params, x.shape, cache=tiles_only,
+                              budget=2)
+    assert measured.stats["searches"] == 0 and len(built) == 1 and len(built[0]) == 3 + 2 + 2
+    (remeasured,) = tiles_only.records.values()
+    assert remeasured.keys() == records.keys()
     kinds = conv_kinds(first.program)  # 3 input channels, then 4 px: no choice
     assert kinds[0] == kinds[-1] == ("Conv", None)
     again = compile_symbol(network.symbol, network.params, x.shape, cache=TileCache(path),
@@ -823,7 +840,8 @@ def test_records_and_libraries_are_kept_under_a_digest_of_the_kernel_code(tmp_pa
 
 def test_parallel_search_runs_the_searches_a_one_by_one_search_runs(tmp_path, monkeypatch):
     """``search_tiles`` (builds in 2 processes) records one of the candidates for
-    exactly the workloads ``choose_tile`` searches one by one, after which
+    exactly the workloads ``choose_tile`` searches one by one (and returns, for each, the
+    library of its candidates and the recorded tile's function in it), after which
     ``choose_tile`` searches nothing; a failed build process warns and records nothing
     (``choose_tile`` then searches)."""
     target = make_target()
@@ -836,8 +854,15 @@ def test_parallel_search_runs_the_searches_a_one_by_one_search_runs(tmp_path, mo
     for kernel in kernels:
         choose_tile(kernel, target, lanes, one_by_one, 2)
     parallel = TileCache(str(tmp_path / "parallel.json"))
-    search_tiles(kernels, target, lanes, parallel, budget=2, jobs=2)
+    searched = search_tiles(kernels, target, lanes, parallel, budget=2, jobs=2)
     assert parallel.searches == one_by_one.searches > 1
+    assert len(searched) == parallel.searches  # each with the function of its record:
+    for kernel in kernels:
+        if kernel.workload().key() in searched:
+            module, name = searched[kernel.workload().key()]
+            assert module.implements_function(name)
+            assert kernel.tiles(lanes)[int(name[len("tile"):])] == \
+                choose_tile(kernel, target, lanes, parallel, 2)
     assert parallel.records.keys() == one_by_one.records.keys()
     (records,), (serial_records,) = parallel.records.values(), one_by_one.records.values()
     assert records.keys() == serial_records.keys()

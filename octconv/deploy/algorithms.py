@@ -81,27 +81,31 @@ class AlgorithmChoice:
 
     def measure(self):
         """Time the noted convolutions' candidates (tiles searched first, as for any
-        kernel; then every candidate's workload built with its tile, each timed cold on
-        one thread), record the fastest of each and save the cache. Returns
-        whether anything was measured."""
+        kernel; then each candidate's workload with its tile timed cold on one thread,
+        in the library its search built, or in one built now when its tile was known
+        before), record the fastest of each and save the cache. Returns whether
+        anything was measured."""
         if not self.pending:
             return False
         lanes = vector_lanes(self.target)
         workloads = [k.workload() for kernels in self.pending.values() for k in kernels]
-        search_tiles(workloads, self.target, lanes, self.cache, self.budget)
-        names, functions = {}, {}
+        functions = search_tiles(workloads, self.target, lanes, self.cache, self.budget)
+        unbuilt = {}
         for kernel in workloads:
-            if kernel.key() not in names:
-                name = names[kernel.key()] = f"candidate{len(names)}"
-                functions[name] = (kernel, choose_tile(kernel, self.target, lanes, self.cache,
-                                                       self.budget))
+            if kernel.key() not in functions:
+                name = f"candidate{len(functions)}"
+                functions[kernel.key()] = (None, name)
+                unbuilt[name] = (kernel, choose_tile(kernel, self.target, lanes, self.cache,
+                                                     self.budget))
         with tempfile.TemporaryDirectory() as folder:
-            libraries = _build(functions, self.target, folder)
+            libraries = _build(unbuilt, self.target, folder) if unbuilt else {}
             use_threads(1)
             for key, kernels in self.pending.items():
-                times = [time_cold(libraries[names[k.workload().key()]],
-                                   names[k.workload().key()], kernel_arguments(k.workload()))
-                         for k in kernels]
+                times = []
+                for kernel in kernels:
+                    module, name = functions[kernel.workload().key()]
+                    times.append(time_cold(module or libraries[name], name,
+                                           kernel_arguments(kernel.workload())))
                 self.cache.put_value(self.target, key, _tile(kernels[times.index(min(times))]))
         self.cache.save()
         self.pending = {}

@@ -258,7 +258,11 @@ def search_tiles(kernels, target, lanes, cache, budget=4, jobs=0):
     (0: one per core). The workloads are timed in this process after every build has
     finished, one at a time and as :func:`choose_tile` times them, so that no build
     competes with a timing. With one job, or one search to run, nothing is done here
-    (:func:`choose_tile` searches)."""
+    (:func:`choose_tile` searches).
+
+    Returns ``{workload key: (module, name)}`` for the workloads searched here: the
+    loaded library of their candidates and the name of the recorded tile's function in
+    it, for a caller that times the winners again (:mod:`octconv.deploy.algorithms`)."""
     searches = {}
     for kernel in kernels:
         found = _lookup(kernel, target, lanes, cache, budget)
@@ -267,11 +271,14 @@ def search_tiles(kernels, target, lanes, cache, budget=4, jobs=0):
     searches = list(searches.values())
     jobs = min(jobs or available_cores(), len(searches))
     if jobs <= 1:
-        return
+        return {}
+    searched = {}
     with tempfile.TemporaryDirectory() as folder:
         paths = build_in_processes([_candidates(s.workload, s.tiles) for s in searches],
                                    target, folder, jobs)
         for search, path in zip(searches, paths or []):
             module = tvm.runtime.load_module(path)
-            _record(search, _time_module(module, search.workload, len(search.tiles)),
-                    target, cache)
+            best = _record(search, _time_module(module, search.workload, len(search.tiles)),
+                           target, cache)
+            searched[search.workload.key()] = (module, f"tile{search.tiles.index(best)}")
+    return searched
