@@ -93,24 +93,21 @@ class AlgorithmChoice:
             return False
         lanes = vector_lanes(self.target)
         workloads = [k.workload() for kernels in self.pending.values() for k in kernels]
-        functions = search_tiles(workloads, self.target, lanes, self.cache, self.budget)
-        unbuilt = {}
-        for kernel in workloads:
-            if kernel.key() not in functions:
-                name = f"candidate{len(functions)}"
-                functions[kernel.key()] = (None, name)
-                unbuilt[name] = (kernel, choose_tile(kernel, self.target, lanes, self.cache,
-                                                     self.budget))
-        with tempfile.TemporaryDirectory() as folder:
-            libraries = _build(unbuilt, self.target, folder) if unbuilt else {}
-            use_threads(1)
-            for key, kernels in self.pending.items():
-                times = []
-                for kernel in kernels:
-                    module, name = functions[kernel.workload().key()]
-                    times.append(time_cold(module or libraries[name], name,
-                                           kernel_arguments(kernel.workload())))
-                self.cache.put_value(self.target, key, _tile(kernels[times.index(min(times))]))
+        built = search_tiles(workloads, self.target, lanes, self.cache, self.budget)
+        unbuilt = {kernel.key(): kernel for kernel in workloads if kernel.key() not in built}
+        if unbuilt:  # tiles known before: built for this timing
+            names = {key: f"candidate{j}" for j, key in enumerate(unbuilt)}
+            functions = {names[key]: (kernel, choose_tile(kernel, self.target, lanes,
+                                                          self.cache, self.budget))
+                         for key, kernel in unbuilt.items()}
+            with tempfile.TemporaryDirectory() as folder:
+                libraries = _build(functions, self.target, folder)
+            built.update({key: (libraries[name], name) for key, name in names.items()})
+        use_threads(1)
+        for key, kernels in self.pending.items():
+            times = [time_cold(*built[k.workload().key()], kernel_arguments(k.workload()))
+                     for k in kernels]
+            self.cache.put_value(self.target, key, _tile(kernels[times.index(min(times))]))
         self.cache.save()
         self.pending = {}
         return True
