@@ -1171,6 +1171,49 @@ def test_table2_rows_and_verdicts_follow_the_targets():
     assert cold[-1][:2] == ("wall time from an empty cache <= 6 min", True)
 
 
+def test_table2_stops_timing_a_backend_only_when_it_is_clearly_not_the_fastest_other():
+    """After 10 runs a backend whose first quartile lies above the fastest other's third
+    quartile stops, noisy or not; one whose times overlap the fastest's goes on, and so
+    does everything before 10 runs. In the loop, real calls: TVM's and ONNX Runtime's
+    of 2 ms, MXNet's of 8, OpenVINO's of 1.8 and 2.6 by turns (slower by median, faster
+    by its first quartile); MXNet is called 10 times, the others up to the round limit;
+    a loose tolerance ends the loop after its first step."""
+    import time
+    table2 = load_script("tools/table2.py")
+    rng = np.random.default_rng(0)
+    times = {("net", "tvm"): list(5 + rng.random(10)),
+             ("net", "onnxruntime"): list(10 + rng.random(10)),
+             ("net", "openvino"): list(10.2 + rng.random(10)),  # overlaps the fastest
+             ("net", "mxnet"): list(12 + 30 * rng.random(10))}  # slow and noisy
+    assert table2.not_needed(times) == {("net", "mxnet")}
+    assert table2.not_needed({k: v[:5] for k, v in times.items()}) == set()
+
+    def sleeper(*ms):
+        turns = iter(np.resize(ms, 1000))
+        return lambda: time.sleep(next(turns) / 1e3)
+
+    runners = {("net", b): sleeper(*ms) for b, ms in (
+        ("tvm", [2]), ("mxnet", [8]), ("onnxruntime", [2]), ("openvino", [1.8, 2.6]))}
+    runs = {k: len(v) for k, v in table2.time_rounds(runners, 1e-9, 15).items()}
+    assert runs == {("net", "tvm"): 15, ("net", "mxnet"): 10, ("net", "onnxruntime"): 15,
+                    ("net", "openvino"): 15}
+    runs = {len(v) for v in table2.time_rounds(runners, 0.99, 15).values()}
+    assert runs == {5}
+
+
+def test_table2_row_pairs_the_rounds_of_a_fastest_other_that_stopped():
+    """A backend stopped after 10 runs and then found the fastest (the others drifted
+    up): its ratio's interval pairs TVM's first 10 rounds with its 10."""
+    table2 = load_script("tools/table2.py")
+    tvm = [40.0] * 10 + [44.0] * 20
+    rows = table2.table([_worker_output(1, {"vanilla ResNet-50": (4000, dict(
+        tvm=tvm, mxnet=[80.0] * 30, onnxruntime=[50.0] * 10, openvino=[52.0] * 30))})],
+        0.05)
+    assert rows[0]["tvm_vs_best_other"] == pytest.approx(44 / 50)
+    assert (rows[0]["tvm_vs_best_other_low"], rows[0]["tvm_vs_best_other_high"]) == \
+        pytest.approx((40 / 50, 40 / 50))
+
+
 def test_ratio_interval_pairs_the_rounds_and_covers_the_true_ratio():
     """Rounds are resampled whole: a machine speed that drifts over the rounds moves
     both times of a round and leaves a ratio that is constant per round exact, where

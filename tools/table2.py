@@ -10,10 +10,12 @@ one interleaved loop, one call of each per round, so each network has one time p
 backend and the speed-up over a vanilla twin (another row of the group) is measured
 side by side. Rounds are added in steps of five until every backend's spread
 (interquartile range over the median) is below ``--tolerance`` or ``--max-runs`` is
-reached; rows still above it are marked noisy. Each ratio a target judges (TVM over
-the fastest other backend, speed-up over MACs ratio, scaling) carries a 95 % interval
-from resampling the rounds, and a target whose threshold falls inside an interval is
-marked as within the noise, neither reached nor missed. Each timed call starts once the
+reached; rows still above it are marked noisy. After ten runs, a backend whose times
+lie clearly above the network's fastest other backend's (its first quartile above that
+one's third) is no longer timed, since no ratio a target judges uses it. Each ratio a
+target judges (TVM over the fastest other backend, speed-up over MACs ratio, scaling)
+carries a 95 % interval from resampling the rounds, and a target whose threshold falls
+inside an interval is marked as within the noise, neither reached nor missed. Each timed call starts once the
 previous runtime's workers have stopped spinning (they would take a core from it).
 Each thread count runs in its own process (MXNet fixes its thread count when it
 starts); the 2-thread process also runs the TVM libraries on one thread, for the
@@ -109,7 +111,7 @@ def time_group(labels, threads, batch, args, cache, target, scaling=False):
     for the networks ``labels``, all timed in one interleaved loop; with ``scaling``
     each TVM library also runs on one thread (runner ``tvm_1``)."""
     import numpy as np
-    from octconv.deploy.bench import interleave, make_runners, summarize
+    from octconv.deploy.bench import make_runners
     x = np.random.default_rng(0).standard_normal((batch, 3, SIZE, SIZE)).astype(np.float32)
     runners, results = {}, {}
     for label in labels:
@@ -131,20 +133,52 @@ def time_group(labels, threads, batch, args, cache, target, scaling=False):
         print(f"  {label}: ready in {time.perf_counter() - start:.0f} s ({stats['searches']} "
               f"searches, tuning {stats['tune_s']:.0f} s, library {stats['library']} in "
               f"{stats['build_s']:.0f} s)", flush=True)
-    times = {key: [] for key in runners}
-    warmup = 2
-    while True:
-        for key, ms in interleave(runners, 5, warmup).items():
-            times[key] += ms
-        warmup = 0
-        spreads = {key: summarize(ms)["spread"] for key, ms in times.items()}
-        runs = len(next(iter(times.values())))
-        if max(spreads.values()) < args.tolerance or runs >= args.max_runs:
-            break
+    times = time_rounds(runners, args.tolerance, args.max_runs)
     for (label, backend), ms in times.items():
         results[label].setdefault("ms", {})[backend] = summarize(ms)
         results[label].setdefault("times", {})[backend] = ms  # per round, for the intervals
     return results
+
+
+STEP = 5  # runs added per round of checks
+SETTLE_RUNS = 10  # runs before a backend clearly slower than the fastest other stops
+
+
+def time_rounds(runners, tolerance, max_runs):
+    """``{(label, backend): [ms, ...]}``: the runners of a group called in one
+    interleaved loop (:func:`~octconv.deploy.bench.interleave`), :data:`STEP` runs at a
+    time, until every runner still timed has a spread under ``tolerance`` or
+    ``max_runs`` runs were taken. After each step the runners that no ratio a target
+    judges needs stop (:func:`not_needed`): their lists end early, at the same rounds as
+    the others' first ones."""
+    from octconv.deploy.bench import interleave, summarize
+    times = {key: [] for key in runners}
+    timed, warmup, runs = dict(runners), 2, 0
+    while True:
+        for key, ms in interleave(timed, STEP, warmup).items():
+            times[key] += ms
+        warmup, runs = 0, runs + STEP
+        for key in not_needed(times):
+            timed.pop(key, None)
+        if max(summarize(times[key])["spread"] for key in timed) < tolerance \
+                or runs >= max_runs:
+            return times
+
+
+def not_needed(times):
+    """The keys ``(label, backend)`` of other backends (:data:`OTHERS`) that no ratio a
+    target judges uses: after :data:`SETTLE_RUNS` runs, a backend whose first quartile
+    lies above the third quartile of the network's fastest other backend (by median).
+    The ratios pair TVM with the fastest other, TVM with TVM: those keep running."""
+    import numpy as np
+    done = set()
+    for label in {label for label, _ in times}:
+        others = {b: times[(label, b)] for b in OTHERS if (label, b) in times}
+        fastest = min(others, key=lambda b: np.median(others[b]))
+        ceiling = np.percentile(others[fastest], 75)
+        done |= {(label, b) for b, ms in others.items()
+                 if len(ms) >= SETTLE_RUNS and np.percentile(ms, 25) > ceiling}
+    return done
 
 
 def _tvm_on_one_thread(runner, x):
@@ -199,8 +233,11 @@ def _row(label, result, group_results, threads, batch, tolerance):
            "paper_tvm_ms": PAPER_TVM_MS.get(label) if threads == 1 and batch == 1 else None,
            "max_diff": max(result["max_diff"].values()) / max(result["scale"], 1e-12)}
     row.update({f"{ratio}_{end}": None for ratio in RATIOS for end in ("low", "high")})
+    # the fastest other ran to the end unless it was overtaken after it stopped
+    # (:func:`not_needed`): then the interval pairs the rounds it ran
+    runs = len(times[fastest])
     row["tvm_vs_best_other_low"], row["tvm_vs_best_other_high"] = ratio_interval(
-        times["tvm"], times[fastest])
+        times["tvm"][:runs], times[fastest])
     if "tvm_1" in times:
         row["scaling_low"], row["scaling_high"] = ratio_interval(times["tvm_1"], times["tvm"])
     if twin and twin in group_results:
@@ -475,8 +512,9 @@ def main(argv=None):
             "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
             "algorithm": ALGORITHMS,
-            "timing": f"rounds of 5 until every spread < {100 * args.tolerance:.0f} % or "
-                      f"{args.max_runs} runs",
+            "timing": f"rounds of {STEP} until every spread < {100 * args.tolerance:.0f} % "
+                      f"or {args.max_runs} runs; after {SETTLE_RUNS}, a backend whose first "
+                      "quartile exceeds the fastest other's third stops",
             "search budget": f"{args.budget} tiles per workload",
             "tuning cache at start": f"{cached_before} usable records for this target",
             "tuning records at start": cached_before,
