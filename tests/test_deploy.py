@@ -1201,6 +1201,42 @@ def test_table2_stops_timing_a_backend_only_when_it_is_clearly_not_the_fastest_o
     assert runs == {5}
 
 
+TIME_GROUP = """
+import json, sys
+from types import SimpleNamespace
+sys.path.insert(0, "tests")
+from helpers import load_script
+from octconv.deploy.bench import zoo_network
+from octconv.deploy.target import make_target
+from octconv.deploy.tuning import TileCache
+table2 = load_script("tools/table2.py")
+networks = {"vanilla ResNet-50": zoo_network("resnet10_v2_mini", 0.5, classes=10, size=32)}
+args = SimpleNamespace(budget=1, tolerance=1e-9, max_runs=10)
+group = table2.time_group(networks, 1, 2, args, TileCache(sys.argv[1]), make_target(), size=32)
+row, = table2.table([{"threads": 1, "groups": {"resnet": group}, "batch": {}}], 0.05)
+result = group["vanilla ResNet-50"]
+print(json.dumps({"runs": {b: len(ms) for b, ms in result["times"].items()},
+                  "diff": max(result["max_diff"].values()) / result["scale"],
+                  "ratio": [row["tvm_vs_best_other"], row["tvm_vs_best_other_low"]]}))
+"""
+
+
+def test_table2_times_a_group_on_the_four_backends_in_one_loop(tmp_path):
+    """The table's group timing on real backends (a small network, batch 2, one thread,
+    in a process started with MXNet's thread count): each backend's output agrees with
+    MXNet, every backend runs the 10 rounds of the limit (none stops before 10), and the
+    row's ratio comes with its interval."""
+    out = subprocess.run([sys.executable, "-c", TIME_GROUP, str(tmp_path / "tiles.json")],
+                         check=True, capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, OMP_NUM_THREADS="1")).stdout
+    result = json.loads(out.splitlines()[-1])
+    assert set(result["runs"]) == {"tvm", "mxnet", "onnxruntime", "openvino"}
+    assert set(result["runs"].values()) == {10}
+    assert result["diff"] < 1e-4
+    ratio, low = result["ratio"]
+    assert 0 < low <= ratio
+
+
 def test_table2_row_pairs_the_rounds_of_a_fastest_other_that_stopped():
     """A backend stopped after 10 runs and then found the fastest (the others drifted
     up): its ratio's interval pairs TVM's first 10 rounds with its 10."""

@@ -106,16 +106,17 @@ def _network(label):
                                                                                size=SIZE)
 
 
-def time_group(labels, threads, batch, args, cache, target, scaling=False):
-    """``{label: {"ms": {backend: summary}, "max_diff": {...}, "scale", "macs", "tvm"}}``
-    for the networks ``labels``, all timed in one interleaved loop; with ``scaling``
-    each TVM library also runs on one thread (runner ``tvm_1``)."""
+def time_group(networks, threads, batch, args, cache, target, scaling=False, size=SIZE):
+    """``{label: {"ms": {backend: summary}, "times": {backend: [ms per round]},
+    "max_diff": {...}, "scale", "macs", "tvm"}}`` for ``networks`` ({label:
+    :class:`~octconv.deploy.bench.Network`}) on ``batch`` images of ``size``, all timed
+    in one interleaved loop (:func:`time_rounds`); with ``scaling`` each TVM library
+    also runs on one thread (runner ``tvm_1``)."""
     import numpy as np
-    from octconv.deploy.bench import make_runners
-    x = np.random.default_rng(0).standard_normal((batch, 3, SIZE, SIZE)).astype(np.float32)
+    from octconv.deploy.bench import make_runners, summarize
+    x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
     runners, results = {}, {}
-    for label in labels:
-        network = _network(label)
+    for label, network in networks.items():
         start = time.perf_counter()
         mine = make_runners(network, x, threads=threads, target=target, cache=cache,
                             budget=args.budget)
@@ -124,7 +125,7 @@ def time_group(labels, threads, batch, args, cache, target, scaling=False):
         outputs = {b: run() for b, run in mine.items()}
         reference = outputs["mxnet"]
         results[label] = {
-            "macs": network.macs(SIZE), "tvm": mine["tvm"].compiled.stats,
+            "macs": network.macs(size), "tvm": mine["tvm"].compiled.stats,
             "scale": float(np.abs(reference).max()),
             "max_diff": {b: float(np.abs(out - reference).max())
                          for b, out in outputs.items() if b != "mxnet"}}
@@ -199,13 +200,14 @@ def worker(args):
         if not labels:
             continue
         print(f"{group}, {threads} thread(s), batch 1:", flush=True)
-        out["groups"][group] = time_group(labels, threads, 1, args, cache, target,
+        networks = {label: _network(label) for label in labels}
+        out["groups"][group] = time_group(networks, threads, 1, args, cache, target,
                                           scaling=threads > 1)
         cache.save()
-        batch_labels = [label for label in labels if label in BATCH_ROWS]
-        if args.batch_threads == threads and batch_labels:
+        batched = {label: networks[label] for label in labels if label in BATCH_ROWS}
+        if args.batch_threads == threads and batched:
             print(f"{group}, {threads} thread(s), batch {BATCH}:", flush=True)
-            out["batch"][group] = time_group(batch_labels, threads, BATCH, args, cache, target)
+            out["batch"][group] = time_group(batched, threads, BATCH, args, cache, target)
     with open(args.json, "w") as f:
         json.dump(out, f)
 
