@@ -33,27 +33,33 @@ def export_onnx(sym, params, path, size=224, batch=1, frames=None):
     (:func:`octconv.weights.check_params`)."""
     shape = (batch, 3) + ((frames,) if frames else ()) + (size, size)
     check_params(sym, params, shape)
-    params = {k: v if isinstance(v, mx.nd.NDArray) else mx.nd.array(v) for k, v in params.items()}
-    wanted = set(sym.list_arguments()) | set(sym.list_auxiliary_states())
-    params = {k: v for k, v in params.items() if k in wanted}
+    weights = {k: np.asarray(v.asnumpy() if isinstance(v, mx.nd.NDArray) else v, np.float32)
+               for k, v in params.items()}
+    inputs = sym.list_inputs()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    mx.onnx.export_model(sym, params, in_shapes=[shape], in_types=[np.float32],
-                         onnx_file_path=path)
-    _tidy(path)
+    mx.onnx.export_model(sym, {}, in_shapes=[weights[n].shape if n in weights else shape
+                                             for n in inputs],
+                         in_types=[np.float32] * len(inputs), onnx_file_path=path)
+    _tidy(path, {n: weights[n] for n in inputs if n in weights})
     return path
 
 
-def _tidy(path):
+def _tidy(path, weights):
     import onnx
     model = onnx.load(path)
-    _weights_out_of_inputs(model.graph)
-    _fold_edge_pads(model.graph, _spatial_sizes(model))
+    _fold_edge_pads(model.graph, _spatial_sizes(model))  # (faster without the weights)
+    _weights_as_initializers(model.graph, weights)
     onnx.save(model, path)
 
 
-def _weights_out_of_inputs(graph):
-    """Keep only ``data`` as a graph input, so runtimes may fold the weights."""
-    weights = {init.name for init in graph.initializer}
+def _weights_as_initializers(graph, weights):
+    """The graph inputs named in ``weights`` become initializers holding their arrays,
+    so that ``data`` is the only input and runtimes may fold the weights. (MXNet's
+    exporter is given no weights: it would write each as a list of Python floats, most
+    of a ResNet-50's export: 2.5-3.3 s against 0.4-1.5.)"""
+    from onnx import numpy_helper
+    graph.initializer.extend(numpy_helper.from_array(array, name)
+                             for name, array in weights.items())
     kept = [i for i in graph.input if i.name not in weights]
     del graph.input[:]
     graph.input.extend(kept)
