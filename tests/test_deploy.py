@@ -1092,6 +1092,8 @@ def test_results_file_comes_from_the_table2_tool():
         assert float(r["max_diff"]) <= 1e-4
         low, high = float(r["tvm_vs_best_other_low"]), float(r["tvm_vs_best_other_high"])
         assert 0 < low <= high  # every ratio a target judges has its interval
+        runs = [int(r[f"{b}_runs"]) for b in ("mxnet", "onnxruntime", "openvino")]
+        assert min(runs) >= 5 and int(r["tvm_runs"]) >= max(runs)  # TVM timed every round
     assert "- [" in text.split("## Targets", 1)[1] and "95 % interval" in text
     assert os.path.getsize(os.path.join(folder, "table2.png")) > 10_000
 
@@ -1248,6 +1250,8 @@ def test_table2_row_pairs_the_rounds_of_a_fastest_other_that_stopped():
     assert rows[0]["tvm_vs_best_other"] == pytest.approx(44 / 50)
     assert (rows[0]["tvm_vs_best_other_low"], rows[0]["tvm_vs_best_other_high"]) == \
         pytest.approx((40 / 50, 40 / 50))
+    assert (rows[0]["tvm_runs"], rows[0]["onnxruntime_runs"], rows[0]["openvino_runs"]) == \
+        (30, 10, 30)
 
 
 def test_ratio_interval_pairs_the_rounds_and_covers_the_true_ratio():

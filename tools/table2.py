@@ -78,7 +78,8 @@ COLUMNS = ["network", "threads", "batch", "macs_m", "tvm_ms", "mxnet_ms", "onnxr
            "openvino_ms", "tvm_spread", "worst_spread", "noisy", "images_per_s",
            "tvm_vs_best_other", "speedup", "macs_ratio", "speedup_over_macs_ratio",
            "scaling", "paper_tvm_ms", "max_diff"] + [
-           f"{ratio}_{end}" for ratio in RATIOS for end in ("low", "high")]
+           f"{ratio}_{end}" for ratio in RATIOS for end in ("low", "high")] + [
+           f"{backend}_runs" for backend in ("tvm",) + OTHERS]
 
 
 def cpu_model():
@@ -235,6 +236,7 @@ def _row(label, result, group_results, threads, batch, tolerance):
            "paper_tvm_ms": PAPER_TVM_MS.get(label) if threads == 1 and batch == 1 else None,
            "max_diff": max(result["max_diff"].values()) / max(result["scale"], 1e-12)}
     row.update({f"{ratio}_{end}": None for ratio in RATIOS for end in ("low", "high")})
+    row.update({f"{backend}_runs": len(ms) for backend, ms in times.items() if backend != "tvm_1"})
     # the fastest other ran to the end unless it was overtaken after it stopped
     # (:func:`not_needed`): then the interval pairs the rounds it ran
     runs = len(times[fastest])
