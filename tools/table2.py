@@ -135,7 +135,12 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
         print(f"  {label}: ready in {time.perf_counter() - start:.0f} s ({stats['searches']} "
               f"searches, tuning {stats['tune_s']:.0f} s, library {stats['library']} in "
               f"{stats['build_s']:.0f} s)", flush=True)
+    start = time.perf_counter()
     times = time_rounds(runners, args.tolerance, args.max_runs)
+    stopped = sum(len(ms) < len(times[(label, "tvm")]) for (label, _), ms in times.items())
+    print(f"  timed in {time.perf_counter() - start:.0f} s: "
+          f"{max(len(ms) for ms in times.values())} rounds, {stopped} of {len(times)} "
+          "runners stopped early", flush=True)
     for (label, backend), ms in times.items():
         results[label].setdefault("ms", {})[backend] = summarize(ms)
         results[label].setdefault("times", {})[backend] = ms  # per round, for the intervals
