@@ -15,12 +15,12 @@ lie clearly above the network's fastest other backend's (its first quartile abov
 one's third) is no longer timed, since no ratio a target judges uses it. Each ratio a
 target judges (TVM over the fastest other backend, speed-up over MACs ratio, scaling)
 carries a 95 % interval from resampling the rounds, and a target whose threshold falls
-inside an interval is marked as within the noise, neither reached nor missed. Each timed call starts once the
-previous runtime's workers have stopped spinning (they would take a core from it).
-Each thread count runs in its own process (MXNet fixes its thread count when it
-starts); the 2-thread process also runs the TVM libraries on one thread, for the
-scaling ratio. A few rows are timed again at batch 8 on the most threads, in images
-per second.
+inside an interval is marked as within the noise, neither reached nor missed. Each
+timed call starts once the previous runtime's workers have stopped spinning (they would
+take a core from it). Each thread count runs in its own process (MXNet fixes its thread
+count when it starts); the 2-thread process also runs the TVM libraries on one thread,
+for the scaling ratio. A few rows are timed again at batch 8 on the most threads, in
+images per second.
 
 "Vanilla" networks are GluonCV's (true strided convolutions, what a user would
 otherwise deploy); the MobileNet v2 1.125 twin is this zoo's alpha-0 network (GluonCV

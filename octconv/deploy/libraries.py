@@ -72,7 +72,7 @@ class CheckedFiles:
                       "will be replaced", RuntimeWarning)
 
     def store(self, digest, write):
-        """Write the file of ``digest`` by ``write(temporary path)``; its path."""
+        """Write the file of ``digest`` by ``write(temporary path)``."""
         checksum = []
 
         def written(tmp):
@@ -80,7 +80,6 @@ class CheckedFiles:
             checksum.append(_file_hash(tmp))
         write_atomically(self.path(digest), written, suffix=self.suffix)
         write_atomically(self.path(digest) + ".sha256", lambda tmp: _write_text(tmp, checksum[0]))
-        return self.path(digest)
 
 
 class LibraryCache(CheckedFiles):

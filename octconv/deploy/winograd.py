@@ -40,9 +40,10 @@ MATRICES = {
 def output_tile(size):
     """The fixed rule's output tile m (used where no choice was measured:
     :mod:`octconv.deploy.algorithms`) for an output of ``size`` pixels a side: F(4x4)
-    from 14 pixels up, F(2x2) below. (On 7-13 px maps F(4x4) wins alone, 1.6-2 x over F(2x2) up to 256
-    channels, but loses inside a network: its transformed weights, 36 per pair of
-    channels, 4 x the direct kernel's, are read from memory for a few tiles each.)"""
+    from 14 pixels up, F(2x2) below. (On 7-13 px maps F(4x4) wins alone, 1.6-2 x over
+    F(2x2) up to 256 channels, but loses inside a network: its transformed weights, 36
+    per pair of channels, 4 x the direct kernel's, are read from memory for a few tiles
+    each.)"""
     return 4 if size >= 14 else 2
 
 
