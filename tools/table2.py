@@ -156,8 +156,8 @@ def time_rounds(runners, tolerance, max_runs):
     interleaved loop (:func:`~octconv.deploy.bench.interleave`), :data:`STEP` runs at a
     time, until every runner still timed has a spread under ``tolerance`` or
     ``max_runs`` runs were taken. After each step the runners that no ratio a target
-    judges needs stop (:func:`not_needed`): their lists end early, at the same rounds as
-    the others' first ones."""
+    judges needs stop (:func:`not_needed`): their lists end early, holding the same
+    rounds as the first ones of the others'."""
     from octconv.deploy.bench import interleave, summarize
     times = {key: [] for key in runners}
     timed, warmup, runs = dict(runners), 2, 0
