@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from types import SimpleNamespace
 
 import mxnet as mx
@@ -540,10 +541,10 @@ def test_3x3_algorithms_are_measured_once_recorded_and_followed(tmp_path, monkey
     """A compile that searches tiles measures, for each 3x3 stride-1 convolution with 16
     channels or more, the algorithms its map allows (direct; F(2x2) from 7 px; F(4x4)
     from 14 px) with the weights out of cache and records the choice, timing each
-    candidate in the library its tile search built (no other build); with the tiles
-    known and no choice recorded, the candidates are built for the measurement alone; a
-    compile with both recorded measures nothing; the recorded choice is what the network
-    runs, and every choice equals MXNet."""
+    candidate in the library its tile search built (no other build, on one core as on
+    two); with the tiles known and no choice recorded, the candidates are built for the
+    measurement alone; a compile with both recorded measures nothing; the recorded
+    choice is what the network runs, and every choice equals MXNet."""
     if not runs_here(make_target()):
         pytest.skip("host target not runnable")
     network = three_by_three_layers()
@@ -559,6 +560,11 @@ def test_3x3_algorithms_are_measured_once_recorded_and_followed(tmp_path, monkey
     monkeypatch.setattr(algorithms, "_build", build)
     first = compile_symbol(network.symbol, network.params, x.shape, cache=TileCache(path),
                            budget=2)
+    assert built == []
+    with monkeypatch.context() as one_core:
+        one_core.setattr(tuning, "available_cores", lambda: 1)
+        compile_symbol(network.symbol, network.params, x.shape,
+                       cache=TileCache(str(tmp_path / "one_core.json")), budget=2)
     assert built == []
     (records,) = json.load(open(path)).values()
     choices = {key: record["value"] for key, record in records.items() if " algorithm " in key}
@@ -847,7 +853,8 @@ def test_parallel_search_runs_the_searches_a_one_by_one_search_runs(tmp_path, mo
     exactly the workloads ``choose_tile`` searches one by one (and returns, for each, the
     library of its candidates and the recorded tile's function in it), after which
     ``choose_tile`` searches nothing; a failed build process warns and records nothing
-    (``choose_tile`` then searches)."""
+    (``choose_tile`` then searches). With one job it builds in this process (no build
+    process is started: it works while they would fail) and returns the same."""
     target = make_target()
     if not runs_here(target):
         pytest.skip("host target not runnable")
@@ -880,6 +887,12 @@ def test_parallel_search_runs_the_searches_a_one_by_one_search_runs(tmp_path, mo
     with pytest.warns(RuntimeWarning, match="kernel build process failed"):
         search_tiles(kernels, target, lanes, failed, budget=2, jobs=2)
     assert failed.searches == 0 and not failed.records
+    alone = TileCache(str(tmp_path / "alone.json"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a build process asked for would warn
+        searched_alone = search_tiles(kernels, target, lanes, alone, budget=2, jobs=1)
+    assert alone.searches == one_by_one.searches and searched_alone.keys() == searched.keys()
+    assert all(module.implements_function(name) for module, name in searched_alone.values())
     monkeypatch.undo()  # the failed processes are replaced at the next use
     search_tiles(kernels, target, lanes, failed, budget=2, jobs=2)
     assert failed.searches == one_by_one.searches

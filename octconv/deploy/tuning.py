@@ -257,12 +257,13 @@ def search_tiles(kernels, target, lanes, cache, budget=4, jobs=0):
     candidates' LLVM builds (about two thirds of a search) in ``jobs`` processes at once
     (0: one per core). The workloads are timed in this process after every build has
     finished, one at a time and as :func:`choose_tile` times them, so that no build
-    competes with a timing. With one job, or one search to run, nothing is done here
-    (:func:`choose_tile` searches).
+    competes with a timing. With one job, or one search to run, each search's
+    candidates are built here, as :func:`choose_tile` builds them.
 
     Returns ``{workload key: (module, name)}`` for the workloads searched here: the
     loaded library of their candidates and the name of the recorded tile's function in
-    it, for a caller that times the winners again (:mod:`octconv.deploy.algorithms`)."""
+    it, for a caller that times the winners again (:mod:`octconv.deploy.algorithms`).
+    After a failed build process nothing is searched (:func:`choose_tile` searches)."""
     searches = {}
     for kernel in kernels:
         found = _lookup(kernel, target, lanes, cache, budget)
@@ -270,14 +271,15 @@ def search_tiles(kernels, target, lanes, cache, budget=4, jobs=0):
             searches[found.key] = found
     searches = list(searches.values())
     jobs = min(jobs or available_cores(), len(searches))
-    if jobs <= 1:
-        return {}
     searched = {}
     with tempfile.TemporaryDirectory() as folder:
-        paths = build_in_processes([_candidates(s.workload, s.tiles) for s in searches],
-                                   target, folder, jobs)
-        for search, path in zip(searches, paths or []):
-            module = tvm.runtime.load_module(path)
+        if jobs > 1:
+            paths = build_in_processes([_candidates(s.workload, s.tiles) for s in searches],
+                                       target, folder, jobs)
+            modules = (tvm.runtime.load_module(path) for path in paths or [])
+        else:
+            modules = (build_here(_candidates(s.workload, s.tiles), target) for s in searches)
+        for search, module in zip(searches, modules):
             best = _record(search, _time_module(module, search.workload, len(search.tiles)),
                            target, cache)
             searched[search.workload.key()] = (module, f"tile{search.tiles.index(best)}")
