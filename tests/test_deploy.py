@@ -1326,6 +1326,24 @@ def test_table2_marks_a_target_within_the_noise_and_writes_the_intervals(tmp_pat
         80 / 47 / (4000 / 2400))
 
 
+def test_table2_verdict_names_the_rows_that_leave_a_target_within_the_noise():
+    """The figure of a verdict names the worst row by its ratio; when the target is
+    within the noise because of another row's interval, that row is named too. Batch 8:
+    the vanilla ResNet-50 at 0.95 x the best other's time, steady, is the slowest by
+    median; the Oct row, 0.84 or 1.04 by turns, holds 1 in its interval."""
+    table2 = load_script("tools/table2.py")
+    others = dict(mxnet=[100.0] * 10, onnxruntime=[110.0] * 10, openvino=[120.0] * 10)
+    batch_rows = [("vanilla ResNet-50", (4000, dict(tvm=[95.0] * 10, **others))),
+                  ("Oct-ResNet-50 alpha=.5", (2400, dict(tvm=[84.0, 104.0] * 5, **others)))]
+    rows = table2.table([_worker_output(2, {}, batch_rows)], 0.05)
+    meta = {"TVM target": "llvm -mcpu=x", "tuning records at start": 12, "wall_s": 60}
+    (ok, figure), = [(ok, figure) for what, ok, figure in table2.verdicts(rows, meta)
+                     if what.startswith("batch")]
+    assert ok is None
+    assert figure == ("slowest 0.95 [0.95-0.95] x the best other's time (vanilla ResNet-50);"
+                      " within the noise: Oct-ResNet-50 alpha=.5 0.94 [0.84-1.04]")
+
+
 @pytest.mark.parametrize("oct_macs, oct_ms, verdict", [
     (318, 6.0, True), (550, 10.2, False), (318, [5.4, 6.6] * 5, None)])
 def test_table2_mobilenet_verdict_needs_the_ratio_and_a_speed_up(oct_macs, oct_ms, verdict):
