@@ -184,11 +184,6 @@ def build_here(functions, target):
     return library.jit() if hasattr(library, "jit") else library
 
 
-def _time_candidates(kernel, tiles, target):
-    """Milliseconds per call of the kernel scheduled with each tile (one LLVM build)."""
-    return _time_module(build_here(_candidates(kernel, tiles), target), kernel, len(tiles))
-
-
 def _build_library(functions, target_json, path):
     """A library of ``functions`` (:func:`functions_module`) for a target (its JSON,
     ``str(target)``), written to ``path`` (a task of a build process)."""
@@ -244,12 +239,12 @@ def _record(search, times, target, cache):
 
 def choose_tile(kernel, target, lanes, cache, budget=4):
     """The kernel's tile on ``target``: from ``cache``, else searched over ``budget``
-    candidates and recorded."""
+    candidates (built here: :func:`search_tiles` with one job) and recorded."""
     found = _lookup(kernel, target, lanes, cache, budget)
-    if not isinstance(found, _Search):
-        return found
-    return _record(found, _time_candidates(found.workload, found.tiles, target), target,
-                   cache)
+    if isinstance(found, _Search):
+        search_tiles([kernel], target, lanes, cache, budget, jobs=1)
+        found = _lookup(kernel, target, lanes, cache, budget)
+    return found
 
 
 def search_tiles(kernels, target, lanes, cache, budget=4, jobs=0):
@@ -258,7 +253,7 @@ def search_tiles(kernels, target, lanes, cache, budget=4, jobs=0):
     (0: one per core). The workloads are timed in this process after every build has
     finished, one at a time and as :func:`choose_tile` times them, so that no build
     competes with a timing. With one job, or one search to run, each search's
-    candidates are built here, as :func:`choose_tile` builds them.
+    candidates are built in this process (as :func:`choose_tile` searches).
 
     Returns ``{workload key: (module, name)}`` for the workloads searched here: the
     loaded library of their candidates and the name of the recorded tile's function in
