@@ -33,14 +33,14 @@ def export_onnx(sym, params, path, size=224, batch=1, frames=None):
     (:func:`octconv.weights.check_params`)."""
     shape = (batch, 3) + ((frames,) if frames else ()) + (size, size)
     check_params(sym, params, shape)
-    weights = {k: np.asarray(v.asnumpy() if isinstance(v, mx.nd.NDArray) else v, np.float32)
-               for k, v in params.items()}
     inputs = sym.list_inputs()
+    weights = {n: np.asarray(params[n].asnumpy() if isinstance(params[n], mx.nd.NDArray)
+                             else params[n], np.float32) for n in inputs if n in params}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     mx.onnx.export_model(sym, {}, in_shapes=[weights[n].shape if n in weights else shape
                                              for n in inputs],
                          in_types=[np.float32] * len(inputs), onnx_file_path=path)
-    _tidy(path, {n: weights[n] for n in inputs if n in weights})
+    _tidy(path, weights)
     return path
 
 
