@@ -661,6 +661,45 @@ def test_profile_accounts_for_every_call_and_multiply_add(cache):
     assert not use_threads(1) and use_threads(2) and not use_threads(2)
 
 
+MORE_THREADS_THAN_CORES = """
+import json, sys
+import numpy as np
+from octconv.deploy import TileCache, compile_network
+import tvm
+from octconv.deploy.threads import available_cores, use_threads
+threads = available_cores() + 1
+compiled = compile_network("resnet10_v2_mini", 0.0, classes=10, size=32, threads=threads,
+                           cache=TileCache(sys.argv[1]), budget=2)
+x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+out = {"searches": compiled.stats["searches"],
+       "same": bool(np.array_equal(compiled.run(x), compiled.with_threads(1).run(x)))}
+try:
+    compiled.with_threads(threads + 2).run(x)
+except ValueError as err:
+    out["error"] = str(err)
+use_threads(1)  # after the refusal, one thread means one again
+out["one"] = tvm.get_global_func("runtime.NumThreads")()
+print(json.dumps(out))
+"""
+
+
+def test_a_compile_for_more_threads_than_cores_runs_on_them(tmp_path):
+    """A fresh process compiles for one thread more than it has cores: the tile search
+    times its kernels on one thread first, yet the network then runs on all the threads
+    asked for (the pool was sized for them), as on one; more than the pool holds is a
+    ValueError that says how many it runs, after which one thread is one again."""
+    if not runs_here(make_target()):
+        pytest.skip("host target not runnable")
+    out = subprocess.run([sys.executable, "-c", MORE_THREADS_THAN_CORES,
+                          str(tmp_path / "tiles.json")], check=True, capture_output=True,
+                         text=True, cwd=ROOT).stdout
+    result = json.loads(out.splitlines()[-1])
+    threads = len(os.sched_getaffinity(0)) + 1
+    assert result["searches"] > 0 and result["same"]
+    assert f"runs at most {threads} threads, not {threads + 2}" in result["error"]
+    assert result["one"] == 1
+
+
 def test_idle_wait_outlasts_a_spinning_thread_and_its_limit_holds():
     """``wait_until_idle`` returns only once no other thread of the process burns CPU
     (a thread hashing with the GIL released, as a runtime's spinning worker would), at

@@ -25,7 +25,7 @@ from octconv.deploy.kernels import vectorize_inner
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import PER_IMAGE_BYTES, Tensor, lower
 from octconv.deploy.target import describe, make_target, vector_lanes
-from octconv.deploy.threads import resolve_threads, use_threads
+from octconv.deploy.threads import reserve_threads, resolve_threads, use_threads
 from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, kernel_arguments,
                                    scheduled_func, search_tiles, time_function)
 from octconv.weights import check_input_shape, check_params
@@ -243,6 +243,7 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     input_shape = check_input_shape(input_shape)
     check_params(symbol, params, input_shape)
     threads = resolve_threads(threads)
+    reserve_threads(threads)  # before the tile search starts TVM's pool on one thread
     target = target if isinstance(target, tvm.target.Target) else make_target(target)
     cache = cache if cache is not None else TileCache()
     if libraries is None:

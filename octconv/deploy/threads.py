@@ -2,9 +2,11 @@
 
 TVM sizes its pool once, from ``TVM_NUM_THREADS`` (else half the logical CPUs on x86),
 when the first parallel kernel runs; ``runtime.config_threadpool`` then chooses how
-many of those workers a parallel loop uses. :func:`use_threads` sizes the pool for
-every core this process may run on and switches the count when it changes, so one
-process can time the same library at 1 and at 2 threads.
+many of those workers a parallel loop uses, at most the pool's size. :func:`use_threads`
+sizes the pool for every core this process may run on, or for more threads if
+:func:`reserve_threads` asked for them before (a compile does, before its tile search
+times kernels on one thread), and switches the count when it changes, so one process
+can time the same library at 1 and at 2 threads.
 
 After a parallel loop TVM's workers spin, waiting for the next one, for
 ``TVM_THREAD_POOL_SPIN_COUNT`` yields before they sleep. TVM's default (300000) kept a
@@ -18,11 +20,13 @@ import os
 
 import tvm
 
-__all__ = ["available_cores", "resolve_threads", "use_threads", "SPIN_COUNT"]
+__all__ = ["available_cores", "resolve_threads", "reserve_threads", "use_threads",
+           "SPIN_COUNT"]
 
 SPIN_COUNT = 10000
 
 _current = None
+_reserved = 0
 
 
 def available_cores():
@@ -38,6 +42,13 @@ def resolve_threads(threads):
     return threads or available_cores()
 
 
+def reserve_threads(threads):
+    """Have TVM's pool, when it starts, hold workers for ``threads`` threads (0: all
+    cores) even if they outnumber the cores. No effect once the pool has started."""
+    global _reserved
+    _reserved = max(_reserved, resolve_threads(threads))
+
+
 def use_threads(threads):
     """Make TVM's parallel loops use ``threads`` workers (0: all cores). Returns
     whether the count changed: the pool then restarts its workers, which the next
@@ -47,13 +58,14 @@ def use_threads(threads):
     if threads == _current:
         return False
     if _current is None:  # the pool is created by the first configuration: make it wide
-        os.environ["TVM_NUM_THREADS"] = str(max(available_cores(), threads))
+        os.environ["TVM_NUM_THREADS"] = str(max(available_cores(), threads, _reserved))
         os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", str(SPIN_COUNT))
     tvm.get_global_func("runtime.config_threadpool")(1, threads)
     got = tvm.get_global_func("runtime.NumThreads")()
+    _current = got  # (fewer than asked only when the pool is too small)
     if got != threads:
-        raise RuntimeError(f"TVM's thread pool runs {got} threads, not {threads} (it was "
-                           f"started before octconv could size it; set TVM_NUM_THREADS="
-                           f"{threads} or more before the first TVM call)")
-    _current = threads
+        raise ValueError(f"TVM's thread pool in this process runs at most {got} threads, "
+                         f"not {threads}: it was sized when the process first ran TVM "
+                         f"(compile for {threads} threads before anything else, or set "
+                         f"TVM_NUM_THREADS={threads} before the process starts TVM)")
     return True
