@@ -783,7 +783,8 @@ def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
     network = network_("mobilenet_v2_100", 0.25, 33)
     x = image(33)
     compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
-    library = compiled.export(str(tmp_path / "net.so"))
+    library = compiled.export(str(tmp_path / "new" / "net.so"))  # (its folder made)
+    assert os.listdir(tmp_path / "new") == ["net.so"]  # (no temporary file left)
     np.save(tmp_path / "x.npy", x)
     env = {k: v for k, v in os.environ.items() if k != "TVM_THREAD_POOL_SPIN_COUNT"}
     for spin_count, expected in ((None, str(SPIN_COUNT)), ("1234", "1234")):

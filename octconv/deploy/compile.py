@@ -28,6 +28,7 @@ from octconv.deploy.target import describe, make_target, vector_lanes
 from octconv.deploy.threads import reserve_threads, resolve_threads, use_threads
 from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, kernel_arguments,
                                    scheduled_func, search_tiles, time_function)
+from octconv.files import write_atomically
 from octconv.weights import check_input_shape, check_params
 
 __all__ = ["CompiledNetwork", "compile_symbol", "load_library"]
@@ -133,8 +134,9 @@ class CompiledNetwork:
         return sorted(rows, key=lambda row: -row["ms"])
 
     def export(self, path):
-        """Write a shared library that :func:`load_library` (TVM's runtime only) runs."""
-        shutil.copyfile(self.library, path)
+        """Write a shared library that :func:`load_library` (TVM's runtime only) runs,
+        atomically, making its folder if need be."""
+        write_atomically(path, lambda tmp: shutil.copyfile(self.library, tmp), suffix=".so")
         return path
 
 
