@@ -259,6 +259,16 @@ def test_every_candidate_tile_computes_the_same(kernel):
                                    err_msg=f"tile {tile}")
 
 
+@pytest.mark.parametrize("kernel", [K.Pool((1, 2, 9, 9, 16), "avg", 2, 2, 0, True),
+                                    K.GlobalPool((1, 4, 7, 7, 16))], ids=["pool", "global"])
+def test_an_average_is_divided_in_the_loop_that_sums_it(kernel):
+    """An average pooling is one parallel loop: each output pixel's lanes are divided as
+    soon as they are summed, not in a second pass over a whole map of sums (which took
+    1.5-3 x the time)."""
+    for tile in kernel.tiles(16):
+        assert scheduled_func(kernel, tile).script().count("T.parallel(") == 1
+
+
 @pytest.mark.parametrize("m, size", [(2, 7), (2, 10), (4, 14), (4, 17)])
 def test_winograd_equals_direct_convolution(m, size):
     """Winograd's transforms against the direct convolution's definition, on odd and
