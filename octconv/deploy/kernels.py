@@ -190,17 +190,17 @@ class Epilogue:
         return value
 
 
-def vectorize_inner(sch, block, reads=None):
+def vectorize_inner(sch, block):
     """Vectorize a block's innermost (channel-lane) loop and run the others in parallel:
     on an N x blocks x H x W x lanes tensor, bands of rows (:func:`row_parts`) and
-    channel blocks in the order :func:`split_order` gives for the map of shape
-    ``reads`` (by default the block's own); on other shapes all outer loops fused."""
+    channel blocks in the order :func:`split_order` gives for the block's map; on other
+    shapes all outer loops fused."""
     loops = sch.get_loops(block)
     if len(loops) == 5:
         n, b, y, x, _ = loops
-        reads = reads or [int(sch.get(loop).extent) for loop in loops]
+        shape = [int(sch.get(loop).extent) for loop in loops]
         part, rest = row_parts(sch, y)
-        outer = split_order(n, part, b, reads)
+        outer = split_order(n, part, b, shape)
         sch.reorder(*outer, rest, x)
         _parallel(sch, *outer)
     elif len(loops) > 1:
