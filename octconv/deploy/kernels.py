@@ -613,7 +613,7 @@ def _schedule_window(sch, data):
     made per output row, bands of rows (:func:`row_parts`) and channel blocks in
     parallel, in the order :func:`split_order` gives; an "epilogue" block (an average's
     division) runs on each output pixel's lanes as soon as they are summed, in the same
-    loop (as a second loop over a whole intermediate map it took 1.5-3 x the time)."""
+    loop (as a second loop over a whole intermediate map it took 1.5-2 x the time)."""
     pool = sch.get_sblock("pool")
     loops = sch.get_loops(pool)
     n, b, y, x = loops[:4]
