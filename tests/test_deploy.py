@@ -674,8 +674,8 @@ def test_profile_accounts_for_every_call_and_multiply_add(cache):
 MORE_THREADS_THAN_CORES = """
 import json, sys
 import numpy as np
-from octconv.deploy import TileCache, compile_network
 import tvm
+from octconv.deploy import TileCache, compile_network
 from octconv.deploy.threads import available_cores, use_threads
 threads = available_cores() + 1
 compiled = compile_network("resnet10_v2_mini", 0.0, classes=10, size=32, threads=threads,
