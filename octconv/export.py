@@ -13,7 +13,7 @@ import mxnet as mx
 import numpy as np
 
 from octconv.ops import CEIL_POOL_PAD
-from octconv.weights import check_params
+from octconv.weights import as_array, check_params
 
 __all__ = ["logits_symbol", "export_onnx"]
 
@@ -34,8 +34,7 @@ def export_onnx(sym, params, path, size=224, batch=1, frames=None):
     shape = (batch, 3) + ((frames,) if frames else ()) + (size, size)
     check_params(sym, params, shape)
     inputs = sym.list_inputs()
-    weights = {n: np.asarray(params[n].asnumpy() if isinstance(params[n], mx.nd.NDArray)
-                             else params[n], np.float32) for n in inputs if n in params}
+    weights = {n: as_array(params[n], np.float32) for n in inputs if n in params}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     mx.onnx.export_model(sym, {}, in_shapes=[weights[n].shape if n in weights else shape
                                              for n in inputs],

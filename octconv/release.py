@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from octconv.weights import as_array
+
 __all__ = ["RELEASE", "FORMATS", "ReleaseNameError", "release_format", "release_map",
            "to_release", "from_release", "plain_in_gluon"]
 
@@ -233,10 +235,6 @@ def to_release(params, model, form):
     return out
 
 
-def _numpy(value):
-    return value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
-
-
 def from_release(params, model, expected):
     """The release's ``{key: array}`` (any of FORMATS, ``arg:``/``aux:`` allowed) as
     ``{name: array}`` of this project's network, whose shapes are ``expected``.
@@ -263,7 +261,7 @@ def from_release(params, model, expected):
                                        f", network {name} needs {piece.shape}")
             used.add(piece.key)
         shape = tuple(expected[name])
-        parts = [_numpy(bare[p.key]).reshape((shape[0], -1) + shape[2:]) for p in pieces]
+        parts = [as_array(bare[p.key]).reshape((shape[0], -1) + shape[2:]) for p in pieces]
         out[name] = (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)).reshape(shape)
     extra = sorted(set(bare) - used)
     if extra:

@@ -8,9 +8,17 @@ every weight with the shape MXNet infers from the graph for the input shape used
 import contextlib
 import io
 
+import numpy as np
+
 from octconv.cli import mxnet_reason
 
-__all__ = ["check_input_shape", "check_params"]
+__all__ = ["check_input_shape", "check_params", "as_array"]
+
+
+def as_array(value, dtype=None):
+    """A weight given as an MXNet NDArray or anything numpy reads, as a numpy array (of
+    ``dtype`` if given)."""
+    return np.asarray(value.asnumpy() if hasattr(value, "asnumpy") else value, dtype)
 
 
 def check_input_shape(input_shape):
