@@ -298,6 +298,28 @@ def test_winograd_equals_direct_convolution(m, size):
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
 
 
+WINOGRAD_WEIGHT_BYTES = """
+import hashlib, sys
+import numpy as np
+from octconv.deploy.winograd import transform_weight
+packed = np.random.default_rng(0).standard_normal((32, 32, 3, 3, 16, 16), np.float32)
+print(" ".join(hashlib.sha256(transform_weight(packed, m).tobytes()).hexdigest()
+               for m in (2, 4)))
+"""
+
+
+def test_winograd_weights_do_not_depend_on_the_blas_thread_count():
+    """The transformed weights of a 512-channel layer are the same bytes in a process
+    with one BLAS thread and in one with two: the library cache names a library by
+    them, so a network compiled in either finds the other's library."""
+    printed = {threads: subprocess.run(
+        [sys.executable, "-c", WINOGRAD_WEIGHT_BYTES], check=True, capture_output=True,
+        text=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS=str(threads),
+                                      OPENBLAS_NUM_THREADS=str(threads))).stdout
+        for threads in (1, 2)}
+    assert printed[1] == printed[2]
+
+
 def test_few_channel_large_maps_get_a_tile_over_all_output_blocks():
     """A 16 -> 96 1x1 convolution at 112 px (MobileNet v2's first expansion): within
     the default search budget of 4 a tile holds all 6 output blocks; a 512 -> 1024 one

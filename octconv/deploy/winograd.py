@@ -71,11 +71,16 @@ def transform_weight(packed, m):
     ``G g Gt`` for every pair of channels at once, as one matrix product of ``G (x) G``
     (a*a x 9) with the nine taps of all pairs (9 x OB IB ib ob), whose result is already
     in the transformed layout (5-10 x faster than two float64 tensordots, with one
-    temporary array instead of five)."""
+    temporary array instead of five).
+
+    The product is numpy's own ``einsum`` loop, not BLAS: the library cache names a
+    library by these bytes, and BLAS's result changes in the last bits with its thread
+    count (``OMP_NUM_THREADS``), so a network compiled in a process with another count
+    was built again (every ResNet library twice in a ``tools/table2.py`` run)."""
     g = np.asarray(MATRICES[m][1])
     a = len(g)
     taps = np.ascontiguousarray(np.moveaxis(packed, (2, 3), (0, 1)), np.float32).reshape(9, -1)
-    u = np.kron(g, g).astype(np.float32) @ taps
+    u = np.einsum("rk,kn->rn", np.kron(g, g).astype(np.float32), taps, optimize=False)
     return u.reshape((a, a) + packed.shape[:2] + packed.shape[4:])
 
 
