@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from types import SimpleNamespace
 
@@ -738,7 +739,6 @@ def test_idle_wait_outlasts_a_spinning_thread_and_its_limit_holds():
     once when none does, and after ``limit`` seconds at most."""
     import hashlib
     import threading
-    import time
 
     def spin(seconds):
         block, end = bytes(1 << 18), time.perf_counter() + seconds
@@ -876,6 +876,43 @@ def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):
     assert fourth.stats["searches"] == first.stats["searches"]
     assert_close_to_mxnet(fourth.run(x), mxnet_logits(network, x))
     assert json.load(open(path))  # rewritten, readable
+
+
+SAVE_RECORDS = """
+import sys, time
+from octconv.deploy.target import make_target
+from octconv.deploy.tuning import TileCache
+path, name, start = sys.argv[1:]
+target = make_target("haswell")
+time.sleep(max(0.0, float(start) - time.time()))  # both processes save at once
+for j in range(60):  # each save between another process's read and write would lose it
+    cache = TileCache(path)
+    cache.put(target, f"{name} {j}", [j], 1.0)
+    cache.save()
+"""
+
+
+def test_tile_caches_saved_side_by_side_keep_each_others_records(tmp_path):
+    """Two caches opened on one file, each with a search the other has not seen, both
+    saved: the file holds both records (the second save merges, where the records
+    read at opening would overwrite); likewise two processes saving record after
+    record at the same time (the merge under a lock)."""
+    path, target = str(tmp_path / "tiles.json"), make_target("haswell")
+    first, second = TileCache(path), TileCache(path)
+    first.put(target, "first", [1, 2], 0.5)
+    second.put(target, "second", [3, 4], 0.7)
+    first.save()
+    second.save()
+    again = TileCache(path)
+    assert again.get(target, "first") == (1, 2) and again.get(target, "second") == (3, 4)
+
+    shared = str(tmp_path / "shared.json")
+    start = str(time.time() + 4)  # once both have imported TVM
+    writers = [subprocess.Popen([sys.executable, "-c", SAVE_RECORDS, shared, name, start],
+                                cwd=ROOT) for name in ("a", "b")]
+    assert [w.wait() for w in writers] == [0, 0]
+    records = json.load(open(shared))["llvm -mcpu=haswell"]
+    assert sorted(records) == sorted(f"{n} {j}" for n in "ab" for j in range(60))
 
 
 def test_onnx_exports_are_kept_reused_and_exported_again_when_corrupt(tmp_path):
@@ -1265,7 +1302,6 @@ def test_table2_stops_timing_a_backend_only_when_it_is_clearly_not_the_fastest_o
     of 2 ms, MXNet's of 8, OpenVINO's of 1.8 and 2.6 by turns (slower by median, faster
     by its first quartile); MXNet is called 10 times, the others up to the round limit;
     a loose tolerance ends the loop after its first step."""
-    import time
     table2 = load_script("tools/table2.py")
     rng = np.random.default_rng(0)
     times = {("net", "tvm"): list(5 + rng.random(10)),

@@ -8,12 +8,14 @@ repeats) and keeps the fastest. Results are stored in a JSON file ``{target: {wo
 key: {"tile": ..., "ms": ...}}}`` (other measurements of a target, such as
 :mod:`octconv.deploy.algorithms`' choices, as ``{key: {"value": ...}}``), written atomically,
 and serve every thread count and epilogue of that workload, and every batch size that
-tunes to it.
+tunes to it. Processes sharing the file (compiles run side by side) keep each other's
+records: a save merges into what the file holds by then, under a lock.
 A cache file that cannot be read is ignored with a warning. For a target
 that cannot run on this machine (cross-compiling) nothing is measured: the best-guess
 tile is used and not cached. The searches of a whole network build their candidates
 in parallel processes (:func:`search_tiles`).
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -71,11 +73,7 @@ class TileCache:
         self.records = {}
         if os.path.exists(self.path):
             try:
-                with open(self.path) as f:
-                    records = json.load(f)
-                if not isinstance(records, dict):
-                    raise ValueError("top level is not an object")
-                self.records = records
+                self.records = _read_records(self.path)
             except (OSError, ValueError) as err:
                 warnings.warn(f"ignoring the unreadable TVM tuning cache {self.path} "
                               f"({err}); it will be rewritten", RuntimeWarning)
@@ -111,10 +109,34 @@ class TileCache:
         self.records.setdefault(describe(target), {})[key] = {"value": value}
 
     def save(self):
+        """Write the records, merged under a lock into those the file holds now (another
+        process may have saved its searches since this one read it; where both hold a
+        key, this process's record is written). A file unreadable by now is replaced."""
         def dump(tmp):
             with open(tmp, "w") as f:
                 json.dump(self.records, f, indent=0, sort_keys=True)
-        write_atomically(self.path, dump)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            try:
+                merged = _read_records(self.path)
+            except (OSError, ValueError):
+                merged = {}
+            for target, records in self.records.items():
+                if not isinstance(merged.get(target), dict):
+                    merged[target] = {}
+                merged[target].update(records)
+            self.records = merged
+            write_atomically(self.path, dump)
+
+
+def _read_records(path):
+    """The records of a cache file (ValueError if it is not a JSON object)."""
+    with open(path) as f:
+        records = json.load(f)
+    if not isinstance(records, dict):
+        raise ValueError("top level is not an object")
+    return records
 
 
 def scheduled_func(kernel, tile):
