@@ -895,8 +895,9 @@ for j in range(60):  # each save between another process's read and write would 
 def test_tile_caches_saved_side_by_side_keep_each_others_records(tmp_path):
     """Two caches opened on one file, each with a search the other has not seen, both
     saved: the file holds both records (the second save merges, where the records
-    read at opening would overwrite); likewise two processes saving record after
-    record at the same time (the merge under a lock)."""
+    read at opening would overwrite), and a record saved by one after the other read
+    the file is not overwritten by that reader's old copy; likewise two processes
+    saving record after record at the same time (the merge under a lock)."""
     path, target = str(tmp_path / "tiles.json"), make_target("haswell")
     first, second = TileCache(path), TileCache(path)
     first.put(target, "first", [1, 2], 0.5)
@@ -905,6 +906,13 @@ def test_tile_caches_saved_side_by_side_keep_each_others_records(tmp_path):
     second.save()
     again = TileCache(path)
     assert again.get(target, "first") == (1, 2) and again.get(target, "second") == (3, 4)
+    newer = TileCache(path)  # a record searched again elsewhere after `again` read it
+    newer.put(target, "first", [5, 6], 0.4)
+    newer.save()
+    again.put(target, "third", [7, 8], 0.1)
+    again.save()  # writes its own record, not its old copy of the other's
+    assert TileCache(path).get(target, "first") == (5, 6)
+    assert TileCache(path).get(target, "third") == (7, 8)
 
     shared = str(tmp_path / "shared.json")
     start = str(time.time() + 4)  # once both have imported TVM

@@ -71,6 +71,7 @@ class TileCache:
         self.path = path or default_cache_path()
         self.searches = 0
         self.records = {}
+        self._put = set()  # (target name, key) of the records put since opening
         if os.path.exists(self.path):
             try:
                 self.records = _read_records(self.path)
@@ -97,7 +98,7 @@ class TileCache:
         return sum(key.startswith(f"v{SCHEDULE_VERSION} ") for key in self.records.get(name, {}))
 
     def put(self, target, key, tile, ms):
-        self.records.setdefault(describe(target), {})[key] = {"tile": tile, "ms": ms}
+        self._store(describe(target), key, {"tile": tile, "ms": ms})
 
     def value(self, target, key):
         """A measurement recorded under ``key`` (:meth:`put_value`): a number, or None."""
@@ -106,12 +107,17 @@ class TileCache:
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     def put_value(self, target, key, value):
-        self.records.setdefault(describe(target), {})[key] = {"value": value}
+        self._store(describe(target), key, {"value": value})
+
+    def _store(self, name, key, record):
+        self.records.setdefault(name, {})[key] = record
+        self._put.add((name, key))
 
     def save(self):
         """Write the records, merged under a lock into those the file holds now (another
-        process may have saved its searches since this one read it; where both hold a
-        key, this process's record is written). A file unreadable by now is replaced."""
+        process may have saved its searches since this one read it): the records put
+        here replace the file's, those read at opening fill only what the file lacks. A
+        file unreadable by now is replaced."""
         def dump(tmp):
             with open(tmp, "w") as f:
                 json.dump(self.records, f, indent=0, sort_keys=True)
@@ -122,10 +128,12 @@ class TileCache:
                 merged = _read_records(self.path)
             except (OSError, ValueError):
                 merged = {}
-            for target, records in self.records.items():
-                if not isinstance(merged.get(target), dict):
-                    merged[target] = {}
-                merged[target].update(records)
+            for name, records in self.records.items():
+                if not isinstance(merged.get(name), dict):
+                    merged[name] = {}
+                for key, record in records.items():
+                    if (name, key) in self._put or key not in merged[name]:
+                        merged[name][key] = record
             self.records = merged
             write_atomically(self.path, dump)
 
