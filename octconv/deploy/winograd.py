@@ -70,8 +70,9 @@ def transform_weight(packed, m):
     """Direct weights packed (OB, IB, 3, 3, ib, ob) to Winograd's (a, a, OB, IB, ib, ob):
     ``G g Gt`` for every pair of channels at once, as one matrix product of ``G (x) G``
     (a*a x 9) with the nine taps of all pairs (9 x OB IB ib ob), whose result is already
-    in the transformed layout (5-10 x faster than two float64 tensordots, with one
-    temporary array instead of five).
+    in the transformed layout, with one temporary array instead of five (512 -> 512
+    channels: 4.5-4.8 x faster than two float64 tensordots by F(2x2), 2.4-2.7 x by
+    F(4x4)).
 
     The product is numpy's own ``einsum`` loop, not BLAS: the library cache names a
     library by these bytes, and BLAS's result changes in the last bits with its thread
