@@ -210,6 +210,9 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, bat
     K.Conv((1, 2, 14, 14, 16), 2, 16, 2, 1, 1, 1, 0, K.Epilogue((("bias",), ("act", "relu")))),
     K.Conv((1, 4, 14, 14, 16), 3, 16, 4, 1, 1, 1, 0,
            K.Epilogue((("bias",), ("add", (1, 3, 14, 14, 16), "direct", 0)))),
+    K.Conv((2, 8, 7, 7, 16), 8, 16, 8, 1, 1, 1, 0,
+           K.Epilogue((("bias",), ("add", (2, 9, 4, 4, 16), "up2", 1), ("act", "relu")))),
+    K.Conv((1, 16, 7, 7, 8), 16, 8, 8, 2, 1, 1, 0, K.Epilogue((("bias",),))),
     K.Conv((1, 4, 13, 13, 8), 3, 8, 4, 1, 3, 2, 1, K.Epilogue((("bias",), ("act", "relu6")))),
     K.Conv((2, 8, 7, 7, 8), 1, 8, 8, 1, 3, 1, 1, K.Epilogue((("bias",),))),
     K.Conv((1, 2, 9, 9, 8), 4, 8, 1, 2, 3, 2, 1,
@@ -229,17 +232,24 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, bat
     Winograd((1, 1, 10, 10, 16), 2, 16, 1, 4,
              K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2", 0)))),
     Winograd((1, 2, 8, 8, 16), 4, 16, 1, 4, K.Epilogue((("bias",),))),
-], ids=["conv1x1", "conv1x1-wide-blocked", "conv3x3-strided-blocked", "conv3x3-8lane-batch2",
+], ids=["conv1x1", "conv1x1-wide-blocked", "conv1x1-7px-batch2-up2", "grouped-1x1-7px",
+        "conv3x3-strided-blocked", "conv3x3-8lane-batch2",
         "grouped-strided", "conv3x3-up2", "depthwise", "depthwise-batch2",
         "depthwise-row-chunks", "depthwise-whole-map", "conv1x1-images", "dense-batch6",
         "maxpool-padded",
         "avgpool-padded", "avgpool-ceil", "winograd2", "winograd4-up2", "winograd4-4x4-tiles"])
 def test_every_candidate_tile_computes_the_same(kernel):
-    """Every schedule the search may pick equals the unscheduled computation."""
+    """Every schedule the search may pick equals the unscheduled computation (the 7 px
+    1x1 convolutions' include tiles that pad the flat pixels)."""
     target = make_target()
     if not runs_here(target):
         pytest.skip("host target not runnable")
-    tiles = kernel.tiles(vector_lanes(target))
+    _assert_tiles_compute_the_same(kernel, kernel.tiles(vector_lanes(target)), target)
+
+
+def _assert_tiles_compute_the_same(kernel, tiles, target):
+    """``kernel`` scheduled with each of ``tiles`` and built for ``target`` gives what
+    its unscheduled computation gives, on random inputs."""
     inputs, output = kernel.compute()
     funcs = {"plain": te.create_prim_func(inputs + [output]).with_attr("global_symbol", "plain")}
     for j, tile in enumerate(tiles):
@@ -258,6 +268,34 @@ def test_every_candidate_tile_computes_the_same(kernel):
     for j, tile in enumerate(tiles):
         np.testing.assert_allclose(run(f"tile{j}"), expected, rtol=1e-5, atol=1e-5,
                                    err_msg=f"tile {tile}")
+
+
+def test_1x1_convolutions_on_7px_maps_take_tiles_of_several_pixels_with_avx2():
+    """ResNet-50's 7 px 1x1 layers with AVX2 code: a 16-channel block takes two of the
+    12 accumulator registers, so no row of 7 pixels fits and 49 pixels have no other
+    divisor; the first register tiles pad each image's flat pixels to whole tiles of
+    several pixels (each weight loaded serves them all) instead of holding one, those
+    tiles compute what the unpadded computation does (built for this machine), and
+    threads still split the output blocks (in the convolution and in its epilogue's
+    pass), into at least 8 parts however few blocks a tile leaves."""
+    bias = K.Epilogue((("bias",), ("add", (1, 4, 7, 7, 16), "direct", 0), ("act", "relu")))
+    kernel = K.Conv((1, 16, 7, 7, 16), 4, 16, 16, 1, 1, 1, 0, bias)
+    tiles = kernel.tiles(8)
+    wide = K.ConvTile(*kernel.wide_tile(8), 16)  # 1 pixel x 2 blocks: its own reason
+    assert all(tile.cols > 1 for tile in tiles[:4] if tile != wide), tiles[:4]
+    padded = [tile for tile in tiles if 49 % tile.cols]
+    assert len(padded) >= 4
+    for tile in padded:
+        for block in ("conv", "epilogue"):
+            assert _first_thread_range(kernel, tile, block, axis=1) == (0, 1, 4), tile
+        assert _first_thread_range(kernel, tile, "epilogue", axis=2) == (0, 6, 7), tile
+        assert _parallel_extents(kernel, tile)[0] >= 8, tile  # not 4 / out_blocks
+    target = make_target()
+    if runs_here(target):
+        _assert_tiles_compute_the_same(kernel, padded, target)
+    # with AVX-512's one register a block, 7 pixels x 2 blocks fit: first, unpadded
+    best = kernel.tiles(16)[0]
+    assert (best.cols, best.out_blocks) == (7, 2)
 
 
 @pytest.mark.parametrize("kernel", [K.Pool((1, 2, 9, 9, 16), "avg", 2, 2, 0, True),

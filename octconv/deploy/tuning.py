@@ -149,7 +149,7 @@ def _read_records(path):
 
 def scheduled_func(kernel, tile):
     """The kernel's PrimFunc, scheduled with ``tile``."""
-    inputs, output = kernel.compute()
+    inputs, output = kernel.compute_for(tile)
     sch = s_tir.Schedule(te.create_prim_func(inputs + [output]))
     kernel.schedule(sch, tile)
     return sch.mod["main"].with_attr("tir.is_scheduled", True)
