@@ -38,10 +38,10 @@ CACHED_BYTES = 16 << 20
 # the L1 data cache a wide tile's weights must fit (AMD Zen's; Intel's are 32-48 KB)
 L1_BYTES = 32 << 10
 # the guessed cost, as a fraction of a tile's work, of a 1x1 convolution's tile that pads
-# the map's flat pixels (their results pass through memory to the epilogue), and of one
-# that holds a single pixel (each weight it loads serves one pixel); see
-# Conv.register_tiles
-PADDED_TILE_COST = 0.1
+# the map's flat pixels (their results pass through memory to the epilogue: guessed
+# slower than a whole-row tile within the budget), and of one that holds a single pixel
+# (each weight it loads serves one pixel); see Conv.register_tiles
+PADDED_TILE_COST = 0.4
 ONE_PIXEL_TILE_COST = 0.5
 # bands of rows a kernel's parallel loop is cut into (see row_parts): 8 keep each of up
 # to 8 threads on its own rows
@@ -428,13 +428,15 @@ class Conv(Kernel):
         first: no ragged edge (a partial tile costs more than its share), then about
         8-12 accumulators (20-24 with AVX-512). A 1x1 stride-1 convolution tiles flat
         pixels (rows is 1, cols counts pixels): whole rows or a divisor of a row, or,
-        where it :meth:`_may_pad` the pixels, any count (guessed a little slower:
-        :data:`PADDED_TILE_COST`); there a tile of one pixel, which loads each weight
+        where it :meth:`_may_pad` the pixels, any count (guessed slower than a tile of
+        whole rows: :data:`PADDED_TILE_COST`); there a tile of one pixel, which loads each weight
         for that pixel alone, comes after those of several (:data:`ONE_PIXEL_TILE_COST`).
         On 7 px maps with AVX2 code, where 16-channel blocks take two registers each and
         no whole row fits the budget, padded tiles of 2 to 6 pixels ran a 2048 -> 512
         channel layer in 0.96-1.05 ms against 1.33 for the best one-pixel tile (a Zen 4
-        core); Oct-ResNet-50 alpha .75 ran 11 % faster, ResNet-50 7 %."""
+        core); Oct-ResNet-50 alpha .75 ran 11 % faster, ResNet-50 7 %. With AVX-512
+        code the whole rows fit and stay ahead: there 7 pixels x 1 or 2 blocks ran the
+        same layer in 0.88-0.90 ms, padded tiles of 5 or 10 pixels in 0.91-0.96."""
         _, _, oh, ow, _ = self.out_shape
         vectors, budget = _accumulators(self.out_block, lanes)
         per_group = self.out_blocks // self.groups
