@@ -7,12 +7,14 @@ frozen dataclass derived from :class:`Kernel`: its fields are the whole workload
 whose timing decides its tile (batch 1 unless its data outgrow the cache, no epilogue
 inputs, so that batched calls and other epilogues share one search), ``tiles(lanes)``
 lists its candidate tiles best-guess first, ``compute()`` returns the TE tensors
-``(inputs, output)`` and ``schedule(sch, tile)`` schedules its PrimFunc. Every schedule
-makes its outermost loop parallel (the thread count is chosen when the network runs),
-over bands of output rows first and channel blocks within a band (:func:`row_parts`), so
-that on several threads each computes the rows whose inputs it computed before; where
-a map has more channels than pixels, or a convolution's weights outweigh its input
-map, over channel blocks first (:func:`split_order`, :attr:`Conv.bands_first`).
+``(inputs, output)``, ``compute_for(tile)`` those that ``schedule(sch, tile)`` schedules
+into its PrimFunc (the same, unless a tile needs the computation in another form: a
+1x1 convolution's padded pixels). Every schedule makes its outermost loop parallel
+(the thread count is chosen when the network runs), over bands of output rows first
+and channel blocks within a band (:func:`row_parts`), so that on several threads each
+computes the rows whose inputs it computed before; where a map has more channels than
+pixels, or a convolution's weights outweigh its input map, over channel blocks first
+(:func:`split_order`, :attr:`Conv.bands_first`).
 
 Fused epilogues (:class:`Epilogue`) follow a convolution or start a point-wise kernel:
 a sequence of per-channel affine steps (folded or unfolded BatchNorm, conv bias), adds
