@@ -8,13 +8,15 @@ reason, without the C++ stack). :class:`ArgumentParser` and the argument types b
 turn command-line mistakes into the same one line.
 """
 import argparse
+import contextlib
 import functools
 import os
 import re
+import signal
 import sys
 
 __all__ = ["UserError", "command", "mxnet_reason", "ArgumentParser", "add_checkpoint_arguments",
-           "positive_int",
+           "exit_on_stop_signals", "positive_int",
            "size_list", "exchange_paths", "output_path", "output_folder"]
 
 
@@ -54,6 +56,25 @@ def command(main):
         print(f"error: {' '.join(message.split())}", file=sys.stderr)  # one line
         return 2
     return run
+
+
+@contextlib.contextmanager
+def exit_on_stop_signals():
+    """Within this context, SIGTERM and SIGHUP to the process raise ``SystemExit``
+    (exit code 128 + the signal's number), as Ctrl-C raises ``KeyboardInterrupt``, so
+    that the ``finally`` clauses of a command that starts child processes stop them.
+    (By default either signal ends the process at once, and its children run on: a
+    killed table run's worker went on timing beside the next run.) The previous
+    handlers are restored on leaving. Main thread only, as every signal handler."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM,
+                                                                     signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -1,8 +1,13 @@
 """Every command line on bad input: exit code 2, one stderr line naming the problem, no
-traceback, nothing half-written left behind. One table, run in process."""
+traceback, nothing half-written left behind. One table, run in process. Tools that
+start processes stop them when they are stopped."""
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import mxnet as mx
 import pytest
@@ -189,3 +194,59 @@ def test_bad_input_is_one_line_and_leaves_nothing_behind(case, bad):
     assert message in lines[0] and "Traceback" not in lines[0], lines[0]
     assert not _temporaries(bad["root"])
     assert not os.path.exists(os.path.join(bad["root"], "n.rec"))
+
+
+def _children(pid):
+    """The processes whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _running(pid):
+    """Whether process ``pid`` exists and has not ended (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+@pytest.mark.parametrize("tool, args, started", [
+    ("tools/table2.py", ("--only", "mobilenet", "--threads", "1", "--no-batch", "--cache",
+                         "{tmp}/tiles.json", "--out-dir", "{tmp}/out"), 1),
+    ("tools/launch.py", ("-n", "1", "-s", "1", "--", sys.executable, "-c",
+                         "import time; time.sleep(300)"), 3),
+], ids=["table2-worker", "launch-scheduler-server-worker"])
+def test_a_stopped_tool_stops_the_processes_it_started(tool, args, started, tmp_path):
+    """SIGTERM to a tool while its child processes run (the table's timing worker; a
+    launch's scheduler, server and worker) ends them too, and the tool exits with 128 +
+    the signal. (The signal used to end the tool alone: a killed table run's worker went
+    on timing beside the next run.)"""
+    tool = subprocess.Popen([sys.executable, os.path.join(ROOT, tool),
+                             *(arg.format(tmp=tmp_path) for arg in args)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(children := _children(tool.pid)) < started:
+            assert tool.poll() is None and time.monotonic() < deadline, tool.returncode
+            time.sleep(0.2)
+        tool.send_signal(signal.SIGTERM)
+        assert tool.wait(timeout=60) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 30
+        while any(map(_running, children)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in children if _running(pid)]
+    finally:
+        for pid in [tool.pid] + children:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)

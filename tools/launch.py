@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 
-from octconv.cli import ArgumentParser, command, positive_int
+from octconv.cli import ArgumentParser, command, exit_on_stop_signals, positive_int
 
 
 def free_port():
@@ -75,7 +75,8 @@ def main(argv=None):
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the worker command after --")
-    return launch(command, args.workers, args.servers, args.port)
+    with exit_on_stop_signals():  # a stopped launch stops its scheduler, servers, workers
+        return launch(command, args.workers, args.servers, args.port)
 
 
 if __name__ == "__main__":
