@@ -415,7 +415,7 @@ class Conv(Kernel):
         """The flat pixels of each image that a 1x1 convolution computes with ``tile``
         when the tile's pixels do not fit its map (:meth:`_flat_tile_fits`): the map's,
         rounded up to whole tiles; None when they fit."""
-        if tile is None or not self.pointwise or self._flat_tile_fits(tile[1]):
+        if not self.pointwise or self._flat_tile_fits(tile[1]):
             return None
         return -(-self._flat_pixels() // tile[1]) * tile[1]
 
