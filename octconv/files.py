@@ -10,7 +10,7 @@ import os
 import re
 import tempfile
 
-__all__ = ["write_atomically", "remove_orphans"]
+__all__ = ["write_atomically", "remove_orphans", "process_running"]
 
 _TEMPORARY = re.compile(r"^\..+\.(\d+)-[^.]+\.tmp")
 
@@ -39,18 +39,28 @@ def remove_orphans(folder):
     process no longer runs."""
     for path in glob.glob(os.path.join(glob.escape(folder), ".*.tmp*")):
         found = _TEMPORARY.match(os.path.basename(path))
-        if found and not _running(int(found.group(1))):
+        if found and not process_running(int(found.group(1))):
             try:
                 os.remove(path)
             except FileNotFoundError:  # another writer removed it first
                 pass
 
 
-def _running(pid):
+def process_running(pid):
+    """Whether process ``pid`` exists and has not ended. A zombie (ended, not yet reaped
+    by its parent, as in a container whose first process reaps nothing) has ended; where
+    /proc is missing, a process that exists counts as running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
+        pass
+    if not os.path.isdir("/proc/self"):
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:  # ended meanwhile
+        return False
+    return state not in ("Z", "X")  # zombie, dead

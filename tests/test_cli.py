@@ -13,6 +13,7 @@ import mxnet as mx
 import pytest
 
 from helpers import run_script
+from octconv.files import process_running, remove_orphans, write_atomically
 from octconv.gluon import get_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -210,13 +211,39 @@ def _children(pid):
     return found
 
 
-def _running(pid):
-    """Whether process ``pid`` exists and has not ended (a zombie has)."""
+def _state(pid):
+    """Process ``pid``'s state letter from /proc (``Z``: ended, not reaped), or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
-        return False
+        return None
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_temporary_files_of_ended_writers_go_and_of_running_ones_stay(tmp_path):
+    # a writer killed mid-write whose parent has not reaped it yet (a zombie, as under
+    # a container's first process that reaps nothing) has ended: its file goes
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while _state(ended.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _state(ended.pid) == "Z" and _state(live.pid) not in (None, "Z")
+        names = {pid: f".model.params.{pid}-ab12.tmp" for pid in (live.pid, ended.pid)}
+        for name in names.values():
+            (tmp_path / name).write_bytes(b"half a file")
+        assert process_running(live.pid) and not process_running(ended.pid)
+        remove_orphans(str(tmp_path))
+        assert sorted(os.listdir(tmp_path)) == [names[live.pid]]
+        write_atomically(str(tmp_path / "model.params"), lambda p: open(p, "wb").close())
+        assert sorted(os.listdir(tmp_path)) == sorted([names[live.pid], "model.params"])
+    finally:
+        live.kill()
+        live.wait()
+        ended.wait()
+    assert not process_running(live.pid)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
@@ -243,10 +270,10 @@ def test_a_stopped_tool_stops_the_processes_it_started(tool, args, started, tmp_
         tool.send_signal(signal.SIGTERM)
         assert tool.wait(timeout=60) == 128 + signal.SIGTERM
         deadline = time.monotonic() + 30
-        while any(map(_running, children)) and time.monotonic() < deadline:
+        while any(map(process_running, children)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not [pid for pid in children if _running(pid)]
+        assert not [pid for pid in children if process_running(pid)]
     finally:
         for pid in [tool.pid] + children:
-            if _running(pid):
+            if process_running(pid):
                 os.kill(pid, signal.SIGKILL)
