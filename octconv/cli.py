@@ -13,10 +13,11 @@ import functools
 import os
 import re
 import signal
+import subprocess
 import sys
 
 __all__ = ["UserError", "command", "mxnet_reason", "ArgumentParser", "add_checkpoint_arguments",
-           "exit_on_stop_signals", "positive_int",
+           "child_processes", "positive_int",
            "size_list", "exchange_paths", "output_path", "output_folder"]
 
 
@@ -59,20 +60,32 @@ def command(main):
 
 
 @contextlib.contextmanager
-def exit_on_stop_signals():
-    """Within this context, SIGTERM and SIGHUP to the process raise ``SystemExit``
-    (exit code 128 + the signal's number), as Ctrl-C raises ``KeyboardInterrupt``, so
-    that the ``finally`` clauses of a command that starts child processes stop them.
-    (By default either signal ends the process at once, and its children run on: a
-    killed table run's worker went on timing beside the next run.) The previous
-    handlers are restored on leaving. Main thread only, as every signal handler."""
+def child_processes():
+    """``with child_processes() as children:``, for a command that starts processes
+    (``subprocess.Popen``) and appends them to ``children``: however the block is left
+    (normally, by an error, Ctrl-C, or SIGTERM or SIGHUP, which raise ``SystemExit``
+    with exit code 128 + the signal's number inside it), the children still running are
+    terminated and waited for (killed after 30 s). By default either signal ends the
+    process at once and its children run on (a killed table run's worker went on timing
+    beside the next run). The previous signal handlers are restored on leaving; main
+    thread only, as every signal handler."""
     def stop(signum, frame):
         raise SystemExit(128 + signum)
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM,
                                                                      signal.SIGHUP)}
+    children = []
     try:
-        yield
+        yield children
     finally:
+        running = [child for child in children if child.poll() is None]
+        for child in running:
+            child.terminate()
+        for child in running:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 
-from octconv.cli import ArgumentParser, command, exit_on_stop_signals, positive_int
+from octconv.cli import ArgumentParser, child_processes, command, positive_int
 
 
 def free_port():
@@ -41,13 +41,14 @@ def launch(command, workers, servers, port=None):
     env = dict(os.environ, DMLC_PS_ROOT_URI="127.0.0.1", DMLC_PS_ROOT_PORT=str(port or free_port()),
                DMLC_NUM_SERVER=str(servers), DMLC_NUM_WORKER=str(workers))
     idle = [sys.executable, "-c", "import mxnet"]
-    helpers = [subprocess.Popen(idle, env=dict(env, DMLC_ROLE=role))
-               for role in ["scheduler"] + ["server"] * servers]
-    procs, relays = [], []
-    try:
+    with child_processes() as children:  # stopping launch stops them all
+        children += [subprocess.Popen(idle, env=dict(env, DMLC_ROLE=role))
+                     for role in ["scheduler"] + ["server"] * servers]
+        procs, relays = [], []
         for rank in range(workers):
             proc = subprocess.Popen(command, env=dict(env, DMLC_ROLE="worker"), text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            children.append(proc)
             relay = threading.Thread(target=_relay, args=(proc.stdout, f"[worker {rank}] "))
             relay.start()
             procs.append(proc)
@@ -55,12 +56,6 @@ def launch(command, workers, servers, port=None):
         codes = [p.wait() for p in procs]
         for relay in relays:
             relay.join()
-    finally:
-        for proc in procs + helpers:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in helpers:
-            proc.wait(timeout=30)
     return max(codes, key=abs)
 
 
@@ -75,8 +70,7 @@ def main(argv=None):
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the worker command after --")
-    with exit_on_stop_signals():  # a stopped launch stops its scheduler, servers, workers
-        return launch(command, args.workers, args.servers, args.port)
+    return launch(command, args.workers, args.servers, args.port)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 
-from octconv.cli import (ArgumentParser, command, exit_on_stop_signals, output_folder,
+from octconv.cli import (ArgumentParser, child_processes, command, output_folder,
                          output_path, positive_int)
 
 # (group, row label, source, name, alpha, vanilla twin label)
@@ -501,20 +501,6 @@ def parse(argv):
     return args
 
 
-def run_worker(command, env):
-    """Run a worker process to its end (``CalledProcessError`` if it fails); if this
-    process stops first (an error, Ctrl-C, SIGTERM or SIGHUP: see
-    :func:`octconv.cli.exit_on_stop_signals`), the worker is stopped too."""
-    process = subprocess.Popen(command, env=env)
-    try:
-        if process.wait():
-            raise subprocess.CalledProcessError(process.returncode, command)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait()
-
-
 @command
 def main(argv=None):
     args = parse(argv)
@@ -531,7 +517,7 @@ def main(argv=None):
     cached_before = cache.usable(target)  # (other targets' and older versions' do not count)
     start = time.perf_counter()
     workers = []
-    with exit_on_stop_signals(), tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, child_processes() as children:
         for threads in counts:
             path = os.path.join(folder, f"{threads}.json")
             command = [sys.executable, os.path.abspath(__file__), "--worker", str(threads),
@@ -542,7 +528,10 @@ def main(argv=None):
                                 ("--cache", cache.path)):
                 if value:
                     command += [flag, value]
-            run_worker(command, dict(os.environ, OMP_NUM_THREADS=str(threads)))
+            children.append(subprocess.Popen(
+                command, env=dict(os.environ, OMP_NUM_THREADS=str(threads))))
+            if children[-1].wait():  # a stopped table run stops its worker (child_processes)
+                raise subprocess.CalledProcessError(children[-1].returncode, command)
             with open(path) as f:
                 workers.append(json.load(f))
     wall = time.perf_counter() - start
