@@ -102,7 +102,8 @@ def main(argv=None):
         tvm_ms = result["ms"]["tvm"]["median"]
         for backend, ms in result["ms"].items():
             diff = result["max_diff"].get(backend)
-            agree = "" if diff is None else f"   max |diff| vs MXNet {diff:.2g}"
+            agree = "" if diff is None else \
+                f"   max |diff| vs MXNet {diff / max(result['scale'], 1e-12):.2g} x max |out|"
             versus = ""
             if backend != "tvm":
                 low, high = ratio_interval(result["times"]["tvm"], result["times"][backend])

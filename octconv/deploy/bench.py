@@ -95,7 +95,11 @@ def gluoncv_network(name, size=224):
 
 
 class _MXNet:
+    """MXNet's executor (oneDNN's graph pass, whose notice on stderr at each bind is
+    turned off unless the environment asks for it)."""
+
     def __init__(self, network, x):
+        os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
         args = {k: mx.nd.array(v) for k, v in network.params.items()}
         args["data"] = mx.nd.array(x)
         wanted_args = set(network.symbol.list_arguments())
