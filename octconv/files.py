@@ -8,7 +8,7 @@ and the next writer in that folder removes it (:func:`remove_orphans`).
 import glob
 import os
 import re
-import tempfile
+import secrets
 
 __all__ = ["write_atomically", "remove_orphans", "process_running"]
 
@@ -23,15 +23,27 @@ def write_atomically(path, write, suffix=""):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     remove_orphans(folder)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.{os.getpid()}-",
-                               suffix=".tmp" + suffix)
-    os.close(fd)
+    tmp = _create_temporary(folder, os.path.basename(path), suffix)
     try:
         write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _create_temporary(folder, name, suffix):
+    """Create an empty temporary file for ``name`` in ``folder`` and return its path.
+    It gets the permissions of any new file (0666 less the umask; ``tempfile.mkstemp``
+    gives the owner alone access, and a writer that reopens the file keeps them), so
+    that a checkpoint or a library is readable by whoever may read its folder."""
+    while True:
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}-{secrets.token_hex(6)}.tmp{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def remove_orphans(folder):

@@ -221,6 +221,20 @@ def _state(pid):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_permissions_of_new_files(tmp_path, umask):
+    # a checkpoint or an exported library must be readable by whoever the umask lets
+    # read new files (they were the owner's alone, from a temporary file's permissions)
+    old = os.umask(umask)
+    try:
+        write_atomically(str(tmp_path / "a.params"), lambda p: open(p, "wb").write(b"x"))
+        write_atomically(str(tmp_path / "b.so"), lambda p: shutil.copyfile(__file__, p))
+    finally:
+        os.umask(old)
+    for name in ("a.params", "b.so"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o666 & ~umask, name
+
+
 def test_temporary_files_of_ended_writers_go_and_of_running_ones_stay(tmp_path):
     # a writer killed mid-write whose parent has not reaped it yet (a zombie, as under
     # a container's first process that reaps nothing) has ended: its file goes
