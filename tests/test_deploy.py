@@ -865,9 +865,12 @@ def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
                                  capture_output=True, text=True).stdout
         assert printed.split() == [expected]
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), compiled.run(x))
-    np.testing.assert_array_equal(load_library(library)(x), compiled.run(x))
-    with pytest.raises(ValueError, match=r"compiled for inputs of shape \(1, 3, 33, 33\)"):
-        compiled.run(image(35))
+    reloaded = load_library(library)
+    np.testing.assert_array_equal(reloaded(x), compiled.run(x))
+    assert reloaded.input_shape == (1, 3, 33, 33)  # kept in the library
+    for run in (compiled.run, reloaded):
+        with pytest.raises(ValueError, match=r"compiled for inputs of shape \(1, 3, 33, 33\)"):
+            run(image(35))
 
 
 def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):

@@ -35,20 +35,29 @@ __all__ = ["CompiledNetwork", "compile_symbol", "load_library"]
 
 # the version of how a network's library is assembled from its kernels here (part of a
 # cached library's key beside the kernels' schedule version): 2, the per-image slices
-# and the stacking scheduled; 3, the kernels built in build processes and linked
-ASSEMBLY = 3
+# and the stacking scheduled; 3, the kernels built in build processes and linked; 4, a
+# function giving the input shape
+ASSEMBLY = 4
+# the library's function giving the input shape it was compiled for
+INPUT_SHAPE = "input_shape"
 
 
 class _Runner:
     """Calls a Relax VM's ``main`` with a fixed thread count, on inputs of
-    ``input_shape`` (a ValueError otherwise; None: not checked here, the VM's own check
-    raises a TVM error). The input is copied into one TVM tensor kept from call to
-    call: a new one each call cost its fresh pages (0.3 ms of a 25 ms batch-8 call of
-    MobileNet v2 1.0 here)."""
+    ``input_shape`` (a ValueError otherwise; None: the shape the library gives, or, in
+    a library exported before it gave one, not checked here, the VM's own check raising
+    a TVM error). The input is copied into one TVM tensor kept from call to call: a new
+    one each call cost its fresh pages (0.3 ms of a 25 ms batch-8 call of MobileNet v2
+    1.0 here)."""
 
     def __init__(self, module, input_shape, threads):
         self.vm = relax.VirtualMachine(module, tvm.cpu())
-        self.input_shape = None if input_shape is None else tuple(input_shape)
+        if input_shape is None:
+            try:
+                input_shape = self.vm[INPUT_SHAPE]()
+            except AttributeError:  # no such function
+                pass
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.threads = threads
         self._data = None
 
@@ -142,7 +151,8 @@ class CompiledNetwork:
 
 def load_library(path, threads=1):
     """A callable ``x -> logits`` from a library written by :meth:`CompiledNetwork.export`,
-    running on ``threads`` threads (0: all cores). Inputs must have the compiled shape."""
+    running on ``threads`` threads (0: all cores). Inputs must have the compiled shape,
+    which the callable's ``input_shape`` holds (a ValueError otherwise)."""
     return _Runner(tvm.runtime.load_module(path), None, resolve_threads(threads))
 
 
@@ -203,6 +213,8 @@ def _relax_module(program, tiles):
                 emit(call, values, data)
             out = bb.emit_output(values[-1])
         bb.emit_func_output(out)
+    with bb.function(INPUT_SHAPE, []):  # what load_library checks inputs against
+        bb.emit_func_output(relax.ShapeExpr(program.input_shape))
     return bb.get()
 
 
