@@ -871,6 +871,17 @@ def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
     for run in (compiled.run, reloaded):
         with pytest.raises(ValueError, match=r"compiled for inputs of shape \(1, 3, 33, 33\)"):
             run(image(35))
+    whole = open(library, "rb").read()
+    cut = tmp_path / "cut.so"  # copies cut short, as by a full disk (loaded: a bus error)
+    for end in (4096, len(whole) // 2, len(whole) - 1):
+        cut.write_bytes(whole[:end])
+        with pytest.raises(ValueError, match=f"{cut} is cut short"):
+            load_library(str(cut))
+    (tmp_path / "text.so").write_text("not a library")
+    with pytest.raises(ValueError, match="text.so is not a library written by"):
+        load_library(str(tmp_path / "text.so"))
+    with pytest.raises(ValueError, match="no compiled library at .*missing.so"):
+        load_library(str(tmp_path / "missing.so"))
 
 
 def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):

@@ -9,6 +9,7 @@ processes (:mod:`octconv.deploy.builders`), and loaded from there.
 """
 import os
 import shutil
+import struct
 import tempfile
 import time
 import warnings
@@ -152,8 +153,40 @@ class CompiledNetwork:
 def load_library(path, threads=1):
     """A callable ``x -> logits`` from a library written by :meth:`CompiledNetwork.export`,
     running on ``threads`` threads (0: all cores). Inputs must have the compiled shape,
-    which the callable's ``input_shape`` holds (a ValueError otherwise)."""
-    return _Runner(tvm.runtime.load_module(path), None, resolve_threads(threads))
+    which the callable's ``input_shape`` holds (a ValueError otherwise). A missing file,
+    or one that is not such a library, is a ValueError naming it."""
+    threads = resolve_threads(threads)
+    if not os.path.isfile(path):
+        raise ValueError(f"no compiled library at {path}")
+    if _cut_short(path):
+        raise ValueError(f"{path} is cut short (its headers point past its end); copy or "
+                         "export it again")
+    try:
+        return _Runner(tvm.runtime.load_module(path), None, threads)
+    except (RuntimeError, AttributeError) as error:  # not loadable; no Relax VM in it
+        reason = str(error).strip().splitlines()[-1]
+        raise ValueError(f"{path} is not a library written by CompiledNetwork.export: "
+                         f"{reason}") from None
+
+
+def _cut_short(path):
+    """Whether ``path``, a 64-bit little-endian ELF file, ends before the section headers
+    or a segment its headers place (loading such a library maps pages past the end of
+    the file, and the first read of one kills the process with SIGBUS). Other files
+    are left to the loader, which refuses them with an error."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        header = f.read(64)
+        if len(header) < 64 or header[:6] != b"\x7fELF\x02\x01":
+            return False
+        ph_offset, sh_offset = struct.unpack_from("<QQ", header, 32)
+        ph_size, ph_count, sh_size, sh_count = struct.unpack_from("<HHHH", header, 54)
+        if sh_offset + sh_size * sh_count > size or ph_offset + ph_size * ph_count > size:
+            return True
+        f.seek(ph_offset)
+        table = f.read(ph_size * ph_count)
+    segments = (struct.unpack_from("<8xQ16xQ", table, j * ph_size) for j in range(ph_count))
+    return any(offset + length > size for offset, length in segments)
 
 
 def function_names(program):
