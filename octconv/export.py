@@ -7,11 +7,10 @@ Slice, and each ceil-mode 2x2/2 pooling (an edge Pad then a 'valid' pooling in t
 graph, see :func:`octconv.ops.avg_pool2`) is folded back into one pooling with
 ``ceil_mode`` (averages with ``count_include_pad=0``).
 """
-import os
-
 import mxnet as mx
 import numpy as np
 
+from octconv.files import write_atomically
 from octconv.ops import CEIL_POOL_PAD
 from octconv.weights import as_array, check_params
 
@@ -26,28 +25,38 @@ def logits_symbol(name, alpha=0.0, classes=1000, **options):
     return sym.get_internals()["classifier_output"]
 
 
-def export_onnx(sym, params, path, size=224, batch=1, frames=None):
+def export_onnx(sym, params, path, size=224, batch=1, frames=None, dynamic_batch=False):
     """Write ``sym`` with ``params`` (name -> NDArray or array) to the ONNX file ``path``
-    for inputs of ``batch`` x 3 x ``size`` x ``size`` (x ``frames`` before the size, for
-    a video network); every weight is first checked against the graph
-    (:func:`octconv.weights.check_params`)."""
+    (atomically) for inputs of ``batch`` x 3 x ``size`` x ``size`` (x ``frames`` before
+    the size, for a video network); every weight is first checked against the graph
+    (:func:`octconv.weights.check_params`). ``dynamic_batch``: the batch axis is left
+    free (named ``batch`` in the input and the output), so that one file runs any batch
+    (ResNet-50 alpha .5 ran as fast from it in ONNX Runtime and OpenVINO here)."""
     shape = (batch, 3) + ((frames,) if frames else ()) + (size, size)
     check_params(sym, params, shape)
     inputs = sym.list_inputs()
     weights = {n: as_array(params[n], np.float32) for n in inputs if n in params}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    mx.onnx.export_model(sym, {}, in_shapes=[weights[n].shape if n in weights else shape
-                                             for n in inputs],
-                         in_types=[np.float32] * len(inputs), onnx_file_path=path)
-    _tidy(path, weights)
+    shapes = [weights[n].shape if n in weights else shape for n in inputs]
+    free = [s if n in weights else (None,) + shape[1:] for n, s in zip(inputs, shapes)]
+
+    def write(tmp):
+        mx.onnx.export_model(sym, {}, in_shapes=shapes, in_types=[np.float32] * len(inputs),
+                             onnx_file_path=tmp, dynamic=dynamic_batch,
+                             dynamic_input_shapes=free if dynamic_batch else None)
+        _tidy(tmp, weights, dynamic_batch)
+
+    write_atomically(path, write, suffix=".onnx")
     return path
 
 
-def _tidy(path, weights):
+def _tidy(path, weights, dynamic_batch=False):
     import onnx
     model = onnx.load(path)
     _fold_edge_pads(model.graph, _spatial_sizes(model))  # (faster without the weights)
     _weights_as_initializers(model.graph, weights)
+    if dynamic_batch:
+        for value in list(model.graph.input) + list(model.graph.output):
+            value.type.tensor_type.shape.dim[0].dim_param = "batch"
     onnx.save(model, path)
 
 

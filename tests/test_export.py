@@ -106,6 +106,32 @@ def test_tiny_inputs_export_too(name, size, tmp_path):
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
+def test_a_batch_and_a_free_batch_axis_export(tmp_path):
+    """A file for a batch of 2, and one whose batch axis is free ("batch"), which ONNX
+    Runtime and OpenVINO run at 1 and 3 images: each equals MXNet."""
+    size = 33
+    net = calibrated("resnet26_v2", 0.25, size)
+    params = {k: p.data() for k, p in net.collect_params().items()}
+    sym = logits_symbol("resnet26_v2", 0.25, 10)
+    fixed = export_onnx(sym, params, str(tmp_path / "b2.onnx"), size, batch=2)
+    free = export_onnx(sym, params, str(tmp_path / "free.onnx"), size, dynamic_batch=True)
+    assert sorted(os.listdir(tmp_path)) == ["b2.onnx", "free.onnx"]  # nothing else left
+    dims = lambda value: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+    graph = onnx.load(free).graph
+    assert dims(graph.input[0]) == ["batch", 3, size, size]
+    assert dims(graph.output[0])[0] == "batch"
+    assert dims(onnx.load(fixed).graph.input[0]) == [2, 3, size, size]
+    for path, batches in ((fixed, (2,)), (free, (1, 3))):
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        for batch in batches:
+            x = np.random.RandomState(batch).uniform(-1, 1, (batch, 3, size, size))
+            x = x.astype("float32")
+            want = net(mx.nd.array(x)).asnumpy()
+            for got in (session.run(None, {"data": x})[0], openvino_logits(path, x)):
+                assert got.shape == (batch, 10)
+                assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
 def test_export_refuses_weights_of_another_alpha(tmp_path):
     """The tool names the first parameter whose shape does not fit, with both shapes."""
     net = get_model("resnet26_v2", alpha=0.5, classes=10)
@@ -126,3 +152,13 @@ def test_export_tool_from_a_training_run(trained_run, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     session = ort.InferenceSession(str(tmp_path / "demo.onnx"), providers=["CPUExecutionProvider"])
     assert session.run(None, {"data": np.zeros((1, 3, 32, 32), "float32")})[0].shape == (1, 10)
+    for batch, shape in (("--batch=4", [4, 3, 32, 32]), ("--dynamic-batch", ["batch", 3, 32, 32])):
+        out = run_script("tools/export_onnx.py", "--checkpoint", trained_run, "--size", "32",
+                         batch, "--out", tmp_path / "more.onnx")
+        assert out.returncode == 0, out.stderr[-2000:]
+        session = ort.InferenceSession(str(tmp_path / "more.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        assert session.get_inputs()[0].shape == shape
+    out = run_script("tools/export_onnx.py", "--checkpoint", trained_run, "--dynamic-batch",
+                     "--batch", "2", "--out", tmp_path / "both.onnx")
+    assert out.returncode == 2 and "--dynamic-batch leaves the batch free" in out.stderr

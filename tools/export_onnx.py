@@ -5,6 +5,7 @@
     python tools/export_onnx.py --checkpoint runs/demo --out demo.onnx --size 32
     python tools/export_onnx.py --model resnet50_v2 --alpha 0.25 --params r50.params --out r50.onnx
     python tools/export_onnx.py --model i3d_resnet50 --alpha 0.1 --frames 8 --out i3d.onnx
+    python tools/export_onnx.py --model resnet50_v2 --alpha 0.5 --dynamic-batch --out r50.onnx
 
 Every weight is checked against the shape the network needs: a parameter file of
 another network or alpha is refused, naming the parameter.
@@ -28,6 +29,9 @@ def main(argv=None):
     parser.add_argument("--params", help="weights for --model (an MXNet .params file)")
     parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
     parser.add_argument("--size", type=positive_int, default=224)
+    parser.add_argument("--batch", type=positive_int, default=1, help="images per call")
+    parser.add_argument("--dynamic-batch", action="store_true",
+                        help="leave the batch axis free: one file for any batch")
     parser.add_argument("--frames", type=positive_int,
                         help="clip length of a video network (default: the one Table 6 counts)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
@@ -52,7 +56,10 @@ def main(argv=None):
     if args.frames and spec.dims == 2:
         parser.error(f"--frames is for video networks; {network['name']} takes images")
     frames = (args.frames or spec.arch.frames) if spec.dims == 3 else None
-    print(export_onnx(sym, params, args.out, args.size, frames=frames))
+    if args.dynamic_batch and args.batch != 1:
+        parser.error("--dynamic-batch leaves the batch free; drop --batch")
+    print(export_onnx(sym, params, args.out, args.size, args.batch, frames,
+                      args.dynamic_batch))
     return 0
 
 
