@@ -19,6 +19,7 @@ import pytest
 
 import tvm
 from tvm import te
+from tvm.target import codegen
 
 from octconv.deploy import TileCache, builders, compile_network, compile_symbol, load_library
 from octconv.deploy import algorithms
@@ -1194,6 +1195,24 @@ def test_cross_compiles_for_a_named_avx512_target(tmp_path, cache):
     assert os.path.getsize(library) > 100_000
     if runs_here(target):  # an AVX-512 machine can check the cross-compiled code too
         assert_close_to_mxnet(load_library(library)(x), mxnet_logits(network, x))
+
+
+def test_a_library_for_a_cpu_with_instructions_this_one_lacks_is_refused(tmp_path, cache):
+    """Run, such a library would die of an illegal instruction; compiled and reloaded,
+    it is refused with the CPU and the extensions named."""
+    features = lambda cpu: set(codegen.llvm_get_cpu_features(make_target(cpu)))
+    newer = next((cpu for cpu in ("sapphirerapids", "graniterapids", "znver5", "znver4")
+                  if any(f.startswith(("avx", "amx")) for f in features(cpu) - features(None))),
+                 None)
+    if newer is None:
+        pytest.skip("this CPU has every extension of the newest CPUs named here")
+    network = network_("resnet10_v2_mini", 0.125, 35)
+    compiled = compile_symbol(network.symbol, network.params, (1, 3, 35, 35), newer, cache, 1)
+    library = compiled.export(str(tmp_path / "newer.so"))
+    with pytest.raises(ValueError, match=f"compiled for the CPU {newer}, whose .*lacks"):
+        compiled.run(image(35))
+    with pytest.raises(ValueError, match=f"newer.so: compiled for the CPU {newer}"):
+        load_library(library)
 
 
 def test_unknown_target_and_unsupported_operator_are_named():

@@ -25,7 +25,7 @@ from octconv.deploy.algorithms import AlgorithmChoice
 from octconv.deploy.kernels import vectorize_inner
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import PER_IMAGE_BYTES, Tensor, lower
-from octconv.deploy.target import describe, make_target, vector_lanes
+from octconv.deploy.target import describe, host_cpu, make_target, missing_here, vector_lanes
 from octconv.deploy.threads import reserve_threads, resolve_threads, use_threads
 from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, kernel_arguments,
                                    scheduled_func, search_tiles, time_function)
@@ -36,31 +36,42 @@ __all__ = ["CompiledNetwork", "compile_symbol", "load_library"]
 
 # the version of how a network's library is assembled from its kernels here (part of a
 # cached library's key beside the kernels' schedule version): 2, the per-image slices
-# and the stacking scheduled; 3, the kernels built in build processes and linked; 4, a
-# function giving the input shape
+# and the stacking scheduled; 3, the kernels built in build processes and linked; 4,
+# functions giving the input shape and the CPU compiled for
 ASSEMBLY = 4
-# the library's function giving the input shape it was compiled for
-INPUT_SHAPE = "input_shape"
+# the library's functions giving the input shape and the LLVM CPU it was compiled for
+INPUT_SHAPE, CPU = "input_shape", "cpu"
 
 
 class _Runner:
     """Calls a Relax VM's ``main`` with a fixed thread count, on inputs of
     ``input_shape`` (a ValueError otherwise; None: the shape the library gives, or, in
-    a library exported before it gave one, not checked here, the VM's own check raising
-    a TVM error). The input is copied into one TVM tensor kept from call to call: a new
-    one each call cost its fresh pages (0.3 ms of a 25 ms batch-8 call of MobileNet v2
-    1.0 here)."""
+    a library made before libraries gave one, not checked here, the VM's own check
+    raising a TVM error). A library compiled for a CPU with instructions this one lacks
+    is refused (a ValueError naming them; run, it would die of an illegal instruction).
+    The input is copied into one TVM tensor kept from call to call: a new one each call
+    cost its fresh pages (0.3 ms of a 25 ms batch-8 call of MobileNet v2 1.0 here)."""
 
     def __init__(self, module, input_shape, threads):
         self.vm = relax.VirtualMachine(module, tvm.cpu())
+        cpu = self._recorded(CPU)
+        missing = missing_here(make_target(cpu)) if cpu else []
+        if missing:
+            raise ValueError(f"compiled for the CPU {cpu}, whose {', '.join(missing)} this "
+                             f"CPU ({host_cpu()}) lacks; compile for this CPU (the default) "
+                             "or name the oldest CPU it must run on (--target)")
         if input_shape is None:
-            try:
-                input_shape = self.vm[INPUT_SHAPE]()
-            except AttributeError:  # no such function
-                pass
+            input_shape = self._recorded(INPUT_SHAPE)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.threads = threads
         self._data = None
+
+    def _recorded(self, name):
+        """What the library's function ``name`` gives; None if it has none."""
+        try:
+            return self.vm[name]()
+        except AttributeError:  # no such function
+            return None
 
     def __call__(self, x):
         if self.input_shape is not None and tuple(np.shape(x)) != self.input_shape:
@@ -154,7 +165,8 @@ def load_library(path, threads=1):
     """A callable ``x -> logits`` from a library written by :meth:`CompiledNetwork.export`,
     running on ``threads`` threads (0: all cores). Inputs must have the compiled shape,
     which the callable's ``input_shape`` holds (a ValueError otherwise). A missing file,
-    or one that is not such a library, is a ValueError naming it."""
+    one that is not such a library, and a library compiled for a CPU with instructions
+    this one lacks are ValueErrors naming it."""
     threads = resolve_threads(threads)
     if not os.path.isfile(path):
         raise ValueError(f"no compiled library at {path}")
@@ -167,6 +179,8 @@ def load_library(path, threads=1):
         reason = str(error).strip().splitlines()[-1]
         raise ValueError(f"{path} is not a library written by CompiledNetwork.export: "
                          f"{reason}") from None
+    except ValueError as error:  # made for another CPU
+        raise ValueError(f"{path}: {error}") from None
 
 
 def _cut_short(path):
@@ -200,10 +214,12 @@ def function_names(program):
     return names
 
 
-def _relax_module(program, tiles):
+def _relax_module(program, tiles, cpu):
     """The Relax module calling ``program``'s kernels scheduled with ``tiles``: its
     first ``per_image`` calls once per image, on the image's slice of the input; the
-    later calls on the whole batch, with the per-image results they read concatenated."""
+    later calls on the whole batch, with the per-image results they read concatenated;
+    beside ``main``, functions giving the input shape and ``cpu`` (the LLVM CPU name
+    compiled for)."""
     bb = relax.BlockBuilder()
     data = relax.Var("data", relax.TensorType(program.input_shape, "float32"))
     names = function_names(program)
@@ -246,8 +262,10 @@ def _relax_module(program, tiles):
                 emit(call, values, data)
             out = bb.emit_output(values[-1])
         bb.emit_func_output(out)
-    with bb.function(INPUT_SHAPE, []):  # what load_library checks inputs against
+    with bb.function(INPUT_SHAPE, []):  # what a loaded library checks inputs against
         bb.emit_func_output(relax.ShapeExpr(program.input_shape))
+    with bb.function(CPU, []):  # and the CPU that runs it
+        bb.emit_func_output(tvm.ir.StringImm(cpu))
     return bb.get()
 
 
@@ -312,7 +330,8 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     module = libraries.load(digest)
     built = module is None
     if built:
-        assembled = _schedule_copies(_relax_module(program, tiles))
+        cpu = str(target.attrs["mcpu"])
+        assembled = _schedule_copies(_relax_module(program, tiles, cpu))
         libraries.store(digest, lambda path: _write_library(assembled, target, path))
         module = libraries.load(digest)
         if module is None:

@@ -5,7 +5,7 @@ import re
 import tvm
 from tvm.target import codegen
 
-__all__ = ["make_target", "host_cpu", "vector_lanes", "runs_here", "describe"]
+__all__ = ["make_target", "host_cpu", "vector_lanes", "missing_here", "runs_here", "describe"]
 
 _ISA = re.compile(r"^(avx|fma|sse|f16c|bmi|amx)")
 
@@ -39,9 +39,14 @@ def vector_lanes(target):
     return 16 if "avx512f" in _isa(target) else 8
 
 
+def missing_here(target):
+    """The instruction set extensions of ``target`` that this machine lacks, sorted."""
+    return sorted(_isa(target) - _isa(make_target()))
+
+
 def runs_here(target):
     """True when this machine has every instruction set extension of ``target``."""
-    return _isa(target) <= _isa(make_target())
+    return not missing_here(target)
 
 
 def describe(target):
