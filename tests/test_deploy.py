@@ -850,6 +850,33 @@ print(os.environ.get("TVM_THREAD_POOL_SPIN_COUNT"))
 """
 
 
+SERVE = """
+import sys, threading, numpy as np, tvm
+from octconv.deploy import load_library
+run = load_library(sys.argv[1])
+sys.setswitchinterval(1e-6)  # the threads interleave as finely as Python lets them
+images = [np.random.RandomState(i).rand(*run.input_shape).astype("float32") for i in range(4)]
+want = [run(x) for x in images]
+wrong, counts = [], set()
+
+def serve(k):
+    for r in range(100):
+        try:
+            if not np.array_equal(run(images[(k + r) % 4]), want[(k + r) % 4]):
+                wrong.append("wrong output")
+        except Exception as error:  # (a thread's exception would end it silently)
+            wrong.append(repr(error))
+    counts.add(tvm.get_global_func("runtime.NumThreads")())  # this thread's pool
+
+requests = [threading.Thread(target=serve, args=(k,)) for k in range(4)]
+for thread in requests:
+    thread.start()
+for thread in requests:
+    thread.join()
+print(len(wrong), sorted(counts))
+"""
+
+
 def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
     network = network_("mobilenet_v2_100", 0.25, 33)
     x = image(33)
@@ -866,6 +893,12 @@ def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
                                  capture_output=True, text=True).stdout
         assert printed.split() == [expected]
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), compiled.run(x))
+    # four request threads of a server calling it at once: each output is the one of
+    # its input alone, each on one thread of its own pool (concurrent calls crashed)
+    served = subprocess.run([sys.executable, "-c", SERVE, library], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert served.returncode == 0, served.stderr[-2000:]
+    assert served.stdout.split("\n")[-2] == "0 [1]"
     reloaded = load_library(library)
     np.testing.assert_array_equal(reloaded(x), compiled.run(x))
     assert reloaded.input_shape == (1, 3, 33, 33)  # kept in the library

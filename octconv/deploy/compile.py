@@ -11,6 +11,7 @@ import os
 import shutil
 import struct
 import tempfile
+import threading
 import time
 import warnings
 from collections import Counter
@@ -50,7 +51,9 @@ class _Runner:
     raising a TVM error). A library compiled for a CPU with instructions this one lacks
     is refused (a ValueError naming them; run, it would die of an illegal instruction).
     The input is copied into one TVM tensor kept from call to call: a new one each call
-    cost its fresh pages (0.3 ms of a 25 ms batch-8 call of MobileNet v2 1.0 here)."""
+    cost its fresh pages (0.3 ms of a 25 ms batch-8 call of MobileNet v2 1.0 here).
+    Calls from several Python threads take turns (the VM and that tensor are one call's
+    state; at once, they crashed the process), each on ``threads`` of its thread's pool."""
 
     def __init__(self, module, input_shape, threads):
         self.vm = relax.VirtualMachine(module, tvm.cpu())
@@ -65,6 +68,7 @@ class _Runner:
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.threads = threads
         self._data = None
+        self._turn = threading.Lock()
 
     def _recorded(self, name):
         """What the library's function ``name`` gives; None if it has none."""
@@ -77,12 +81,13 @@ class _Runner:
         if self.input_shape is not None and tuple(np.shape(x)) != self.input_shape:
             raise ValueError(f"compiled for inputs of shape {self.input_shape}, got "
                              f"{tuple(np.shape(x))}; compile again for another size or batch")
-        use_threads(self.threads)
         x = np.ascontiguousarray(x, np.float32)
-        if self._data is None or tuple(self._data.shape) != x.shape:
-            self._data = tvm.runtime.empty(x.shape, "float32")
-        self._data.copyfrom(x)
-        return self.vm["main"](self._data).numpy()
+        with self._turn:
+            use_threads(self.threads)
+            if self._data is None or tuple(self._data.shape) != x.shape:
+                self._data = tvm.runtime.empty(x.shape, "float32")
+            self._data.copyfrom(x)
+            return self.vm["main"](self._data).numpy()
 
 
 class CompiledNetwork:

@@ -6,7 +6,8 @@ many of those workers a parallel loop uses, at most the pool's size. :func:`use_
 sizes the pool for every core this process may run on, or for more threads if
 :func:`reserve_threads` asked for them before (a compile does, before its tile search
 times kernels on one thread), and switches the count when it changes, so one process
-can time the same library at 1 and at 2 threads.
+can time the same library at 1 and at 2 threads. TVM keeps one pool per calling thread,
+so the count is set, and switched, for each thread that runs a library.
 
 After a parallel loop TVM's workers spin, waiting for the next one, for
 ``TVM_THREAD_POOL_SPIN_COUNT`` yields before they sleep. TVM's default (300000) kept a
@@ -17,6 +18,7 @@ between the kernels of one call are microseconds. Unless the environment sets it
 which ran ResNet-50 and MobileNet v1 on two threads as fast as the default.
 """
 import os
+import threading
 
 import tvm
 
@@ -25,8 +27,9 @@ __all__ = ["available_cores", "resolve_threads", "reserve_threads", "use_threads
 
 SPIN_COUNT = 10000
 
-_current = None
+_calling = threading.local()  # .count: the workers this thread's pool uses, once set
 _reserved = 0
+_sized = False  # whether the pools' size is set (TVM reads it as each pool is created)
 
 
 def available_cores():
@@ -53,16 +56,18 @@ def use_threads(threads):
     """Make TVM's parallel loops use ``threads`` workers (0: all cores). Returns
     whether the count changed: the pool then restarts its workers, which the next
     parallel loop waits for."""
-    global _current
     threads = resolve_threads(threads)
-    if threads == _current:
+    current = getattr(_calling, "count", None)
+    if threads == current:
         return False
-    if _current is None:  # the pool is created by the first configuration: make it wide
+    global _sized
+    if not _sized:  # a pool is created by its first configuration: make them wide
         os.environ["TVM_NUM_THREADS"] = str(max(available_cores(), threads, _reserved))
         os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", str(SPIN_COUNT))
+        _sized = True
     tvm.get_global_func("runtime.config_threadpool")(1, threads)
     got = tvm.get_global_func("runtime.NumThreads")()
-    _current = got  # (fewer than asked only when the pool is too small)
+    _calling.count = got  # (fewer than asked only when the pool is too small)
     if got != threads:
         raise ValueError(f"TVM's thread pool in this process runs at most {got} threads, "
                          f"not {threads}: it was sized when the process first ran TVM "
