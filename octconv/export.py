@@ -39,24 +39,32 @@ def export_onnx(sym, params, path, size=224, batch=1, frames=None, dynamic_batch
     shapes = [weights[n].shape if n in weights else shape for n in inputs]
     free = [s if n in weights else (None,) + shape[1:] for n, s in zip(inputs, shapes)]
 
+    out_shape = sym.infer_shape(**dict(zip(inputs, shapes)))[1][0] if dynamic_batch else None
+
     def write(tmp):
         mx.onnx.export_model(sym, {}, in_shapes=shapes, in_types=[np.float32] * len(inputs),
                              onnx_file_path=tmp, dynamic=dynamic_batch,
                              dynamic_input_shapes=free if dynamic_batch else None)
-        _tidy(tmp, weights, dynamic_batch)
+        _tidy(tmp, weights, out_shape)
 
     write_atomically(path, write, suffix=".onnx")
     return path
 
 
-def _tidy(path, weights, dynamic_batch=False):
+def _tidy(path, weights, out_shape=None):
+    """Pads folded, weights made initializers; with ``out_shape`` (a free batch axis),
+    the input's and the output's first axis named ``batch`` and the output's other
+    axes given their sizes (MXNet's exporter leaves them unset)."""
     import onnx
     model = onnx.load(path)
     _fold_edge_pads(model.graph, _spatial_sizes(model))  # (faster without the weights)
     _weights_as_initializers(model.graph, weights)
-    if dynamic_batch:
-        for value in list(model.graph.input) + list(model.graph.output):
-            value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    if out_shape is not None:
+        model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+        out_dims = model.graph.output[0].type.tensor_type.shape.dim
+        out_dims[0].dim_param = "batch"
+        for dim, size in zip(out_dims[1:], out_shape[1:]):
+            dim.dim_value = size
     onnx.save(model, path)
 
 
