@@ -39,7 +39,7 @@ def export_onnx(sym, params, path, size=224, batch=1, frames=None, dynamic_batch
     shapes = [weights[n].shape if n in weights else shape for n in inputs]
     free = [s if n in weights else (None,) + shape[1:] for n, s in zip(inputs, shapes)]
 
-    out_shape = sym.infer_shape(**dict(zip(inputs, shapes)))[1][0] if dynamic_batch else None
+    out_shape = sym.infer_shape(data=shape)[1][0] if dynamic_batch else None
 
     def write(tmp):
         mx.onnx.export_model(sym, {}, in_shapes=shapes, in_types=[np.float32] * len(inputs),

@@ -56,11 +56,10 @@ def use_threads(threads):
     """Make TVM's parallel loops use ``threads`` workers (0: all cores). Returns
     whether the count changed: the pool then restarts its workers, which the next
     parallel loop waits for."""
-    threads = resolve_threads(threads)
-    current = getattr(_calling, "count", None)
-    if threads == current:
-        return False
     global _sized
+    threads = resolve_threads(threads)
+    if threads == getattr(_calling, "count", None):
+        return False
     if not _sized:  # a pool is created by its first configuration: make them wide
         os.environ["TVM_NUM_THREADS"] = str(max(available_cores(), threads, _reserved))
         os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", str(SPIN_COUNT))
