@@ -30,7 +30,7 @@ from octconv.deploy.libraries import LibraryCache
 from octconv.deploy.lower import Tensor, UnsupportedGraph, lower
 from octconv.deploy.bench import (TVMRunner, gluoncv_network, interleave, onnx_file,
                                   ratio_interval, summarize, wait_until_idle, zoo_network)
-from octconv.deploy.target import make_target, runs_here, vector_lanes
+from octconv.deploy.target import host_cpu, make_target, runs_here, vector_lanes
 from octconv.deploy.threads import SPIN_COUNT, use_threads
 from octconv.deploy import tuning
 from octconv.deploy.tuning import choose_tile, scheduled_func, search_tiles
@@ -911,6 +911,14 @@ def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
         cut.write_bytes(whole[:end])
         with pytest.raises(ValueError, match=f"{cut} is cut short"):
             load_library(str(cut))
+    # a library recording a CPU this LLVM does not know (a newer LLVM's): its
+    # instructions cannot be checked, so it is refused (here the name is overwritten)
+    host = host_cpu().encode()
+    assert whole.count(host) == 1
+    (tmp_path / "unknown.so").write_bytes(whole.replace(host, b"q" * len(host)))
+    with pytest.raises(ValueError, match=f"unknown.so: compiled for the CPU {'q' * len(host)}, "
+                                         "which this TVM's LLVM does not know"):
+        load_library(str(tmp_path / "unknown.so"))
     (tmp_path / "text.so").write_text("not a library")
     with pytest.raises(ValueError, match="text.so is not a library written by"):
         load_library(str(tmp_path / "text.so"))

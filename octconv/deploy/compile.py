@@ -26,7 +26,8 @@ from octconv.deploy.algorithms import AlgorithmChoice
 from octconv.deploy.kernels import vectorize_inner
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import PER_IMAGE_BYTES, Tensor, lower
-from octconv.deploy.target import describe, host_cpu, make_target, missing_here, vector_lanes
+from octconv.deploy.target import (describe, host_cpu, known_cpu, make_target, missing_here,
+                                   vector_lanes)
 from octconv.deploy.threads import reserve_threads, resolve_threads, use_threads
 from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, kernel_arguments,
                                    scheduled_func, search_tiles, time_function)
@@ -49,7 +50,8 @@ class _Runner:
     ``input_shape`` (a ValueError otherwise; None: the shape the library gives, or, in
     a library made before libraries gave one, not checked here, the VM's own check
     raising a TVM error). A library compiled for a CPU with instructions this one lacks
-    is refused (a ValueError naming them; run, it would die of an illegal instruction).
+    is refused (a ValueError naming them; run, it would die of an illegal instruction),
+    and so is one compiled for a CPU this LLVM does not know (nothing can be checked).
     The input is copied into one TVM tensor kept from call to call: a new one each call
     cost its fresh pages (0.3 ms of a 25 ms batch-8 call of MobileNet v2 1.0 here).
     Calls from several Python threads take turns (the VM and that tensor are one call's
@@ -58,6 +60,10 @@ class _Runner:
     def __init__(self, module, input_shape, threads):
         self.vm = relax.VirtualMachine(module, tvm.cpu())
         cpu = self._recorded(CPU)
+        if cpu and not known_cpu(cpu):
+            raise ValueError(f"compiled for the CPU {cpu}, which this TVM's LLVM does not "
+                             "know (a newer LLVM's name?), so its instructions cannot be "
+                             "checked against this CPU's; compile it again with this TVM")
         missing = missing_here(make_target(cpu)) if cpu else []
         if missing:
             raise ValueError(f"compiled for the CPU {cpu}, whose {', '.join(missing)} this "
@@ -171,7 +177,7 @@ def load_library(path, threads=1):
     running on ``threads`` threads (0: all cores). Inputs must have the compiled shape,
     which the callable's ``input_shape`` holds (a ValueError otherwise). A missing file,
     one that is not such a library, and a library compiled for a CPU with instructions
-    this one lacks are ValueErrors naming it."""
+    this one lacks, or for one this TVM's LLVM does not know, are ValueErrors naming it."""
     threads = resolve_threads(threads)
     if not os.path.isfile(path):
         raise ValueError(f"no compiled library at {path}")

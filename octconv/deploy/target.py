@@ -5,7 +5,8 @@ import re
 import tvm
 from tvm.target import codegen
 
-__all__ = ["make_target", "host_cpu", "vector_lanes", "missing_here", "runs_here", "describe"]
+__all__ = ["make_target", "host_cpu", "known_cpu", "vector_lanes", "missing_here", "runs_here",
+           "describe"]
 
 _ISA = re.compile(r"^(avx|fma|sse|f16c|bmi|amx)")
 
@@ -15,11 +16,16 @@ def host_cpu():
     return codegen.llvm_get_system_cpu()
 
 
+def known_cpu(cpu):
+    """Whether this TVM's LLVM knows the CPU name ``cpu``."""
+    return bool(codegen.llvm_is_valid_cpu(cpu, "x86_64-linux-gnu"))
+
+
 def make_target(cpu=None):
     """A single-core LLVM target for ``cpu`` (an LLVM CPU name; the host when None or
     'host')."""
     cpu = host_cpu() if cpu in (None, "host") else cpu
-    if not codegen.llvm_is_valid_cpu(cpu, "x86_64-linux-gnu"):
+    if not known_cpu(cpu):
         raise ValueError(f"unknown CPU {cpu!r} for LLVM; e.g. 'skylake-avx512', 'znver3', "
                          f"'haswell' or 'host'")
     spec = {"kind": "llvm", "mcpu": cpu, "num-cores": 1}
