@@ -17,8 +17,9 @@ import subprocess
 import sys
 
 __all__ = ["UserError", "command", "mxnet_reason", "ArgumentParser", "add_checkpoint_arguments",
-           "child_processes", "positive_int",
-           "size_list", "exchange_paths", "output_path", "output_folder"]
+           "add_network_arguments", "check_network_arguments", "chosen_network",
+           "child_processes", "positive_int", "size_list", "exchange_paths", "output_path",
+           "output_folder"]
 
 
 class UserError(Exception):
@@ -111,6 +112,40 @@ def add_checkpoint_arguments(parser, kinds):
     parser.add_argument("--model", help="network name (for a bare .params file)")
     parser.add_argument("--alpha", type=float)
     parser.add_argument("--classes", type=positive_int)
+
+
+def add_network_arguments(parser):
+    """The arguments naming the network a conversion tool takes: a zoo network
+    (``--model``, ``--alpha``, ``--classes``, with the weights of ``--params`` or random
+    ones) or a trained ``--checkpoint``, and its input (``--size``, ``--batch``)."""
+    from octconv.specs import model_names
+    parser.add_argument("--model", choices=model_names(), metavar="NAME",
+                        help="a zoo network (tools/complexity.py --zoo lists them)")
+    parser.add_argument("--alpha", type=float, default=0.0)
+    parser.add_argument("--classes", type=positive_int, default=1000)
+    parser.add_argument("--params", help="weights for --model (an MXNet .params file)")
+    parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
+    parser.add_argument("--size", type=positive_int, default=224)
+    parser.add_argument("--batch", type=positive_int, default=1, help="images per call")
+
+
+def check_network_arguments(parser, args):
+    """The mistakes in :func:`add_network_arguments`' arguments, as ``parser`` errors."""
+    if bool(args.model) == bool(args.checkpoint):
+        parser.error("give exactly one of --model and --checkpoint")
+    if args.params and not args.model:
+        parser.error("--params goes with --model (a checkpoint holds its own weights)")
+
+
+def chosen_network(args):
+    """``(network, params)`` that :func:`add_network_arguments`' arguments name: the
+    keyword arguments of :func:`octconv.export.logits_symbol` that build it and its
+    weights (``{name: NDArray}``; None for a zoo network without ``--params``)."""
+    from octconv.checkpoint import read_params, trained_model
+    if args.checkpoint:
+        return trained_model(args.checkpoint)
+    network = dict(name=args.model, alpha=args.alpha, classes=args.classes)
+    return network, read_params(args.params) if args.params else None
 
 
 def positive_int(text):

@@ -155,6 +155,14 @@ CASES = {
     "export_onnx --frames for an image network": (
         ("tools/export_onnx.py",) + MODEL + ("--frames", "4", "--out", "{root}/m.onnx"),
         "--frames is for video networks; resnet10_v2_mini takes images"),
+    "export_onnx of a zoo network and a checkpoint": (
+        ("tools/export_onnx.py",) + MODEL + ("--checkpoint", "{run}", "--out", "{root}/m.onnx"),
+        "give exactly one of --model and --checkpoint"),
+    "tvm_compile of a video network": (
+        ("tools/tvm_compile.py", "--model", "i3d_resnet10_mini", "--size", "32"),
+        "i3d_resnet10_mini is a video network; the TVM path compiles image networks"),
+    "tvm_compile of an unknown network": (("tools/tvm_compile.py", "--model", "resnet51"),
+                                          "invalid choice: 'resnet51'"),
     "tvm_compile --size -3": (("tools/tvm_compile.py",) + MODEL + ("--size", "-3"),
                               AT_LEAST_ONE),
     "tvm_compile --batch 0": (("tools/tvm_compile.py",) + MODEL + ("--batch", "0"),

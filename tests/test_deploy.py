@@ -1259,6 +1259,9 @@ def test_a_library_for_a_cpu_with_instructions_this_one_lacks_is_refused(tmp_pat
 def test_unknown_target_and_unsupported_operator_are_named():
     with pytest.raises(ValueError, match="unknown CPU 'pentium9000'"):
         make_target("pentium9000")
+    with pytest.raises(ValueError, match="i3d_resnet10_mini is a video network; the TVM path "
+                                         "compiles image networks"):  # (2-D kernels only)
+        compile_network("i3d_resnet10_mini", 0.25, size=32)
     data = mx.sym.var("data")
     sym = mx.sym.FullyConnected(mx.sym.Flatten(mx.sym.Pooling(
         mx.sym.LeakyReLU(data, act_type="elu", name="odd"), global_pool=True, kernel=(1, 1),

@@ -14,38 +14,27 @@ import sys
 
 import mxnet as mx
 
-from octconv.checkpoint import read_params, trained_model
-from octconv.cli import ArgumentParser, command, output_path, positive_int
+from octconv.cli import (ArgumentParser, add_network_arguments, check_network_arguments,
+                         chosen_network, command, output_path, positive_int)
 from octconv.export import export_onnx, logits_symbol
-from octconv.specs import get_spec, model_names
+from octconv.specs import get_spec
 
 
 @command
 def main(argv=None):
     parser = ArgumentParser(__doc__)
-    parser.add_argument("--model", choices=model_names(), metavar="NAME")
-    parser.add_argument("--alpha", type=float, default=0.0)
-    parser.add_argument("--classes", type=positive_int, default=1000)
-    parser.add_argument("--params", help="weights for --model (an MXNet .params file)")
-    parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
-    parser.add_argument("--size", type=positive_int, default=224)
-    parser.add_argument("--batch", type=positive_int, default=1, help="images per call")
+    add_network_arguments(parser)
     parser.add_argument("--dynamic-batch", action="store_true",
                         help="leave the batch axis free: one file for any batch")
     parser.add_argument("--frames", type=positive_int,
                         help="clip length of a video network (default: the one Table 6 counts)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     args = parser.parse_args(argv)
-    if args.params and not args.model:
-        parser.error("--params goes with --model (a checkpoint holds its own weights)")
+    check_network_arguments(parser, args)
+    if args.dynamic_batch and args.batch != 1:
+        parser.error("--dynamic-batch leaves the batch free; drop --batch")
     output_path(args.out, "--out")
-    if args.checkpoint:
-        network, params = trained_model(args.checkpoint)
-    elif args.model:
-        network = dict(name=args.model, alpha=args.alpha, classes=args.classes)
-        params = read_params(args.params) if args.params else None
-    else:
-        parser.error("give --model or --checkpoint")
+    network, params = chosen_network(args)
     sym = logits_symbol(**network)
     if params is None:
         from octconv.gluon import get_model
@@ -56,8 +45,6 @@ def main(argv=None):
     if args.frames and spec.dims == 2:
         parser.error(f"--frames is for video networks; {network['name']} takes images")
     frames = (args.frames or spec.arch.frames) if spec.dims == 3 else None
-    if args.dynamic_batch and args.batch != 1:
-        parser.error("--dynamic-batch leaves the batch free; drop --batch")
     print(export_onnx(sym, params, args.out, args.size, args.batch, frames,
                       args.dynamic_batch))
     return 0

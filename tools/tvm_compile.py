@@ -22,18 +22,13 @@ that its predecessors left in L3 or memory) and the total.
 import os
 import sys
 
-from octconv.cli import ArgumentParser, command, output_path, positive_int
+from octconv.cli import (ArgumentParser, add_network_arguments, check_network_arguments,
+                         chosen_network, command, output_path, positive_int)
 
 
 def parse(argv):
     parser = ArgumentParser(__doc__)
-    parser.add_argument("--model", help="a zoo network name (see tools/complexity.py --zoo)")
-    parser.add_argument("--alpha", type=float, default=0.0)
-    parser.add_argument("--classes", type=positive_int, default=1000)
-    parser.add_argument("--params", help="weights for --model (an MXNet .params file)")
-    parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
-    parser.add_argument("--size", type=positive_int, default=224)
-    parser.add_argument("--batch", type=positive_int, default=1, help="images per call")
+    add_network_arguments(parser)
     parser.add_argument("--threads", type=int, default=1, help="threads (0: all cores)")
     parser.add_argument("--target", default=None, help="LLVM CPU name, e.g. skylake-avx512")
     parser.add_argument("--no-winograd", action="store_true",
@@ -48,10 +43,7 @@ def parse(argv):
                         help="tiles tried per new convolution workload")
     parser.add_argument("--cache", default=None, help="the tuning cache file")
     args = parser.parse_args(argv)
-    if bool(args.model) == bool(args.checkpoint):
-        parser.error("give exactly one of --model and --checkpoint")
-    if args.params and not args.model:
-        parser.error("--params goes with --model (a checkpoint holds its own weights)")
+    check_network_arguments(parser, args)
     if args.threads < 0:
         parser.error("--threads must be 0 (all cores) or a positive count")
     for option, path in (("--out", args.out), ("--cache", args.cache)):
@@ -66,16 +58,11 @@ def main(argv=None):
     from octconv.deploy.threads import resolve_threads
     threads = resolve_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # MXNet's count, before it starts
-    from octconv.checkpoint import read_params, trained_model
     from octconv.deploy.bench import ratio_interval, time_backends, zoo_network
     from octconv.deploy.compile import compile_symbol
     from octconv.deploy.target import describe, make_target, runs_here
     from octconv.deploy.tuning import TileCache
-    if args.checkpoint:
-        model, params = trained_model(args.checkpoint)
-    else:
-        model = dict(name=args.model, alpha=args.alpha, classes=args.classes)
-        params = read_params(args.params) if args.params else None
+    model, params = chosen_network(args)
     if params is not None:
         params = {k: v.asnumpy() for k, v in params.items()}
     network = zoo_network(params=params, size=args.size, **model)

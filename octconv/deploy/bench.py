@@ -27,6 +27,7 @@ from octconv.deploy.threads import resolve_threads, use_threads
 from octconv.deploy.tuning import TileCache
 from octconv.export import export_onnx, logits_symbol
 from octconv.graph import Graph, param_role
+from octconv.specs import get_spec
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
@@ -79,7 +80,11 @@ def _random_params(symbol, size, seed=0):
 
 def zoo_network(name, alpha=0.0, classes=1000, params=None, size=224, **options):
     """A network of this project's zoo (``options`` as :func:`octconv.symbol.get_symbol`
-    takes them); random weights unless ``params`` is given."""
+    takes them); random weights unless ``params`` is given. Image networks only (the
+    TVM path's kernels are 2-D): a video network is a ValueError."""
+    if get_spec(name).dims != 2:
+        raise ValueError(f"{name} is a video network; the TVM path compiles image networks "
+                         "(tools/export_onnx.py exports video networks to ONNX)")
     symbol = logits_symbol(name, alpha, classes, **options)
     params = params if params is not None else _random_params(symbol, size)
     label = f"{name} alpha={alpha:g}"
