@@ -1324,7 +1324,9 @@ def test_results_file_comes_from_the_table2_tool():
     the code recorded."""
     table2 = load_script("tools/table2.py")
     folder = os.path.join(ROOT, "results")
-    rows = list(csv.DictReader(open(os.path.join(folder, "table2.csv"))))
+    reader = csv.DictReader(open(os.path.join(folder, "table2.csv")))
+    rows = list(reader)
+    assert reader.fieldnames == table2.COLUMNS  # the columns of the tool as it is
     single = [r["network"] for r in rows if (r["threads"], r["batch"]) == ("1", "1")]
     assert single == [r[1] for r in table2.ROWS]
     assert {r["threads"] for r in rows} == {"1", "2"}
@@ -1408,11 +1410,16 @@ def test_table2_rows_and_verdicts_follow_the_targets():
     assert oct_row["speedup"] == pytest.approx(80 / 49)
     assert oct_row["macs_ratio"] == pytest.approx(4000 / 2400)
     assert oct_row["tvm_vs_best_other"] == pytest.approx(49 / 100)
+    # the same ratio over the zoo's alpha-0 network: printed beside, not judged
+    assert oct_row["alpha0_speedup_over_macs_ratio"] == pytest.approx(240 / 49 * 2400 / 4000)
+    assert oct_row["alpha0_speedup_over_macs_ratio_low"] == pytest.approx(240 / 49 * 0.6)
     assert rows[-1]["batch"] == table2.BATCH
     assert rows[-1]["images_per_s"] == pytest.approx(8 / 0.3)
     assert next(r for r in rows if r["threads"] == 2)["scaling"] == pytest.approx(80 / 42)
     checks = table2.verdicts(rows, meta)
     assert len(checks) == 8 and all(ok for _, ok, _ in checks), checks
+    assert checks[1][2].endswith("(over the alpha-0 network, not judged: lowest "
+                                 "2.94 [2.94-2.94], Oct-ResNet-50 alpha=.5)")
     bad = [_worker_output(1, runs(95, 105, others(100))),
            _worker_output(2, runs(60, 50, others(45), 95, 70),
                           [("vanilla ResNet-50", (4000, dict(tvm=350, **others(320))))])]
