@@ -132,6 +132,8 @@ CASES = {
                                           ("--out", "{blocker}/m.onnx"), NOT_A_FOLDER),
     "--out of tvm_compile under a file": (("tools/tvm_compile.py",) + MODEL +
                                           ("--out", "{blocker}/m.so"), NOT_A_FOLDER),
+    "--json of tvm_compile under a file": (("tools/tvm_compile.py",) + MODEL +
+                                           ("--json", "{blocker}/r.json"), NOT_A_FOLDER),
     "--cache under a file": (("tools/tvm_compile.py",) + MODEL +
                              ("--cache", "{blocker}/tiles.json"), NOT_A_FOLDER),
     ".rec path under a file": (("tools/make_rec.py", "{val}", "{blocker}/v.rec"),

@@ -1277,12 +1277,13 @@ def test_unknown_target_and_unsupported_operator_are_named():
 
 def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     """All four backends on 2 threads and a batch of 2, each checked against MXNet and
-    compared with TVM (a ratio and its interval); the kernel profile."""
+    compared with TVM (a ratio and its interval); the kernel profile; all of it in the
+    JSON file too."""
     run = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "tvm_compile.py"), "--checkpoint",
          trained_run, "--size", "32", "--time", "--runs", "3", "--budget", "1", "--threads",
          "2", "--batch", "2", "--out", str(tmp_path / "demo.so"), "--cache",
-         str(tmp_path / "tiles.json"), "--profile", "4"],
+         str(tmp_path / "tiles.json"), "--profile", "4", "--json", str(tmp_path / "r.json")],
         check=True, capture_output=True, text=True, cwd=ROOT,
         env={k: v for k, v in os.environ.items() if k != "MXNET_SUBGRAPH_VERBOSE"})
     out = run.stdout
@@ -1303,6 +1304,22 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
             r"TVM / it (\S+) \[(\S+)-(\S+)\]", line).groups())
         assert ratio > 0 and 0 < low <= high, line
     assert os.path.getsize(tmp_path / "demo.so") > 0
+    report = json.load(open(tmp_path / "r.json"))
+    assert report["input_shape"] == [2, 3, 32, 32] and report["threads"] == 2
+    assert report["library"] == str(tmp_path / "demo.so")
+    assert [r["function"] for r in report["profile"][:4]] == [row.split()[0] for row in rows]
+    timing = report["timing"]
+    assert set(timing) == {"tvm", "mxnet", "onnxruntime", "openvino"}
+    for backend, entry in timing.items():
+        line = next(line for line in lines if line.startswith(f"  {backend} "))
+        assert f"{entry['median']:9.3f} ms" in line and entry["runs"] == 3
+        assert entry["images_per_s"] == pytest.approx(2e3 / entry["median"])
+        if backend != "tvm":
+            assert entry["tvm_over_it"] == pytest.approx(timing["tvm"]["median"]
+                                                         / entry["median"])
+            assert entry["interval"][0] <= entry["interval"][1]
+        if backend != "mxnet":
+            assert entry["max_diff"] < 1e-4
 
 
 def test_compile_cli_names_a_bad_checkpoint_and_weights_of_another_alpha(tmp_path, capsys):

@@ -8,6 +8,7 @@ beside MXNet (oneDNN), ONNX Runtime and OpenVINO on the same thread count.
     python tools/tvm_compile.py --model resnet50_v2 --alpha .25 --params r50_a25.params
     python tools/tvm_compile.py --model mobilenet_v2_100 --target skylake-avx512 --out m.so
     python tools/tvm_compile.py --model resnet50_v2 --alpha .75 --profile 15
+    python tools/tvm_compile.py --model resnet50_v2 --alpha .5 --time --json r50.json
 
 ``--target`` takes an LLVM CPU name (default: this machine); a target this machine
 cannot run is cross-compiled (no tuning, no timing). Tuning results are cached in
@@ -17,8 +18,14 @@ as the paper; 0 = all cores) applies to every backend. ``--profile N`` prints th
 slowest compiled kernels of a call (median time, share, calls, multiply-adds counted
 directly and the rate they imply, and the same calls' time with the kernel run alone
 on its own arrays: where the network's time exceeds it, the kernel waits for data
-that its predecessors left in L3 or memory) and the total.
+that its predecessors left in L3 or memory) and the total. ``--json PATH`` also
+writes what is printed to a JSON file, for scripts: the network, its input, target and
+threads, the compile's statistics, and, as asked, each backend's times (median,
+extremes, quartiles, spread, runs, images/s), TVM's time over its with the 95 %
+interval, its largest difference from MXNet over MXNet's largest |output|, and the
+profile's rows.
 """
+import json
 import os
 import sys
 
@@ -42,11 +49,12 @@ def parse(argv):
     parser.add_argument("--budget", type=positive_int, default=4,
                         help="tiles tried per new convolution workload")
     parser.add_argument("--cache", default=None, help="the tuning cache file")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     check_network_arguments(parser, args)
     if args.threads < 0:
         parser.error("--threads must be 0 (all cores) or a positive count")
-    for option, path in (("--out", args.out), ("--cache", args.cache)):
+    for option, path in (("--out", args.out), ("--cache", args.cache), ("--json", args.json)):
         if path:
             output_path(path, option)
     return args
@@ -58,50 +66,73 @@ def main(argv=None):
     from octconv.deploy.threads import resolve_threads
     threads = resolve_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # MXNet's count, before it starts
-    from octconv.deploy.bench import ratio_interval, time_backends, zoo_network
+    from octconv.deploy.bench import time_backends, zoo_network
     from octconv.deploy.compile import compile_symbol
     from octconv.deploy.target import describe, make_target, runs_here
     from octconv.deploy.tuning import TileCache
+    from octconv.files import write_atomically
     model, params = chosen_network(args)
     if params is not None:
         params = {k: v.asnumpy() for k, v in params.items()}
     network = zoo_network(params=params, size=args.size, **model)
     target = make_target(args.target)
     cache = TileCache(args.cache)
-    print(f"{network.label}: {network.macs(args.size) / 1e6:.1f} M multiply-adds per "
-          f"image at {args.size} px, target {describe(target)}")
+    report = {"network": network.label, "macs_per_image": network.macs(args.size),
+              "input_shape": [args.batch, 3, args.size, args.size], "threads": threads,
+              "target": describe(target)}
+    print(f"{network.label}: {report['macs_per_image'] / 1e6:.1f} M multiply-adds per "
+          f"image at {args.size} px, target {report['target']}")
     if (args.time or args.profile) and not runs_here(target):
         raise ValueError(f"cannot time {describe(target)} on this machine")
     shape = (args.batch, 3, args.size, args.size)
     compiled = compile_symbol(network.symbol, network.params, shape, target, cache,
                               args.budget, threads, winograd=not args.no_winograd)
+    report["compile"] = compiled.stats
     print(f"TVM compile: {compiled.stats}")
     if args.out:
-        print(f"wrote {compiled.export(args.out)}")
+        report["library"] = os.path.abspath(compiled.export(args.out))
+        print(f"wrote {args.out}")
     if args.profile:
-        print_profile(compiled, shape, args.runs, args.profile)
+        report["profile"] = print_profile(compiled, shape, args.runs, args.profile)
     if args.time:
         result = time_backends(network, args.size, runs=args.runs, cache=cache,
                                compiled=compiled, threads=threads, batch=args.batch)
-        print(f"{threads} thread(s), batch {args.batch}, {args.runs} interleaved runs "
-              "(median, min-max, images/s; TVM's time over the backend's, with a 95 % "
-              "interval from resampling the rounds):")
-        tvm_ms = result["ms"]["tvm"]["median"]
-        for backend, ms in result["ms"].items():
-            diff = result["max_diff"].get(backend)
-            agree = "" if diff is None else \
-                f"   max |diff| vs MXNet {diff / max(result['scale'], 1e-12):.2g} x max |out|"
-            versus = ""
-            if backend != "tvm":
-                low, high = ratio_interval(result["times"]["tvm"], result["times"][backend])
-                versus = f"   TVM / it {tvm_ms / ms['median']:.3g} [{low:.3g}-{high:.3g}]"
-            print(f"  {backend:12s} {ms['median']:9.3f} ms  ({ms['min']:.3f}-{ms['max']:.3f})"
-                  f"  {1e3 * args.batch / ms['median']:8.1f} img/s{versus}{agree}")
+        report["timing"] = print_timing(result, threads, args.batch, args.runs)
+    if args.json:
+        write_atomically(args.json, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
+        print(f"wrote {args.json}")
     return 0
 
 
+def print_timing(result, threads, batch, runs):
+    """Print each backend's times (:func:`~octconv.deploy.bench.time_backends`'
+    ``result``) and return them by backend: the summary, images/s, TVM's time over its
+    (``tvm_over_it``, with its 95 % ``interval``) and its largest difference from MXNet
+    over MXNet's largest |output| (``max_diff``)."""
+    from octconv.deploy.bench import ratio_interval
+    print(f"{threads} thread(s), batch {batch}, {runs} interleaved runs (median, min-max, "
+          "images/s; TVM's time over the backend's, with a 95 % interval from resampling "
+          "the rounds):")
+    timing = {}
+    for backend, ms in result["ms"].items():
+        entry = timing[backend] = dict(ms, images_per_s=1e3 * batch / ms["median"])
+        line = (f"  {backend:12s} {ms['median']:9.3f} ms  ({ms['min']:.3f}-{ms['max']:.3f})"
+                f"  {entry['images_per_s']:8.1f} img/s")
+        if backend != "tvm":
+            entry["tvm_over_it"] = result["ms"]["tvm"]["median"] / ms["median"]
+            low, high = entry["interval"] = ratio_interval(result["times"]["tvm"],
+                                                           result["times"][backend])
+            line += f"   TVM / it {entry['tvm_over_it']:.3g} [{low:.3g}-{high:.3g}]"
+        if backend in result["max_diff"]:
+            entry["max_diff"] = result["max_diff"][backend] / max(result["scale"], 1e-12)
+            line += f"   max |diff| vs MXNet {entry['max_diff']:.2g} x max |out|"
+        print(line)
+    return timing
+
+
 def print_profile(compiled, shape, runs, top):
-    """The ``top`` slowest kernels of a call on random input, then the total."""
+    """Print the ``top`` slowest kernels of a call on random input, then the total;
+    return every kernel's row (:meth:`CompiledNetwork.profile`)."""
     import numpy as np
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     rows = compiled.profile(x, runs, alone=True)
@@ -118,6 +149,7 @@ def print_profile(compiled, shape, runs, top):
               f"{r['alone_ms']:8.3f}")
     print(f"  {'total':14s} {sum(r['calls'] for r in rows):5d} {total_ms:8.3f} "
           f"{100.0:5.1f}% {total_macs / 1e6:11.1f} {'':6s} {total_alone:8.3f}")
+    return rows
 
 
 if __name__ == "__main__":
