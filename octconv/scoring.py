@@ -8,12 +8,15 @@ project's names, or any form of the original release's, converted by
 Presets (docs/ARCHITECTURES.md 4.2, 4.3): ``imagenet`` (bilinear resize to
 ceil(size / 0.875), GluonCV mean / std) and ``release-symbol`` (bicubic, mean
 (124, 117, 104), scale 0.0167, i.e. std 1 / 0.0167, as the release's Symbol checkpoints).
+A library compiled with TVM from a checkpoint (:class:`CompiledLibrary`) is scored on
+the same batches as its checkpoint's network, so that the two accuracies can be compared.
 """
 import glob
 import os
 import time
 
 import mxnet as mx
+import numpy as np
 from mxnet import gluon
 
 from octconv import checkpoint
@@ -22,7 +25,7 @@ from octconv.data import val_batches
 from octconv.release import ReleaseNameError, from_release, release_format
 from octconv.models import build_network, evaluate
 
-__all__ = ["PRESETS", "load_for_scoring", "center_crop_batches", "score"]
+__all__ = ["PRESETS", "load_for_scoring", "CompiledLibrary", "center_crop_batches", "score"]
 
 PRESETS = {
     "imagenet": dict(mean=[123.68, 116.779, 103.939], std=[58.393, 57.12, 57.375],
@@ -84,6 +87,32 @@ def load_for_scoring(path, model=None, alpha=None, classes=None, ctx=(mx.cpu(),)
     return net, config
 
 
+class CompiledLibrary:
+    """A library written by :meth:`octconv.deploy.CompiledNetwork.export` as a network
+    :func:`score` evaluates: a batch (NDArray) in, its logits (NDArray) out, run in
+    chunks of the batch size it was compiled for, the last chunk filled up with zeros
+    (their logits dropped), on ``threads`` threads (0: all cores). ``size``: the image
+    size it was compiled for, the only one it takes."""
+
+    def __init__(self, path, threads=0):
+        from octconv.deploy import load_library  # (TVM: the deploy extra)
+        self.run = load_library(path, threads)
+        if self.run.input_shape is None:
+            raise ValueError(f"{path} does not record the input shape it was compiled for "
+                             "(an older library); compile it again")
+        self.batch, _, self.size, _ = self.run.input_shape
+
+    def __call__(self, x):
+        x = x.asnumpy()
+        logits = []
+        for start in range(0, len(x), self.batch):
+            chunk = x[start:start + self.batch]
+            filled = np.concatenate([chunk, np.zeros((self.batch - len(chunk),) + x.shape[1:],
+                                                     x.dtype)])
+            logits.append(self.run(filled)[:len(chunk)])
+        return mx.nd.array(np.concatenate(logits))
+
+
 def center_crop_batches(data_path, kind, size, preset=None, data_cfg=None, batch_size=50,
                         clips=None):
     """Center-crop batches of ``data_path`` (``kind`` 'rec', 'folder' or 'clips') at
@@ -104,8 +133,10 @@ def center_crop_batches(data_path, kind, size, preset=None, data_cfg=None, batch
 def score(net, data_path, kind, sizes=(224,), preset=None, data_cfg=None, batch_size=50,
           ctx=(mx.cpu(),), progress=None, clips=None):
     """Top-1 / top-5 and images (videos) per second at each test size (batches of
-    :func:`center_crop_batches`). Returns a list of dicts, one per size."""
-    net.hybridize()
+    :func:`center_crop_batches`) of ``net``, a Gluon block or a
+    :class:`CompiledLibrary`. Returns a list of dicts, one per size."""
+    if isinstance(net, gluon.HybridBlock):
+        net.hybridize()
     results = []
     for size in sizes:
         batches = center_crop_batches(data_path, kind, size, preset, data_cfg, batch_size,

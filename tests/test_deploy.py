@@ -35,7 +35,7 @@ from octconv.deploy.threads import SPIN_COUNT, use_threads
 from octconv.deploy import tuning
 from octconv.deploy.tuning import choose_tile, scheduled_func, search_tiles
 
-from helpers import assert_refused_weights, load_script, run_symbol
+from helpers import assert_refused_weights, load_script, run_script, run_symbol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -1320,6 +1320,32 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
             assert entry["interval"][0] <= entry["interval"][1]
         if backend != "mxnet":
             assert entry["max_diff"] < 1e-4
+
+
+def test_score_cli_scores_a_library_beside_its_checkpoint(trained_run, digits, tmp_path, cache):
+    """The library compiled from a run scores what the run's MXNet network scores on the
+    same images (in the same command), compiled for batches of 3 so that the last chunk
+    of the 359 images is short of a whole batch; it takes its own size only."""
+    from octconv.checkpoint import trained_model
+    network, params = trained_model(trained_run)
+    network = zoo_network(params={k: v.asnumpy() for k, v in params.items()}, size=32,
+                          **network)
+    compiled = compile_symbol(network.symbol, network.params, (3, 3, 32, 32), cache=cache,
+                              budget=1)
+    library = compiled.export(str(tmp_path / "demo.so"))
+    val = os.path.join(digits, "val")
+    out = run_script("score.py", trained_run, "--data", val, "--library", library, "--json",
+                     str(tmp_path / "s.json"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = {r["backend"]: r for r in json.load(open(tmp_path / "s.json"))["results"]}
+    count = sum(len(files) for _, _, files in os.walk(val))
+    assert results["mxnet"]["images"] == results["tvm"]["images"] == count
+    assert results["mxnet"]["top1"] > 0.5  # a trained network (chance: 0.1)
+    for metric in ("top1", "top5"):
+        assert results["tvm"][metric] == pytest.approx(results["mxnet"][metric], abs=1.5 / count)
+    assert re.search(r"^ +tvm +32 ", out.stdout, re.M), out.stdout
+    out = run_script("score.py", trained_run, "--data", val, "--library", library, "--sizes", "48")
+    assert out.returncode == 2 and "takes 32 px images" in out.stderr
 
 
 def test_compile_cli_names_a_bad_checkpoint_and_weights_of_another_alpha(tmp_path, capsys):
