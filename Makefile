@@ -20,6 +20,7 @@ demo: $(STAMP)  ## the main job on the embedded default: train, score, export, T
 	$(BIN)/python tools/export_onnx.py --checkpoint runs/demo --size 32 --out runs/demo/model.onnx
 	$(BIN)/python tools/complexity.py --table1
 	$(BIN)/python tools/tvm_compile.py --checkpoint runs/demo --size 32 --time --out runs/demo/model.so
+	$(BIN)/python score.py runs/demo --data runs/digits/val --library runs/demo/model.so
 
 table2: $(STAMP)  ## TVM vs oneDNN vs ONNX Runtime timing, writes results/table2.*
 	$(BIN)/python tools/table2.py
