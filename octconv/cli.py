@@ -121,8 +121,10 @@ def add_network_arguments(parser):
     from octconv.specs import model_names
     parser.add_argument("--model", choices=model_names(), metavar="NAME",
                         help="a zoo network (tools/complexity.py --zoo lists them)")
-    parser.add_argument("--alpha", type=float, default=0.0)
-    parser.add_argument("--classes", type=positive_int, default=1000)
+    parser.add_argument("--alpha", type=float, default=0.0,
+                        help="the low-frequency fraction of the channels (default 0)")
+    parser.add_argument("--classes", type=positive_int, default=1000,
+                        help="output classes (default 1000)")
     parser.add_argument("--params", help="weights for --model (an MXNet .params file)")
     parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
     parser.add_argument("--size", type=positive_int, default=224)
