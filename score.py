@@ -57,6 +57,7 @@ def main(argv=None):
             parser.error("--library: compiled libraries take images, and this network "
                          "takes clips")
         networks["tvm"] = CompiledLibrary(args.library)
+        networks["tvm"].check_computes(net, ctx[0])
         size = networks["tvm"].size
         if args.sizes and args.sizes != [size]:
             parser.error(f"--library {args.library} takes {size} px images; drop --sizes "

@@ -92,15 +92,34 @@ class CompiledLibrary:
     :func:`score` evaluates: a batch (NDArray) in, its logits (NDArray) out, run in
     chunks of the batch size it was compiled for, the last chunk filled up with zeros
     (their logits dropped), on ``threads`` threads (0: all cores). ``size``: the image
-    size it was compiled for, the only one it takes."""
+    size it was compiled for, the only one it takes. :meth:`check_computes` tells
+    whether it computes a given network (a library compiled from another checkpoint
+    would be scored as if it were this one's)."""
 
     def __init__(self, path, threads=0):
         from octconv.deploy import load_library  # (TVM: the deploy extra)
+        self.path = path
         self.run = load_library(path, threads)
         if self.run.input_shape is None:
             raise ValueError(f"{path} does not record the input shape it was compiled for "
                              "(an older library); compile it again")
         self.batch, _, self.size, _ = self.run.input_shape
+
+    def check_computes(self, net, ctx, tolerance=1e-3):
+        """Raise a ValueError unless this library computes ``net`` (a Gluon block): their
+        logits of one random batch must agree within ``tolerance`` of their scale."""
+        x = np.random.default_rng(0).standard_normal(self.run.input_shape).astype(np.float32)
+        want = net(mx.nd.array(x, ctx=ctx)).asnumpy()
+        got = self.run(x)
+        scale = max(float(np.abs(want).max()), 1e-12)
+        if got.shape != want.shape:
+            raise ValueError(f"{self.path} does not compute the checkpoint's network: its "
+                             f"logits have the shape {got.shape}, the network's {want.shape}")
+        if np.abs(got - want).max() > tolerance * scale:
+            raise ValueError(f"{self.path} does not compute the checkpoint's network: on one "
+                             f"input their logits differ by up to "
+                             f"{np.abs(got - want).max() / scale:.2g} x the network's "
+                             "largest |logit|")
 
     def __call__(self, x):
         x = x.asnumpy()

@@ -1325,7 +1325,8 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
 def test_score_cli_scores_a_library_beside_its_checkpoint(trained_run, digits, tmp_path, cache):
     """The library compiled from a run scores what the run's MXNet network scores on the
     same images (in the same command), compiled for batches of 3 so that the last chunk
-    of the 359 images is short of a whole batch; it takes its own size only."""
+    of the 359 images is short of a whole batch; it takes its own size only, and a
+    library of other weights is refused."""
     from octconv.checkpoint import trained_model
     network, params = trained_model(trained_run)
     network = zoo_network(params={k: v.asnumpy() for k, v in params.items()}, size=32,
@@ -1346,6 +1347,13 @@ def test_score_cli_scores_a_library_beside_its_checkpoint(trained_run, digits, t
     assert re.search(r"^ +tvm +32 ", out.stdout, re.M), out.stdout
     out = run_script("score.py", trained_run, "--data", val, "--library", library, "--sizes", "48")
     assert out.returncode == 2 and "takes 32 px images" in out.stderr
+    # a library of the same network with other weights is not scored as the run's
+    other = zoo_network("resnet10_v2_mini", 0.25, classes=10, size=32)
+    other = compile_symbol(other.symbol, other.params, (3, 3, 32, 32), cache=cache, budget=1)
+    other = other.export(str(tmp_path / "other.so"))
+    out = run_script("score.py", trained_run, "--data", val, "--library", other)
+    assert out.returncode == 2 and "other.so does not compute the checkpoint's network: on " \
+        "one input their logits differ by up to" in out.stderr, out.stderr
 
 
 def test_compile_cli_names_a_bad_checkpoint_and_weights_of_another_alpha(tmp_path, capsys):
