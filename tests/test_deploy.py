@@ -1354,6 +1354,12 @@ def test_score_cli_scores_a_library_beside_its_checkpoint(trained_run, digits, t
     out = run_script("score.py", trained_run, "--data", val, "--library", other)
     assert out.returncode == 2 and "other.so does not compute the checkpoint's network: on " \
         "one input their logits differ by up to" in out.stderr, out.stderr
+    seven = zoo_network("resnet10_v2_mini", 0.25, classes=7, size=32)  # other classes
+    seven = compile_symbol(seven.symbol, seven.params, (3, 3, 32, 32), cache=cache, budget=1)
+    out = run_script("score.py", trained_run, "--data", val, "--library",
+                     seven.export(str(tmp_path / "seven.so")))
+    assert out.returncode == 2 and "its logits have the shape (3, 7), the network's (3, 10)" \
+        in out.stderr, out.stderr
 
 
 def test_compile_cli_names_a_bad_checkpoint_and_weights_of_another_alpha(tmp_path, capsys):
