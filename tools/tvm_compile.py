@@ -18,7 +18,10 @@ as the paper; 0 = all cores) applies to every backend. ``--profile N`` prints th
 slowest compiled kernels of a call (median time, share, calls, multiply-adds counted
 directly and the rate they imply, and the same calls' time with the kernel run alone
 on its own arrays: where the network's time exceeds it, the kernel waits for data
-that its predecessors left in L3 or memory) and the total. ``--json PATH`` also
+that its predecessors left in L3 or memory) and the total; on more than one thread a
+profile varies from process to process far more than whole calls do (Oct-MobileNet v1
+0.75 on 2 threads: totals of 2.5-3.2 ms, whole calls 2.56-2.68), so compare kernels
+within one profile. ``--json PATH`` also
 writes what is printed to a JSON file, for scripts: the network, its input, target and
 threads, the compile's statistics, and, as asked, each backend's times (median,
 extremes, quartiles, spread, runs, images/s), TVM's time over its with the 95 %
