@@ -108,18 +108,18 @@ class CompiledLibrary:
     def check_computes(self, net, ctx, tolerance=1e-3):
         """Raise a ValueError unless this library computes ``net`` (a Gluon block): their
         logits of one random batch must agree within ``tolerance`` of their scale."""
+        from octconv.deploy.bench import relative_difference
         x = np.random.default_rng(0).standard_normal(self.run.input_shape).astype(np.float32)
         want = net(mx.nd.array(x, ctx=ctx)).asnumpy()
         got = self.run(x)
-        scale = max(float(np.abs(want).max()), 1e-12)
         if got.shape != want.shape:
             raise ValueError(f"{self.path} does not compute the checkpoint's network: its "
                              f"logits have the shape {got.shape}, the network's {want.shape}")
-        if np.abs(got - want).max() > tolerance * scale:
+        difference = relative_difference(got, want)
+        if difference > tolerance:
             raise ValueError(f"{self.path} does not compute the checkpoint's network: on one "
-                             f"input their logits differ by up to "
-                             f"{np.abs(got - want).max() / scale:.2g} x the network's "
-                             "largest |logit|")
+                             f"input their logits differ by up to {difference:.2g} x the "
+                             "network's largest |logit|")
 
     def __call__(self, x):
         x = x.asnumpy()

@@ -120,12 +120,13 @@ def _network(label):
 
 def time_group(networks, threads, batch, args, cache, target, scaling=False, size=SIZE):
     """``{label: {"ms": {backend: summary}, "times": {backend: [ms per round]},
-    "max_diff": {...}, "scale", "macs", "tvm"}}`` for ``networks`` ({label:
+    "max_diff": {backend: relative difference from MXNet}, "macs", "tvm"}}`` for
+    ``networks`` ({label:
     :class:`~octconv.deploy.bench.Network`}) on ``batch`` images of ``size``, all timed
     in one interleaved loop (:func:`time_rounds`); with ``scaling`` each TVM library
     also runs on one thread (runner ``tvm_1``)."""
     import numpy as np
-    from octconv.deploy.bench import make_runners, summarize
+    from octconv.deploy.bench import differences_from_mxnet, make_runners, summarize
     x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
     runners, results = {}, {}
     for label, network in networks.items():
@@ -134,13 +135,8 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
                             budget=args.budget)
         if scaling:
             mine["tvm_1"] = _tvm_on_one_thread(mine["tvm"], x)
-        outputs = {b: run() for b, run in mine.items()}
-        reference = outputs["mxnet"]
-        results[label] = {
-            "macs": network.macs(size), "tvm": mine["tvm"].compiled.stats,
-            "scale": float(np.abs(reference).max()),
-            "max_diff": {b: float(np.abs(out - reference).max())
-                         for b, out in outputs.items() if b != "mxnet"}}
+        results[label] = {"macs": network.macs(size), "tvm": mine["tvm"].compiled.stats,
+                          "max_diff": differences_from_mxnet(mine)}
         runners.update({(label, b): run for b, run in mine.items()})
         stats = results[label]["tvm"]
         print(f"  {label}: ready in {time.perf_counter() - start:.0f} s ({stats['searches']} "
@@ -251,7 +247,7 @@ def _row(label, result, group_results, threads, batch, tolerance):
            "alpha0_speedup_over_macs_ratio": None,
            "scaling": ms["tvm_1"] / ms["tvm"] if "tvm_1" in ms else None,
            "paper_tvm_ms": PAPER_TVM_MS.get(label) if threads == 1 and batch == 1 else None,
-           "max_diff": max(result["max_diff"].values()) / max(result["scale"], 1e-12)}
+           "max_diff": max(result["max_diff"].values())}
     row.update({f"{ratio}_{end}": None for ratio in RATIOS for end in ("low", "high")})
     row.update({f"{backend}_runs": len(ms) for backend, ms in times.items() if backend != "tvm_1"})
     # the fastest other ran to the end unless it was overtaken after it stopped

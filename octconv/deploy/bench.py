@@ -31,6 +31,7 @@ from octconv.specs import get_spec
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
+           "relative_difference", "differences_from_mxnet",
            "time_backends", "onnx_file", "BACKENDS"]
 
 BACKENDS = ("tvm", "mxnet", "onnxruntime", "openvino")
@@ -282,23 +283,36 @@ def ratio_interval(numerator, denominator, level=0.95, resamples=2000, seed=0):
     return float(low), float(high)
 
 
+def relative_difference(out, reference):
+    """``max |out - reference|`` over ``max |reference|``: how far an output is from the
+    reference output, as a fraction of its scale (logits of random weights reach 1e7)."""
+    return float(np.abs(out - reference).max() / max(float(np.abs(reference).max()), 1e-12))
+
+
+def differences_from_mxnet(runners):
+    """``{backend: relative_difference(its output, MXNet's)}`` for every runner but
+    MXNet's, each called once (``{}`` without an MXNet runner)."""
+    outputs = {b: run() for b, run in runners.items()}
+    if "mxnet" not in outputs:
+        return {}
+    return {b: relative_difference(out, outputs["mxnet"])
+            for b, out in outputs.items() if b != "mxnet"}
+
+
 def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, target=None,
                   cache=None, budget=4, seed=0, compiled=None, threads=1, batch=1):
     """``{"ms": {backend: summary}, "times": {backend: [ms per round]}, "max_diff":
-    {backend: max |out - MXNet out|}, "scale": max |MXNet out|, "tvm": compile stats}``
+    {backend: relative difference from MXNet's output} (:func:`differences_from_mxnet`),
+    "tvm": compile stats}``
     for ``batch`` images of ``size`` on ``threads`` threads; summaries as
     :func:`summarize` (times per call).
     ``compiled``: the network already compiled for this input (else it is compiled)."""
     x = np.random.default_rng(seed).standard_normal((batch, 3, size, size)).astype(np.float32)
     runners = make_runners(network, x, backends, threads, target, cache, budget, compiled)
-    outputs = {b: run() for b, run in runners.items()}
+    max_diff = differences_from_mxnet(runners)
     times = interleave(runners, runs, warmup)
-    reference = outputs.get("mxnet")
-    result = {"ms": {b: summarize(t) for b, t in times.items()}, "times": times}
-    if reference is not None:
-        result["scale"] = float(np.abs(reference).max())
-        result["max_diff"] = {b: float(np.abs(out - reference).max())
-                              for b, out in outputs.items() if b != "mxnet"}
+    result = {"ms": {b: summarize(t) for b, t in times.items()}, "times": times,
+              "max_diff": max_diff}
     if "tvm" in runners:
         result["tvm"] = runners["tvm"].compiled.stats
     return result
