@@ -11,7 +11,7 @@ JOBS ?= 2
 PYTEST := $(BIN)/python -m pytest -q $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadfile)
 VIDEO_TESTS := tests/test_octconv3d.py tests/test_video.py tests/test_video_training.py
 
-.PHONY: demo test test-all table2 clean
+.PHONY: demo test test-all table2 cpp clean
 
 demo: $(STAMP)  ## the main job on the embedded default: train, score, export, TVM
 	rm -rf runs/demo
@@ -24,6 +24,9 @@ demo: $(STAMP)  ## the main job on the embedded default: train, score, export, T
 
 table2: $(STAMP)  ## TVM vs oneDNN vs ONNX Runtime timing, writes results/table2.*
 	$(BIN)/python tools/table2.py
+
+cpp: $(STAMP)  ## tools/cpp/run_library: runs a compiled library from C++ (TVM's runtime alone)
+	$(MAKE) -C tools/cpp PYTHON=$(abspath $(BIN))/python
 
 test: $(STAMP)  ## the test suite, whole files per process
 	$(PYTEST) $(MARKS) $(addprefix --ignore=,$(VIDEO_TESTS))
@@ -38,4 +41,4 @@ $(STAMP): setup.py constraints.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info tools/cpp/run_library

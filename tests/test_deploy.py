@@ -927,6 +927,60 @@ def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
         load_library(str(tmp_path / "missing.so"))
 
 
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler")
+def test_a_library_runs_from_cpp_with_tvms_runtime_alone(tmp_path, cache):
+    """tools/cpp/run_library, built by its Makefile against this environment's TVM
+    runtime, gives the logits the library gives in Python, bit for bit, on 1 and 2
+    threads, and so MXNet's; files it cannot take are named, with exit status 2."""
+    network = two_octave_layers()
+    x = np.concatenate([image(16, seed) for seed in (1, 2)])
+    compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
+    library = compiled.export(str(tmp_path / "net.so"))
+    runner = tmp_path / "run_library"
+    subprocess.run(["make", "-C", os.path.join(ROOT, "tools", "cpp"), f"PYTHON={sys.executable}",
+                    f"OUT={runner}"], check=True, capture_output=True)
+    x.tofile(tmp_path / "x.f32")
+
+    def run_library(*args):
+        return subprocess.run([str(runner), *map(str, args)], capture_output=True, text=True)
+
+    for threads in (1, 2):
+        done = run_library(library, tmp_path / "x.f32", tmp_path / "y.f32", "--threads", threads,
+                           "--runs", 3)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0] == (f"{library}: input 2 x 3 x 16 x 16 float32, compiled for "
+                            f"{host_cpu()}, {threads} thread(s)")
+        assert lines[1] == f"logits 2 x 10 float32 -> {tmp_path / 'y.f32'}"
+        median, fastest, slowest = (float(v) for v in re.match(
+            r"3 calls: median (\S+) ms \((\S+)-(\S+)\)", lines[2]).groups())
+        assert 0 < fastest <= median <= slowest
+        logits = np.fromfile(tmp_path / "y.f32", np.float32).reshape(2, 10)
+        np.testing.assert_array_equal(logits, compiled.with_threads(threads).run(x))
+        assert_close_to_mxnet(logits, mxnet_logits(network, x))
+    assert [name for name in os.listdir(tmp_path) if ".tmp" in name] == []  # (written whole)
+
+    x[:1].tofile(tmp_path / "one.f32")
+    (tmp_path / "text.so").write_text("not a library")
+    (tmp_path / "cut.so").write_bytes(open(library, "rb").read()[:4096])  # loaded: SIGBUS
+    for args, message in [
+            ((tmp_path / "one.f32",), "one.f32 holds 3072 bytes; the library takes 2 x 3 x 16 x 16 "
+                                      r"float32 values \(6144 bytes\)"),
+            ((tmp_path / "x.f32", "--threads", "-1"), "--threads takes a whole number of at "
+                                                      "least 0, got -1\nusage: run_library .*"),
+            ((tmp_path / "missing.f32",), "cannot read .*missing.f32")]:
+        done = run_library(library, *args[:1], tmp_path / "out.f32", *args[1:])
+        assert done.returncode == 2 and re.fullmatch(f"error: (.*/)?{message}\n", done.stderr), \
+            done.stderr
+    for path, message in [("missing.so", "no compiled library at .*missing.so"),
+                          ("text.so", "text.so is not a library of tools/tvm_compile.py"),
+                          ("cut.so", "cut.so is cut short")]:
+        done = run_library(tmp_path / path, tmp_path / "x.f32", tmp_path / "out.f32")
+        assert done.returncode == 2 and re.match(f"error: (.*/)?{message}", done.stderr), \
+            done.stderr
+    assert not (tmp_path / "out.f32").exists()
+
+
 def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):
     """Tile records and compiled libraries: a second compile searches nothing and builds
     nothing (the library file is loaded as is); unreadable ones warn and are rebuilt."""
