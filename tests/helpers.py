@@ -81,6 +81,19 @@ def assert_pair_close(got, want, atol=1e-4):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=atol)
 
 
+def assert_both_apis_give(want, block, symbol, params, hi, lo):
+    """The Gluon ``block`` and the Symbol pair ``symbol`` (inputs ``hi``, ``lo``), on the
+    same ``params``, both give the (hi, lo) pair ``want``, and the same high maps within
+    1e-5. Returns Gluon's pair."""
+    gluon_out = tuple(None if o is None else o.asnumpy() for o in block(nd(hi), nd(lo)))
+    assert_pair_close(gluon_out, want)
+    inputs = {"hi": hi, "lo": lo} if lo is not None else {"hi": hi}
+    symbol_out = run_symbol(symbol, inputs, params)
+    assert_pair_close(symbol_out, want)
+    np.testing.assert_allclose(symbol_out[0], gluon_out[0], rtol=1e-5, atol=1e-5)
+    return gluon_out
+
+
 def pair_arrays(rng, batch, widths, size):
     """Random (hi, lo) NumPy inputs for (high, low) widths at ``size`` px (an int, or
     (height, width)); lo None if 0."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import reference
-from helpers import assert_pair_close, groups_fit, input_widths, layer_weights, low, nd, \
+from helpers import assert_both_apis_give, groups_fit, input_widths, layer_weights, low, nd, \
     pair_arrays, randomize, run_symbol, split_widths
 from octconv import gluon as G
 from octconv import symbol as S
@@ -85,12 +85,7 @@ def test_both_apis_match_numpy_reference(cfg):
     hi, lo = pair_arrays(np.random.RandomState(1), cfg["batch"], widths, cfg["size"])
     want = reference_output(cfg, params, hi, lo)
 
-    gluon_out = tuple(None if o is None else o.asnumpy() for o in block(nd(hi), nd(lo)))
-    assert_pair_close(gluon_out, want)
-    inputs = {"hi": hi, "lo": lo} if lo is not None else {"hi": hi}
-    symbol_out = run_symbol(symbol_layer(cfg, lo is not None), inputs, params)
-    assert_pair_close(symbol_out, want)
-    np.testing.assert_allclose(symbol_out[0], gluon_out[0], rtol=1e-5, atol=1e-5)
+    assert_both_apis_give(want, block, symbol_layer(cfg, lo is not None), params, hi, lo)
 
     assert {k[len("layer-"):-len("_weight")] for k in params if k.endswith("_weight")} \
         == expected_paths(cfg)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import reference
-from helpers import assert_pair_close, groups_fit, input_widths, layer_weights, nd, randomize, \
+from helpers import assert_both_apis_give, groups_fit, input_widths, layer_weights, nd, randomize, \
     run_symbol
 from octconv import gluon as G
 from octconv import symbol as S
@@ -86,12 +86,8 @@ def test_both_apis_match_numpy_reference(cfg):
     block, params = build(cfg)
     hi, lo = clip_pair(np.random.RandomState(1), cfg)
     want = reference_output(cfg, params, hi, lo)
-    gluon_out = tuple(None if o is None else o.asnumpy() for o in block(nd(hi), nd(lo)))
-    assert_pair_close(gluon_out, want)
-    inputs = {"hi": hi, "lo": lo} if lo is not None else {"hi": hi}
-    symbol_out = run_symbol(symbol_layer(cfg, lo is not None), inputs, params)
-    assert_pair_close(symbol_out, want)
-    np.testing.assert_allclose(symbol_out[0], gluon_out[0], rtol=1e-5, atol=1e-5)
+    gluon_out = assert_both_apis_give(want, block, symbol_layer(cfg, lo is not None), params,
+                                      hi, lo)
     frames = (cfg["frames"] + 2 * (cfg["kernel"][0] // 2) - cfg["kernel"][0]) \
         // cfg["temporal_stride"] + 1
     assert gluon_out[0].shape[2] == frames  # the octave never touches time
