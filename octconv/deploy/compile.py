@@ -52,13 +52,16 @@ class _Runner:
     raising a TVM error). A library compiled for a CPU with instructions this one lacks
     is refused (a ValueError naming them; run, it would die of an illegal instruction),
     and so is one compiled for a CPU this LLVM does not know (nothing can be checked).
-    The input is copied into one TVM tensor kept from call to call: a new one each call
-    cost its fresh pages (0.3 ms of a 25 ms batch-8 call of MobileNet v2 1.0 here).
-    Calls from several Python threads take turns (the VM and that tensor are one call's
-    state; at once, they crashed the process), each on ``threads`` of its thread's pool."""
+    Each calling thread runs a VM of its own (:attr:`vm`; they share the library's
+    weights), so that the calls of a server's request threads run at once, each on
+    ``threads`` workers of its thread's pool (one VM called from two threads at once
+    crashed the process). A thread's input is copied into one TVM tensor kept from call
+    to call: a new one each call cost its fresh pages (0.3 ms of a 25 ms batch-8 call of
+    MobileNet v2 1.0 here)."""
 
     def __init__(self, module, input_shape, threads):
-        self.vm = relax.VirtualMachine(module, tvm.cpu())
+        self.module = module
+        self._own = threading.local()  # .vm, .data: the calling thread's VM and input
         cpu = self._recorded(CPU)
         if cpu and not known_cpu(cpu):
             raise ValueError(f"compiled for the CPU {cpu}, which this TVM's LLVM does not "
@@ -73,8 +76,14 @@ class _Runner:
             input_shape = self._recorded(INPUT_SHAPE)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.threads = threads
-        self._data = None
-        self._turn = threading.Lock()
+
+    @property
+    def vm(self):
+        """The calling thread's VM of the library, made at its first use."""
+        own = self._own
+        if not hasattr(own, "vm"):
+            own.vm, own.data = relax.VirtualMachine(self.module, tvm.cpu()), None
+        return own.vm
 
     def _recorded(self, name):
         """What the library's function ``name`` gives; None if it has none."""
@@ -88,12 +97,12 @@ class _Runner:
             raise ValueError(f"compiled for inputs of shape {self.input_shape}, got "
                              f"{tuple(np.shape(x))}; compile again for another size or batch")
         x = np.ascontiguousarray(x, np.float32)
-        with self._turn:
-            use_threads(self.threads)
-            if self._data is None or tuple(self._data.shape) != x.shape:
-                self._data = tvm.runtime.empty(x.shape, "float32")
-            self._data.copyfrom(x)
-            return self.vm["main"](self._data).numpy()
+        use_threads(self.threads)
+        vm, own = self.vm, self._own
+        if own.data is None or tuple(own.data.shape) != x.shape:
+            own.data = tvm.runtime.empty(x.shape, "float32")
+        own.data.copyfrom(x)
+        return vm["main"](own.data).numpy()
 
 
 class CompiledNetwork:
