@@ -18,7 +18,10 @@
 // the CPU with TVM's pooled allocator, call "main" on one input tensor. Beside "main"
 // the library gives "input_shape" and "cpu" (the LLVM CPU name it was compiled for: it
 // dies of an illegal instruction on a CPU that lacks that one's instruction set
-// extensions, which load_library checks and this program does not).
+// extensions, which load_library checks and this program does not). A VM holds one
+// call's state: a server's request threads each make a VM of their own from the loaded
+// library (vm_load_executable, vm_initialization), as load_library does, and may then
+// call at once; the VMs share the library's weights.
 #include <sched.h>
 #include <unistd.h>
 
