@@ -113,7 +113,6 @@ class Program:
     stacked along the batch axis (:func:`lower` says when)."""
     input_shape: tuple
     calls: list = field(default_factory=list)
-    output_shape: tuple = None
     per_image: int = 0
 
     def kernels(self):
@@ -525,7 +524,6 @@ class _Lowering:
         elif head != "logits":
             raise UnsupportedGraph("the network must end with its classifier (a fully "
                                       "connected layer, or a 1x1 convolution on a 1x1 map)")
-        self.program.output_shape = self.program.calls[-1].out_shape
         return self.program
 
 
