@@ -138,12 +138,14 @@ bool cut_short(const std::string& path) {
   return false;
 }
 
-// Threads for TVM's pool; set before the pool starts (the first configuration makes it)
-void use_threads(int threads) {
+// Has TVM's parallel loops use ``threads`` workers, sizing its pool first (the first
+// configuration makes it); returns the count TVM reports it then uses
+int use_threads(int threads) {
   std::string size = std::to_string(std::max(threads, available_cores()));
   setenv("TVM_NUM_THREADS", size.c_str(), 1);
   setenv("TVM_THREAD_POOL_SPIN_COUNT", kSpinCount, 0);  // unless the user set it
   ffi::Function::GetGlobalRequired("runtime.config_threadpool")(1, threads);
+  return ffi::Function::GetGlobalRequired("runtime.NumThreads")().cast<int>();
 }
 
 double median(std::vector<double> values) {
@@ -173,7 +175,7 @@ int run(int argc, char** argv) {
   std::string library_path = found;
   std::free(found);
   threads = threads ? threads : available_cores();
-  use_threads(threads);
+  threads = use_threads(threads);
 
   if (cut_short(library_path)) {
     throw Refusal{library + " is cut short (its headers point past its end); copy or export "
