@@ -171,6 +171,8 @@ CASES = {
                               AT_LEAST_ONE),
     "tvm_compile --budget -3": (("tools/tvm_compile.py",) + MODEL + ("--budget", "-3"),
                                 AT_LEAST_ONE),
+    "tvm_compile --requests 1": (("tools/tvm_compile.py",) + MODEL + ("--requests", "1"),
+                                 "--requests takes 2 or more request threads"),
     "complexity --size 0": (("tools/complexity.py", "--model", "resnet50_v2", "--size", "0"),
                             AT_LEAST_ONE),
     "plot_network --size -1": (("tools/plot_network.py", "--model", "resnet50_v2", "--size",

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from types import SimpleNamespace
@@ -30,7 +31,7 @@ from octconv.deploy.libraries import LibraryCache
 from octconv.deploy.lower import Tensor, UnsupportedGraph, lower
 from octconv.deploy.bench import (TVMRunner, differences_from_mxnet, gluoncv_network,
                                   interleave, onnx_file, ratio_interval, relative_difference,
-                                  summarize, wait_until_idle, zoo_network)
+                                  summarize, time_serving, wait_until_idle, zoo_network)
 from octconv.deploy.target import host_cpu, make_target, runs_here, vector_lanes
 from octconv.deploy.threads import SPIN_COUNT, use_threads
 from octconv.deploy import tuning
@@ -798,6 +799,46 @@ def test_idle_wait_outlasts_a_spinning_thread_and_its_limit_holds():
     worker.join()
 
 
+def test_serving_times_request_threads_at_once_and_checks_every_output():
+    """``time_serving`` on a callable that sleeps (as a library's kernels release the
+    GIL): its request threads' calls overlap, each round gives images/s for one thread
+    and for all, the gain is the ratio of their medians; a callable whose output
+    depends on the calling thread, or that fails there, is a RuntimeError."""
+    active, most, lock = [0], [0], threading.Lock()
+
+    def run(x):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.01)
+        with lock:
+            active[0] -= 1
+        return x.sum(axis=(1, 2, 3))
+
+    x = np.ones((2, 3, 4, 4), np.float32)
+    result = time_serving(run, x, requests=3, rounds=3, calls=2)
+    assert most[0] == 3  # all three request threads inside a call at once
+    assert result["requests"] == 3 and result["calls"] == 2
+    assert len(result["one"]) == len(result["many"]) == 3
+    assert result["gain"] == pytest.approx(np.median(result["many"]) / np.median(result["one"]))
+    low, high = result["interval"]
+    assert 0 < low <= high
+    with pytest.raises(RuntimeError, match=r"\d+ calls from request threads gave another "
+                                           r"output than one call alone \(first: another"):
+        time_serving(lambda x: np.array([threading.get_ident()]), x, requests=2, rounds=1)
+    main = threading.get_ident()
+
+    def fails_elsewhere(x):
+        if threading.get_ident() != main:
+            raise MemoryError("out of memory")
+        return x
+
+    with pytest.raises(RuntimeError, match=r"first: MemoryError\('out of memory'\)"):
+        time_serving(fails_elsewhere, x, requests=2, rounds=1)
+    with pytest.raises(ValueError, match="2 or more request threads, got 1"):
+        time_serving(run, x, requests=1, rounds=1)
+
+
 def test_interleave_prepares_each_runner_before_timing_it():
     events = []
 
@@ -1343,13 +1384,15 @@ def test_unknown_target_and_unsupported_operator_are_named():
 
 def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     """All four backends on 2 threads and a batch of 2, each checked against MXNet and
-    compared with TVM (a ratio and its interval); the kernel profile; all of it in the
-    JSON file too."""
+    compared with TVM (a ratio and its interval); the kernel profile; the library
+    serving 2 request threads at once (every output checked); all of it in the JSON
+    file too."""
     run = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "tvm_compile.py"), "--checkpoint",
          trained_run, "--size", "32", "--time", "--runs", "3", "--budget", "1", "--threads",
          "2", "--batch", "2", "--out", str(tmp_path / "demo.so"), "--cache",
-         str(tmp_path / "tiles.json"), "--profile", "4", "--json", str(tmp_path / "r.json")],
+         str(tmp_path / "tiles.json"), "--profile", "4", "--json", str(tmp_path / "r.json"),
+         "--requests", "2"],
         check=True, capture_output=True, text=True, cwd=ROOT,
         env={k: v for k, v in os.environ.items() if k != "MXNET_SUBGRAPH_VERBOSE"})
     out = run.stdout
@@ -1386,6 +1429,17 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
             assert entry["interval"][0] <= entry["interval"][1]
         if backend != "mxnet":
             assert entry["max_diff"] < 1e-4
+    serving = report["serving"]
+    start = lines.index("serving on 2 thread(s) per request thread, batch 2, 3 rounds of 2 x 5 "
+                        "calls (images/s: median, min-max):")
+    for line, key in zip(lines[start + 1:start + 3], ("one", "many")):
+        entry = serving[key]
+        assert entry["rounds"] == 3 and 0 < entry["min"] <= entry["median"] <= entry["max"]
+        assert f"{entry['median']:9.1f} img/s" in line
+    assert serving["gain"] == pytest.approx(serving["many"]["median"]
+                                            / serving["one"]["median"])
+    low, high = serving["interval"]
+    assert lines[start + 3] == f"  2 at once / one: {serving['gain']:.3g} [{low:.3g}-{high:.3g}]"
 
 
 def test_score_cli_scores_a_library_beside_its_checkpoint(trained_run, digits, tmp_path, cache):
@@ -1438,6 +1492,22 @@ def test_compile_cli_names_a_bad_checkpoint_and_weights_of_another_alpha(tmp_pat
                       "--params", str(tmp_path / "a05.params"), "--size", "32", "--cache",
                       str(tmp_path / "tiles.json")])
     assert_refused_weights(code, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1_075_a0.375", "resnet50_v2_a0.5"])
+def test_serving_results_come_from_the_compile_tool(name):
+    """results/serving/*.json, which README cites, were written by ``tvm_compile.py
+    --requests 2 --json`` for the network their name gives, on one thread per request
+    thread, with the gain their medians imply and its interval."""
+    report = json.load(open(os.path.join(ROOT, "results", "serving", f"{name}.json")))
+    model, alpha = name.rsplit("_a", 1)
+    assert report["network"].startswith(f"{model} alpha={float(alpha):g}")
+    assert report["threads"] == 1 and report["input_shape"] == [1, 3, 224, 224]
+    serving = report["serving"]
+    assert serving["requests"] == 2 and serving["one"]["rounds"] >= 10
+    assert serving["gain"] == pytest.approx(serving["many"]["median"] / serving["one"]["median"])
+    low, high = serving["interval"]
+    assert 0 < low <= high
 
 
 def test_results_file_comes_from_the_table2_tool():

@@ -9,6 +9,7 @@ beside MXNet (oneDNN), ONNX Runtime and OpenVINO on the same thread count.
     python tools/tvm_compile.py --model mobilenet_v2_100 --target skylake-avx512 --out m.so
     python tools/tvm_compile.py --model resnet50_v2 --alpha .75 --profile 15
     python tools/tvm_compile.py --model resnet50_v2 --alpha .5 --time --json r50.json
+    python tools/tvm_compile.py --model mobilenet_v1_075 --alpha .375 --requests 2
 
 ``--target`` takes an LLVM CPU name (default: this machine); a target this machine
 cannot run is cross-compiled (no tuning, no timing). Tuning results are cached in
@@ -21,12 +22,16 @@ on its own arrays: where the network's time exceeds it, the kernel waits for dat
 that its predecessors left in L3 or memory) and the total; on more than one thread a
 profile varies from process to process far more than whole calls do (Oct-MobileNet v1
 0.75 on 2 threads: totals of 2.5-3.2 ms, whole calls 2.56-2.68), so compare kernels
-within one profile. ``--json PATH`` also
+within one profile. ``--requests N`` times the library serving N request threads at
+once, each on ``--threads`` threads (a thread calling a library runs a VM of its own),
+against one request thread making as many calls: images/s of each, --runs rounds, and
+the gain with its 95 % interval; every output is checked against one call's alone.
+``--json PATH`` also
 writes what is printed to a JSON file, for scripts: the network, its input, target and
 threads, the compile's statistics, and, as asked, each backend's times (median,
 extremes, quartiles, spread, runs, images/s), TVM's time over its with the 95 %
 interval, its largest difference from MXNet over MXNet's largest |output|, and the
-profile's rows.
+profile's rows and the serving times.
 """
 import json
 import os
@@ -47,6 +52,8 @@ def parse(argv):
     parser.add_argument("--time", action="store_true",
                         help="time TVM, MXNet, ONNX Runtime and OpenVINO")
     parser.add_argument("--runs", type=positive_int, default=10, help="timed runs per backend")
+    parser.add_argument("--requests", type=positive_int, metavar="N",
+                        help="time TVM serving N (>= 2) request threads at once against one")
     parser.add_argument("--profile", type=positive_int, metavar="N",
                         help="print the N slowest kernels of a call (timed over --runs calls)")
     parser.add_argument("--budget", type=positive_int, default=4,
@@ -57,6 +64,8 @@ def parse(argv):
     check_network_arguments(parser, args)
     if args.threads < 0:
         parser.error("--threads must be 0 (all cores) or a positive count")
+    if args.requests == 1:
+        parser.error("--requests takes 2 or more request threads (one is --time's TVM row)")
     for option, path in (("--out", args.out), ("--cache", args.cache), ("--json", args.json)):
         if path:
             output_path(path, option)
@@ -85,7 +94,7 @@ def main(argv=None):
               "target": describe(target)}
     print(f"{network.label}: {report['macs_per_image'] / 1e6:.1f} M multiply-adds per "
           f"image at {args.size} px, target {report['target']}")
-    if (args.time or args.profile) and not runs_here(target):
+    if (args.time or args.profile or args.requests) and not runs_here(target):
         raise ValueError(f"cannot time {describe(target)} on this machine")
     shape = (args.batch, 3, args.size, args.size)
     compiled = compile_symbol(network.symbol, network.params, shape, target, cache,
@@ -101,6 +110,8 @@ def main(argv=None):
         result = time_backends(network, args.size, runs=args.runs, cache=cache,
                                compiled=compiled, threads=threads, batch=args.batch)
         report["timing"] = print_timing(result, threads, args.batch, args.runs)
+    if args.requests:
+        report["serving"] = print_serving(compiled, shape, args.requests, args.runs)
     if args.json:
         write_atomically(args.json, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
         print(f"wrote {args.json}")
@@ -131,6 +142,31 @@ def print_timing(result, threads, batch, runs):
             line += f"   max |diff| vs MXNet {entry['max_diff']:.2g} x max |out|"
         print(line)
     return timing
+
+
+def print_serving(compiled, shape, requests, rounds):
+    """Print the images/s of ``compiled`` serving ``requests`` request threads at once
+    against one request thread (:func:`~octconv.deploy.bench.time_serving`, random
+    input) and return them: median, extremes and rounds of each, the gain and its
+    interval."""
+    import numpy as np
+    from octconv.deploy.bench import time_serving
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    result = time_serving(compiled.run, x, requests, rounds)
+    print(f"serving on {compiled.threads} thread(s) per request thread, batch {shape[0]}, "
+          f"{rounds} rounds of {requests} x {result['calls']} calls (images/s: median, "
+          "min-max):")
+    serving = {"requests": requests, "calls_per_request_thread": result["calls"]}
+    for key, label in (("one", "one request thread"), ("many", f"{requests} at once")):
+        rates = result[key]
+        serving[key] = {"median": float(np.median(rates)), "min": min(rates),
+                        "max": max(rates), "rounds": len(rates)}
+        print(f"  {label:20s} {serving[key]['median']:9.1f} img/s  ({min(rates):.1f}-"
+              f"{max(rates):.1f})")
+    low, high = serving["interval"] = result["interval"]
+    serving["gain"] = result["gain"]
+    print(f"  {requests} at once / one: {result['gain']:.3g} [{low:.3g}-{high:.3g}]")
+    return serving
 
 
 def print_profile(compiled, shape, runs, top):

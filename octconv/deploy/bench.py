@@ -6,6 +6,7 @@ Runs are interleaved (TVM, MXNet, ONNX Runtime, OpenVINO, TVM, ...) after a warm
 so a change of machine speed during the measurement hits all backends alike, and each
 timed call starts when the previous runtime's workers are idle (:func:`interleave`); each
 backend's times are summarized by their median and spread (:func:`summarize`).
+:func:`time_serving` times one callable serving several request threads at once.
 
 MXNet fixes its thread count when it is imported, from ``OMP_NUM_THREADS``:
 :func:`require_threads` checks it; the CLIs set it from ``--threads``. TVM, ONNX
@@ -14,6 +15,7 @@ Runtime and OpenVINO take the count as an option.
 import hashlib
 import inspect
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -31,7 +33,7 @@ from octconv.specs import get_spec
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
-           "relative_difference", "differences_from_mxnet",
+           "relative_difference", "differences_from_mxnet", "time_serving",
            "time_backends", "onnx_file", "BACKENDS"]
 
 BACKENDS = ("tvm", "mxnet", "onnxruntime", "openvino")
@@ -297,6 +299,100 @@ def differences_from_mxnet(runners):
         return {}
     return {b: relative_difference(out, outputs["mxnet"])
             for b, out in outputs.items() if b != "mxnet"}
+
+
+class _RequestThreads:
+    """``count`` threads that call ``run(x)`` on demand, as a server's long-lived request
+    threads do: each makes its first call (and so its TVM VM and thread pool) when it
+    starts, untimed. :meth:`serve` has each make a given number of calls, all starting
+    together, and returns the seconds until the last is done; outputs that differ from
+    ``want``, and errors, are counted in ``wrong``."""
+
+    def __init__(self, run, x, count, want):
+        self.run, self.x, self.want, self.wrong = run, x, want, []
+        self.calls = [0] * count  # each thread's calls this time; None: stop
+        self.start, self.done = threading.Barrier(count + 1), threading.Barrier(count + 1)
+        self.threads = [threading.Thread(target=self._request, args=(k,), daemon=True)
+                        for k in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def _call(self):
+        try:
+            if not np.array_equal(self.run(self.x), self.want):
+                self.wrong.append("another output")
+        except Exception as error:  # (a thread's exception would end it silently)
+            self.wrong.append(repr(error))
+
+    def _request(self, k):
+        self._call()
+        try:
+            while True:
+                self.start.wait()
+                if self.calls[k] is None:
+                    return
+                for _ in range(self.calls[k]):
+                    self._call()
+                self.done.wait()
+        except threading.BrokenBarrierError:  # the timing was abandoned (:meth:`abort`)
+            return
+
+    def serve(self, calls):
+        """Seconds for thread ``k`` to make ``calls[k]`` calls, all threads at once,
+        starting in an idle process (:func:`wait_until_idle`)."""
+        self.calls[:] = calls
+        wait_until_idle()
+        self.start.wait()
+        begin = time.perf_counter()
+        self.done.wait()
+        return time.perf_counter() - begin
+
+    def close(self):
+        """End the threads once they wait for work."""
+        self.calls[:] = [None] * len(self.threads)
+        self.start.wait()
+        for thread in self.threads:
+            thread.join()
+
+    def abort(self):
+        """End the threads wherever they wait (a timing interrupted)."""
+        self.start.abort()
+        self.done.abort()
+
+
+def time_serving(run, x, requests, rounds, calls=5):
+    """Images/s of ``run`` (``x`` -> output; safe to call from several threads at once,
+    as a TVM library is) for ``requests`` request threads calling it at once, against
+    one request thread making as many calls. Each round times one of the threads making
+    ``requests`` x ``calls`` calls, then all ``requests`` making ``calls`` each, after
+    one untimed such pair; ``rounds`` rounds. ``{"requests", "calls", "one": [images/s
+    per round], "many": [...], "gain": the median of many over that of one, "interval":
+    its 95 % interval (:func:`ratio_interval`)}``. Every output is checked against one
+    call's alone: a RuntimeError says how many differ."""
+    if requests < 2:
+        raise ValueError(f"serving is timed for 2 or more request threads, got {requests}")
+    want = run(x)
+    pool = _RequestThreads(run, x, requests, want)
+    seconds = {"one": [], "many": []}
+    try:
+        for r in range(rounds + 1):
+            one = pool.serve([requests * calls] + [0] * (requests - 1))
+            many = pool.serve([calls] * requests)
+            if r:  # (the first pair untimed)
+                seconds["one"].append(one)
+                seconds["many"].append(many)
+    except BaseException:
+        pool.abort()
+        raise
+    pool.close()
+    if pool.wrong:
+        raise RuntimeError(f"{len(pool.wrong)} calls from request threads gave another output "
+                           f"than one call alone (first: {pool.wrong[0]})")
+    images = requests * calls * len(x)
+    rates = {key: [images / t for t in spent] for key, spent in seconds.items()}
+    return dict(rates, requests=requests, calls=calls,
+                gain=float(np.median(rates["many"]) / np.median(rates["one"])),
+                interval=ratio_interval(rates["many"], rates["one"]))
 
 
 def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, target=None,
