@@ -1415,6 +1415,11 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     assert os.path.getsize(tmp_path / "demo.so") > 0
     report = json.load(open(tmp_path / "r.json"))
     assert report["input_shape"] == [2, 3, 32, 32] and report["threads"] == 2
+    assert lines[0].endswith(f" on {report['cpu']} ({report['isa']})")  # the machine
+    cpuinfo = open("/proc/cpuinfo").read()
+    assert f": {report['cpu']}\n" in cpuinfo
+    flags = next(line for line in cpuinfo.splitlines() if line.startswith("flags")).split()
+    assert set(report["isa"].split(", ")) <= set(flags)
     assert report["library"] == str(tmp_path / "demo.so")
     assert [r["function"] for r in report["profile"][:4]] == [row.split()[0] for row in rows]
     timing = report["timing"]
@@ -1498,11 +1503,13 @@ def test_compile_cli_names_a_bad_checkpoint_and_weights_of_another_alpha(tmp_pat
 def test_serving_results_come_from_the_compile_tool(name):
     """results/serving/*.json, which README cites, were written by ``tvm_compile.py
     --requests 2 --json`` for the network their name gives, on one thread per request
-    thread, with the gain their medians imply and its interval."""
+    thread, with the machine's CPU and vector extensions, the gain their medians imply
+    and its interval."""
     report = json.load(open(os.path.join(ROOT, "results", "serving", f"{name}.json")))
     model, alpha = name.rsplit("_a", 1)
     assert report["network"].startswith(f"{model} alpha={float(alpha):g}")
     assert report["threads"] == 1 and report["input_shape"] == [1, 3, 224, 224]
+    assert report["cpu"] and report["isa"] and report["target"].startswith("llvm -mcpu=")
     serving = report["serving"]
     assert serving["requests"] == 2 and serving["one"]["rounds"] >= 10
     assert serving["gain"] == pytest.approx(serving["many"]["median"] / serving["one"]["median"])

@@ -35,7 +35,6 @@ random, at a trained network's scale.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -91,17 +90,6 @@ COLUMNS = ["network", "threads", "batch", "macs_m", "tvm_ms", "mxnet_ms", "onnxr
            "alpha0_speedup_over_macs_ratio", "scaling", "paper_tvm_ms", "max_diff"] + [
            f"{ratio}_{end}" for ratio in RATIOS for end in ("low", "high")] + [
            f"{backend}_runs" for backend in ("tvm",) + OTHERS]
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def versions():
@@ -488,16 +476,6 @@ def _chart(rows, path):
     plt.close(fig)
 
 
-def _isa():
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16")
-    return ", ".join(flag for flag in wanted if flag in flags)
-
-
 def parse(argv):
     parser = ArgumentParser(__doc__)
     parser.add_argument("--only", choices=("resnet", "mobilenet"))
@@ -539,7 +517,7 @@ def main(argv=None):
     if args.worker is not None:
         worker(args)
         return 0
-    from octconv.deploy.target import describe, make_target
+    from octconv.deploy.target import cpu_model, describe, make_target, vector_isa
     from octconv.deploy.threads import resolve_threads
     from octconv.deploy.tuning import TileCache
     from octconv.deploy.algorithms import POLICY as ALGORITHMS
@@ -570,7 +548,7 @@ def main(argv=None):
     rows = table(workers, args.tolerance)
     searches = sum(r["tvm"]["searches"] for w in workers for part in ("groups", "batch")
                    for g in w[part].values() for r in g.values())
-    meta = {"CPU": cpu_model(), "ISA": _isa(), "TVM target": target,
+    meta = {"CPU": cpu_model(), "ISA": vector_isa(), "TVM target": target,
             "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
             "algorithm": ALGORITHMS,

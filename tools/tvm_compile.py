@@ -27,8 +27,8 @@ once, each on ``--threads`` threads (a thread calling a library runs a VM of its
 against one request thread making as many calls: images/s of each, --runs rounds, and
 the gain with its 95 % interval; every output is checked against one call's alone.
 ``--json PATH`` also
-writes what is printed to a JSON file, for scripts: the network, its input, target and
-threads, the compile's statistics, and, as asked, each backend's times (median,
+writes what is printed to a JSON file, for scripts: the network, its input, target,
+this machine's CPU and vector extensions and threads, the compile's statistics, and, as asked, each backend's times (median,
 extremes, quartiles, spread, runs, images/s), TVM's time over its with the 95 %
 interval, its largest difference from MXNet over MXNet's largest |output|, and the
 profile's rows and the serving times.
@@ -80,7 +80,7 @@ def main(argv=None):
     os.environ["OMP_NUM_THREADS"] = str(threads)  # MXNet's count, before it starts
     from octconv.deploy.bench import time_backends, zoo_network
     from octconv.deploy.compile import compile_symbol
-    from octconv.deploy.target import describe, make_target, runs_here
+    from octconv.deploy.target import cpu_model, describe, make_target, runs_here, vector_isa
     from octconv.deploy.tuning import TileCache
     from octconv.files import write_atomically
     model, params = chosen_network(args)
@@ -91,9 +91,10 @@ def main(argv=None):
     cache = TileCache(args.cache)
     report = {"network": network.label, "macs_per_image": network.macs(args.size),
               "input_shape": [args.batch, 3, args.size, args.size], "threads": threads,
-              "target": describe(target)}
+              "target": describe(target), "cpu": cpu_model(), "isa": vector_isa()}
     print(f"{network.label}: {report['macs_per_image'] / 1e6:.1f} M multiply-adds per "
-          f"image at {args.size} px, target {report['target']}")
+          f"image at {args.size} px, target {report['target']} on {report['cpu']} "
+          f"({report['isa']})")
     if (args.time or args.profile or args.requests) and not runs_here(target):
         raise ValueError(f"cannot time {describe(target)} on this machine")
     shape = (args.batch, 3, args.size, args.size)

@@ -1,12 +1,13 @@
 """CPU targets: the host by default, or any LLVM CPU name (cross-compiled when it
 cannot run here)."""
+import platform
 import re
 
 import tvm
 from tvm.target import codegen
 
 __all__ = ["make_target", "host_cpu", "known_cpu", "vector_lanes", "missing_here", "runs_here",
-           "describe"]
+           "describe", "cpu_model", "vector_isa"]
 
 _ISA = re.compile(r"^(avx|fma|sse|f16c|bmi|amx)")
 
@@ -59,3 +60,28 @@ def describe(target):
     """A short stable name of ``target`` (the tuning cache's key)."""
     mattr = " ".join(target.attrs.get("mattr", []))
     return f"llvm -mcpu={target.attrs['mcpu']}" + (f" -mattr={mattr}" if mattr else "")
+
+
+def _cpuinfo(key):
+    """The value of the first ``key`` line of /proc/cpuinfo; None where there is none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.split(":", 1)[0].strip() == key:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model():
+    """This machine's CPU as the OS names it (e.g. 'AMD EPYC'), for results."""
+    return _cpuinfo("model name") or platform.processor() or "unknown"
+
+
+def vector_isa():
+    """The vector extensions of this machine that the kernels' speed depends on, as
+    the OS lists them (e.g. 'avx2, fma, avx512f, avx512_vnni'), for results."""
+    flags = (_cpuinfo("flags") or "").split()
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16")
+    return ", ".join(flag for flag in wanted if flag in flags) or "unknown"
