@@ -1,5 +1,5 @@
 """CPU targets: the host by default, or any LLVM CPU name (cross-compiled when it
-cannot run here)."""
+cannot run here); and this machine's CPU and vector extensions as results name them."""
 import platform
 import re
 
