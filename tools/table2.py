@@ -113,9 +113,9 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
     :class:`~octconv.deploy.bench.Network`}) on ``batch`` images of ``size``, all timed
     in one interleaved loop (:func:`time_rounds`); with ``scaling`` each TVM library
     also runs on one thread (runner ``tvm_1``)."""
-    import numpy as np
-    from octconv.deploy.bench import differences_from_mxnet, make_runners, summarize
-    x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+    from octconv.deploy.bench import (differences_from_mxnet, make_runners, random_input,
+                                      summarize)
+    x = random_input((batch, 3, size, size))
     runners, results = {}, {}
     for label, network in networks.items():
         start = time.perf_counter()
@@ -246,24 +246,25 @@ def _row(label, result, group_results, threads, batch, tolerance):
     if "tvm_1" in times:
         row["scaling_low"], row["scaling_high"] = ratio_interval(times["tvm_1"], times["tvm"])
     if twin and twin in group_results:
-        row["speedup"] = group_results[twin]["ms"]["tvm"]["median"] / ms["tvm"]
-        row["macs_ratio"] = group_results[twin]["macs"] / result["macs"]
-        row.update(_speedup_over_macs(group_results[twin], result, "speedup_over_macs_ratio"))
+        row["speedup"], row["macs_ratio"] = _speedup_over_macs(
+            group_results[twin], result, "speedup_over_macs_ratio", row)
     if ALPHA0.get(label) in group_results:
-        row.update(_speedup_over_macs(group_results[ALPHA0[label]], result,
-                                      "alpha0_speedup_over_macs_ratio"))
+        _speedup_over_macs(group_results[ALPHA0[label]], result,
+                           "alpha0_speedup_over_macs_ratio", row)
     return row
 
 
-def _speedup_over_macs(reference, result, key):
-    """``{key, key_low, key_high}``: TVM's speed-up of ``result`` over ``reference``
-    (another network of the group) divided by their MACs ratio, with its 95 % interval."""
+def _speedup_over_macs(reference, result, key, row):
+    """Set ``row[key]`` (and ``key_low``, ``key_high``) to TVM's speed-up of ``result``
+    over ``reference`` (another network of the group) divided by their MACs ratio, with
+    its 95 % interval; return the speed-up and the MACs ratio."""
     from octconv.deploy.bench import ratio_interval
     speedup = reference["ms"]["tvm"]["median"] / result["ms"]["tvm"]["median"]
     macs_ratio = reference["macs"] / result["macs"]
     low, high = ratio_interval(reference["times"]["tvm"], result["times"]["tvm"])
-    return {key: speedup / macs_ratio, f"{key}_low": low / macs_ratio,
-            f"{key}_high": high / macs_ratio}
+    row.update({key: speedup / macs_ratio, f"{key}_low": low / macs_ratio,
+                f"{key}_high": high / macs_ratio})
+    return speedup, macs_ratio
 
 
 def table(workers, tolerance):

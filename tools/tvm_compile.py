@@ -26,12 +26,11 @@ within one profile. ``--requests N`` times the library serving N request threads
 once, each on ``--threads`` threads (a thread calling a library runs a VM of its own),
 against one request thread making as many calls: images/s of each, --runs rounds, and
 the gain with its 95 % interval; every output is checked against one call's alone.
-``--json PATH`` also
-writes what is printed to a JSON file, for scripts: the network, its input, target,
-this machine's CPU and vector extensions and threads, the compile's statistics, and, as asked, each backend's times (median,
-extremes, quartiles, spread, runs, images/s), TVM's time over its with the 95 %
-interval, its largest difference from MXNet over MXNet's largest |output|, and the
-profile's rows and the serving times.
+``--json PATH`` also writes what is printed to a JSON file, for scripts: the network,
+its input, target, this machine's CPU and vector extensions and threads, the compile's
+statistics, and, as asked, each backend's times (median, extremes, quartiles, spread,
+runs, images/s), TVM's time over its with the 95 % interval, its largest difference
+from MXNet over MXNet's largest |output|, the profile's rows and the serving times.
 """
 import json
 import os
@@ -148,22 +147,18 @@ def print_timing(result, threads, batch, runs):
 def print_serving(compiled, shape, requests, rounds):
     """Print the images/s of ``compiled`` serving ``requests`` request threads at once
     against one request thread (:func:`~octconv.deploy.bench.time_serving`, random
-    input) and return them: median, extremes and rounds of each, the gain and its
-    interval."""
-    import numpy as np
-    from octconv.deploy.bench import time_serving
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    result = time_serving(compiled.run, x, requests, rounds)
+    input) and return them: the summary of each one's images/s per round
+    (:func:`~octconv.deploy.bench.summarize`), the gain and its interval."""
+    from octconv.deploy.bench import random_input, summarize, time_serving
+    result = time_serving(compiled.run, random_input(shape), requests, rounds)
     print(f"serving on {compiled.threads} thread(s) per request thread, batch {shape[0]}, "
           f"{rounds} rounds of {requests} x {result['calls']} calls (images/s: median, "
           "min-max):")
     serving = {"requests": requests, "calls_per_request_thread": result["calls"]}
     for key, label in (("one", "one request thread"), ("many", f"{requests} at once")):
-        rates = result[key]
-        serving[key] = {"median": float(np.median(rates)), "min": min(rates),
-                        "max": max(rates), "rounds": len(rates)}
-        print(f"  {label:20s} {serving[key]['median']:9.1f} img/s  ({min(rates):.1f}-"
-              f"{max(rates):.1f})")
+        rates = serving[key] = summarize(result[key])
+        print(f"  {label:20s} {rates['median']:9.1f} img/s  ({rates['min']:.1f}-"
+              f"{rates['max']:.1f})")
     low, high = serving["interval"] = result["interval"]
     serving["gain"] = result["gain"]
     print(f"  {requests} at once / one: {result['gain']:.3g} [{low:.3g}-{high:.3g}]")
@@ -173,9 +168,8 @@ def print_serving(compiled, shape, requests, rounds):
 def print_profile(compiled, shape, runs, top):
     """Print the ``top`` slowest kernels of a call on random input, then the total;
     return every kernel's row (:meth:`CompiledNetwork.profile`)."""
-    import numpy as np
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    rows = compiled.profile(x, runs, alone=True)
+    from octconv.deploy.bench import random_input
+    rows = compiled.profile(random_input(shape), runs, alone=True)
     total_ms = sum(r["ms"] for r in rows)
     total_alone = sum(r["alone_ms"] for r in rows)
     total_macs = sum(r["macs"] for r in rows)

@@ -33,7 +33,7 @@ from octconv.specs import get_spec
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
-           "relative_difference", "differences_from_mxnet", "time_serving",
+           "random_input", "relative_difference", "differences_from_mxnet", "time_serving",
            "time_backends", "onnx_file", "BACKENDS"]
 
 BACKENDS = ("tvm", "mxnet", "onnxruntime", "openvino")
@@ -285,6 +285,12 @@ def ratio_interval(numerator, denominator, level=0.95, resamples=2000, seed=0):
     return float(low), float(high)
 
 
+def random_input(shape, seed=0):
+    """A float32 array of ``shape`` from the standard normal: the input networks are
+    timed and compared on."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
 def relative_difference(out, reference):
     """``max |out - reference|`` over ``max |reference|``: how far an output is from the
     reference output, as a fraction of its scale (logits of random weights reach 1e7)."""
@@ -360,18 +366,32 @@ class _RequestThreads:
         self.done.abort()
 
 
-def time_serving(run, x, requests, rounds, calls=5):
+SERVING_SECONDS = 0.2  # about how long each request thread calls in a timed phase
+
+
+def time_serving(run, x, requests, rounds, calls=None):
     """Images/s of ``run`` (``x`` -> output; safe to call from several threads at once,
     as a TVM library is) for ``requests`` request threads calling it at once, against
     one request thread making as many calls. Each round times one of the threads making
     ``requests`` x ``calls`` calls, then all ``requests`` making ``calls`` each, after
-    one untimed such pair; ``rounds`` rounds. ``{"requests", "calls", "one": [images/s
-    per round], "many": [...], "gain": the median of many over that of one, "interval":
-    its 95 % interval (:func:`ratio_interval`)}``. Every output is checked against one
-    call's alone: a RuntimeError says how many differ."""
+    one untimed such pair; ``rounds`` rounds. ``calls`` defaults to as many as take
+    about :data:`SERVING_SECONDS` (three calls timed first): with phases of 5 calls of
+    a short network (25 ms), the rounds' rates of request threads at once varied
+    two-fold within a run and the gains of four runs were 1.05-1.89 (Oct-MobileNet v1
+    0.75 here); with phases of about 0.2 s, 1.78-1.94. ``{"requests", "calls", "one": [images/s per round], "many":
+    [...], "gain": the median of many over that of one, "interval": its 95 % interval
+    (:func:`ratio_interval`)}``. Every output is checked against one call's alone: a
+    RuntimeError says how many differ."""
     if requests < 2:
         raise ValueError(f"serving is timed for 2 or more request threads, got {requests}")
     want = run(x)
+    if calls is None:
+        spent = []
+        for _ in range(3):
+            start = time.perf_counter()
+            run(x)
+            spent.append(time.perf_counter() - start)
+        calls = max(1, round(SERVING_SECONDS / float(np.median(spent))))
     pool = _RequestThreads(run, x, requests, want)
     seconds = {"one": [], "many": []}
     try:
@@ -403,7 +423,7 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     for ``batch`` images of ``size`` on ``threads`` threads; summaries as
     :func:`summarize` (times per call).
     ``compiled``: the network already compiled for this input (else it is compiled)."""
-    x = np.random.default_rng(seed).standard_normal((batch, 3, size, size)).astype(np.float32)
+    x = random_input((batch, 3, size, size), seed)
     runners = make_runners(network, x, backends, threads, target, cache, budget, compiled)
     max_diff = differences_from_mxnet(runners)
     times = interleave(runners, runs, warmup)
