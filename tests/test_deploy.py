@@ -1369,6 +1369,10 @@ def test_unknown_target_and_unsupported_operator_are_named():
     with pytest.raises(ValueError, match="i3d_resnet10_mini is a video network; the TVM path "
                                          "compiles image networks"):  # (2-D kernels only)
         compile_network("i3d_resnet10_mini", 0.25, size=32)
+    from octconv.export import logits_symbol  # its Symbol given with a clip's shape
+    with pytest.raises(ValueError, match=r"compiles image networks, whose input is \(batch, "
+                                         r"channels, height, width\); got \(1, 3, 4, 32, 32\)"):
+        compile_symbol(logits_symbol("i3d_resnet10_mini", 0.25, 10), {}, (1, 3, 4, 32, 32))
     data = mx.sym.var("data")
     sym = mx.sym.FullyConnected(mx.sym.Flatten(mx.sym.Pooling(
         mx.sym.LeakyReLU(data, act_type="elu", name="odd"), global_pool=True, kernel=(1, 1),

@@ -326,6 +326,10 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     checked against the shape MXNet infers for ``input_shape`` (ValueError naming the
     parameter)."""
     input_shape = check_input_shape(input_shape)
+    if len(input_shape) != 4:  # the kernels are 2-D
+        raise ValueError(f"the TVM path compiles image networks, whose input is (batch, "
+                         f"channels, height, width); got {input_shape}, a clip's (video "
+                         "networks: tools/export_onnx.py exports them to ONNX)")
     check_params(symbol, params, input_shape)
     threads = resolve_threads(threads)
     reserve_threads(threads)  # before the tile search starts TVM's pool on one thread
