@@ -32,7 +32,7 @@ from octconv.deploy.lower import Tensor, UnsupportedGraph, lower
 from octconv.deploy.bench import (TVMRunner, differences_from_mxnet, gluoncv_network,
                                   interleave, onnx_file, ratio_interval, relative_difference,
                                   summarize, time_serving, wait_until_idle, zoo_network)
-from octconv.deploy.target import host_cpu, make_target, runs_here, vector_lanes
+from octconv.deploy.target import extensions, host_cpu, make_target, runs_here, vector_lanes
 from octconv.deploy.threads import SPIN_COUNT, use_threads
 from octconv.deploy import tuning
 from octconv.deploy.tuning import choose_tile, scheduled_func, search_tiles
@@ -964,14 +964,19 @@ def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
         cut.write_bytes(whole[:end])
         with pytest.raises(ValueError, match=f"{cut} is cut short"):
             load_library(str(cut))
-    # a library recording a CPU this LLVM does not know (a newer LLVM's): its
-    # instructions cannot be checked, so it is refused (here the name is overwritten)
+    # a library recording a CPU this LLVM does not know (a newer LLVM's; here the name is
+    # overwritten) runs: the extensions it lists are checked, not its CPU's name; made
+    # before libraries listed them (here the function renamed), it cannot be checked, so
+    # it is refused
     host = host_cpu().encode()
-    assert whole.count(host) == 1
-    (tmp_path / "unknown.so").write_bytes(whole.replace(host, b"q" * len(host)))
-    with pytest.raises(ValueError, match=f"unknown.so: compiled for the CPU {'q' * len(host)}, "
+    assert whole.count(host) == 1 and whole.count(b"extensions") == 1
+    unknown = whole.replace(host, b"q" * len(host))
+    (tmp_path / "unknown.so").write_bytes(unknown)
+    np.testing.assert_array_equal(load_library(str(tmp_path / "unknown.so"))(x), compiled.run(x))
+    (tmp_path / "older.so").write_bytes(unknown.replace(b"extensions", b"extensionz"))
+    with pytest.raises(ValueError, match=f"older.so: compiled for the CPU {'q' * len(host)}, "
                                          "which this TVM's LLVM does not know"):
-        load_library(str(tmp_path / "unknown.so"))
+        load_library(str(tmp_path / "older.so"))
     (tmp_path / "text.so").write_text("not a library")
     with pytest.raises(ValueError, match="text.so is not a library written by"):
         load_library(str(tmp_path / "text.so"))
@@ -979,26 +984,32 @@ def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
         load_library(str(tmp_path / "missing.so"))
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler")
-def test_a_library_runs_from_cpp_with_tvms_runtime_alone(tmp_path, cache):
+@pytest.fixture(scope="module")
+def cpp_runner(tmp_path_factory):
     """tools/cpp/run_library, built by its Makefile against this environment's TVM
-    runtime, gives the logits the library gives in Python, bit for bit, on 1 and 2
-    threads, and so MXNet's; files it cannot take are named, with exit status 2."""
+    runtime: a function running it on its arguments."""
+    if shutil.which("g++") is None:
+        pytest.skip("no C++ compiler")
+    runner = tmp_path_factory.mktemp("cpp") / "run_library"
+    subprocess.run(["make", "-C", os.path.join(ROOT, "tools", "cpp"), f"PYTHON={sys.executable}",
+                    f"OUT={runner}"], check=True, capture_output=True)
+    return lambda *args: subprocess.run([str(runner), *map(str, args)], capture_output=True,
+                                        text=True)
+
+
+def test_a_library_runs_from_cpp_with_tvms_runtime_alone(tmp_path, cache, cpp_runner):
+    """tools/cpp/run_library gives the logits the library gives in Python, bit for bit,
+    on 1 and 2 threads, and so MXNet's; files it cannot take are named, with exit
+    status 2."""
     network = two_octave_layers()
     x = np.concatenate([image(16, seed) for seed in (1, 2)])
     compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
     library = compiled.export(str(tmp_path / "net.so"))
-    runner = tmp_path / "run_library"
-    subprocess.run(["make", "-C", os.path.join(ROOT, "tools", "cpp"), f"PYTHON={sys.executable}",
-                    f"OUT={runner}"], check=True, capture_output=True)
     x.tofile(tmp_path / "x.f32")
 
-    def run_library(*args):
-        return subprocess.run([str(runner), *map(str, args)], capture_output=True, text=True)
-
     for threads in (1, 2):
-        done = run_library(library, tmp_path / "x.f32", tmp_path / "y.f32", "--threads", threads,
-                           "--runs", 3)
+        done = cpp_runner(library, tmp_path / "x.f32", tmp_path / "y.f32", "--threads", threads,
+                          "--runs", 3)
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
         assert lines[0] == (f"{library}: input 2 x 3 x 16 x 16 float32, compiled for "
@@ -1019,18 +1030,34 @@ def test_a_library_runs_from_cpp_with_tvms_runtime_alone(tmp_path, cache):
             ((tmp_path / "one.f32",), "one.f32 holds 3072 bytes; the library takes 2 x 3 x 16 x 16 "
                                       r"float32 values \(6144 bytes\)"),
             ((tmp_path / "x.f32", "--threads", "-1"), "--threads takes a whole number of at "
-                                                      "least 0, got -1\nusage: run_library .*"),
+                                                      "least 0, got -1\nusage: run_library .*\n"
+                                                      " +run_library --extensions"),
             ((tmp_path / "missing.f32",), "cannot read .*missing.f32")]:
-        done = run_library(library, *args[:1], tmp_path / "out.f32", *args[1:])
+        done = cpp_runner(library, *args[:1], tmp_path / "out.f32", *args[1:])
         assert done.returncode == 2 and re.fullmatch(f"error: (.*/)?{message}\n", done.stderr), \
             done.stderr
     for path, message in [("missing.so", "no compiled library at .*missing.so"),
                           ("text.so", "text.so is not a library of tools/tvm_compile.py"),
                           ("cut.so", "cut.so is cut short")]:
-        done = run_library(tmp_path / path, tmp_path / "x.f32", tmp_path / "out.f32")
+        done = cpp_runner(tmp_path / path, tmp_path / "x.f32", tmp_path / "out.f32")
         assert done.returncode == 2 and re.match(f"error: (.*/)?{message}", done.stderr), \
             done.stderr
     assert not (tmp_path / "out.f32").exists()
+
+
+def test_the_cpp_runner_reads_this_cpus_extensions_as_linux_lists_them(cpp_runner):
+    """``run_library --extensions``, from CPUID and XGETBV, against /proc/cpuinfo; it
+    knows every extension that a library compiled for any CPU LLVM knows may list."""
+    done = cpp_runner("--extensions")
+    assert done.returncode == 0, done.stderr
+    has, lacks = (part.split(", ") for part in
+                  re.fullmatch(r"has: (.*)\nlacks: (.*)\n", done.stdout).groups())
+    every = set().union(*(extensions(make_target(cpu)) for cpu in
+                          codegen.llvm_get_cpu_archlist(make_target())))
+    assert every <= set(has) | set(lacks) and not set(has) & set(lacks)
+    flags = cpuinfo_flags()
+    assert ({name for name in has if name in CPUINFO_FLAGS} ==
+            {name for name, flag in CPUINFO_FLAGS.items() if flag in flags})
 
 
 def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):
@@ -1345,22 +1372,79 @@ def test_cross_compiles_for_a_named_avx512_target(tmp_path, cache):
         assert_close_to_mxnet(load_library(library)(x), mxnet_logits(network, x))
 
 
-def test_a_library_for_a_cpu_with_instructions_this_one_lacks_is_refused(tmp_path, cache):
-    """Run, such a library would die of an illegal instruction; compiled and reloaded,
-    it is refused with the CPU and the extensions named."""
+# the names Linux gives in /proc/cpuinfo to the extensions a library may list (LLVM's
+# names), where it lists them (Linux's arch/x86/include/asm/cpufeatures.h); the rest
+# (AVX10, newer AMX and AVX-VNNI forms) it does not list
+CPUINFO_FLAGS = {
+    "sse": "sse", "sse2": "sse2", "sse3": "pni", "sse4.1": "sse4_1", "sse4.2": "sse4_2",
+    "sse4a": "sse4a", "avx": "avx", "fma": "fma", "f16c": "f16c", "fma4": "fma4",
+    "bmi": "bmi1", "avx2": "avx2", "bmi2": "bmi2", "avx512f": "avx512f",
+    "avx512dq": "avx512dq", "avx512ifma": "avx512ifma", "avx512cd": "avx512cd",
+    "avx512bw": "avx512bw", "avx512vl": "avx512vl", "avx512vbmi": "avx512vbmi",
+    "avx512vbmi2": "avx512_vbmi2", "avx512vnni": "avx512_vnni",
+    "avx512bitalg": "avx512_bitalg", "avx512vpopcntdq": "avx512_vpopcntdq",
+    "avx512vp2intersect": "avx512_vp2intersect", "avx512fp16": "avx512_fp16",
+    "avx512bf16": "avx512_bf16", "amx-bf16": "amx_bf16", "amx-tile": "amx_tile",
+    "amx-int8": "amx_int8", "amx-fp16": "amx_fp16", "avxvnni": "avx_vnni",
+    "avxifma": "avx_ifma"}
+
+
+def cpuinfo_flags():
+    with open("/proc/cpuinfo") as f:
+        return next(line for line in f if line.startswith("flags")).split(":")[1].split()
+
+
+@pytest.fixture(scope="module")
+def newer_library(tmp_path_factory):
+    """A small network compiled for the newest CPU named here with vector or matrix
+    extensions this one lacks: (its LLVM name, the compiled network, its library)."""
     features = lambda cpu: set(codegen.llvm_get_cpu_features(make_target(cpu)))
     newer = next((cpu for cpu in ("sapphirerapids", "graniterapids", "znver5", "znver4")
                   if any(f.startswith(("avx", "amx")) for f in features(cpu) - features(None))),
                  None)
     if newer is None:
         pytest.skip("this CPU has every extension of the newest CPUs named here")
+    folder = tmp_path_factory.mktemp("newer")
     network = network_("resnet10_v2_mini", 0.125, 35)
-    compiled = compile_symbol(network.symbol, network.params, (1, 3, 35, 35), newer, cache, 1)
-    library = compiled.export(str(tmp_path / "newer.so"))
-    with pytest.raises(ValueError, match=f"compiled for the CPU {newer}, whose .*lacks"):
+    compiled = compile_symbol(network.symbol, network.params, (1, 3, 35, 35), newer,
+                              TileCache(str(folder / "tiles.json")), 1)
+    return newer, compiled, compiled.export(str(folder / "newer.so"))
+
+
+def lacked_extensions(cpu):
+    """The extensions of the CPU ``cpu`` (as LLVM gives them) that /proc/cpuinfo does not
+    list, as a refusal names them."""
+    flags = cpuinfo_flags()
+    lacked = [name for name in sorted(codegen.llvm_get_cpu_features(make_target(cpu)))
+              if name in CPUINFO_FLAGS and CPUINFO_FLAGS[name] not in flags]
+    assert lacked
+    return ", ".join(lacked)
+
+
+def test_a_library_for_a_cpu_with_instructions_this_one_lacks_is_refused(newer_library):
+    """Run, such a library would die of an illegal instruction; compiled and reloaded,
+    it is refused with the CPU and the extensions this one lacks named."""
+    newer, compiled, library = newer_library
+    lacked = lacked_extensions(newer)
+    with pytest.raises(ValueError, match=f"compiled for the CPU {newer}, whose {lacked} this"):
         compiled.run(image(35))
-    with pytest.raises(ValueError, match=f"newer.so: compiled for the CPU {newer}"):
+    with pytest.raises(ValueError, match=f"newer.so: compiled for the CPU {newer}, whose "
+                                         f"{lacked} this CPU"):
         load_library(library)
+
+
+def test_the_cpp_runner_refuses_a_library_for_a_cpu_with_instructions_this_one_lacks(
+        newer_library, cpp_runner, tmp_path):
+    """It reads this CPU's extensions itself (no LLVM), and names those it lacks."""
+    newer, _, library = newer_library
+    image(35).tofile(tmp_path / "x.f32")
+    done = cpp_runner(library, tmp_path / "x.f32", tmp_path / "y.f32")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (f"error: {library}: compiled for the CPU {newer}, whose "
+                           f"{lacked_extensions(newer)} this CPU lacks; compile for this CPU "
+                           "(the default) or name the oldest CPU it must run on "
+                           "(tools/tvm_compile.py --target)\n")
+    assert not (tmp_path / "y.f32").exists()
 
 
 def test_unknown_target_and_unsupported_operator_are_named():

@@ -26,8 +26,8 @@ from octconv.deploy.algorithms import AlgorithmChoice
 from octconv.deploy.kernels import vectorize_inner
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import PER_IMAGE_BYTES, Tensor, lower
-from octconv.deploy.target import (describe, host_cpu, known_cpu, make_target, missing_here,
-                                   vector_lanes)
+from octconv.deploy.target import (describe, extensions, host_cpu, known_cpu, lacking,
+                                   make_target, vector_lanes)
 from octconv.deploy.threads import reserve_threads, resolve_threads, use_threads
 from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, kernel_arguments,
                                    scheduled_func, search_tiles, time_function)
@@ -39,10 +39,12 @@ __all__ = ["CompiledNetwork", "compile_symbol", "load_library"]
 # the version of how a network's library is assembled from its kernels here (part of a
 # cached library's key beside the kernels' schedule version): 2, the per-image slices
 # and the stacking scheduled; 3, the kernels built in build processes and linked; 4,
-# functions giving the input shape and the CPU compiled for
-ASSEMBLY = 4
-# the library's functions giving the input shape and the LLVM CPU it was compiled for
-INPUT_SHAPE, CPU = "input_shape", "cpu"
+# functions giving the input shape and the CPU compiled for; 5, a function listing the
+# instruction set extensions compiled for (a runtime without LLVM checks them)
+ASSEMBLY = 5
+# the library's functions giving the input shape, the LLVM CPU it was compiled for and
+# that CPU's instruction set extensions (LLVM's names, comma-separated)
+INPUT_SHAPE, CPU, EXTENSIONS = "input_shape", "cpu", "extensions"
 
 
 class _Runner:
@@ -50,8 +52,10 @@ class _Runner:
     ``input_shape`` (a ValueError otherwise; None: the shape the library gives, or, in
     a library made before libraries gave one, not checked here, the VM's own check
     raising a TVM error). A library compiled for a CPU with instructions this one lacks
-    is refused (a ValueError naming them; run, it would die of an illegal instruction),
-    and so is one compiled for a CPU this LLVM does not know (nothing can be checked).
+    is refused (a ValueError naming them; run, it would die of an illegal instruction):
+    the extensions the library lists are checked, or, in a library made before
+    libraries listed them, those LLVM gives its CPU, and then one compiled for a CPU
+    this LLVM does not know is refused too (nothing can be checked).
     Each calling thread runs a VM of its own (:attr:`vm`; they share the library's
     weights), so that the calls of a server's request threads run at once, each on
     ``threads`` workers of its thread's pool (one VM called from two threads at once
@@ -62,12 +66,18 @@ class _Runner:
     def __init__(self, module, input_shape, threads):
         self.module = module
         self._own = threading.local()  # .vm, .data: the calling thread's VM and input
-        cpu = self._recorded(CPU)
-        if cpu and not known_cpu(cpu):
+        cpu, listed = self._recorded(CPU), self._recorded(EXTENSIONS)
+        if listed is not None:
+            needed = str(listed).split(",")
+        elif cpu and known_cpu(cpu):  # a library made before libraries listed them
+            needed = extensions(make_target(cpu))
+        elif cpu:
             raise ValueError(f"compiled for the CPU {cpu}, which this TVM's LLVM does not "
                              "know (a newer LLVM's name?), so its instructions cannot be "
                              "checked against this CPU's; compile it again with this TVM")
-        missing = missing_here(make_target(cpu)) if cpu else []
+        else:
+            needed = []
+        missing = lacking(needed)
         if missing:
             raise ValueError(f"compiled for the CPU {cpu}, whose {', '.join(missing)} this "
                              f"CPU ({host_cpu()}) lacks; compile for this CPU (the default) "
@@ -234,12 +244,12 @@ def function_names(program):
     return names
 
 
-def _relax_module(program, tiles, cpu):
+def _relax_module(program, tiles, target):
     """The Relax module calling ``program``'s kernels scheduled with ``tiles``: its
     first ``per_image`` calls once per image, on the image's slice of the input; the
     later calls on the whole batch, with the per-image results they read concatenated;
-    beside ``main``, functions giving the input shape and ``cpu`` (the LLVM CPU name
-    compiled for)."""
+    beside ``main``, functions giving the input shape, the LLVM CPU name of ``target``
+    and the instruction set extensions its code may use."""
     bb = relax.BlockBuilder()
     data = relax.Var("data", relax.TensorType(program.input_shape, "float32"))
     names = function_names(program)
@@ -285,7 +295,9 @@ def _relax_module(program, tiles, cpu):
     with bb.function(INPUT_SHAPE, []):  # what a loaded library checks inputs against
         bb.emit_func_output(relax.ShapeExpr(program.input_shape))
     with bb.function(CPU, []):  # and the CPU that runs it
-        bb.emit_func_output(tvm.ir.StringImm(cpu))
+        bb.emit_func_output(tvm.ir.StringImm(str(target.attrs["mcpu"])))
+    with bb.function(EXTENSIONS, []):  # checked by runtimes without LLVM (tools/cpp)
+        bb.emit_func_output(tvm.ir.StringImm(",".join(extensions(target))))
     return bb.get()
 
 
@@ -354,8 +366,7 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     module = libraries.load(digest)
     built = module is None
     if built:
-        cpu = str(target.attrs["mcpu"])
-        assembled = _schedule_copies(_relax_module(program, tiles, cpu))
+        assembled = _schedule_copies(_relax_module(program, tiles, target))
         libraries.store(digest, lambda path: _write_library(assembled, target, path))
         module = libraries.load(digest)
         if module is None:

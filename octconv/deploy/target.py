@@ -6,8 +6,8 @@ import re
 import tvm
 from tvm.target import codegen
 
-__all__ = ["make_target", "host_cpu", "known_cpu", "vector_lanes", "missing_here", "runs_here",
-           "describe", "cpu_model", "vector_isa"]
+__all__ = ["make_target", "host_cpu", "known_cpu", "extensions", "vector_lanes", "lacking",
+           "missing_here", "runs_here", "describe", "cpu_model", "vector_isa"]
 
 _ISA = re.compile(r"^(avx|fma|sse|f16c|bmi|amx)")
 
@@ -37,18 +37,26 @@ def make_target(cpu=None):
     return tvm.target.Target(spec)
 
 
-def _isa(target):
-    return {f for f in codegen.llvm_get_cpu_features(target) if _ISA.match(f)}
+def extensions(target):
+    """The instruction set extensions that ``target``'s code may use, by LLVM's names
+    ('sse4.2', 'avx2', 'avx512f', 'amx-tile', ...), sorted: what a library records for
+    the runtimes that load it to check."""
+    return sorted(f for f in codegen.llvm_get_cpu_features(target) if _ISA.match(f))
 
 
 def vector_lanes(target):
     """float32 lanes of the widest vector the target has: 16 with AVX-512, else 8."""
-    return 16 if "avx512f" in _isa(target) else 8
+    return 16 if "avx512f" in extensions(target) else 8
+
+
+def lacking(names):
+    """Those of the extensions ``names`` (LLVM's names) that this machine lacks, sorted."""
+    return sorted(set(names) - set(extensions(make_target())))
 
 
 def missing_here(target):
     """The instruction set extensions of ``target`` that this machine lacks, sorted."""
-    return sorted(_isa(target) - _isa(make_target()))
+    return lacking(extensions(target))
 
 
 def runs_here(target):

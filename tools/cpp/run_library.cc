@@ -2,6 +2,7 @@
 // runtime alone (libtvm_runtime and libtvm_ffi; no Python, no MXNet, no compiler).
 //
 //   run_library LIBRARY INPUT OUTPUT [--threads N] [--runs N]
+//   run_library --extensions
 //
 // INPUT holds the network's input as raw float32 values in C order, of the shape the
 // library was compiled for (batch x 3 x height x width; the library records it): RGB
@@ -9,16 +10,20 @@
 // center-cropped (README, "TVM deployment"). OUTPUT receives the logits as raw float32
 // values (batch x classes). --threads N runs the kernels on N threads (default 1; 0:
 // every core this process may run on). --runs N also times N calls after one untimed
-// call and prints their median, fastest and slowest. Exit status: 0; 2 for a bad
-// argument, an input file of another size, a library file missing, cut short or not
-// such a library; 1 for an error raised inside TVM's runtime.
+// call and prints their median, fastest and slowest. --extensions prints which of the
+// instruction set extensions a library may need this CPU has and lacks (LLVM's names,
+// as tools/tvm_compile.py --target takes CPUs named by them). Exit status: 0; 2 for a
+// bad argument, an input file of another size, a library file missing, cut short or
+// not such a library, or one compiled for a CPU with extensions this one lacks; 1 for
+// an error raised inside TVM's runtime.
 //
 // A library holds its weights and its kernels; the steps here are those of
 // octconv.deploy.load_library: load the file, make its Relax VM, initialize the VM for
-// the CPU with TVM's pooled allocator, call "main" on one input tensor. Beside "main"
-// the library gives "input_shape" and "cpu" (the LLVM CPU name it was compiled for: it
-// dies of an illegal instruction on a CPU that lacks that one's instruction set
-// extensions, which load_library checks and this program does not). A VM holds one
+// the CPU with TVM's pooled allocator, check the CPU, call "main" on one input tensor.
+// Beside "main" the library gives "input_shape", "cpu" (the LLVM CPU name it was
+// compiled for) and "extensions", that CPU's instruction set extensions: its kernels
+// would die of an illegal instruction on a CPU that lacks one, so such a library is
+// refused, naming them (cpu_extensions.cc reads this CPU's). A VM holds one
 // call's state: a server's request threads each make a VM of their own from the loaded
 // library (vm_load_executable, vm_initialization), as load_library does, and may then
 // call at once; the VMs share the library's weights.
@@ -42,6 +47,8 @@
 #include <tvm/ffi/error.h>
 #include <tvm/ffi/extra/module.h>
 #include <tvm/ffi/function.h>
+
+#include "cpu_extensions.h"
 
 namespace ffi = tvm::ffi;
 
@@ -148,6 +155,46 @@ int use_threads(int threads) {
   return ffi::Function::GetGlobalRequired("runtime.NumThreads")().cast<int>();
 }
 
+std::string joined(const std::vector<std::string>& names) {
+  std::string text;
+  for (const std::string& name : names) text += (text.empty() ? "" : ", ") + name;
+  return text;
+}
+
+// Refuses a library compiled for the CPU ``cpu`` whose extensions ``listed`` (comma-
+// separated) this CPU lacks or this program cannot check
+void check_extensions(const std::string& library, const std::string& cpu,
+                      const std::string& listed) {
+  std::vector<std::string> missing, unknown;
+  size_t start = 0;
+  while (start < listed.size()) {
+    size_t end = std::min(listed.find(',', start), listed.size());
+    std::string name = listed.substr(start, end - start);
+    std::optional<bool> has = cpu_has(name);
+    if (!has) unknown.push_back(name);
+    if (has && !*has) missing.push_back(name);
+    start = end + 1;
+  }
+  if (!unknown.empty()) {
+    throw Refusal{library + ": compiled for the CPU " + cpu + ", whose " + joined(unknown) +
+                  " this program cannot check (a newer LLVM's names); build it from the "
+                  "project's tools/cpp again"};
+  }
+  if (!missing.empty()) {
+    throw Refusal{library + ": compiled for the CPU " + cpu + ", whose " + joined(missing) +
+                  " this CPU lacks; compile for this CPU (the default) or name the oldest CPU "
+                  "it must run on (tools/tvm_compile.py --target)"};
+  }
+}
+
+// Prints which of the extensions a library may need this CPU has and lacks
+int print_extensions() {
+  std::vector<std::string> has, lacks;
+  for (const std::string& name : known_extensions()) (*cpu_has(name) ? has : lacks).push_back(name);
+  std::printf("has: %s\nlacks: %s\n", joined(has).c_str(), joined(lacks).c_str());
+  return 0;
+}
+
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   size_t n = values.size();
@@ -155,6 +202,7 @@ double median(std::vector<double> values) {
 }
 
 int run(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--extensions") return print_extensions();
   std::vector<std::string> paths;
   int threads = 1, runs = 0;
   for (int i = 1; i < argc; ++i) {
@@ -195,6 +243,12 @@ int run(int argc, char** argv) {
   if (!recorded_shape) throw Refusal{library + " records no input shape; compile it again"};
   ffi::Shape shape = (*recorded_shape)().cast<ffi::Shape>();
   std::string cpu = vm->GetFunction("cpu").value()().cast<ffi::String>();
+  auto listed = vm->GetFunction("extensions");
+  if (!listed) {
+    throw Refusal{library + " lists no instruction set extensions (made before libraries did); "
+                  "compile it again"};
+  }
+  check_extensions(library, cpu, (*listed)().cast<ffi::String>());
   ffi::Function main_function = vm->GetFunction("main").value();
 
   ffi::Tensor x = ffi::Tensor::FromNDAlloc(AlignedAlloc(), shape, DLDataType{kDLFloat, 32, 1},
@@ -235,7 +289,8 @@ int main(int argc, char** argv) {
     return run(argc, argv);
   } catch (const Refusal& refusal) {
     std::fprintf(stderr, "error: %s\n%s", refusal.message.c_str(), refusal.usage ?
-                 "usage: run_library LIBRARY INPUT OUTPUT [--threads N] [--runs N]\n" : "");
+                 "usage: run_library LIBRARY INPUT OUTPUT [--threads N] [--runs N]\n"
+                 "       run_library --extensions\n" : "");
     return 2;
   } catch (const ffi::Error& error) {
     std::fprintf(stderr, "error: %s: %s\n", error.kind().c_str(), error.message().c_str());
