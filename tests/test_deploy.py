@@ -32,7 +32,9 @@ from octconv.deploy.lower import Tensor, UnsupportedGraph, lower
 from octconv.deploy.bench import (TVMRunner, differences_from_mxnet, gluoncv_network,
                                   interleave, onnx_file, ratio_interval, relative_difference,
                                   summarize, time_serving, wait_until_idle, zoo_network)
-from octconv.deploy.target import extensions, host_cpu, make_target, runs_here, vector_lanes
+from octconv.deploy import target as targets
+from octconv.deploy.target import (LINUX_FLAGS, describe, extensions, host_cpu, lacking,
+                                   make_target, runs_here, vector_lanes)
 from octconv.deploy.threads import SPIN_COUNT, use_threads
 from octconv.deploy import tuning
 from octconv.deploy.tuning import choose_tile, scheduled_func, search_tiles
@@ -1047,7 +1049,8 @@ def test_a_library_runs_from_cpp_with_tvms_runtime_alone(tmp_path, cache, cpp_ru
 
 def test_the_cpp_runner_reads_this_cpus_extensions_as_linux_lists_them(cpp_runner):
     """``run_library --extensions``, from CPUID and XGETBV, against /proc/cpuinfo; it
-    knows every extension that a library compiled for any CPU LLVM knows may list."""
+    knows every extension that a library compiled for any CPU LLVM knows may list, and
+    has every one of the host target's (LLVM's CPU model less what Linux withholds)."""
     done = cpp_runner("--extensions")
     assert done.returncode == 0, done.stderr
     has, lacks = (part.split(", ") for part in
@@ -1056,8 +1059,27 @@ def test_the_cpp_runner_reads_this_cpus_extensions_as_linux_lists_them(cpp_runne
                           codegen.llvm_get_cpu_archlist(make_target())))
     assert every <= set(has) | set(lacks) and not set(has) & set(lacks)
     flags = cpuinfo_flags()
-    assert ({name for name in has if name in CPUINFO_FLAGS} ==
-            {name for name, flag in CPUINFO_FLAGS.items() if flag in flags})
+    assert ({name for name in has if name in LINUX_FLAGS} ==
+            {name for name, flag in LINUX_FLAGS.items() if flag in flags})
+    assert set(extensions(make_target())) <= set(has)
+
+
+def test_the_host_target_leaves_out_the_extensions_the_os_withholds(monkeypatch):
+    """A virtual machine may withhold AVX2 or AVX-512 from a CPU model that has them
+    (here Linux's flags are read without them): the host target then uses none of them,
+    and code for the CPU model, which would die of an illegal instruction, is not run."""
+    model = make_target(host_cpu())
+    if "avx2" not in extensions(model):
+        pytest.skip("this CPU model has no AVX2 to withhold")
+    cpuinfo = targets._cpuinfo
+    monkeypatch.setattr(targets, "_cpuinfo", lambda key: " ".join(
+        flag for flag in cpuinfo(key).split() if not flag.startswith(("avx2", "avx512")))
+        if key == "flags" else cpuinfo(key))
+    host = make_target()
+    assert not [name for name in extensions(host) if name.startswith(("avx2", "avx512"))]
+    assert "avx" in extensions(host) and vector_lanes(host) == 8
+    assert "-avx2" in describe(host)  # (the tuning cache's key)
+    assert lacking(["avx", "avx2"]) == ["avx2"] and not runs_here(model)
 
 
 def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):
@@ -1372,23 +1394,6 @@ def test_cross_compiles_for_a_named_avx512_target(tmp_path, cache):
         assert_close_to_mxnet(load_library(library)(x), mxnet_logits(network, x))
 
 
-# the names Linux gives in /proc/cpuinfo to the extensions a library may list (LLVM's
-# names), where it lists them (Linux's arch/x86/include/asm/cpufeatures.h); the rest
-# (AVX10, newer AMX and AVX-VNNI forms) it does not list
-CPUINFO_FLAGS = {
-    "sse": "sse", "sse2": "sse2", "sse3": "pni", "sse4.1": "sse4_1", "sse4.2": "sse4_2",
-    "sse4a": "sse4a", "avx": "avx", "fma": "fma", "f16c": "f16c", "fma4": "fma4",
-    "bmi": "bmi1", "avx2": "avx2", "bmi2": "bmi2", "avx512f": "avx512f",
-    "avx512dq": "avx512dq", "avx512ifma": "avx512ifma", "avx512cd": "avx512cd",
-    "avx512bw": "avx512bw", "avx512vl": "avx512vl", "avx512vbmi": "avx512vbmi",
-    "avx512vbmi2": "avx512_vbmi2", "avx512vnni": "avx512_vnni",
-    "avx512bitalg": "avx512_bitalg", "avx512vpopcntdq": "avx512_vpopcntdq",
-    "avx512vp2intersect": "avx512_vp2intersect", "avx512fp16": "avx512_fp16",
-    "avx512bf16": "avx512_bf16", "amx-bf16": "amx_bf16", "amx-tile": "amx_tile",
-    "amx-int8": "amx_int8", "amx-fp16": "amx_fp16", "avxvnni": "avx_vnni",
-    "avxifma": "avx_ifma"}
-
-
 def cpuinfo_flags():
     with open("/proc/cpuinfo") as f:
         return next(line for line in f if line.startswith("flags")).split(":")[1].split()
@@ -1416,7 +1421,7 @@ def lacked_extensions(cpu):
     list, as a refusal names them."""
     flags = cpuinfo_flags()
     lacked = [name for name in sorted(codegen.llvm_get_cpu_features(make_target(cpu)))
-              if name in CPUINFO_FLAGS and CPUINFO_FLAGS[name] not in flags]
+              if name in LINUX_FLAGS and LINUX_FLAGS[name] not in flags]
     assert lacked
     return ", ".join(lacked)
 

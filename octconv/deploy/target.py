@@ -1,5 +1,6 @@
-"""CPU targets: the host by default, or any LLVM CPU name (cross-compiled when it
-cannot run here); and this machine's CPU and vector extensions as results name them."""
+"""CPU targets: the host by default (its CPU model as LLVM names it, less the extensions
+the OS does not list for it), or any LLVM CPU name (cross-compiled when it cannot run
+here); and this machine's CPU and vector extensions as results name them."""
 import platform
 import re
 
@@ -7,9 +8,26 @@ import tvm
 from tvm.target import codegen
 
 __all__ = ["make_target", "host_cpu", "known_cpu", "extensions", "vector_lanes", "lacking",
-           "missing_here", "runs_here", "describe", "cpu_model", "vector_isa"]
+           "missing_here", "runs_here", "describe", "cpu_model", "vector_isa", "LINUX_FLAGS"]
 
 _ISA = re.compile(r"^(avx|fma|sse|f16c|bmi|amx)")
+
+# The names Linux gives in /proc/cpuinfo's flags to the extensions a library may list
+# (LLVM's names), where it lists them (arch/x86/include/asm/cpufeatures.h in Linux's
+# source; AVX10, AMX's newer forms and the AVX-VNNI INT8/INT16 and NE-CONVERT forms it
+# does not list)
+LINUX_FLAGS = {
+    "sse": "sse", "sse2": "sse2", "sse3": "pni", "sse4.1": "sse4_1", "sse4.2": "sse4_2",
+    "sse4a": "sse4a", "avx": "avx", "fma": "fma", "f16c": "f16c", "fma4": "fma4",
+    "bmi": "bmi1", "avx2": "avx2", "bmi2": "bmi2", "avx512f": "avx512f",
+    "avx512dq": "avx512dq", "avx512ifma": "avx512ifma", "avx512cd": "avx512cd",
+    "avx512bw": "avx512bw", "avx512vl": "avx512vl", "avx512vbmi": "avx512vbmi",
+    "avx512vbmi2": "avx512_vbmi2", "avx512vnni": "avx512_vnni",
+    "avx512bitalg": "avx512_bitalg", "avx512vpopcntdq": "avx512_vpopcntdq",
+    "avx512vp2intersect": "avx512_vp2intersect", "avx512fp16": "avx512_fp16",
+    "avx512bf16": "avx512_bf16", "amx-bf16": "amx_bf16", "amx-tile": "amx_tile",
+    "amx-int8": "amx_int8", "amx-fp16": "amx_fp16", "avxvnni": "avx_vnni",
+    "avxifma": "avx_ifma"}
 
 
 def host_cpu():
@@ -24,17 +42,36 @@ def known_cpu(cpu):
 
 def make_target(cpu=None):
     """A single-core LLVM target for ``cpu`` (an LLVM CPU name; the host when None or
-    'host')."""
-    cpu = host_cpu() if cpu in (None, "host") else cpu
+    'host': this machine's CPU model, without the extensions its OS withholds)."""
+    host = cpu in (None, "host")
+    cpu = host_cpu() if host else cpu
     if not known_cpu(cpu):
         raise ValueError(f"unknown CPU {cpu!r} for LLVM; e.g. 'skylake-avx512', 'znver3', "
                          f"'haswell' or 'host'")
     spec = {"kind": "llvm", "mcpu": cpu, "num-cores": 1}
-    if "prefer-256-bit" in codegen.llvm_get_cpu_features(tvm.target.Target(spec)):
-        # LLVM splits 512-bit vectors on these parts by default; our kernels size their
-        # register tiles for whole zmm registers
-        spec["mattr"] = ["-prefer-256-bit"]
+    features = codegen.llvm_get_cpu_features(tvm.target.Target(spec))
+    # LLVM splits 512-bit vectors on these parts by default; our kernels size their
+    # register tiles for whole zmm registers
+    mattr = ["-prefer-256-bit"] if "prefer-256-bit" in features else []
+    if host:  # (LLVM drops what depends on a dropped extension: AVX-512 with AVX2)
+        mattr += [f"-{name}" for name in _withheld(features)]
+    if mattr:
+        spec["mattr"] = mattr
     return tvm.target.Target(spec)
+
+
+def _withheld(features):
+    """Those of this machine's CPU model's extensions ``features`` (LLVM's names) that
+    Linux's /proc/cpuinfo does not list, sorted: LLVM names the host CPU by its model,
+    and a hypervisor or an OS that does not save a register file withholds what the
+    model has (AVX-512 on some virtual machines), where code using it dies of an
+    illegal instruction. Empty where /proc/cpuinfo lists no flags."""
+    flags = _cpuinfo("flags")
+    if flags is None:
+        return []
+    flags = set(flags.split())
+    return sorted(name for name in features
+                  if name in LINUX_FLAGS and LINUX_FLAGS[name] not in flags)
 
 
 def extensions(target):
