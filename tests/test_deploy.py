@@ -1027,7 +1027,12 @@ def test_a_library_runs_from_cpp_with_tvms_runtime_alone(tmp_path, cache, cpp_ru
 
     x[:1].tofile(tmp_path / "one.f32")
     (tmp_path / "text.so").write_text("not a library")
-    (tmp_path / "cut.so").write_bytes(open(library, "rb").read()[:4096])  # loaded: SIGBUS
+    whole = open(library, "rb").read()
+    (tmp_path / "cut.so").write_bytes(whole[:4096])  # loaded: SIGBUS
+    listed = ",".join(extensions(make_target())).encode()  # its last name made unknown,
+    assert whole.count(listed) == 1  # as a newer LLVM's would be
+    (tmp_path / "newer_llvm.so").write_bytes(whole.replace(listed, listed[:-1] + b"q"))
+    unknown = re.escape(listed[:-1].decode().rsplit(",", 1)[-1] + "q")
     for args, message in [
             ((tmp_path / "one.f32",), "one.f32 holds 3072 bytes; the library takes 2 x 3 x 16 x 16 "
                                       r"float32 values \(6144 bytes\)"),
@@ -1040,11 +1045,17 @@ def test_a_library_runs_from_cpp_with_tvms_runtime_alone(tmp_path, cache, cpp_ru
             done.stderr
     for path, message in [("missing.so", "no compiled library at .*missing.so"),
                           ("text.so", "text.so is not a library of tools/tvm_compile.py"),
-                          ("cut.so", "cut.so is cut short")]:
+                          ("cut.so", "cut.so is cut short"),
+                          ("newer_llvm.so", f"newer_llvm.so: compiled for the CPU {host_cpu()}, "
+                                            f"whose {unknown} this program's table does not "
+                                            "know")]:
         done = cpp_runner(tmp_path / path, tmp_path / "x.f32", tmp_path / "out.f32")
         assert done.returncode == 2 and re.match(f"error: (.*/)?{message}", done.stderr), \
             done.stderr
     assert not (tmp_path / "out.f32").exists()
+    with pytest.raises(ValueError, match=f"newer_llvm.so: compiled for the CPU {host_cpu()}, "
+                                         f"whose {unknown} this CPU"):  # (LLVM's neither)
+        load_library(str(tmp_path / "newer_llvm.so"))
 
 
 def test_the_cpp_runner_reads_this_cpus_extensions_as_linux_lists_them(cpp_runner):

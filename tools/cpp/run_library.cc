@@ -177,8 +177,8 @@ void check_extensions(const std::string& library, const std::string& cpu,
   }
   if (!unknown.empty()) {
     throw Refusal{library + ": compiled for the CPU " + cpu + ", whose " + joined(unknown) +
-                  " this program cannot check (a newer LLVM's names); build it from the "
-                  "project's tools/cpp again"};
+                  " this program's table does not know (a newer LLVM's names); build "
+                  "run_library from the octconv that compiled the library"};
   }
   if (!missing.empty()) {
     throw Refusal{library + ": compiled for the CPU " + cpu + ", whose " + joined(missing) +
