@@ -1406,6 +1406,7 @@ def test_cross_compiles_for_a_named_avx512_target(tmp_path, cache):
 
 
 def cpuinfo_flags():
+    """This machine's extensions as Linux lists them (/proc/cpuinfo's first flags line)."""
     with open("/proc/cpuinfo") as f:
         return next(line for line in f if line.startswith("flags")).split(":")[1].split()
 
