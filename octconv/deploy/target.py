@@ -66,12 +66,21 @@ def _withheld(features):
     and a hypervisor or an OS that does not save a register file withholds what the
     model has (AVX-512 on some virtual machines), where code using it dies of an
     illegal instruction. Empty where /proc/cpuinfo lists no flags."""
+    listed = _linux_listed()
+    if listed is None:
+        return []
+    return sorted(name for name in features if name in LINUX_FLAGS and name not in listed)
+
+
+def _linux_listed():
+    """The extensions (LLVM's names, of :data:`LINUX_FLAGS`) that Linux's /proc/cpuinfo
+    lists for this machine: those its CPU reports and its OS saves the registers of.
+    None where /proc/cpuinfo lists no flags."""
     flags = _cpuinfo("flags")
     if flags is None:
-        return []
+        return None
     flags = set(flags.split())
-    return sorted(name for name in features
-                  if name in LINUX_FLAGS and LINUX_FLAGS[name] not in flags)
+    return {name for name, flag in LINUX_FLAGS.items() if flag in flags}
 
 
 def extensions(target):
@@ -87,8 +96,12 @@ def vector_lanes(target):
 
 
 def lacking(names):
-    """Those of the extensions ``names`` (LLVM's names) that this machine lacks, sorted."""
-    return sorted(set(names) - set(extensions(make_target())))
+    """Those of the extensions ``names`` (LLVM's names) that this machine lacks, sorted:
+    of the extensions Linux lists, those it does not list for this machine (a CPU newer
+    than the model LLVM names it by has more); of the others, those the host target's
+    CPU model lacks."""
+    have = set(extensions(make_target())) | (_linux_listed() or set())
+    return sorted(set(names) - have)
 
 
 def missing_here(target):
