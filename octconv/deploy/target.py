@@ -14,8 +14,9 @@ _ISA = re.compile(r"^(avx|fma|sse|f16c|bmi|amx)")
 
 # The names Linux gives in /proc/cpuinfo's flags to the extensions a library may list
 # (LLVM's names), where it lists them (arch/x86/include/asm/cpufeatures.h in Linux's
-# source; AVX10, AMX's newer forms and the AVX-VNNI INT8/INT16 and NE-CONVERT forms it
-# does not list)
+# source: a flag is shown under the name its comment quotes; AVX10, AMX-FP16 and AMX's
+# newer forms, AVX-IFMA, and the AVX-VNNI INT8/INT16 and NE-CONVERT forms it does not
+# show)
 LINUX_FLAGS = {
     "sse": "sse", "sse2": "sse2", "sse3": "pni", "sse4.1": "sse4_1", "sse4.2": "sse4_2",
     "sse4a": "sse4a", "avx": "avx", "fma": "fma", "f16c": "f16c", "fma4": "fma4",
@@ -26,8 +27,7 @@ LINUX_FLAGS = {
     "avx512bitalg": "avx512_bitalg", "avx512vpopcntdq": "avx512_vpopcntdq",
     "avx512vp2intersect": "avx512_vp2intersect", "avx512fp16": "avx512_fp16",
     "avx512bf16": "avx512_bf16", "amx-bf16": "amx_bf16", "amx-tile": "amx_tile",
-    "amx-int8": "amx_int8", "amx-fp16": "amx_fp16", "avxvnni": "avx_vnni",
-    "avxifma": "avx_ifma"}
+    "amx-int8": "amx_int8", "avxvnni": "avx_vnni"}
 
 
 def host_cpu():
