@@ -8,7 +8,7 @@ import tvm
 from tvm.target import codegen
 
 __all__ = ["make_target", "host_cpu", "known_cpu", "extensions", "vector_lanes", "lacking",
-           "missing_here", "runs_here", "describe", "cpu_model", "vector_isa", "LINUX_FLAGS"]
+           "runs_here", "describe", "cpu_model", "vector_isa", "LINUX_FLAGS"]
 
 _ISA = re.compile(r"^(avx|fma|sse|f16c|bmi|amx)")
 
@@ -104,14 +104,9 @@ def lacking(names):
     return sorted(set(names) - have)
 
 
-def missing_here(target):
-    """The instruction set extensions of ``target`` that this machine lacks, sorted."""
-    return lacking(extensions(target))
-
-
 def runs_here(target):
     """True when this machine has every instruction set extension of ``target``."""
-    return not missing_here(target)
+    return not lacking(extensions(target))
 
 
 def describe(target):
