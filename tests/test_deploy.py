@@ -35,11 +35,13 @@ from octconv.deploy.bench import (TVMRunner, differences_from_mxnet, gluoncv_net
 from octconv.deploy import target as targets
 from octconv.deploy.target import (LINUX_FLAGS, describe, extensions, host_cpu, lacking,
                                    make_target, runs_here, vector_lanes)
+from octconv.deploy.scaling_check import scaling_check
 from octconv.deploy.threads import SPIN_COUNT, use_threads
 from octconv.deploy import tuning
 from octconv.deploy.tuning import choose_tile, scheduled_func, search_tiles
 
 from helpers import assert_refused_weights, load_script, run_script, run_symbol
+from reference import conv2d
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -1651,7 +1653,7 @@ def test_results_file_comes_from_the_table2_tool():
     assert {r["network"] for r in rows if r["batch"] == str(table2.BATCH)} == set(table2.BATCH_ROWS)
     text = open(os.path.join(folder, "table2.md")).read()
     for key in ("CPU", "ISA", "TVM target", "threads", "versions", "algorithm", "timing",
-                "search budget", "wall time"):
+                "scaling check", "search budget", "wall time"):
         assert f"- {key}: " in text
     assert f"- algorithm: {ALGORITHMS}\n" in text  # regenerated with the policy of the code
     for r in rows:
@@ -1677,7 +1679,8 @@ def test_results_verdicts_are_the_tools_verdicts_on_the_results_rows(folder):
     meta_line = lambda key: text.split(f"- {key}: ", 1)[1].split("\n", 1)[0]
     meta = {"TVM target": meta_line("TVM target"),
             "tuning records at start": int(meta_line("tuning cache at start").split()[0]),
-            "wall_s": float(meta_line("wall time").split()[0])}
+            "wall_s": float(meta_line("wall time").split()[0]),
+            "scaling check": meta_line("scaling check")}
     rows = []
     for r in csv.DictReader(open(os.path.join(ROOT, folder, "table2.csv"))):
         rows.append({k: v if k == "network" else int(v) if k in ("threads", "batch")
@@ -1745,6 +1748,44 @@ def test_table2_rows_and_verdicts_follow_the_targets():
     assert len(checks) == 8 and not any(ok for _, ok, _ in checks), checks
     cold = table2.verdicts(rows, dict(meta, wall_s=300, **{"tuning records at start": 0}))
     assert cold[-1][:2] == ("wall time from an empty cache <= 6 min", True)
+    # the machine's scaling check of each 2-thread group: its 1 -> 2 thread ratio with
+    # the interval, beside the scaling verdict's figure
+    assert table2.check_figures(good) is None
+    checked = dict(good[1], checks={
+        "resnet": {"times": {"tvm_1": [4.0] * 10, "tvm": [2.5] * 10}},
+        "mobilenet": {"times": {"tvm_1": [3.0] * 10, "tvm": [2.0] * 10}}})
+    figures = table2.check_figures([good[0], checked])
+    assert figures == "ResNets 1.60 [1.60-1.60], MobileNets 1.50 [1.50-1.50]"
+    scaling = next(c for c in table2.verdicts(rows, dict(meta, **{"scaling check": figures}))
+                   if c[0].startswith("TVM scaling"))
+    assert scaling[1] is True
+    assert scaling[2].endswith("; the machine's scaling check in the same rounds: " + figures)
+
+
+def test_scaling_check_is_a_convolution_on_one_and_two_threads_built_once(cache,
+                                                                          monkeypatch):
+    """The machine's scaling check computes, on one thread and on two, the 3x3
+    convolution (plus bias) that NumPy computes from its unpacked arrays; a second
+    check with the same cache loads its library and builds nothing."""
+    runners = scaling_check(2, make_target(), cache)
+    assert (runners["tvm_1"].threads, runners["tvm"].threads) == (1, 2)
+    data, weight, shift, out = [a.numpy() for a in runners["tvm"].args]
+    n, blocks, h, w, lanes = data.shape
+    x = data.transpose(0, 1, 4, 2, 3).reshape(n, blocks * lanes, h, w)
+    # weights (out block, in block, 3, 3, in lane, out lane) -> (out, in, 3, 3)
+    kernel = weight.transpose(0, 5, 1, 4, 2, 3).reshape(blocks * lanes, blocks * lanes, 3, 3)
+    want = conv2d(x.astype(np.float64), kernel.astype(np.float64), (1, 1), shift.reshape(-1))
+    for threads in ("tvm_1", "tvm"):
+        runners[threads].args[-1].copyfrom(np.zeros_like(out))
+        runners[threads].prepare()
+        runners[threads]()
+        got = runners[threads].args[-1].numpy().transpose(0, 1, 4, 2, 3).reshape(want.shape)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the check's library was built again")
+    monkeypatch.setattr(tvm, "compile", no_build)
+    scaling_check(2, make_target(), cache)["tvm"]()
 
 
 def test_table2_stops_timing_a_backend_only_when_it_is_clearly_not_the_fastest_other():
@@ -1753,7 +1794,8 @@ def test_table2_stops_timing_a_backend_only_when_it_is_clearly_not_the_fastest_o
     does everything before 10 runs. In the loop, real calls: TVM's and ONNX Runtime's
     of 2 ms, MXNet's of 8, OpenVINO's of 1.8 and 2.6 by turns (slower by median, faster
     by its first quartile); MXNet is called 10 times, the others up to the round limit;
-    a loose tolerance ends the loop after its first step."""
+    a loose tolerance ends the loop after its first step, though the machine's scaling
+    check in the loop is far noisier."""
     table2 = load_script("tools/table2.py")
     rng = np.random.default_rng(0)
     times = {("net", "tvm"): list(5 + rng.random(10)),
@@ -1769,9 +1811,13 @@ def test_table2_stops_timing_a_backend_only_when_it_is_clearly_not_the_fastest_o
 
     runners = {("net", b): sleeper(*ms) for b, ms in (
         ("tvm", [2]), ("mxnet", [8]), ("onnxruntime", [2]), ("openvino", [1.8, 2.6]))}
+    # the machine's scaling check, noisy (1 or 9 ms by turns): it has no other backends
+    # to stop and does not hold the loop
+    runners.update({(table2.CHECK, b): sleeper(1, 9) for b in ("tvm", "tvm_1")})
     runs = {k: len(v) for k, v in table2.time_rounds(runners, 1e-9, 15).items()}
     assert runs == {("net", "tvm"): 15, ("net", "mxnet"): 10, ("net", "onnxruntime"): 15,
-                    ("net", "openvino"): 15}
+                    ("net", "openvino"): 15, (table2.CHECK, "tvm"): 15,
+                    (table2.CHECK, "tvm_1"): 15}
     runs = {len(v) for v in table2.time_rounds(runners, 0.99, 15).values()}
     assert runs == {5}
 
@@ -1787,29 +1833,41 @@ from octconv.deploy.tuning import TileCache
 table2 = load_script("tools/table2.py")
 networks = {"vanilla ResNet-50": zoo_network("resnet10_v2_mini", 0.5, classes=10, size=32)}
 args = SimpleNamespace(budget=1, tolerance=1e-9, max_runs=10)
-group = table2.time_group(networks, 1, 2, args, TileCache(sys.argv[1]), make_target(), size=32)
-row, = table2.table([{"threads": 1, "groups": {"resnet": group}, "batch": {}}], 0.05)
+threads = int(sys.argv[2])
+group = table2.time_group(networks, threads, 2, args, TileCache(sys.argv[1]), make_target(),
+                          scaling=threads > 1, size=32)
+check = group.pop(table2.CHECK, {"times": {}})
+row, = table2.table([{"threads": threads, "groups": {"resnet": group}, "batch": {}}], 0.05)
 result = group["vanilla ResNet-50"]
 print(json.dumps({"runs": {b: len(ms) for b, ms in result["times"].items()},
+                  "check": {b: len(ms) for b, ms in check["times"].items()},
                   "diff": max(result["max_diff"].values()),
-                  "ratio": [row["tvm_vs_best_other"], row["tvm_vs_best_other_low"]]}))
+                  "ratio": [row["tvm_vs_best_other"], row["tvm_vs_best_other_low"]],
+                  "scaling": [row["scaling"], row["scaling_low"]]}))
 """
 
 
-def test_table2_times_a_group_on_the_four_backends_in_one_loop(tmp_path):
-    """The table's group timing on real backends (a small network, batch 2, one thread,
-    in a process started with MXNet's thread count): each backend's output agrees with
-    MXNet, every backend runs the 10 rounds of the limit (none stops before 10), and the
-    row's ratio comes with its interval."""
-    out = subprocess.run([sys.executable, "-c", TIME_GROUP, str(tmp_path / "tiles.json")],
+@pytest.mark.parametrize("threads", [1, 2])
+def test_table2_times_a_group_on_the_four_backends_in_one_loop(tmp_path, threads):
+    """The table's group timing on real backends (a small network, batch 2, in a process
+    started with MXNet's thread count): each backend's output agrees with MXNet, every
+    backend runs the 10 rounds of the limit (none stops before 10), and the row's ratio
+    comes with its interval. On two threads the library runs on one thread too, and the
+    machine's scaling check on one and on two, in every round."""
+    out = subprocess.run([sys.executable, "-c", TIME_GROUP, str(tmp_path / "tiles.json"),
+                          str(threads)],
                          check=True, capture_output=True, text=True, cwd=ROOT,
-                         env=dict(os.environ, OMP_NUM_THREADS="1")).stdout
+                         env=dict(os.environ, OMP_NUM_THREADS=str(threads))).stdout
     result = json.loads(out.splitlines()[-1])
-    assert set(result["runs"]) == {"tvm", "mxnet", "onnxruntime", "openvino"}
+    scaled = {"tvm_1"} if threads > 1 else set()
+    assert set(result["runs"]) == {"tvm", "mxnet", "onnxruntime", "openvino"} | scaled
     assert set(result["runs"].values()) == {10}
+    assert result["check"] == ({"tvm": 10, "tvm_1": 10} if threads > 1 else {})
     assert result["diff"] < 1e-4
     ratio, low = result["ratio"]
     assert 0 < low <= ratio
+    scaling, low = result["scaling"]
+    assert (0 < low <= scaling) if threads > 1 else scaling is None
 
 
 def test_table2_row_pairs_the_rounds_of_a_fastest_other_that_stopped():
@@ -1881,13 +1939,14 @@ def test_table2_marks_a_target_within_the_noise_and_writes_the_intervals(tmp_pat
     assert oct_row["speedup_over_macs_ratio_low"] == pytest.approx(80 / 51 / (4000 / 2400))
     assert oct_row["speedup_over_macs_ratio_high"] == pytest.approx(80 / 47 / (4000 / 2400))
     meta = {"TVM target": "llvm -mcpu=x", "tuning records at start": 12, "wall_s": 60,
-            "CPU": "test"}
+            "CPU": "test", "scaling check": None}  # (a run without 2-thread groups)
     checks = dict((what, ok) for what, ok, _ in table2.verdicts(out, meta))
     assert checks["Oct-ResNet-50 speed-up >= 0.95 x MACs ratio at every alpha "
                   "(llvm -mcpu=x)"] is None
     assert checks["1 thread: vanilla ResNet-50 TVM <= 0.9 x the fastest other backend"] is True
     table2.write(out, table2.verdicts(out, meta), meta, str(tmp_path))
     text = open(tmp_path / "table2.md").read()
+    assert "- CPU: test\n" in text and "scaling check" not in text
     assert "- [~] Oct-ResNet-50 speed-up >= 0.95 x MACs ratio" in text
     assert f"| {80 / 49 / (4000 / 2400):.2f} [{80 / 51 / (4000 / 2400):.2f}-" \
            f"{80 / 47 / (4000 / 2400):.2f}] |" in text

@@ -19,7 +19,9 @@ inside an interval is marked as within the noise, neither reached nor missed. Ea
 timed call starts once the previous runtime's workers have stopped spinning (they would
 take a core from it). Each thread count runs in its own process (MXNet fixes its thread
 count when it starts); the 2-thread process also runs the TVM libraries on one thread,
-for the scaling ratio. A few rows are timed again at batch 8 on the most threads, in
+for the scaling ratio, and beside them a compute-bound kernel on one thread and on two
+(:mod:`octconv.deploy.scaling_check`), whose scaling in the same rounds tells how much
+of two cores the machine gave. A few rows are timed again at batch 8 on the most threads, in
 images per second.
 
 "Vanilla" networks are GluonCV's (true strided convolutions, what a user would
@@ -74,6 +76,7 @@ ALPHA0 = {label: zero for _, label, _, name, alpha, _ in ROWS if alpha
 BATCH_ROWS = ["vanilla ResNet-50", "Oct-ResNet-50 alpha=.5", "vanilla MobileNet v2 1.0",
               "Oct-MobileNet v2 1.0 alpha=.375"]
 BATCH = 8
+GROUPS = {"resnet": "ResNets", "mobilenet": "MobileNets"}  # as figures name them
 SIZE = 224
 OTHERS = ("mxnet", "onnxruntime", "openvino")
 # The paper's Table 2 (ms, one 2.0 GHz Skylake thread): TVM per alpha, MKLDNN 119 ms.
@@ -112,11 +115,18 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
     ``networks`` ({label:
     :class:`~octconv.deploy.bench.Network`}) on ``batch`` images of ``size``, all timed
     in one interleaved loop (:func:`time_rounds`); with ``scaling`` each TVM library
-    also runs on one thread (runner ``tvm_1``)."""
+    also runs on one thread (runner ``tvm_1``), and the machine's scaling check (as
+    :data:`CHECK`: ``{"ms", "times"}`` of runners ``tvm`` and ``tvm_1``,
+    :mod:`octconv.deploy.scaling_check`) is timed in the same loop."""
     from octconv.deploy.bench import (differences_from_mxnet, make_runners, random_input,
                                       summarize)
     x = random_input((batch, 3, size, size))
     runners, results = {}, {}
+    if scaling:
+        from octconv.deploy.scaling_check import scaling_check
+        runners.update({(CHECK, b): run
+                        for b, run in scaling_check(threads, target, cache).items()})
+        results[CHECK] = {}
     for label, network in networks.items():
         start = time.perf_counter()
         mine = make_runners(network, x, threads=threads, target=target, cache=cache,
@@ -142,6 +152,7 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
     return results
 
 
+CHECK = "scaling check"  # a group's results' entry for the machine's scaling check
 STEP = 5  # runs added per round of checks
 SETTLE_RUNS = 10  # runs before a backend clearly slower than the fastest other stops
 
@@ -149,8 +160,9 @@ SETTLE_RUNS = 10  # runs before a backend clearly slower than the fastest other 
 def time_rounds(runners, tolerance, max_runs):
     """``{(label, backend): [ms, ...]}``: the runners of a group called in one
     interleaved loop (:func:`~octconv.deploy.bench.interleave`), :data:`STEP` runs at a
-    time, until every runner still timed has a spread under ``tolerance`` or
-    ``max_runs`` runs were taken. After each step the runners that no ratio a target
+    time, until every network's runner still timed has a spread under ``tolerance``
+    or ``max_runs`` runs were taken (the :data:`CHECK`'s spread, a measure of the
+    machine, does not prolong the loop). After each step the runners that no ratio a target
     judges needs stop (:func:`not_needed`): their lists end early, holding the same
     rounds as the first ones of the others'."""
     from octconv.deploy.bench import interleave, summarize
@@ -162,8 +174,8 @@ def time_rounds(runners, tolerance, max_runs):
         warmup, runs = 0, runs + STEP
         for key in not_needed(times):
             timed.pop(key, None)
-        if max(summarize(times[key])["spread"] for key in timed) < tolerance \
-                or runs >= max_runs:
+        spreads = [summarize(times[key])["spread"] for key in timed if key[0] != CHECK]
+        if max(spreads) < tolerance or runs >= max_runs:
             return times
 
 
@@ -176,6 +188,8 @@ def not_needed(times):
     done = set()
     for label in {label for label, _ in times}:
         others = {b: times[(label, b)] for b in OTHERS if (label, b) in times}
+        if not others:  # the scaling check
+            continue
         fastest = min(others, key=lambda b: np.median(others[b]))
         ceiling = np.percentile(others[fastest], 75)
         done |= {(label, b) for b, ms in others.items()
@@ -195,15 +209,17 @@ def worker(args):
     target = make_target(args.target)
     cache = TileCache(args.cache)
     threads = args.worker
-    out = {"threads": threads, "groups": {}, "batch": {}}
+    out = {"threads": threads, "groups": {}, "batch": {}, "checks": {}}
     for group in ("resnet", "mobilenet"):
         labels = [r[1] for r in ROWS if r[0] == group and args.only in (None, group)]
         if not labels:
             continue
         print(f"{group}, {threads} thread(s), batch 1:", flush=True)
         networks = {label: _network(label) for label in labels}
-        out["groups"][group] = time_group(networks, threads, 1, args, cache, target,
-                                          scaling=threads > 1)
+        results = time_group(networks, threads, 1, args, cache, target, scaling=threads > 1)
+        if CHECK in results:
+            out["checks"][group] = results.pop(CHECK)
+        out["groups"][group] = results
         cache.save()
         batched = {label: networks[label] for label in labels if label in BATCH_ROWS}
         if args.batch_threads == threads and batched:
@@ -252,6 +268,23 @@ def _row(label, result, group_results, threads, batch, tolerance):
         _speedup_over_macs(group_results[ALPHA0[label]], result,
                            "alpha0_speedup_over_macs_ratio", row)
     return row
+
+
+def check_figures(workers):
+    """The machine's scaling check (:data:`CHECK`) of each group timed on more than one
+    thread: ``"<group> <scaling [95 % interval]>, ..."`` (by thread count when the
+    run had several), or None when no group had it."""
+    import numpy as np
+    from octconv.deploy.bench import ratio_interval
+    parts = []
+    for out in workers:
+        for group, check in out.get("checks", {}).items():
+            one, many = check["times"]["tvm_1"], check["times"]["tvm"]
+            low, high = ratio_interval(one, many)
+            parts.append(f"{GROUPS[group]} {np.median(one) / np.median(many):.2f} "
+                         f"[{low:.2f}-{high:.2f}]"
+                         + ("" if len(workers) < 3 else f" on {out['threads']} threads"))
+    return ", ".join(parts) or None
 
 
 def _speedup_over_macs(reference, result, key, row):
@@ -387,7 +420,9 @@ def verdicts(rows, meta):
                        _judge(scaled, "scaling", 1.8, True),
                        f"lowest {_ranged(worst, 'scaling')} ({worst['network']}), median "
                        f"{sorted(r['scaling'] for r in scaled)[len(scaled) // 2]:.2f}"
-                       + _held(scaled, "scaling", 1.8, True, worst)))
+                       + _held(scaled, "scaling", 1.8, True, worst)
+                       + (f"; the machine's scaling check in the same rounds: "
+                          f"{meta['scaling check']}" if meta.get("scaling check") else "")))
     if "vanilla ResNet-50" in two:
         v = two["vanilla ResNet-50"]
         checks.append(("2 threads: vanilla ResNet-50 TVM <= 1.0 x the fastest other backend",
@@ -428,7 +463,7 @@ def write(rows, checks, meta, out_dir):
              "rows marked ~ stayed above the tolerance (noisy: read them with care). "
              "Ratios carry their 95 % interval in brackets (bootstrap over the rounds).", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items()
-              if k not in ("wall_s", "tuning records at start")]
+              if k not in ("wall_s", "tuning records at start") and v is not None]
     lines += ["", "| network | threads | batch | MMACs | TVM ms | oneDNN ms | ORT ms | "
               "OpenVINO ms | TVM spread | img/s | TVM / best other | speed-up | MACs ratio | "
               "speed-up / MACs ratio | same over alpha 0 | 1->2 thread scaling | "
@@ -522,6 +557,7 @@ def main(argv=None):
     from octconv.deploy.threads import resolve_threads
     from octconv.deploy.tuning import TileCache
     from octconv.deploy.algorithms import POLICY as ALGORITHMS
+    from octconv.deploy.scaling_check import DESCRIPTION
     counts = sorted({resolve_threads(t) for t in args.thread_counts})
     cache = TileCache(args.cache)
     target = describe(make_target(args.target))
@@ -555,7 +591,9 @@ def main(argv=None):
             "algorithm": ALGORITHMS,
             "timing": f"rounds of {STEP} until every spread < {100 * args.tolerance:.0f} % "
                       f"or {args.max_runs} runs; after {SETTLE_RUNS}, a backend whose first "
-                      "quartile exceeds the fastest other's third stops",
+                      "quartile exceeds the fastest other's third stops; the scaling "
+                      f"check: {DESCRIPTION}",
+            "scaling check": check_figures(workers),
             "search budget": f"{args.budget} tiles per workload",
             "tuning cache at start": f"{cached_before} usable records for this target",
             "tuning records at start": cached_before,
