@@ -115,14 +115,15 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
     ``networks`` ({label:
     :class:`~octconv.deploy.bench.Network`}) on ``batch`` images of ``size``, all timed
     in one interleaved loop (:func:`time_rounds`); with ``scaling`` each TVM library
-    also runs on one thread (runner ``tvm_1``), and the machine's scaling check (as
-    :data:`CHECK`: ``{"ms", "times"}`` of runners ``tvm`` and ``tvm_1``,
-    :mod:`octconv.deploy.scaling_check`) is timed in the same loop."""
+    also runs on one thread (runner ``tvm_1``). On more than one thread the machine's
+    scaling check (:mod:`octconv.deploy.scaling_check`) is timed in the same loop, as
+    the entry :data:`CHECK`: ``{"ms", "times"}`` of its runners ``tvm`` and
+    ``tvm_1``."""
     from octconv.deploy.bench import (differences_from_mxnet, make_runners, random_input,
                                       summarize)
     x = random_input((batch, 3, size, size))
     runners, results = {}, {}
-    if scaling:
+    if threads > 1:
         from octconv.deploy.scaling_check import scaling_check
         runners.update({(CHECK, b): run
                         for b, run in scaling_check(threads, target, cache).items()})
@@ -209,17 +210,15 @@ def worker(args):
     target = make_target(args.target)
     cache = TileCache(args.cache)
     threads = args.worker
-    out = {"threads": threads, "groups": {}, "batch": {}, "checks": {}}
+    out = {"threads": threads, "groups": {}, "batch": {}}
     for group in ("resnet", "mobilenet"):
         labels = [r[1] for r in ROWS if r[0] == group and args.only in (None, group)]
         if not labels:
             continue
         print(f"{group}, {threads} thread(s), batch 1:", flush=True)
         networks = {label: _network(label) for label in labels}
-        results = time_group(networks, threads, 1, args, cache, target, scaling=threads > 1)
-        if CHECK in results:
-            out["checks"][group] = results.pop(CHECK)
-        out["groups"][group] = results
+        out["groups"][group] = time_group(networks, threads, 1, args, cache, target,
+                                          scaling=threads > 1)
         cache.save()
         batched = {label: networks[label] for label in labels if label in BATCH_ROWS}
         if args.batch_threads == threads and batched:
@@ -232,9 +231,13 @@ def worker(args):
 # ----------------------------------------------------------------------------- the table
 
 def _row(label, result, group_results, threads, batch, tolerance):
-    """One CSV row. Each ratio a target judges is the ratio of two medians, with a 95 %
-    interval from resampling the rounds of the interleaved loop (both times of a round
-    together: :func:`~octconv.deploy.bench.ratio_interval`)."""
+    """One CSV row. Each ratio a target judges is the ratio of two medians over the
+    rounds both were timed in, with a 95 % interval from resampling those rounds of the
+    interleaved loop (both times of a round together:
+    :func:`~octconv.deploy.bench.ratio_interval`). So where the fastest other backend
+    stopped early (:func:`not_needed`), TVM over it pairs its rounds with TVM's first
+    ones, not with TVM's median over all."""
+    import numpy as np
     from octconv.deploy.bench import ratio_interval
     ms = {b: s["median"] for b, s in result["ms"].items()}
     times = result["times"]
@@ -246,7 +249,7 @@ def _row(label, result, group_results, threads, batch, tolerance):
            "tvm_ms": ms["tvm"], "mxnet_ms": ms["mxnet"], "onnxruntime_ms": ms["onnxruntime"],
            "openvino_ms": ms["openvino"], "tvm_spread": result["ms"]["tvm"]["spread"],
            "worst_spread": max(spreads), "noisy": max(spreads) >= tolerance,
-           "images_per_s": 1e3 * batch / ms["tvm"], "tvm_vs_best_other": ms["tvm"] / best,
+           "images_per_s": 1e3 * batch / ms["tvm"], "tvm_vs_best_other": None,
            "speedup": None, "macs_ratio": None, "speedup_over_macs_ratio": None,
            "alpha0_speedup_over_macs_ratio": None,
            "scaling": ms["tvm_1"] / ms["tvm"] if "tvm_1" in ms else None,
@@ -255,8 +258,9 @@ def _row(label, result, group_results, threads, batch, tolerance):
     row.update({f"{ratio}_{end}": None for ratio in RATIOS for end in ("low", "high")})
     row.update({f"{backend}_runs": len(ms) for backend, ms in times.items() if backend != "tvm_1"})
     # the fastest other ran to the end unless it was overtaken after it stopped
-    # (:func:`not_needed`): then the interval pairs the rounds it ran
+    # (:func:`not_needed`): then the ratio and its interval pair the rounds it ran
     runs = len(times[fastest])
+    row["tvm_vs_best_other"] = float(np.median(times["tvm"][:runs]) / best)
     row["tvm_vs_best_other_low"], row["tvm_vs_best_other_high"] = ratio_interval(
         times["tvm"][:runs], times[fastest])
     if "tvm_1" in times:
@@ -270,16 +274,18 @@ def _row(label, result, group_results, threads, batch, tolerance):
     return row
 
 
-def check_figures(workers):
-    """The machine's scaling check (:data:`CHECK`) of each group timed on more than one
-    thread: ``"<group> <scaling [95 % interval]>, ..."`` (by thread count when the
-    run had several), or None when no group had it."""
+def check_figures(workers, part):
+    """The machine's scaling check (:data:`CHECK`) of each group of ``part`` ("groups"
+    or "batch") timed on more than one thread: ``"<group> <scaling [95 % interval]>,
+    ..."`` (by thread count when the run had several), or None when no group had it."""
     import numpy as np
     from octconv.deploy.bench import ratio_interval
     parts = []
     for out in workers:
-        for group, check in out.get("checks", {}).items():
-            one, many = check["times"]["tvm_1"], check["times"]["tvm"]
+        for group, results in out[part].items():
+            if CHECK not in results:
+                continue
+            one, many = results[CHECK]["times"]["tvm_1"], results[CHECK]["times"]["tvm"]
             low, high = ratio_interval(one, many)
             parts.append(f"{GROUPS[group]} {np.median(one) / np.median(many):.2f} "
                          f"[{low:.2f}-{high:.2f}]"
@@ -364,6 +370,13 @@ def _over_alpha0(rows):
             f"{_ranged(worst, 'alpha0_speedup_over_macs_ratio')}, {worst['network']})")
 
 
+def _check(meta, key):
+    """The figure's note of the machine's scaling check in the judged rows' rounds (the
+    figures :func:`check_figures` put in ``meta[key]``), or "" without one."""
+    figures = meta.get(key)
+    return f"; the machine's scaling check in the same rounds: {figures}" if figures else ""
+
+
 def verdicts(rows, meta):
     """Each target of the deployment round: (target, True when reached, False when
     missed, None when within the noise (:func:`_judge`), the figure: the deciding row's
@@ -421,8 +434,7 @@ def verdicts(rows, meta):
                        f"lowest {_ranged(worst, 'scaling')} ({worst['network']}), median "
                        f"{sorted(r['scaling'] for r in scaled)[len(scaled) // 2]:.2f}"
                        + _held(scaled, "scaling", 1.8, True, worst)
-                       + (f"; the machine's scaling check in the same rounds: "
-                          f"{meta['scaling check']}" if meta.get("scaling check") else "")))
+                       + _check(meta, "scaling check")))
     if "vanilla ResNet-50" in two:
         v = two["vanilla ResNet-50"]
         checks.append(("2 threads: vanilla ResNet-50 TVM <= 1.0 x the fastest other backend",
@@ -435,7 +447,8 @@ def verdicts(rows, meta):
                        _judge(batched, "tvm_vs_best_other", 1.0, False),
                        f"slowest {_ranged(worst, 'tvm_vs_best_other')} x the best other's "
                        f"time ({worst['network']})"
-                       + _held(batched, "tvm_vs_best_other", 1.0, False, worst)))
+                       + _held(batched, "tvm_vs_best_other", 1.0, False, worst)
+                       + _check(meta, f"scaling check at batch {BATCH}")))
     cold = meta["tuning records at start"] == 0
     limit = 360 if cold else 90
     checks.append((f"wall time {'from an empty cache <= 6 min' if cold else 'warm <= 90 s'}",
@@ -584,7 +597,7 @@ def main(argv=None):
     wall = time.perf_counter() - start
     rows = table(workers, args.tolerance)
     searches = sum(r["tvm"]["searches"] for w in workers for part in ("groups", "batch")
-                   for g in w[part].values() for r in g.values())
+                   for g in w[part].values() for label, r in g.items() if label != CHECK)
     meta = {"CPU": cpu_model(), "ISA": vector_isa(), "TVM target": target,
             "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
@@ -593,7 +606,8 @@ def main(argv=None):
                       f"or {args.max_runs} runs; after {SETTLE_RUNS}, a backend whose first "
                       "quartile exceeds the fastest other's third stops; the scaling "
                       f"check: {DESCRIPTION}",
-            "scaling check": check_figures(workers),
+            "scaling check": check_figures(workers, "groups"),
+            f"scaling check at batch {BATCH}": check_figures(workers, "batch"),
             "search budget": f"{args.budget} tiles per workload",
             "tuning cache at start": f"{cached_before} usable records for this target",
             "tuning records at start": cached_before,
