@@ -1760,6 +1760,9 @@ def test_table2_rows_and_verdicts_follow_the_targets():
     assert figures == "ResNets 1.60 [1.60-1.60], MobileNets 1.50 [1.50-1.50]"
     batch_figures = table2.check_figures(good, "batch")
     assert batch_figures == "ResNets 2.00 [2.00-2.00]"
+    # a run on 1, 2 and 4 threads names the thread count of each check
+    assert table2.check_figures(good + [dict(good[1], threads=4)], "batch") == \
+        "ResNets 2.00 [2.00-2.00] on 2 threads, ResNets 2.00 [2.00-2.00] on 4 threads"
     assert table2.table(good, 0.05) == rows  # the checks are no rows
     checks = table2.verdicts(rows, dict(meta, **{"scaling check": figures,
                                                   "scaling check at batch 8": batch_figures}))

@@ -21,8 +21,8 @@ take a core from it). Each thread count runs in its own process (MXNet fixes its
 count when it starts); the 2-thread process also runs the TVM libraries on one thread,
 for the scaling ratio, and beside them a compute-bound kernel on one thread and on two
 (:mod:`octconv.deploy.scaling_check`), whose scaling in the same rounds tells how much
-of two cores the machine gave. A few rows are timed again at batch 8 on the most threads, in
-images per second.
+of two cores the machine gave. A few rows are timed again at batch 8 on the most
+threads, in images per second.
 
 "Vanilla" networks are GluonCV's (true strided convolutions, what a user would
 otherwise deploy); the MobileNet v2 1.125 twin is this zoo's alpha-0 network (GluonCV
@@ -163,9 +163,9 @@ def time_rounds(runners, tolerance, max_runs):
     interleaved loop (:func:`~octconv.deploy.bench.interleave`), :data:`STEP` runs at a
     time, until every network's runner still timed has a spread under ``tolerance``
     or ``max_runs`` runs were taken (the :data:`CHECK`'s spread, a measure of the
-    machine, does not prolong the loop). After each step the runners that no ratio a target
-    judges needs stop (:func:`not_needed`): their lists end early, holding the same
-    rounds as the first ones of the others'."""
+    machine, does not prolong the loop). After each step the runners that no ratio a
+    target judges needs stop (:func:`not_needed`): their lists end early, holding the
+    same rounds as the first ones of the others'."""
     from octconv.deploy.bench import interleave, summarize
     times = {key: [] for key in runners}
     timed, warmup, runs = dict(runners), 2, 0
@@ -280,7 +280,7 @@ def check_figures(workers, part):
     ..."`` (by thread count when the run had several), or None when no group had it."""
     import numpy as np
     from octconv.deploy.bench import ratio_interval
-    parts = []
+    parts, several = [], sum(out["threads"] > 1 for out in workers) > 1
     for out in workers:
         for group, results in out[part].items():
             if CHECK not in results:
@@ -289,7 +289,7 @@ def check_figures(workers, part):
             low, high = ratio_interval(one, many)
             parts.append(f"{GROUPS[group]} {np.median(one) / np.median(many):.2f} "
                          f"[{low:.2f}-{high:.2f}]"
-                         + ("" if len(workers) < 3 else f" on {out['threads']} threads"))
+                         + (f" on {out['threads']} threads" if several else ""))
     return ", ".join(parts) or None
 
 
