@@ -1753,7 +1753,8 @@ def test_table2_rows_and_verdicts_follow_the_targets():
     # the interval, beside the scaling verdict's figure
     assert table2.check_figures(good, "groups") is None
     good[1]["groups"]["mobilenet"] = {}
-    for part, group, one, two in (("groups", "resnet", 4.0, 2.5), ("groups", "mobilenet", 3.0, 2),
+    for part, group, one, two in (("groups", "resnet", 4.0, 2.5),
+                                  ("groups", "mobilenet", 3.0, 2.0),
                                   ("batch", "resnet", 5.0, 2.5)):
         good[1][part][group][table2.CHECK] = {"times": {"tvm_1": [one] * 10, "tvm": [two] * 10}}
     figures = table2.check_figures(good, "groups")
@@ -1763,7 +1764,7 @@ def test_table2_rows_and_verdicts_follow_the_targets():
     # a run on 1, 2 and 4 threads names the thread count of each check
     assert table2.check_figures(good + [dict(good[1], threads=4)], "batch") == \
         "ResNets 2.00 [2.00-2.00] on 2 threads, ResNets 2.00 [2.00-2.00] on 4 threads"
-    assert table2.table(good, 0.05) == rows  # the checks are no rows
+    assert table2.table(good, 0.05) == rows  # the checks make no rows
     checks = table2.verdicts(rows, dict(meta, **{"scaling check": figures,
                                                   "scaling check at batch 8": batch_figures}))
     note = "; the machine's scaling check in the same rounds: "
