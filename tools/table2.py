@@ -276,11 +276,14 @@ def _row(label, result, group_results, threads, batch, tolerance):
 
 def check_figures(workers, part):
     """The machine's scaling check (:data:`CHECK`) of each group of ``part`` ("groups"
-    or "batch") timed on more than one thread: ``"<group> <scaling [95 % interval]>,
-    ..."`` (by thread count when the run had several), or None when no group had it."""
+    or "batch") timed on more than one thread: ``"<group> <scaling [95 % interval]>
+    (spread <%> on <N> threads), ..."``, or None when no group had it. The median says
+    what the machine gave most of the time; the spread of the calls on N threads, how
+    much it wavered (a check that is slow in a quarter of the rounds leaves its median
+    where it was)."""
     import numpy as np
-    from octconv.deploy.bench import ratio_interval
-    parts, several = [], sum(out["threads"] > 1 for out in workers) > 1
+    from octconv.deploy.bench import ratio_interval, summarize
+    parts = []
     for out in workers:
         for group, results in out[part].items():
             if CHECK not in results:
@@ -288,8 +291,8 @@ def check_figures(workers, part):
             one, many = results[CHECK]["times"]["tvm_1"], results[CHECK]["times"]["tvm"]
             low, high = ratio_interval(one, many)
             parts.append(f"{GROUPS[group]} {np.median(one) / np.median(many):.2f} "
-                         f"[{low:.2f}-{high:.2f}]"
-                         + (f" on {out['threads']} threads" if several else ""))
+                         f"[{low:.2f}-{high:.2f}] (spread {100 * summarize(many)['spread']:.0f} "
+                         f"% on {out['threads']} threads)")
     return ", ".join(parts) or None
 
 
