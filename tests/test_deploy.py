@@ -1704,7 +1704,8 @@ def _worker_output(threads, rows, batch_rows=()):
                           "ms": {b: summarize(ms) for b, ms in times.items()}}
         return out
     return {"threads": threads, "groups": {"resnet": results(rows)},
-            "batch": {"resnet": results(dict(batch_rows))} if batch_rows else {}}
+            "batch": {"resnet": results(dict(batch_rows))} if batch_rows else {},
+            "checks": {"groups": {}, "batch": {}}}
 
 
 def test_table2_rows_and_verdicts_follow_the_targets():
@@ -1752,11 +1753,10 @@ def test_table2_rows_and_verdicts_follow_the_targets():
     # the machine's scaling check of each 2-thread group: its 1 -> 2 thread ratio with
     # the interval, beside the scaling verdict's figure
     assert table2.check_figures(good, "groups") is None
-    good[1]["groups"]["mobilenet"] = {}
     for part, group, one, two in (("groups", "resnet", 4.0, 2.5),
                                   ("groups", "mobilenet", 3.0, 2.0),
                                   ("batch", "resnet", 5.0, 2.5)):
-        good[1][part][group][table2.CHECK] = {"times": {"tvm_1": [one] * 10, "tvm": [two] * 10}}
+        good[1]["checks"][part][group] = {"times": {"tvm_1": [one] * 10, "tvm": [two] * 10}}
     figures = table2.check_figures(good, "groups")
     assert figures == ("ResNets 1.60 [1.60-1.60] (spread 0 % on 2 threads), "
                        "MobileNets 1.50 [1.50-1.50] (spread 0 % on 2 threads)")
@@ -1767,10 +1767,9 @@ def test_table2_rows_and_verdicts_follow_the_targets():
         "ResNets 2.00 [2.00-2.00] (spread 0 % on 4 threads)")
     # a machine slow in half the rounds: the 2-thread calls take 2 or 3 ms, the
     # interquartile range 1 ms over a median of 2.5
-    wavering = {"threads": 2, "groups": {"resnet": {table2.CHECK: {"times": {
+    wavering = {"threads": 2, "checks": {"groups": {"resnet": {"times": {
         "tvm_1": [5.0] * 10, "tvm": [2.0, 3.0] * 5}}}}}
     assert table2.check_figures([wavering], "groups").endswith("(spread 40 % on 2 threads)")
-    assert table2.table(good, 0.05) == rows  # the checks make no rows
     checks = table2.verdicts(rows, dict(meta, **{"scaling check": figures,
                                                   "scaling check at batch 8": batch_figures}))
     note = "; the machine's scaling check in the same rounds: "
@@ -1829,14 +1828,13 @@ def test_table2_stops_timing_a_backend_only_when_it_is_clearly_not_the_fastest_o
 
     runners = {("net", b): sleeper(*ms) for b, ms in (
         ("tvm", [2]), ("mxnet", [8]), ("onnxruntime", [2]), ("openvino", [1.8, 2.6]))}
-    # the machine's scaling check, noisy (1 or 9 ms by turns): it has no other backends
-    # to stop and does not hold the loop
-    runners.update({(table2.CHECK, b): sleeper(1, 9) for b in ("tvm", "tvm_1")})
-    runs = {k: len(v) for k, v in table2.time_rounds(runners, 1e-9, 15).items()}
+    # the machine's scaling check beside them, noisy (1 or 9 ms by turns): called in
+    # every round, it does not hold the loop
+    beside = {("check", b): sleeper(1, 9) for b in ("tvm", "tvm_1")}
+    runs = {k: len(v) for k, v in table2.time_rounds(runners, 1e-9, 15, beside).items()}
     assert runs == {("net", "tvm"): 15, ("net", "mxnet"): 10, ("net", "onnxruntime"): 15,
-                    ("net", "openvino"): 15, (table2.CHECK, "tvm"): 15,
-                    (table2.CHECK, "tvm_1"): 15}
-    runs = {len(v) for v in table2.time_rounds(runners, 0.99, 15).values()}
+                    ("net", "openvino"): 15, ("check", "tvm"): 15, ("check", "tvm_1"): 15}
+    runs = {len(v) for v in table2.time_rounds(runners, 0.99, 15, beside).values()}
     assert runs == {5}
 
 
@@ -1852,9 +1850,9 @@ table2 = load_script("tools/table2.py")
 networks = {"vanilla ResNet-50": zoo_network("resnet10_v2_mini", 0.5, classes=10, size=32)}
 args = SimpleNamespace(budget=1, tolerance=1e-9, max_runs=10)
 threads = int(sys.argv[2])
-group = table2.time_group(networks, threads, 2, args, TileCache(sys.argv[1]), make_target(),
-                          scaling=threads > 1, size=32)
-check = group.pop(table2.CHECK, {"times": {}})
+group, check = table2.time_group(networks, threads, 2, args, TileCache(sys.argv[1]),
+                                 make_target(), scaling=threads > 1, size=32)
+check = check or {"times": {}}
 row, = table2.table([{"threads": threads, "groups": {"resnet": group}, "batch": {}}], 0.05)
 result = group["vanilla ResNet-50"]
 print(json.dumps({"runs": {b: len(ms) for b, ms in result["times"].items()},

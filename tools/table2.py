@@ -110,24 +110,22 @@ def _network(label):
 
 
 def time_group(networks, threads, batch, args, cache, target, scaling=False, size=SIZE):
-    """``{label: {"ms": {backend: summary}, "times": {backend: [ms per round]},
-    "max_diff": {backend: relative difference from MXNet}, "macs", "tvm"}}`` for
-    ``networks`` ({label:
+    """``(results, check)``: ``results`` ``{label: {"ms": {backend: summary}, "times":
+    {backend: [ms per round]}, "max_diff": {backend: relative difference from MXNet},
+    "macs", "tvm"}}`` for ``networks`` ({label:
     :class:`~octconv.deploy.bench.Network`}) on ``batch`` images of ``size``, all timed
     in one interleaved loop (:func:`time_rounds`); with ``scaling`` each TVM library
     also runs on one thread (runner ``tvm_1``). On more than one thread the machine's
-    scaling check (:mod:`octconv.deploy.scaling_check`) is timed in the same loop, as
-    the entry :data:`CHECK`: ``{"ms", "times"}`` of its runners ``tvm`` and
-    ``tvm_1``."""
+    scaling check (:mod:`octconv.deploy.scaling_check`) is timed in the same loop,
+    beside the networks: ``check`` is ``{"ms", "times"}`` of its runners ``tvm`` and
+    ``tvm_1`` (None on one thread)."""
     from octconv.deploy.bench import (differences_from_mxnet, make_runners, random_input,
                                       summarize)
     x = random_input((batch, 3, size, size))
-    runners, results = {}, {}
+    runners, results, beside = {}, {}, {}
     if threads > 1:
         from octconv.deploy.scaling_check import scaling_check
-        runners.update({(CHECK, b): run
-                        for b, run in scaling_check(threads, target, cache).items()})
-        results[CHECK] = {}
+        beside = {(CHECK, b): run for b, run in scaling_check(threads, target, cache).items()}
     for label, network in networks.items():
         start = time.perf_counter()
         mine = make_runners(network, x, threads=threads, target=target, cache=cache,
@@ -142,41 +140,45 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
               f"searches, tuning {stats['tune_s']:.0f} s, library {stats['library']} in "
               f"{stats['build_s']:.0f} s)", flush=True)
     start = time.perf_counter()
-    times = time_rounds(runners, args.tolerance, args.max_runs)
+    times = time_rounds(runners, args.tolerance, args.max_runs, beside)
     stopped = sum(len(ms) < len(times[(label, "tvm")]) for (label, _), ms in times.items())
     print(f"  timed in {time.perf_counter() - start:.0f} s: "
           f"{max(len(ms) for ms in times.values())} rounds, {stopped} of {len(times)} "
           "runners stopped early", flush=True)
+    check = {"ms": {}, "times": {}} if beside else None
     for (label, backend), ms in times.items():
-        results[label].setdefault("ms", {})[backend] = summarize(ms)
-        results[label].setdefault("times", {})[backend] = ms  # per round, for the intervals
-    return results
+        entry = check if label == CHECK else results[label]
+        entry.setdefault("ms", {})[backend] = summarize(ms)
+        entry.setdefault("times", {})[backend] = ms  # per round, for the intervals
+    return results, check
 
 
-CHECK = "scaling check"  # a group's results' entry for the machine's scaling check
+CHECK = "scaling check"  # the label of the machine's scaling check's runners
 STEP = 5  # runs added per round of checks
 SETTLE_RUNS = 10  # runs before a backend clearly slower than the fastest other stops
 
 
-def time_rounds(runners, tolerance, max_runs):
+def time_rounds(runners, tolerance, max_runs, beside=None):
     """``{(label, backend): [ms, ...]}``: the runners of a group called in one
     interleaved loop (:func:`~octconv.deploy.bench.interleave`), :data:`STEP` runs at a
-    time, until every network's runner still timed has a spread under ``tolerance``
-    or ``max_runs`` runs were taken (the :data:`CHECK`'s spread, a measure of the
-    machine, does not prolong the loop). After each step the runners that no ratio a
-    target judges needs stop (:func:`not_needed`): their lists end early, holding the
-    same rounds as the first ones of the others'."""
+    time, until every runner still timed has a spread under ``tolerance`` or
+    ``max_runs`` runs were taken. After each step the runners that no ratio a target
+    judges needs stop (:func:`not_needed`): their lists end early, holding the same
+    rounds as the first ones of the others'. The runners ``beside`` (the machine's
+    scaling check) are called in every round, first, and neither stop nor prolong the
+    loop."""
     from octconv.deploy.bench import interleave, summarize
-    times = {key: [] for key in runners}
+    beside = beside or {}
+    times = {key: [] for key in {**beside, **runners}}
     timed, warmup, runs = dict(runners), 2, 0
     while True:
-        for key, ms in interleave(timed, STEP, warmup).items():
+        for key, ms in interleave({**beside, **timed}, STEP, warmup).items():
             times[key] += ms
         warmup, runs = 0, runs + STEP
-        for key in not_needed(times):
+        for key in not_needed({key: times[key] for key in runners}):
             timed.pop(key, None)
-        spreads = [summarize(times[key])["spread"] for key in timed if key[0] != CHECK]
-        if max(spreads) < tolerance or runs >= max_runs:
+        if max(summarize(times[key])["spread"] for key in timed) < tolerance \
+                or runs >= max_runs:
             return times
 
 
@@ -189,8 +191,6 @@ def not_needed(times):
     done = set()
     for label in {label for label, _ in times}:
         others = {b: times[(label, b)] for b in OTHERS if (label, b) in times}
-        if not others:  # the scaling check
-            continue
         fastest = min(others, key=lambda b: np.median(others[b]))
         ceiling = np.percentile(others[fastest], 75)
         done |= {(label, b) for b, ms in others.items()
@@ -210,20 +210,25 @@ def worker(args):
     target = make_target(args.target)
     cache = TileCache(args.cache)
     threads = args.worker
-    out = {"threads": threads, "groups": {}, "batch": {}}
+    out = {"threads": threads, "groups": {}, "batch": {}, "checks": {"groups": {}, "batch": {}}}
     for group in ("resnet", "mobilenet"):
         labels = [r[1] for r in ROWS if r[0] == group and args.only in (None, group)]
         if not labels:
             continue
         print(f"{group}, {threads} thread(s), batch 1:", flush=True)
         networks = {label: _network(label) for label in labels}
-        out["groups"][group] = time_group(networks, threads, 1, args, cache, target,
-                                          scaling=threads > 1)
+        out["groups"][group], check = time_group(networks, threads, 1, args, cache, target,
+                                                 scaling=threads > 1)
+        if check:
+            out["checks"]["groups"][group] = check
         cache.save()
         batched = {label: networks[label] for label in labels if label in BATCH_ROWS}
         if args.batch_threads == threads and batched:
             print(f"{group}, {threads} thread(s), batch {BATCH}:", flush=True)
-            out["batch"][group] = time_group(batched, threads, BATCH, args, cache, target)
+            out["batch"][group], check = time_group(batched, threads, BATCH, args, cache,
+                                                    target)
+            if check:
+                out["checks"]["batch"][group] = check
     with open(args.json, "w") as f:
         json.dump(out, f)
 
@@ -275,8 +280,8 @@ def _row(label, result, group_results, threads, batch, tolerance):
 
 
 def check_figures(workers, part):
-    """The machine's scaling check (:data:`CHECK`) of each group of ``part`` ("groups"
-    or "batch") timed on more than one thread: ``"<group> <scaling [95 % interval]>
+    """The machine's scaling check of each group of ``part`` ("groups" or "batch")
+    timed on more than one thread (the workers' ``checks``): ``"<group> <scaling [95 % interval]>
     (spread <%> on <N> threads), ..."``, or None when no group had it. The median says
     what the machine gave most of the time; the spread of the calls on N threads, how
     much it wavered (a check that is slow in a quarter of the rounds leaves its median
@@ -285,10 +290,8 @@ def check_figures(workers, part):
     from octconv.deploy.bench import ratio_interval, summarize
     parts = []
     for out in workers:
-        for group, results in out[part].items():
-            if CHECK not in results:
-                continue
-            one, many = results[CHECK]["times"]["tvm_1"], results[CHECK]["times"]["tvm"]
+        for group, check in out["checks"][part].items():
+            one, many = check["times"]["tvm_1"], check["times"]["tvm"]
             low, high = ratio_interval(one, many)
             parts.append(f"{GROUPS[group]} {np.median(one) / np.median(many):.2f} "
                          f"[{low:.2f}-{high:.2f}] (spread {100 * summarize(many)['spread']:.0f} "
@@ -600,7 +603,7 @@ def main(argv=None):
     wall = time.perf_counter() - start
     rows = table(workers, args.tolerance)
     searches = sum(r["tvm"]["searches"] for w in workers for part in ("groups", "batch")
-                   for g in w[part].values() for label, r in g.items() if label != CHECK)
+                   for g in w[part].values() for r in g.values())
     meta = {"CPU": cpu_model(), "ISA": vector_isa(), "TVM target": target,
             "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
