@@ -281,21 +281,14 @@ def _row(label, result, group_results, threads, batch, tolerance):
 
 def check_figures(workers, part):
     """The machine's scaling check of each group of ``part`` ("groups" or "batch")
-    timed on more than one thread (the workers' ``checks``): ``"<group> <scaling [95 % interval]>
-    (spread <%> on <N> threads), ..."``, or None when no group had it. The median says
-    what the machine gave most of the time; the spread of the calls on N threads, how
-    much it wavered (a check that is slow in a quarter of the rounds leaves its median
-    where it was)."""
-    import numpy as np
-    from octconv.deploy.bench import ratio_interval, summarize
-    parts = []
-    for out in workers:
-        for group, check in out["checks"][part].items():
-            one, many = check["times"]["tvm_1"], check["times"]["tvm"]
-            low, high = ratio_interval(one, many)
-            parts.append(f"{GROUPS[group]} {np.median(one) / np.median(many):.2f} "
-                         f"[{low:.2f}-{high:.2f}] (spread {100 * summarize(many)['spread']:.0f} "
-                         f"% on {out['threads']} threads)")
+    timed on more than one thread (the workers' ``checks``): ``"<group> <scaling [95 %
+    interval]> (spread <%> on <N> threads), ..."``
+    (:func:`~octconv.deploy.scaling_check.figure_text`), or None when no group had it."""
+    from octconv.deploy.scaling_check import figure, figure_text
+    parts = [f"{GROUPS[group]} "
+             + figure_text(figure(check["times"]["tvm_1"], check["times"]["tvm"]),
+                           out["threads"])
+             for out in workers for group, check in out["checks"][part].items()]
     return ", ".join(parts) or None
 
 

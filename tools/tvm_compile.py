@@ -26,11 +26,16 @@ within one profile. ``--requests N`` times the library serving N request threads
 once, each on ``--threads`` threads (a thread calling a library runs a VM of its own),
 against one request thread making as many calls: images/s of each, --runs rounds, and
 the gain with its 95 % interval; every output is checked against one call's alone.
+On more than one thread ``--time`` also times the machine's scaling check in the same
+rounds (a compute-bound convolution on one thread and on all of them, whose threads
+share no data: how far the machine let a kernel scale while the backends were timed;
+on a shared virtual machine, far from the thread count at times).
 ``--json PATH`` also writes what is printed to a JSON file, for scripts: the network,
 its input, target, this machine's CPU and vector extensions and threads, the compile's
 statistics, and, as asked, each backend's times (median, extremes, quartiles, spread,
 runs, images/s), TVM's time over its with the 95 % interval, its largest difference
-from MXNet over MXNet's largest |output|, the profile's rows and the serving times.
+from MXNet over MXNet's largest |output|, the scaling check, the profile's rows and the
+serving times.
 """
 import json
 import os
@@ -108,8 +113,10 @@ def main(argv=None):
         report["profile"] = print_profile(compiled, shape, args.runs, args.profile)
     if args.time:
         result = time_backends(network, args.size, runs=args.runs, cache=cache,
-                               compiled=compiled, threads=threads, batch=args.batch)
+                               compiled=compiled, threads=threads, batch=args.batch, check=True)
         report["timing"] = print_timing(result, threads, args.batch, args.runs)
+        if "scaling_check" in result:
+            report["scaling_check"] = print_check(result["scaling_check"])
     if args.requests:
         report["serving"] = print_serving(compiled, shape, args.requests, args.runs)
     if args.json:
@@ -142,6 +149,17 @@ def print_timing(result, threads, batch, runs):
             line += f"   max |diff| vs MXNet {entry['max_diff']:.2g} x max |out|"
         print(line)
     return timing
+
+
+def print_check(check):
+    """Print the machine's scaling check timed in the same rounds
+    (:func:`~octconv.deploy.bench.time_backends`' ``result["scaling_check"]``) and
+    return it."""
+    from octconv.deploy.scaling_check import figure_text
+    print(f"  the machine's scaling check in the same rounds, 1 -> {check['threads']} "
+          f"threads (a compute-bound 3x3 convolution whose threads share no data): "
+          f"{figure_text(check, check['threads'])}")
+    return check
 
 
 def print_serving(compiled, shape, requests, rounds):

@@ -11,7 +11,10 @@ multiply-adds; an image's input and output and the weights, 550 KB, stay in a co
 L2 cache), scheduled as the networks' direct convolutions are with its first candidate
 tile. Its parallel loop gives each thread whole bands of rows, so neither memory nor
 an uneven split of the work limits it: timed beside the networks, its scaling is what
-the machine allowed a kernel that needs nothing from it but cores.
+the machine allowed a kernel that needs nothing from it but cores. Its threads share no
+data, so it does not see a machine that passes data between its cores slowly, which
+slows a network, whose threads hand each other their maps at every layer (measured:
+results/NOTES.md, stop 46).
 """
 import hashlib
 
@@ -23,12 +26,14 @@ from octconv.deploy.target import describe, vector_lanes
 from octconv.deploy.threads import resolve_threads, use_threads
 from octconv.deploy.tuning import SCHEDULE_VERSION, functions_module, kernel_arguments
 
-__all__ = ["check_kernel", "scaling_check", "DESCRIPTION"]
+__all__ = ["check_kernel", "scaling_check", "figure", "figure_text", "DESCRIPTION"]
 
 IMAGES, CHANNELS, SIDE = 8, 64, 28
 DESCRIPTION = (f"a compute-bound 3x3 convolution ({IMAGES} images, {CHANNELS} channels, "
                f"{SIDE} px, in each core's L2 cache) timed on 1 and on N threads in the "
-               "rounds of each group timed on N > 1 threads: what the machine gave")
+               "rounds of each group timed on N > 1 threads: how far the machine let a kernel "
+               "scale whose threads share no data (it does not see a slow passage of data "
+               "between cores)")
 
 
 def check_kernel(lanes):
@@ -75,3 +80,25 @@ def scaling_check(threads, target, cache):
     args = kernel_arguments(kernel)
     return {"tvm": _Call(function, args, resolve_threads(threads)),
             "tvm_1": _Call(function, args, 1)}
+
+
+def figure(one, many):
+    """The check's scaling from the milliseconds of its calls on one thread (``one``)
+    and on N (``many``), one of each per round of the same loop: ``{"scaling": the
+    ratio of medians, "interval": its 95 % interval (rounds resampled,
+    :func:`~octconv.deploy.bench.ratio_interval`), "spread": the interquartile spread of
+    the N-thread calls}``. The median says what the machine gave most of the time; the
+    spread, how much it wavered (a check slow in a quarter of the rounds leaves its
+    median where it was)."""
+    import numpy as np
+    from octconv.deploy.bench import ratio_interval, summarize
+    return {"scaling": float(np.median(one) / np.median(many)),
+            "interval": [float(v) for v in ratio_interval(one, many)],
+            "spread": summarize(many)["spread"]}
+
+
+def figure_text(value, threads):
+    """A :func:`figure` as printed: ``"1.88 [1.85-1.89] (spread 3 % on 2 threads)"``."""
+    low, high = value["interval"]
+    return (f"{value['scaling']:.2f} [{low:.2f}-{high:.2f}] (spread "
+            f"{100 * value['spread']:.0f} % on {threads} threads)")
