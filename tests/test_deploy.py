@@ -1551,19 +1551,28 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
             assert entry["interval"][0] <= entry["interval"][1]
         if backend != "mxnet":
             assert entry["max_diff"] < 1e-4
-    # the machine's scaling check, on one thread and on two in the same 3 rounds
-    check = report["scaling_check"]
-    one, two = check["times"]["1"], check["times"]["many"]
-    assert len(one) == len(two) == 3 and check["threads"] == 2
-    assert check["scaling"] == pytest.approx(np.median(one) / np.median(two))
-    q1, q3 = np.percentile(two, [25, 75])
-    assert check["spread"] == pytest.approx((q3 - q1) / np.median(two))
-    low, high = check["interval"]
-    assert [low, high] == pytest.approx(ratio_interval(one, two)) and 0 < low <= high
-    assert (f"  the machine's scaling check in the same rounds, 1 -> 2 threads (a "
-            f"compute-bound 3x3 convolution whose threads share no data): "
-            f"{check['scaling']:.2f} [{low:.2f}-{high:.2f}] (spread "
-            f"{100 * check['spread']:.0f} % on 2 threads)") in lines
+    # TVM's library and the machine's scaling check, each on one thread and on two in
+    # the same 3 rounds
+    scaling = report["scaling"]
+    assert scaling["threads"] == 2
+    # (TVM's 2-thread times are those of its row)
+    assert np.median(scaling["tvm"]["times"]["many"]) == pytest.approx(timing["tvm"]["median"])
+    for name in ("tvm", "check"):
+        entry = scaling[name]
+        one, two = entry["times"]["1"], entry["times"]["many"]
+        assert len(one) == len(two) == 3
+        assert entry["scaling"] == pytest.approx(np.median(one) / np.median(two))
+        q1, q3 = np.percentile(two, [25, 75])
+        assert entry["spread"] == pytest.approx((q3 - q1) / np.median(two))
+        low, high = entry["interval"]
+        assert [low, high] == pytest.approx(ratio_interval(one, two)) and 0 < low <= high
+    text = {name: (f"{scaling[name]['scaling']:.2f} [{scaling[name]['interval'][0]:.2f}-"
+                   f"{scaling[name]['interval'][1]:.2f}] (spread "
+                   f"{100 * scaling[name]['spread']:.0f} % on 2 threads)")
+            for name in ("tvm", "check")}
+    assert (f"  1 -> 2 threads in the same rounds: TVM {text['tvm']}; the machine's scaling "
+            f"check (a compute-bound 3x3 convolution whose threads share no data) "
+            f"{text['check']}") in lines
     serving = report["serving"]
     start = lines.index(f"serving on 2 thread(s) per request thread, batch 2, 3 rounds of 2 x "
                         f"{serving['calls_per_request_thread']} calls (images/s: median, "

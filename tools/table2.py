@@ -131,7 +131,7 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
         mine = make_runners(network, x, threads=threads, target=target, cache=cache,
                             budget=args.budget)
         if scaling:
-            mine["tvm_1"] = _tvm_on_one_thread(mine["tvm"], x)
+            mine["tvm_1"] = mine["tvm"].with_threads(1)
         results[label] = {"macs": network.macs(size), "tvm": mine["tvm"].compiled.stats,
                           "max_diff": differences_from_mxnet(mine)}
         runners.update({(label, b): run for b, run in mine.items()})
@@ -196,11 +196,6 @@ def not_needed(times):
         done |= {(label, b) for b, ms in others.items()
                  if len(ms) >= SETTLE_RUNS and np.percentile(ms, 25) > ceiling}
     return done
-
-
-def _tvm_on_one_thread(runner, x):
-    from octconv.deploy.bench import TVMRunner
-    return TVMRunner(runner.compiled.with_threads(1), x)
 
 
 def worker(args):

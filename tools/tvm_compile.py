@@ -26,15 +26,16 @@ within one profile. ``--requests N`` times the library serving N request threads
 once, each on ``--threads`` threads (a thread calling a library runs a VM of its own),
 against one request thread making as many calls: images/s of each, --runs rounds, and
 the gain with its 95 % interval; every output is checked against one call's alone.
-On more than one thread ``--time`` also times the machine's scaling check in the same
-rounds (a compute-bound convolution on one thread and on all of them, whose threads
-share no data: how far the machine let a kernel scale while the backends were timed;
-on a shared virtual machine, far from the thread count at times).
+On more than one thread ``--time`` also times, in the same rounds, TVM's library on
+one thread and the machine's scaling check on one thread and on all of them (a
+compute-bound convolution whose threads share no data: how far the machine let a
+kernel scale while the backends were timed; on a shared virtual machine, far from the
+thread count at times), and prints both scalings.
 ``--json PATH`` also writes what is printed to a JSON file, for scripts: the network,
 its input, target, this machine's CPU and vector extensions and threads, the compile's
 statistics, and, as asked, each backend's times (median, extremes, quartiles, spread,
 runs, images/s), TVM's time over its with the 95 % interval, its largest difference
-from MXNet over MXNet's largest |output|, the scaling check, the profile's rows and the
+from MXNet over MXNet's largest |output|, the two scalings, the profile's rows and the
 serving times.
 """
 import json
@@ -113,10 +114,11 @@ def main(argv=None):
         report["profile"] = print_profile(compiled, shape, args.runs, args.profile)
     if args.time:
         result = time_backends(network, args.size, runs=args.runs, cache=cache,
-                               compiled=compiled, threads=threads, batch=args.batch, check=True)
+                               compiled=compiled, threads=threads, batch=args.batch,
+                               scaling=True)
         report["timing"] = print_timing(result, threads, args.batch, args.runs)
-        if "scaling_check" in result:
-            report["scaling_check"] = print_check(result["scaling_check"])
+        if "scaling" in result:
+            report["scaling"] = print_scaling(result["scaling"])
     if args.requests:
         report["serving"] = print_serving(compiled, shape, args.requests, args.runs)
     if args.json:
@@ -151,15 +153,17 @@ def print_timing(result, threads, batch, runs):
     return timing
 
 
-def print_check(check):
-    """Print the machine's scaling check timed in the same rounds
-    (:func:`~octconv.deploy.bench.time_backends`' ``result["scaling_check"]``) and
-    return it."""
+def print_scaling(scaling):
+    """Print TVM's scaling from one thread and the machine's scaling check's, timed in
+    the same rounds (:func:`~octconv.deploy.bench.time_backends`' ``result["scaling"]``),
+    and return them."""
     from octconv.deploy.scaling_check import figure_text
-    print(f"  the machine's scaling check in the same rounds, 1 -> {check['threads']} "
-          f"threads (a compute-bound 3x3 convolution whose threads share no data): "
-          f"{figure_text(check, check['threads'])}")
-    return check
+    threads = scaling["threads"]
+    print(f"  1 -> {threads} threads in the same rounds: TVM "
+          f"{figure_text(scaling['tvm'], threads)}; the machine's scaling check (a "
+          f"compute-bound 3x3 convolution whose threads share no data) "
+          f"{figure_text(scaling['check'], threads)}")
+    return scaling
 
 
 def print_serving(compiled, shape, requests, rounds):

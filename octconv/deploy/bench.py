@@ -168,6 +168,10 @@ class TVMRunner:
     def __call__(self):
         return self.compiled.run(self.x)
 
+    def with_threads(self, threads):
+        """The same library on the same input, run on ``threads`` threads."""
+        return TVMRunner(self.compiled.with_threads(threads), self.x)
+
 
 def make_runners(network, x, backends=BACKENDS, threads=1, target=None, cache=None,
                  budget=4, compiled=None):
@@ -417,35 +421,41 @@ def time_serving(run, x, requests, rounds, calls=None):
 
 def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, target=None,
                   cache=None, budget=4, seed=0, compiled=None, threads=1, batch=1,
-                  check=False):
+                  scaling=False):
     """``{"ms": {backend: summary}, "times": {backend: [ms per round]}, "max_diff":
     {backend: relative difference from MXNet's output} (:func:`differences_from_mxnet`),
     "tvm": compile stats}``
     for ``batch`` images of ``size`` on ``threads`` threads; summaries as
     :func:`summarize` (times per call).
     ``compiled``: the network already compiled for this input (else it is compiled).
-    ``check`` on more than one thread: the machine's scaling check
-    (:mod:`octconv.deploy.scaling_check`) is timed on one thread and on ``threads`` in
-    the same rounds, beside the backends; its times (``"times"``: ``{"1": [...],
-    "many": [...]}``) and :func:`~octconv.deploy.scaling_check.figure` under
-    ``"scaling_check"`` (with TVM among the backends, on more than one thread)."""
+    ``scaling``, with TVM among the backends and more than one thread: TVM's library
+    also runs on one thread, and the machine's scaling check
+    (:mod:`octconv.deploy.scaling_check`) on one thread and on ``threads``, in the same
+    rounds (the check first in each, as in the table); ``"scaling"`` then holds
+    ``threads`` and, for ``"tvm"`` and ``"check"``, the
+    :func:`~octconv.deploy.scaling_check.figure` of their times with the times
+    (``"times"``: ``{"1": [...], "many": [...]}``)."""
     x = random_input((batch, 3, size, size), seed)
     runners = make_runners(network, x, backends, threads, target, cache, budget, compiled)
     max_diff = differences_from_mxnet(runners)
-    beside = {}
     threads = resolve_threads(threads)
-    if check and threads > 1 and "tvm" in runners:  # for TVM's target, cached beside
+    first, last = {}, {}
+    if scaling and threads > 1 and "tvm" in runners:  # the check for TVM's target
         from octconv.deploy.scaling_check import scaling_check
-        pair = scaling_check(threads, runners["tvm"].compiled.target, cache or TileCache())
-        beside = {("check", "1"): pair["tvm_1"], ("check", "many"): pair["tvm"]}
-    times = interleave({**beside, **runners}, runs, warmup)
+        check = scaling_check(threads, runners["tvm"].compiled.target, cache or TileCache())
+        first = {("check", "1"): check["tvm_1"], ("check", "many"): check["tvm"]}
+        last = {("tvm", "1"): runners["tvm"].with_threads(1)}
+    times = interleave({**first, **runners, **last}, runs, warmup)
     result = {"ms": {b: summarize(times[b]) for b in runners}, "times": {
         b: times[b] for b in runners}, "max_diff": max_diff}
-    if beside:
+    if first:
         from octconv.deploy.scaling_check import figure
-        one, many = times[("check", "1")], times[("check", "many")]
-        result["scaling_check"] = dict(figure(one, many), threads=threads,
-                                       times={"1": one, "many": many})
+
+        def scaled(one, many):
+            return dict(figure(one, many), times={"1": one, "many": many})
+        result["scaling"] = {"threads": threads,
+                             "tvm": scaled(times[("tvm", "1")], times["tvm"]),
+                             "check": scaled(times[("check", "1")], times[("check", "many")])}
     if "tvm" in runners:
         result["tvm"] = runners["tvm"].compiled.stats
     return result

@@ -83,8 +83,9 @@ def scaling_check(threads, target, cache):
 
 
 def figure(one, many):
-    """The check's scaling from the milliseconds of its calls on one thread (``one``)
-    and on N (``many``), one of each per round of the same loop: ``{"scaling": the
+    """A 1 -> N thread scaling (the check's, or a network's) from the milliseconds of
+    calls on one thread (``one``) and on N (``many``), one of each per round of the
+    same loop: ``{"scaling": the
     ratio of medians, "interval": its 95 % interval (rounds resampled,
     :func:`~octconv.deploy.bench.ratio_interval`), "spread": the interquartile spread of
     the N-thread calls}``. The median says what the machine gave most of the time; the
