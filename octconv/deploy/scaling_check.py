@@ -85,12 +85,11 @@ def scaling_check(threads, target, cache):
 def figure(one, many):
     """A 1 -> N thread scaling (the check's, or a network's) from the milliseconds of
     calls on one thread (``one``) and on N (``many``), one of each per round of the
-    same loop: ``{"scaling": the
-    ratio of medians, "interval": its 95 % interval (rounds resampled,
-    :func:`~octconv.deploy.bench.ratio_interval`), "spread": the interquartile spread of
-    the N-thread calls}``. The median says what the machine gave most of the time; the
-    spread, how much it wavered (a check slow in a quarter of the rounds leaves its
-    median where it was)."""
+    same loop: ``{"scaling": the ratio of medians, "interval": its 95 % interval (rounds
+    resampled, :func:`~octconv.deploy.bench.ratio_interval`), "spread": the
+    interquartile spread of the N-thread calls}``. The median says what held most of
+    the time; the spread, how much it wavered (a machine slow in a quarter of the
+    rounds leaves the median where it was)."""
     import numpy as np
     from octconv.deploy.bench import ratio_interval, summarize
     return {"scaling": float(np.median(one) / np.median(many)),
