@@ -238,7 +238,7 @@ def _row(label, result, group_results, threads, batch, tolerance):
     stopped early (:func:`not_needed`), TVM over it pairs its rounds with TVM's first
     ones, not with TVM's median over all."""
     import numpy as np
-    from octconv.deploy.bench import ratio_interval
+    from octconv.deploy.bench import ratio_interval, thread_scaling
     ms = {b: s["median"] for b, s in result["ms"].items()}
     times = result["times"]
     spreads = [s["spread"] for b, s in result["ms"].items() if b != "tvm_1"]
@@ -251,8 +251,7 @@ def _row(label, result, group_results, threads, batch, tolerance):
            "worst_spread": max(spreads), "noisy": max(spreads) >= tolerance,
            "images_per_s": 1e3 * batch / ms["tvm"], "tvm_vs_best_other": None,
            "speedup": None, "macs_ratio": None, "speedup_over_macs_ratio": None,
-           "alpha0_speedup_over_macs_ratio": None,
-           "scaling": ms["tvm_1"] / ms["tvm"] if "tvm_1" in ms else None,
+           "alpha0_speedup_over_macs_ratio": None, "scaling": None,
            "paper_tvm_ms": PAPER_TVM_MS.get(label) if threads == 1 and batch == 1 else None,
            "max_diff": max(result["max_diff"].values())}
     row.update({f"{ratio}_{end}": None for ratio in RATIOS for end in ("low", "high")})
@@ -264,7 +263,9 @@ def _row(label, result, group_results, threads, batch, tolerance):
     row["tvm_vs_best_other_low"], row["tvm_vs_best_other_high"] = ratio_interval(
         times["tvm"][:runs], times[fastest])
     if "tvm_1" in times:
-        row["scaling_low"], row["scaling_high"] = ratio_interval(times["tvm_1"], times["tvm"])
+        scaled = thread_scaling(times["tvm_1"], times["tvm"])
+        row["scaling"] = scaled["scaling"]
+        row["scaling_low"], row["scaling_high"] = scaled["interval"]
     if twin and twin in group_results:
         row["speedup"], row["macs_ratio"] = _speedup_over_macs(
             group_results[twin], result, "speedup_over_macs_ratio", row)
@@ -278,11 +279,10 @@ def check_figures(workers, part):
     """The machine's scaling check of each group of ``part`` ("groups" or "batch")
     timed on more than one thread (the workers' ``checks``): ``"<group> <scaling [95 %
     interval]> (spread <%> on <N> threads), ..."``
-    (:func:`~octconv.deploy.scaling_check.figure_text`), or None when no group had it."""
-    from octconv.deploy.scaling_check import figure, figure_text
-    parts = [f"{GROUPS[group]} "
-             + figure_text(figure(check["times"]["tvm_1"], check["times"]["tvm"]),
-                           out["threads"])
+    (:func:`~octconv.deploy.bench.thread_scaling_text`), or None when no group had it."""
+    from octconv.deploy.bench import thread_scaling, thread_scaling_text
+    parts = [f"{GROUPS[group]} " + thread_scaling_text(
+                 thread_scaling(check["times"]["tvm_1"], check["times"]["tvm"]), out["threads"])
              for out in workers for group, check in out["checks"][part].items()]
     return ", ".join(parts) or None
 

@@ -157,12 +157,12 @@ def print_scaling(scaling):
     """Print TVM's scaling from one thread and the machine's scaling check's, timed in
     the same rounds (:func:`~octconv.deploy.bench.time_backends`' ``result["scaling"]``),
     and return them."""
-    from octconv.deploy.scaling_check import figure_text
+    from octconv.deploy.bench import thread_scaling_text
     threads = scaling["threads"]
     print(f"  1 -> {threads} threads in the same rounds: TVM "
-          f"{figure_text(scaling['tvm'], threads)}; the machine's scaling check (a "
+          f"{thread_scaling_text(scaling['tvm'], threads)}; the machine's scaling check (a "
           f"compute-bound 3x3 convolution whose threads share no data) "
-          f"{figure_text(scaling['check'], threads)}")
+          f"{thread_scaling_text(scaling['check'], threads)}")
     return scaling
 
 

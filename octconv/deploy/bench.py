@@ -33,6 +33,7 @@ from octconv.specs import get_spec
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
+           "thread_scaling", "thread_scaling_text",
            "random_input", "relative_difference", "differences_from_mxnet", "time_serving",
            "time_backends", "onnx_file", "BACKENDS"]
 
@@ -289,6 +290,26 @@ def ratio_interval(numerator, denominator, level=0.95, resamples=2000, seed=0):
     return float(low), float(high)
 
 
+def thread_scaling(one, many):
+    """A 1 -> N thread scaling (a network's, or the machine's scaling check's) from the
+    milliseconds of calls on one thread (``one``) and on N (``many``), one of each per
+    round of the same loop: ``{"scaling": the ratio of medians, "interval": its 95 %
+    interval (:func:`ratio_interval`), "spread": the interquartile spread of the N-thread
+    calls}``. The median says what held most of the time; the spread, how much it
+    wavered (a machine slow in a quarter of the rounds leaves the median where it was)."""
+    return {"scaling": float(np.median(one) / np.median(many)),
+            "interval": [float(v) for v in ratio_interval(one, many)],
+            "spread": summarize(many)["spread"]}
+
+
+def thread_scaling_text(value, threads):
+    """A :func:`thread_scaling` as printed: ``"1.88 [1.85-1.89] (spread 3 % on 2
+    threads)"``."""
+    low, high = value["interval"]
+    return (f"{value['scaling']:.2f} [{low:.2f}-{high:.2f}] (spread "
+            f"{100 * value['spread']:.0f} % on {threads} threads)")
+
+
 def random_input(shape, seed=0):
     """A float32 array of ``shape`` from the standard normal: the input networks are
     timed and compared on."""
@@ -432,9 +453,8 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     also runs on one thread, and the machine's scaling check
     (:mod:`octconv.deploy.scaling_check`) on one thread and on ``threads``, in the same
     rounds (the check first in each, as in the table); ``"scaling"`` then holds
-    ``threads`` and, for ``"tvm"`` and ``"check"``, the
-    :func:`~octconv.deploy.scaling_check.figure` of their times with the times
-    (``"times"``: ``{"1": [...], "many": [...]}``)."""
+    ``threads`` and, for ``"tvm"`` and ``"check"``, the :func:`thread_scaling` of their
+    times with the times (``"times"``: ``{"1": [...], "many": [...]}``)."""
     x = random_input((batch, 3, size, size), seed)
     runners = make_runners(network, x, backends, threads, target, cache, budget, compiled)
     max_diff = differences_from_mxnet(runners)
@@ -449,10 +469,8 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     result = {"ms": {b: summarize(times[b]) for b in runners}, "times": {
         b: times[b] for b in runners}, "max_diff": max_diff}
     if first:
-        from octconv.deploy.scaling_check import figure
-
         def scaled(one, many):
-            return dict(figure(one, many), times={"1": one, "many": many})
+            return dict(thread_scaling(one, many), times={"1": one, "many": many})
         result["scaling"] = {"threads": threads,
                              "tvm": scaled(times[("tvm", "1")], times["tvm"]),
                              "check": scaled(times[("check", "1")], times[("check", "many")])}

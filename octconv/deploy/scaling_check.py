@@ -26,7 +26,7 @@ from octconv.deploy.target import describe, vector_lanes
 from octconv.deploy.threads import resolve_threads, use_threads
 from octconv.deploy.tuning import SCHEDULE_VERSION, functions_module, kernel_arguments
 
-__all__ = ["check_kernel", "scaling_check", "figure", "figure_text", "DESCRIPTION"]
+__all__ = ["check_kernel", "scaling_check", "DESCRIPTION"]
 
 IMAGES, CHANNELS, SIDE = 8, 64, 28
 DESCRIPTION = (f"a compute-bound 3x3 convolution ({IMAGES} images, {CHANNELS} channels, "
@@ -81,24 +81,3 @@ def scaling_check(threads, target, cache):
     return {"tvm": _Call(function, args, resolve_threads(threads)),
             "tvm_1": _Call(function, args, 1)}
 
-
-def figure(one, many):
-    """A 1 -> N thread scaling (the check's, or a network's) from the milliseconds of
-    calls on one thread (``one``) and on N (``many``), one of each per round of the
-    same loop: ``{"scaling": the ratio of medians, "interval": its 95 % interval (rounds
-    resampled, :func:`~octconv.deploy.bench.ratio_interval`), "spread": the
-    interquartile spread of the N-thread calls}``. The median says what held most of
-    the time; the spread, how much it wavered (a machine slow in a quarter of the
-    rounds leaves the median where it was)."""
-    import numpy as np
-    from octconv.deploy.bench import ratio_interval, summarize
-    return {"scaling": float(np.median(one) / np.median(many)),
-            "interval": [float(v) for v in ratio_interval(one, many)],
-            "spread": summarize(many)["spread"]}
-
-
-def figure_text(value, threads):
-    """A :func:`figure` as printed: ``"1.88 [1.85-1.89] (spread 3 % on 2 threads)"``."""
-    low, high = value["interval"]
-    return (f"{value['scaling']:.2f} [{low:.2f}-{high:.2f}] (spread "
-            f"{100 * value['spread']:.0f} % on {threads} threads)")
