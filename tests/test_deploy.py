@@ -863,6 +863,36 @@ def test_interleave_prepares_each_runner_before_timing_it():
         ("prepare", "a"), ("call", "a"), ("call", "b")] * 3
 
 
+class _SlowAfterOthers:
+    """A runner whose call takes 30 ms unless the last call made by any of these
+    runners was its own (as a runtime's call after another's finds its workers asleep
+    and the other's data in the caches)."""
+    last = None
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self):
+        if _SlowAfterOthers.last is not self:
+            time.sleep(0.03)
+        _SlowAfterOthers.last = self
+        self.calls += 1
+
+
+@pytest.mark.parametrize("steady", [False, True])
+def test_interleave_times_the_first_call_after_the_wait_or_the_steady_one(steady):
+    """By default each timed call is its runner's first after another runner's; with
+    ``steady`` an untimed call of the same runner comes before it."""
+    runners = {"a": _SlowAfterOthers(), "b": _SlowAfterOthers()}
+    times = interleave(runners, runs=3, warmup=1, steady=steady)
+    assert [runners[k].calls for k in "ab"] == [1 + 3 * (2 if steady else 1)] * 2
+    timed = times["a"] + times["b"]
+    if steady:
+        assert max(timed) < 15
+    else:
+        assert min(timed) >= 30
+
+
 @pytest.mark.parametrize("name, batch", [("resnet18_v1", 1), ("mobilenetv2_0.25", 2)])
 def test_gluoncv_vanilla_networks_equal_mxnet(name, batch, cache):
     """Strided convolutions (absent from the zoo, which pools first) and GluonCV's
@@ -1502,20 +1532,21 @@ def test_unknown_target_and_unsupported_operator_are_named():
 
 
 def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
-    """All four backends on 2 threads and a batch of 2, each checked against MXNet and
-    compared with TVM (a ratio and its interval); the kernel profile; the library
-    serving 2 request threads at once (every output checked); all of it in the JSON
-    file too."""
+    """All four backends on 2 threads and a batch of 2, each timed call after an untimed
+    one of its backend (``--steady``), each checked against MXNet and compared with TVM
+    (a ratio and its interval); the kernel profile; the library serving 2 request
+    threads at once (every output checked); all of it in the JSON file too."""
     run = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "tvm_compile.py"), "--checkpoint",
          trained_run, "--size", "32", "--time", "--runs", "3", "--budget", "1", "--threads",
          "2", "--batch", "2", "--out", str(tmp_path / "demo.so"), "--cache",
          str(tmp_path / "tiles.json"), "--profile", "4", "--json", str(tmp_path / "r.json"),
-         "--requests", "2"],
+         "--requests", "2", "--steady"],
         check=True, capture_output=True, text=True, cwd=ROOT,
         env={k: v for k, v in os.environ.items() if k != "MXNET_SUBGRAPH_VERBOSE"})
     out = run.stdout
-    assert "2 thread(s), batch 2" in out
+    assert "2 thread(s), batch 2, 3 interleaved runs, each after an untimed call of its " \
+        "backend" in out
     assert "Subgraph backend" not in run.stderr  # MXNet's notice at each bind, off
     lines = out.splitlines()
     start = next(j for j, line in enumerate(lines) if line.startswith("kernels of one call"))
@@ -1534,6 +1565,7 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     assert os.path.getsize(tmp_path / "demo.so") > 0
     report = json.load(open(tmp_path / "r.json"))
     assert report["input_shape"] == [2, 3, 32, 32] and report["threads"] == 2
+    assert report["steady"] is True
     assert lines[0].endswith(f" on {report['cpu']} ({report['isa']})")  # the machine
     assert f": {report['cpu']}\n" in open("/proc/cpuinfo").read()
     assert set(report["isa"].split(", ")) <= set(cpuinfo_flags())
@@ -1870,8 +1902,8 @@ from octconv.deploy.target import make_target
 from octconv.deploy.tuning import TileCache
 table2 = load_script("tools/table2.py")
 networks = {"vanilla ResNet-50": zoo_network("resnet10_v2_mini", 0.5, classes=10, size=32)}
-args = SimpleNamespace(budget=1, tolerance=1e-9, max_runs=10)
-threads = int(sys.argv[2])
+threads, steady = int(sys.argv[2]), sys.argv[3] == "steady"
+args = SimpleNamespace(budget=1, tolerance=1e-9, max_runs=10, steady=steady)
 group, check = table2.time_group(networks, threads, 2, args, TileCache(sys.argv[1]),
                                  make_target(), scaling=threads > 1, size=32)
 check = check or {"times": {}}
@@ -1885,15 +1917,16 @@ print(json.dumps({"runs": {b: len(ms) for b, ms in result["times"].items()},
 """
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_table2_times_a_group_on_the_four_backends_in_one_loop(tmp_path, threads):
+@pytest.mark.parametrize("threads, timing", [(1, "idle"), (2, "steady")])
+def test_table2_times_a_group_on_the_four_backends_in_one_loop(tmp_path, threads, timing):
     """The table's group timing on real backends (a small network, batch 2, in a process
     started with MXNet's thread count): each backend's output agrees with MXNet, every
     backend runs the 10 rounds of the limit (none stops before 10), and the row's ratio
     comes with its interval. On two threads the library runs on one thread too, and the
-    machine's scaling check on one and on two, in every round."""
+    machine's scaling check on one and on two, in every round; there each timed call
+    follows an untimed one (``--steady``)."""
     out = subprocess.run([sys.executable, "-c", TIME_GROUP, str(tmp_path / "tiles.json"),
-                          str(threads)],
+                          str(threads), timing],
                          check=True, capture_output=True, text=True, cwd=ROOT,
                          env=dict(os.environ, OMP_NUM_THREADS=str(threads))).stdout
     result = json.loads(out.splitlines()[-1])
@@ -1906,6 +1939,23 @@ def test_table2_times_a_group_on_the_four_backends_in_one_loop(tmp_path, threads
     assert 0 < low <= ratio
     scaling, low = result["scaling"]
     assert (0 < low <= scaling) if threads > 1 else scaling is None
+
+
+@pytest.mark.parametrize("steady", [False, True])
+def test_table2_workers_get_the_options_of_the_run(tmp_path, steady):
+    """Each thread count's worker process times with the options of the table run,
+    ``--steady`` among them."""
+    table2 = load_script("tools/table2.py")
+    args = table2.parse(["--only", "mobilenet", "--budget", "2", "--tolerance", "0.1",
+                         "--max-runs", "20", "--target", "haswell", "--out-dir",
+                         str(tmp_path)] + (["--steady"] if steady else []))
+    worker = table2.parse(table2.worker_arguments(args, 2, str(tmp_path / "2.json"),
+                                                  str(tmp_path / "tiles.json"), 2))
+    for option in ("only", "budget", "tolerance", "max_runs", "target", "steady"):
+        assert getattr(worker, option) == getattr(args, option), option
+    assert worker.steady is steady
+    assert (worker.worker, worker.json, worker.cache, worker.batch_threads) == (
+        2, str(tmp_path / "2.json"), str(tmp_path / "tiles.json"), 2)
 
 
 def test_table2_row_pairs_the_rounds_of_a_fastest_other_that_stopped():

@@ -4,6 +4,7 @@ this CPU with TVM beside MXNet (oneDNN), ONNX Runtime and OpenVINO.
 
     python tools/table2.py                      # writes results/table2.{md,csv,png}
     python tools/table2.py --only resnet --threads 1 --no-batch
+    python tools/table2.py --steady --out-dir results/steady
 
 Timing: every network of a group (ResNets, MobileNets) runs on all four backends in
 one interleaved loop, one call of each per round, so each network has one time per
@@ -17,7 +18,12 @@ target judges (TVM over the fastest other backend, speed-up over MACs ratio, sca
 carries a 95 % interval from resampling the rounds, and a target whose threshold falls
 inside an interval is marked as within the noise, neither reached nor missed. Each
 timed call starts once the previous runtime's workers have stopped spinning (they would
-take a core from it). Each thread count runs in its own process (MXNet fixes its thread
+take a core from it), and is its runtime's first call since: a request arriving at an
+idle process, which finds the previous runtime's data in the caches and, on several
+threads, its own runtime's workers asleep. With ``--steady`` an untimed call of the
+same backend comes between the wait and the timed call, which then finds what calls
+back to back find (as under steady load, and as each runtime's own benchmark tool
+times it). Each thread count runs in its own process (MXNet fixes its thread
 count when it starts); the 2-thread process also runs the TVM libraries on one thread,
 for the scaling ratio, and beside them a compute-bound kernel on one thread and on two
 (:mod:`octconv.deploy.scaling_check`), whose scaling in the same rounds tells how much
@@ -140,7 +146,7 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
               f"searches, tuning {stats['tune_s']:.0f} s, library {stats['library']} in "
               f"{stats['build_s']:.0f} s)", flush=True)
     start = time.perf_counter()
-    times = time_rounds(runners, args.tolerance, args.max_runs, beside)
+    times = time_rounds(runners, args.tolerance, args.max_runs, beside, args.steady)
     stopped = sum(len(ms) < len(times[(label, "tvm")]) for (label, _), ms in times.items())
     print(f"  timed in {time.perf_counter() - start:.0f} s: "
           f"{max(len(ms) for ms in times.values())} rounds, {stopped} of {len(times)} "
@@ -154,13 +160,19 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
 
 
 CHECK = "scaling check"  # the label of the machine's scaling check's runners
+# what each timed call follows, by ``--steady``
+CALLS = {False: "each timed call the first of its backend after the previous backend's "
+                "workers went idle",
+         True: "each timed call right after an untimed call of its backend, made once the "
+               "previous backend's workers went idle (steady state)"}
 STEP = 5  # runs added per round of checks
 SETTLE_RUNS = 10  # runs before a backend clearly slower than the fastest other stops
 
 
-def time_rounds(runners, tolerance, max_runs, beside=None):
+def time_rounds(runners, tolerance, max_runs, beside=None, steady=False):
     """``{(label, backend): [ms, ...]}``: the runners of a group called in one
-    interleaved loop (:func:`~octconv.deploy.bench.interleave`), :data:`STEP` runs at a
+    interleaved loop (:func:`~octconv.deploy.bench.interleave`; ``steady``: each timed
+    call after an untimed one of the same runner), :data:`STEP` runs at a
     time, until every runner still timed has a spread under ``tolerance`` or
     ``max_runs`` runs were taken. After each step the runners that no ratio a target
     judges needs stop (:func:`not_needed`): their lists end early, holding the same
@@ -172,7 +184,7 @@ def time_rounds(runners, tolerance, max_runs, beside=None):
     times = {key: [] for key in {**beside, **runners}}
     timed, warmup, runs = dict(runners), 2, 0
     while True:
-        for key, ms in interleave({**beside, **timed}, STEP, warmup).items():
+        for key, ms in interleave({**beside, **timed}, STEP, warmup, steady).items():
             times[key] += ms
         warmup, runs = 0, runs + STEP
         for key in not_needed({key: times[key] for key in runners}):
@@ -528,6 +540,8 @@ def parse(argv):
     parser.add_argument("--tolerance", type=float, default=0.05,
                         help="spread (IQR / median) below which timing stops")
     parser.add_argument("--max-runs", type=positive_int, default=30, help="round limit")
+    parser.add_argument("--steady", action="store_true",
+                        help="time each call right after an untimed call of its backend")
     parser.add_argument("--budget", type=positive_int, default=4,
                         help="tiles tried per new convolution workload")
     parser.add_argument("--target", default=None,
@@ -554,6 +568,19 @@ def parse(argv):
     return args
 
 
+def worker_arguments(args, threads, json_path, cache_path, batch_threads):
+    """The command-line arguments of the worker process that times every group on
+    ``threads`` threads with the options ``args`` of this run, writing ``json_path``;
+    ``batch_threads``: the thread count the batch rows are timed on (-1: none)."""
+    arguments = ["--worker", str(threads), "--json", json_path, "--budget", str(args.budget),
+                 "--tolerance", str(args.tolerance), "--max-runs", str(args.max_runs),
+                 "--batch-threads", str(batch_threads), "--cache", cache_path]
+    for flag, value in (("--only", args.only), ("--target", args.target)):
+        if value:
+            arguments += [flag, value]
+    return arguments + (["--steady"] if args.steady else [])
+
+
 @command
 def main(argv=None):
     args = parse(argv)
@@ -574,14 +601,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder, child_processes() as children:
         for threads in counts:
             path = os.path.join(folder, f"{threads}.json")
-            command = [sys.executable, os.path.abspath(__file__), "--worker", str(threads),
-                       "--json", path, "--budget", str(args.budget), "--tolerance",
-                       str(args.tolerance), "--max-runs", str(args.max_runs),
-                       "--batch-threads", str(-1 if args.no_batch else max(counts))]
-            for flag, value in (("--only", args.only), ("--target", args.target),
-                                ("--cache", cache.path)):
-                if value:
-                    command += [flag, value]
+            command = [sys.executable, os.path.abspath(__file__)] + worker_arguments(
+                args, threads, path, cache.path, -1 if args.no_batch else max(counts))
             children.append(subprocess.Popen(
                 command, env=dict(os.environ, OMP_NUM_THREADS=str(threads))))
             if children[-1].wait():  # a stopped table run stops its worker (child_processes)
@@ -596,10 +617,10 @@ def main(argv=None):
             "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
             "algorithm": ALGORITHMS,
-            "timing": f"rounds of {STEP} until every spread < {100 * args.tolerance:.0f} % "
-                      f"or {args.max_runs} runs; after {SETTLE_RUNS}, a backend whose first "
-                      "quartile exceeds the fastest other's third stops; the scaling "
-                      f"check: {DESCRIPTION}",
+            "timing": f"{CALLS[args.steady]}; rounds of {STEP} until every spread < "
+                      f"{100 * args.tolerance:.0f} % or {args.max_runs} runs; after "
+                      f"{SETTLE_RUNS}, a backend whose first quartile exceeds the fastest "
+                      f"other's third stops; the scaling check: {DESCRIPTION}",
             "scaling check": check_figures(workers, "groups"),
             f"scaling check at batch {BATCH}": check_figures(workers, "batch"),
             "search budget": f"{args.budget} tiles per workload",

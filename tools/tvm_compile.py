@@ -3,6 +3,7 @@
 beside MXNet (oneDNN), ONNX Runtime and OpenVINO on the same thread count.
 
     python tools/tvm_compile.py --model resnet50_v2 --alpha 0.5 --time
+    python tools/tvm_compile.py --model mobilenet_v1_075 --alpha .375 --threads 2 --time --steady
     python tools/tvm_compile.py --model resnet50_v2 --threads 0 --batch 8 --time
     python tools/tvm_compile.py --checkpoint runs/demo --size 32 --out runs/demo/model.so --time
     python tools/tvm_compile.py --model resnet50_v2 --alpha .25 --params r50_a25.params
@@ -30,13 +31,17 @@ On more than one thread ``--time`` also times, in the same rounds, TVM's library
 one thread and the machine's scaling check on one thread and on all of them (a
 compute-bound convolution whose threads share no data: how far the machine let a
 kernel scale while the backends were timed; on a shared virtual machine, far from the
-thread count at times), and prints both scalings.
+thread count at times), and prints both scalings. Each timed call starts once the
+previous backend's workers are idle, and is that backend's first call since (a request
+arriving at an idle process); ``--steady`` makes it follow an untimed call of the same
+backend instead (calls back to back, as under steady load and as each runtime's own
+benchmark tool times them: the gap matters for short calls on several threads).
 ``--json PATH`` also writes what is printed to a JSON file, for scripts: the network,
 its input, target, this machine's CPU and vector extensions and threads, the compile's
 statistics, and, as asked, each backend's times (median, extremes, quartiles, spread,
-runs, images/s), TVM's time over its with the 95 % interval, its largest difference
-from MXNet over MXNet's largest |output|, the two scalings, the profile's rows and the
-serving times.
+runs, images/s; ``steady``: whether each followed an untimed call), TVM's time over its
+with the 95 % interval, its largest difference from MXNet over MXNet's largest
+|output|, the two scalings, the profile's rows and the serving times.
 """
 import json
 import os
@@ -57,6 +62,8 @@ def parse(argv):
     parser.add_argument("--time", action="store_true",
                         help="time TVM, MXNet, ONNX Runtime and OpenVINO")
     parser.add_argument("--runs", type=positive_int, default=10, help="timed runs per backend")
+    parser.add_argument("--steady", action="store_true",
+                        help="time each call right after an untimed call of its backend")
     parser.add_argument("--requests", type=positive_int, metavar="N",
                         help="time TVM serving N (>= 2) request threads at once against one")
     parser.add_argument("--profile", type=positive_int, metavar="N",
@@ -115,8 +122,9 @@ def main(argv=None):
     if args.time:
         result = time_backends(network, args.size, runs=args.runs, cache=cache,
                                compiled=compiled, threads=threads, batch=args.batch,
-                               scaling=True)
-        report["timing"] = print_timing(result, threads, args.batch, args.runs)
+                               scaling=True, steady=args.steady)
+        report["steady"] = args.steady
+        report["timing"] = print_timing(result, threads, args.batch, args.runs, args.steady)
         if "scaling" in result:
             report["scaling"] = print_scaling(result["scaling"])
     if args.requests:
@@ -127,15 +135,18 @@ def main(argv=None):
     return 0
 
 
-def print_timing(result, threads, batch, runs):
+def print_timing(result, threads, batch, runs, steady=False):
     """Print each backend's times (:func:`~octconv.deploy.bench.time_backends`'
-    ``result``) and return them by backend: the summary, images/s, TVM's time over its
-    (``tvm_over_it``, with its 95 % ``interval``) and its largest difference from MXNet
-    over MXNet's largest |output| (``max_diff``)."""
+    ``result``; ``steady``: each timed call followed an untimed one of its backend) and
+    return them by backend: the summary, images/s, TVM's time over its (``tvm_over_it``,
+    with its 95 % ``interval``) and its largest difference from MXNet over MXNet's
+    largest |output| (``max_diff``)."""
     from octconv.deploy.bench import ratio_interval
-    print(f"{threads} thread(s), batch {batch}, {runs} interleaved runs (median, min-max, "
-          "images/s; TVM's time over the backend's, with a 95 % interval from resampling "
-          "the rounds):")
+    calls = ("each after an untimed call of its backend" if steady else
+             "each the first call after an idle wait")
+    print(f"{threads} thread(s), batch {batch}, {runs} interleaved runs, {calls} (median, "
+          "min-max, images/s; TVM's time over the backend's, with a 95 % interval from "
+          "resampling the rounds):")
     timing = {}
     for backend, ms in result["ms"].items():
         entry = timing[backend] = dict(ms, images_per_s=1e3 * batch / ms["median"])
