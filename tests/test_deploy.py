@@ -859,8 +859,8 @@ def test_interleave_prepares_each_runner_before_timing_it():
     times = interleave({"a": Runner("a"), "b": lambda: events.append(("call", "b"))},
                        runs=3, warmup=1)
     assert {key: len(ms) for key, ms in times.items()} == {"a": 3, "b": 3}
-    assert events == [("call", "a"), ("call", "b")] + [
-        ("prepare", "a"), ("call", "a"), ("call", "b")] * 3
+    assert events == [("call", "a"), ("call", "b")] + [  # (each timed call the second)
+        ("prepare", "a"), ("call", "a"), ("call", "a"), ("call", "b"), ("call", "b")] * 3
 
 
 class _SlowAfterOthers:
@@ -880,9 +880,9 @@ class _SlowAfterOthers:
 
 
 @pytest.mark.parametrize("steady", [False, True])
-def test_interleave_times_the_first_call_after_the_wait_or_the_steady_one(steady):
-    """By default each timed call is its runner's first after another runner's; with
-    ``steady`` an untimed call of the same runner comes before it."""
+def test_interleave_times_the_steady_call_or_the_first_after_the_wait(steady):
+    """By default (``steady``) an untimed call of the same runner comes before each
+    timed call; without, each timed call is its runner's first after another's."""
     runners = {"a": _SlowAfterOthers(), "b": _SlowAfterOthers()}
     times = interleave(runners, runs=3, warmup=1, steady=steady)
     assert [runners[k].calls for k in "ab"] == [1 + 3 * (2 if steady else 1)] * 2
@@ -1533,15 +1533,15 @@ def test_unknown_target_and_unsupported_operator_are_named():
 
 def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     """All four backends on 2 threads and a batch of 2, each timed call after an untimed
-    one of its backend (``--steady``), each checked against MXNet and compared with TVM
-    (a ratio and its interval); the kernel profile; the library serving 2 request
-    threads at once (every output checked); all of it in the JSON file too."""
+    one of its backend, each checked against MXNet and compared with TVM (a ratio and
+    its interval); the kernel profile; the library serving 2 request threads at once
+    (every output checked); all of it in the JSON file too."""
     run = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "tvm_compile.py"), "--checkpoint",
          trained_run, "--size", "32", "--time", "--runs", "3", "--budget", "1", "--threads",
          "2", "--batch", "2", "--out", str(tmp_path / "demo.so"), "--cache",
          str(tmp_path / "tiles.json"), "--profile", "4", "--json", str(tmp_path / "r.json"),
-         "--requests", "2", "--steady"],
+         "--requests", "2"],
         check=True, capture_output=True, text=True, cwd=ROOT,
         env={k: v for k, v in os.environ.items() if k != "MXNET_SUBGRAPH_VERBOSE"})
     out = run.stdout
@@ -1723,13 +1723,16 @@ def test_results_file_comes_from_the_table2_tool():
     assert os.path.getsize(os.path.join(folder, "table2.png")) > 10_000
 
 
-@pytest.mark.parametrize("folder", ["results", "results/avx2"])
-def test_results_verdicts_are_the_tools_verdicts_on_the_results_rows(folder):
+@pytest.mark.parametrize("folder, steady", [("results", True), ("results/avx2", True),
+                                            ("results/after_idle", False)])
+def test_results_verdicts_are_the_tools_verdicts_on_the_results_rows(folder, steady):
     """The verdict lines of each committed table are what the tool's verdict code
     gives for the committed CSV rows: a change of the verdicts' rules without a new run
-    of the table fails here."""
+    of the table fails here. Its timing line names the calls it timed as the tool does
+    (results/after_idle: ``--after-idle``)."""
     table2 = load_script("tools/table2.py")
     text = open(os.path.join(ROOT, folder, "table2.md")).read()
+    assert f"- timing: {table2.CALLS[steady]}; rounds of " in text
     meta_line = lambda key: text.split(f"- {key}: ", 1)[1].split("\n", 1)[0]
     meta = {"TVM target": meta_line("TVM target"),
             "tuning records at start": int(meta_line("tuning cache at start").split()[0]),
@@ -1885,7 +1888,9 @@ def test_table2_stops_timing_a_backend_only_when_it_is_clearly_not_the_fastest_o
     # the machine's scaling check beside them, noisy (1 or 9 ms by turns): called in
     # every round, it does not hold the loop
     beside = {("check", b): sleeper(1, 9) for b in ("tvm", "tvm_1")}
-    runs = {k: len(v) for k, v in table2.time_rounds(runners, 1e-9, 15, beside).items()}
+    # (each call timed, steady=False, so that the times take turns as the sleeps do)
+    runs = {k: len(v) for k, v in table2.time_rounds(runners, 1e-9, 15, beside,
+                                                     steady=False).items()}
     assert runs == {("net", "tvm"): 15, ("net", "mxnet"): 10, ("net", "onnxruntime"): 15,
                     ("net", "openvino"): 15, ("check", "tvm"): 15, ("check", "tvm_1"): 15}
     runs = {len(v) for v in table2.time_rounds(runners, 0.99, 15, beside).values()}
@@ -1902,8 +1907,8 @@ from octconv.deploy.target import make_target
 from octconv.deploy.tuning import TileCache
 table2 = load_script("tools/table2.py")
 networks = {"vanilla ResNet-50": zoo_network("resnet10_v2_mini", 0.5, classes=10, size=32)}
-threads, steady = int(sys.argv[2]), sys.argv[3] == "steady"
-args = SimpleNamespace(budget=1, tolerance=1e-9, max_runs=10, steady=steady)
+threads, steady = int(sys.argv[2]), sys.argv[3] == "steady"  # else --after-idle
+args = SimpleNamespace(budget=1, tolerance=1e-9, max_runs=10, after_idle=not steady)
 group, check = table2.time_group(networks, threads, 2, args, TileCache(sys.argv[1]),
                                  make_target(), scaling=threads > 1, size=32)
 check = check or {"times": {}}
@@ -1917,14 +1922,14 @@ print(json.dumps({"runs": {b: len(ms) for b, ms in result["times"].items()},
 """
 
 
-@pytest.mark.parametrize("threads, timing", [(1, "idle"), (2, "steady")])
+@pytest.mark.parametrize("threads, timing", [(1, "after idle"), (2, "steady")])
 def test_table2_times_a_group_on_the_four_backends_in_one_loop(tmp_path, threads, timing):
     """The table's group timing on real backends (a small network, batch 2, in a process
     started with MXNet's thread count): each backend's output agrees with MXNet, every
     backend runs the 10 rounds of the limit (none stops before 10), and the row's ratio
     comes with its interval. On two threads the library runs on one thread too, and the
-    machine's scaling check on one and on two, in every round; there each timed call
-    follows an untimed one (``--steady``)."""
+    machine's scaling check on one and on two, in every round. (On one thread each timed
+    call is the first after the idle wait, ``--after-idle``.)"""
     out = subprocess.run([sys.executable, "-c", TIME_GROUP, str(tmp_path / "tiles.json"),
                           str(threads), timing],
                          check=True, capture_output=True, text=True, cwd=ROOT,
@@ -1941,19 +1946,19 @@ def test_table2_times_a_group_on_the_four_backends_in_one_loop(tmp_path, threads
     assert (0 < low <= scaling) if threads > 1 else scaling is None
 
 
-@pytest.mark.parametrize("steady", [False, True])
-def test_table2_workers_get_the_options_of_the_run(tmp_path, steady):
+@pytest.mark.parametrize("after_idle", [False, True])
+def test_table2_workers_get_the_options_of_the_run(tmp_path, after_idle):
     """Each thread count's worker process times with the options of the table run,
-    ``--steady`` among them."""
+    ``--after-idle`` among them."""
     table2 = load_script("tools/table2.py")
     args = table2.parse(["--only", "mobilenet", "--budget", "2", "--tolerance", "0.1",
                          "--max-runs", "20", "--target", "haswell", "--out-dir",
-                         str(tmp_path)] + (["--steady"] if steady else []))
+                         str(tmp_path)] + (["--after-idle"] if after_idle else []))
     worker = table2.parse(table2.worker_arguments(args, 2, str(tmp_path / "2.json"),
                                                   str(tmp_path / "tiles.json"), 2))
-    for option in ("only", "budget", "tolerance", "max_runs", "target", "steady"):
+    for option in ("only", "budget", "tolerance", "max_runs", "target", "after_idle"):
         assert getattr(worker, option) == getattr(args, option), option
-    assert worker.steady is steady
+    assert worker.after_idle is after_idle
     assert (worker.worker, worker.json, worker.cache, worker.batch_threads) == (
         2, str(tmp_path / "2.json"), str(tmp_path / "tiles.json"), 2)
 

@@ -4,7 +4,7 @@ this CPU with TVM beside MXNet (oneDNN), ONNX Runtime and OpenVINO.
 
     python tools/table2.py                      # writes results/table2.{md,csv,png}
     python tools/table2.py --only resnet --threads 1 --no-batch
-    python tools/table2.py --steady --out-dir results/steady
+    python tools/table2.py --after-idle --out-dir results/after_idle
 
 Timing: every network of a group (ResNets, MobileNets) runs on all four backends in
 one interleaved loop, one call of each per round, so each network has one time per
@@ -17,13 +17,14 @@ one's third) is no longer timed, since no ratio a target judges uses it. Each ra
 target judges (TVM over the fastest other backend, speed-up over MACs ratio, scaling)
 carries a 95 % interval from resampling the rounds, and a target whose threshold falls
 inside an interval is marked as within the noise, neither reached nor missed. Each
-timed call starts once the previous runtime's workers have stopped spinning (they would
-take a core from it), and is its runtime's first call since: a request arriving at an
-idle process, which finds the previous runtime's data in the caches and, on several
-threads, its own runtime's workers asleep. With ``--steady`` an untimed call of the
-same backend comes between the wait and the timed call, which then finds what calls
-back to back find (as under steady load, and as each runtime's own benchmark tool
-times it). Each thread count runs in its own process (MXNet fixes its thread
+backend's turn in a round starts once the previous runtime's workers have stopped
+spinning (they would take a core from it) with an untimed call, and the call after it
+is timed: it finds what calls back to back find, as under steady load and as each
+runtime's own benchmark tool times it. With ``--after-idle`` the first call after the
+wait is timed instead: a request arriving at an idle process, which finds the previous
+runtime's data in the caches and, on several threads, its own runtime's workers
+asleep, and on a virtual machine pays for waking the idle virtual CPUs (a cost that
+varies with the host's load: results/NOTES.md, stop 48). Each thread count runs in its own process (MXNet fixes its thread
 count when it starts); the 2-thread process also runs the TVM libraries on one thread,
 for the scaling ratio, and beside them a compute-bound kernel on one thread and on two
 (:mod:`octconv.deploy.scaling_check`), whose scaling in the same rounds tells how much
@@ -146,7 +147,8 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
               f"searches, tuning {stats['tune_s']:.0f} s, library {stats['library']} in "
               f"{stats['build_s']:.0f} s)", flush=True)
     start = time.perf_counter()
-    times = time_rounds(runners, args.tolerance, args.max_runs, beside, args.steady)
+    times = time_rounds(runners, args.tolerance, args.max_runs, beside,
+                        not args.after_idle)
     stopped = sum(len(ms) < len(times[(label, "tvm")]) for (label, _), ms in times.items())
     print(f"  timed in {time.perf_counter() - start:.0f} s: "
           f"{max(len(ms) for ms in times.values())} rounds, {stopped} of {len(times)} "
@@ -160,19 +162,19 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
 
 
 CHECK = "scaling check"  # the label of the machine's scaling check's runners
-# what each timed call follows, by ``--steady``
-CALLS = {False: "each timed call the first of its backend after the previous backend's "
-                "workers went idle",
-         True: "each timed call right after an untimed call of its backend, made once the "
-               "previous backend's workers went idle (steady state)"}
+# what each timed call follows: steady (the default), or not (``--after-idle``)
+CALLS = {True: "each timed call right after an untimed call of its backend, made once the "
+               "previous backend's workers went idle (steady state)",
+         False: "each timed call the first of its backend after the previous backend's "
+                "workers went idle (--after-idle)"}
 STEP = 5  # runs added per round of checks
 SETTLE_RUNS = 10  # runs before a backend clearly slower than the fastest other stops
 
 
-def time_rounds(runners, tolerance, max_runs, beside=None, steady=False):
+def time_rounds(runners, tolerance, max_runs, beside=None, steady=True):
     """``{(label, backend): [ms, ...]}``: the runners of a group called in one
     interleaved loop (:func:`~octconv.deploy.bench.interleave`; ``steady``: each timed
-    call after an untimed one of the same runner), :data:`STEP` runs at a
+    call after an untimed one of the same runner, else the first after the idle wait), :data:`STEP` runs at a
     time, until every runner still timed has a spread under ``tolerance`` or
     ``max_runs`` runs were taken. After each step the runners that no ratio a target
     judges needs stop (:func:`not_needed`): their lists end early, holding the same
@@ -540,8 +542,9 @@ def parse(argv):
     parser.add_argument("--tolerance", type=float, default=0.05,
                         help="spread (IQR / median) below which timing stops")
     parser.add_argument("--max-runs", type=positive_int, default=30, help="round limit")
-    parser.add_argument("--steady", action="store_true",
-                        help="time each call right after an untimed call of its backend")
+    parser.add_argument("--after-idle", action="store_true",
+                        help="time each backend's first call after the idle wait, not the "
+                             "call after an untimed one")
     parser.add_argument("--budget", type=positive_int, default=4,
                         help="tiles tried per new convolution workload")
     parser.add_argument("--target", default=None,
@@ -578,7 +581,7 @@ def worker_arguments(args, threads, json_path, cache_path, batch_threads):
     for flag, value in (("--only", args.only), ("--target", args.target)):
         if value:
             arguments += [flag, value]
-    return arguments + (["--steady"] if args.steady else [])
+    return arguments + (["--after-idle"] if args.after_idle else [])
 
 
 @command
@@ -617,7 +620,7 @@ def main(argv=None):
             "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
             "algorithm": ALGORITHMS,
-            "timing": f"{CALLS[args.steady]}; rounds of {STEP} until every spread < "
+            "timing": f"{CALLS[not args.after_idle]}; rounds of {STEP} until every spread < "
                       f"{100 * args.tolerance:.0f} % or {args.max_runs} runs; after "
                       f"{SETTLE_RUNS}, a backend whose first quartile exceeds the fastest "
                       f"other's third stops; the scaling check: {DESCRIPTION}",

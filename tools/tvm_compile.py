@@ -3,7 +3,7 @@
 beside MXNet (oneDNN), ONNX Runtime and OpenVINO on the same thread count.
 
     python tools/tvm_compile.py --model resnet50_v2 --alpha 0.5 --time
-    python tools/tvm_compile.py --model mobilenet_v1_075 --alpha .375 --threads 2 --time --steady
+    python tools/tvm_compile.py --model mobilenet_v1_075 --alpha .375 --threads 2 --time --after-idle
     python tools/tvm_compile.py --model resnet50_v2 --threads 0 --batch 8 --time
     python tools/tvm_compile.py --checkpoint runs/demo --size 32 --out runs/demo/model.so --time
     python tools/tvm_compile.py --model resnet50_v2 --alpha .25 --params r50_a25.params
@@ -31,11 +31,13 @@ On more than one thread ``--time`` also times, in the same rounds, TVM's library
 one thread and the machine's scaling check on one thread and on all of them (a
 compute-bound convolution whose threads share no data: how far the machine let a
 kernel scale while the backends were timed; on a shared virtual machine, far from the
-thread count at times), and prints both scalings. Each timed call starts once the
-previous backend's workers are idle, and is that backend's first call since (a request
-arriving at an idle process); ``--steady`` makes it follow an untimed call of the same
-backend instead (calls back to back, as under steady load and as each runtime's own
-benchmark tool times them: the gap matters for short calls on several threads).
+thread count at times), and prints both scalings. Each backend's turn in a round
+starts once the previous backend's workers are idle, with an untimed call, and the call
+after it is timed (calls back to back, as under steady load and as each runtime's own
+benchmark tool times them); ``--after-idle`` times the first call after the wait
+instead (a request arriving at an idle process; on several threads of a virtual
+machine it also pays for waking the idle virtual CPUs, a cost that varies with the
+host's load).
 ``--json PATH`` also writes what is printed to a JSON file, for scripts: the network,
 its input, target, this machine's CPU and vector extensions and threads, the compile's
 statistics, and, as asked, each backend's times (median, extremes, quartiles, spread,
@@ -62,8 +64,9 @@ def parse(argv):
     parser.add_argument("--time", action="store_true",
                         help="time TVM, MXNet, ONNX Runtime and OpenVINO")
     parser.add_argument("--runs", type=positive_int, default=10, help="timed runs per backend")
-    parser.add_argument("--steady", action="store_true",
-                        help="time each call right after an untimed call of its backend")
+    parser.add_argument("--after-idle", action="store_true",
+                        help="time each backend's first call after the idle wait, not the "
+                             "call after an untimed one")
     parser.add_argument("--requests", type=positive_int, metavar="N",
                         help="time TVM serving N (>= 2) request threads at once against one")
     parser.add_argument("--profile", type=positive_int, metavar="N",
@@ -122,9 +125,10 @@ def main(argv=None):
     if args.time:
         result = time_backends(network, args.size, runs=args.runs, cache=cache,
                                compiled=compiled, threads=threads, batch=args.batch,
-                               scaling=True, steady=args.steady)
-        report["steady"] = args.steady
-        report["timing"] = print_timing(result, threads, args.batch, args.runs, args.steady)
+                               scaling=True, steady=not args.after_idle)
+        report["steady"] = not args.after_idle
+        report["timing"] = print_timing(result, threads, args.batch, args.runs,
+                                        report["steady"])
         if "scaling" in result:
             report["scaling"] = print_scaling(result["scaling"])
     if args.requests:
@@ -135,7 +139,7 @@ def main(argv=None):
     return 0
 
 
-def print_timing(result, threads, batch, runs, steady=False):
+def print_timing(result, threads, batch, runs, steady=True):
     """Print each backend's times (:func:`~octconv.deploy.bench.time_backends`'
     ``result``; ``steady``: each timed call followed an untimed one of its backend) and
     return them by backend: the summary, images/s, TVM's time over its (``tvm_over_it``,
@@ -143,7 +147,7 @@ def print_timing(result, threads, batch, runs, steady=False):
     largest |output| (``max_diff``)."""
     from octconv.deploy.bench import ratio_interval
     calls = ("each after an untimed call of its backend" if steady else
-             "each the first call after an idle wait")
+             "each the first call after an idle wait (--after-idle)")
     print(f"{threads} thread(s), batch {batch}, {runs} interleaved runs, {calls} (median, "
           "min-max, images/s; TVM's time over the backend's, with a 95 % interval from "
           "resampling the rounds):")

@@ -3,13 +3,14 @@
 Every backend runs the same Symbol graph with the same weights on the same input
 (ONNX Runtime and OpenVINO read the same ONNX export), with the same thread count.
 Runs are interleaved (TVM, MXNet, ONNX Runtime, OpenVINO, TVM, ...) after a warm-up,
-so a change of machine speed during the measurement hits all backends alike, and each
-timed call starts when the previous runtime's workers are idle (:func:`interleave`): by
-default it is the first call after that wait (a request arriving at an idle process,
-the previous runtime's data in the caches), or, ``steady``, it follows an untimed call
-of the same backend (back-to-back calls, as under steady load and as each runtime's own
-benchmark tool times them); each backend's times are summarized by their median and
-spread (:func:`summarize`).
+so a change of machine speed during the measurement hits all backends alike. Each
+timed call follows an untimed call of the same backend made once the previous runtime's
+workers are idle (:func:`interleave`): it finds what calls back to back find, as under
+steady load and as each runtime's own benchmark tool times them. Without ``steady`` it
+is the first call after the wait instead (a request arriving at an idle process: on a
+virtual machine it also pays for waking the idle virtual CPUs, a cost that varies with
+the host). Each backend's times are summarized by their median and spread
+(:func:`summarize`).
 :func:`time_serving` times one callable serving several request threads at once.
 
 MXNet fixes its thread count when it is imported, from ``OMP_NUM_THREADS``:
@@ -249,14 +250,15 @@ def wait_until_idle(window=0.01, limit=1.0):
     return time.perf_counter() - start
 
 
-def interleave(runners, runs, warmup=2, steady=False):
+def interleave(runners, runs, warmup=2, steady=True):
     """``{key: [ms, ...]}``: ``runs`` calls of every runner, one of each per round.
     Each timed call starts in an idle process (:func:`wait_until_idle`): a runtime's
     workers still spinning after its call would take a core from the next runtime's.
     With ``steady``, the runner is called once more, untimed, between that wait and the
     timed call, so that the timed call finds what a call back to back finds: its
     runtime's workers awake and its own data, not the previous runtime's, in the
-    caches. A runner's ``prepare()``, if it has one, is called untimed first."""
+    caches; without, the timed call is the first after the wait. A runner's
+    ``prepare()``, if it has one, is called untimed first."""
     for _ in range(warmup):
         for run in runners.values():
             run()
@@ -451,7 +453,7 @@ def time_serving(run, x, requests, rounds, calls=None):
 
 def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, target=None,
                   cache=None, budget=4, seed=0, compiled=None, threads=1, batch=1,
-                  scaling=False, steady=False):
+                  scaling=False, steady=True):
     """``{"ms": {backend: summary}, "times": {backend: [ms per round]}, "max_diff":
     {backend: relative difference from MXNet's output} (:func:`differences_from_mxnet`),
     "tvm": compile stats}``
@@ -464,7 +466,8 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     rounds (the check first in each, as in the table); ``"scaling"`` then holds
     ``threads`` and, for ``"tvm"`` and ``"check"``, the :func:`thread_scaling` of their
     times with the times (``"times"``: ``{"1": [...], "many": [...]}``). ``steady``: each
-    timed call follows an untimed one of the same runner (:func:`interleave`)."""
+    timed call follows an untimed one of the same runner (else it is the first after
+    the idle wait: :func:`interleave`)."""
     x = random_input((batch, 3, size, size), seed)
     runners = make_runners(network, x, backends, threads, target, cache, budget, compiled)
     max_diff = differences_from_mxnet(runners)
