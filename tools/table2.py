@@ -23,13 +23,14 @@ is timed: it finds what calls back to back find, as under steady load and as eac
 runtime's own benchmark tool times it. With ``--after-idle`` the first call after the
 wait is timed instead: a request arriving at an idle process, which finds the previous
 runtime's data in the caches and, on several threads, its own runtime's workers
-asleep, and on a virtual machine pays for waking the idle virtual CPUs (a cost that
-varies with the host's load: results/NOTES.md, stop 48). Each thread count runs in its own process (MXNet fixes its thread
-count when it starts); the 2-thread process also runs the TVM libraries on one thread,
-for the scaling ratio, and beside them a compute-bound kernel on one thread and on two
-(:mod:`octconv.deploy.scaling_check`), whose scaling in the same rounds tells how much
-of two cores the machine gave. A few rows are timed again at batch 8 on the most
-threads, in images per second.
+asleep, and on several threads of a virtual machine pays for the host giving back a
+sleeping virtual core (a cost that varied several-fold within an hour on this
+project's: results/NOTES.md, stop 48). Each thread count runs in its own process
+(MXNet fixes its thread count when it starts); the 2-thread process also runs the TVM
+libraries on one thread, for the scaling ratio, and beside them a compute-bound kernel
+on one thread and on two (:mod:`octconv.deploy.scaling_check`), whose scaling in the
+same rounds tells how much of two cores the machine gave. A few rows are timed again
+at batch 8 on the most threads, in images per second.
 
 "Vanilla" networks are GluonCV's (true strided convolutions, what a user would
 otherwise deploy); the MobileNet v2 1.125 twin is this zoo's alpha-0 network (GluonCV
@@ -174,13 +175,13 @@ SETTLE_RUNS = 10  # runs before a backend clearly slower than the fastest other 
 def time_rounds(runners, tolerance, max_runs, beside=None, steady=True):
     """``{(label, backend): [ms, ...]}``: the runners of a group called in one
     interleaved loop (:func:`~octconv.deploy.bench.interleave`; ``steady``: each timed
-    call after an untimed one of the same runner, else the first after the idle wait), :data:`STEP` runs at a
-    time, until every runner still timed has a spread under ``tolerance`` or
-    ``max_runs`` runs were taken. After each step the runners that no ratio a target
-    judges needs stop (:func:`not_needed`): their lists end early, holding the same
-    rounds as the first ones of the others'. The runners ``beside`` (the machine's
-    scaling check) are called in every round, first, and neither stop nor prolong the
-    loop."""
+    call after an untimed one of the same runner, else the first after the idle wait),
+    :data:`STEP` runs at a time, until every runner still timed has a spread under
+    ``tolerance`` or ``max_runs`` runs were taken. After each step the runners that no
+    ratio a target judges needs stop (:func:`not_needed`): their lists end early,
+    holding the same rounds as the first ones of the others'. The runners ``beside``
+    (the machine's scaling check) are called in every round, first, and neither stop
+    nor prolong the loop."""
     from octconv.deploy.bench import interleave, summarize
     beside = beside or {}
     times = {key: [] for key in {**beside, **runners}}

@@ -3,7 +3,7 @@
 beside MXNet (oneDNN), ONNX Runtime and OpenVINO on the same thread count.
 
     python tools/tvm_compile.py --model resnet50_v2 --alpha 0.5 --time
-    python tools/tvm_compile.py --model mobilenet_v1_075 --alpha .375 --threads 2 --time --after-idle
+    python tools/tvm_compile.py --model mobilenet_v1_075 --alpha .375 --time --after-idle
     python tools/tvm_compile.py --model resnet50_v2 --threads 0 --batch 8 --time
     python tools/tvm_compile.py --checkpoint runs/demo --size 32 --out runs/demo/model.so --time
     python tools/tvm_compile.py --model resnet50_v2 --alpha .25 --params r50_a25.params
@@ -36,8 +36,8 @@ starts once the previous backend's workers are idle, with an untimed call, and t
 after it is timed (calls back to back, as under steady load and as each runtime's own
 benchmark tool times them); ``--after-idle`` times the first call after the wait
 instead (a request arriving at an idle process; on several threads of a virtual
-machine it also pays for waking the idle virtual CPUs, a cost that varies with the
-host's load).
+machine it also pays for the host giving back a sleeping virtual core, a cost that
+varied several-fold within an hour on this project's).
 ``--json PATH`` also writes what is printed to a JSON file, for scripts: the network,
 its input, target, this machine's CPU and vector extensions and threads, the compile's
 statistics, and, as asked, each backend's times (median, extremes, quartiles, spread,

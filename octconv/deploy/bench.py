@@ -7,10 +7,10 @@ so a change of machine speed during the measurement hits all backends alike. Eac
 timed call follows an untimed call of the same backend made once the previous runtime's
 workers are idle (:func:`interleave`): it finds what calls back to back find, as under
 steady load and as each runtime's own benchmark tool times them. Without ``steady`` it
-is the first call after the wait instead (a request arriving at an idle process: on a
-virtual machine it also pays for waking the idle virtual CPUs, a cost that varies with
-the host). Each backend's times are summarized by their median and spread
-(:func:`summarize`).
+is the first call after the wait instead (a request arriving at an idle process: on
+several threads of a virtual machine it also pays for the host giving back a sleeping
+virtual core, which varied several-fold within an hour on this project's). Each
+backend's times are summarized by their median and spread (:func:`summarize`).
 :func:`time_serving` times one callable serving several request threads at once.
 
 MXNet fixes its thread count when it is imported, from ``OMP_NUM_THREADS``:
