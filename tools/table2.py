@@ -23,9 +23,9 @@ is timed: it finds what calls back to back find, as under steady load and as eac
 runtime's own benchmark tool times it. With ``--after-idle`` the first call after the
 wait is timed instead: a request arriving at an idle process, which finds the previous
 runtime's data in the caches and, on several threads, its own runtime's workers
-asleep, and on several threads of a virtual machine pays for the host giving back a
-sleeping virtual core (a cost that varied several-fold within an hour on this
-project's: results/NOTES.md, stop 48). Each thread count runs in its own process
+asleep, and on several threads of a virtual machine pays for bringing a sleeping core
+back (a cost that varied several-fold within an hour on this project's:
+results/NOTES.md, stop 48). Each thread count runs in its own process
 (MXNet fixes its thread count when it starts); the 2-thread process also runs the TVM
 libraries on one thread, for the scaling ratio, and beside them a compute-bound kernel
 on one thread and on two (:mod:`octconv.deploy.scaling_check`), whose scaling in the

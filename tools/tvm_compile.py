@@ -36,8 +36,8 @@ starts once the previous backend's workers are idle, with an untimed call, and t
 after it is timed (calls back to back, as under steady load and as each runtime's own
 benchmark tool times them); ``--after-idle`` times the first call after the wait
 instead (a request arriving at an idle process; on several threads of a virtual
-machine it also pays for the host giving back a sleeping virtual core, a cost that
-varied several-fold within an hour on this project's).
+machine it also pays for bringing a sleeping core back, a cost that varied several-fold
+within an hour on this project's).
 ``--json PATH`` also writes what is printed to a JSON file, for scripts: the network,
 its input, target, this machine's CPU and vector extensions and threads, the compile's
 statistics, and, as asked, each backend's times (median, extremes, quartiles, spread,

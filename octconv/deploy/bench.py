@@ -8,9 +8,9 @@ timed call follows an untimed call of the same backend made once the previous ru
 workers are idle (:func:`interleave`): it finds what calls back to back find, as under
 steady load and as each runtime's own benchmark tool times them. Without ``steady`` it
 is the first call after the wait instead (a request arriving at an idle process: on
-several threads of a virtual machine it also pays for the host giving back a sleeping
-virtual core, which varied several-fold within an hour on this project's). Each
-backend's times are summarized by their median and spread (:func:`summarize`).
+several threads of a virtual machine it also pays for bringing a sleeping core back,
+which varied several-fold within an hour on this project's). Each backend's times are
+summarized by their median and spread (:func:`summarize`).
 :func:`time_serving` times one callable serving several request threads at once.
 
 MXNet fixes its thread count when it is imported, from ``OMP_NUM_THREADS``:
