@@ -1531,6 +1531,23 @@ def test_unknown_target_and_unsupported_operator_are_named():
         lower(dilated.symbol.tojson(), dilated.params, (1, 3, 16, 16), 16)
 
 
+def test_compile_cli_times_first_calls_after_an_idle_wait_on_request(trained_run, tmp_path):
+    """``--after-idle``: the timing says it timed each backend's first call after the
+    wait, in its output and its JSON (the default, calls back to back, is checked in
+    the next test)."""
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "tvm_compile.py"), "--checkpoint",
+         trained_run, "--size", "32", "--time", "--runs", "2", "--budget", "1", "--cache",
+         str(tmp_path / "tiles.json"), "--json", str(tmp_path / "r.json"), "--after-idle"],
+        check=True, capture_output=True, text=True, cwd=ROOT)
+    assert "1 thread(s), batch 1, 2 interleaved runs, each the first call after an idle " \
+        "wait (--after-idle)" in run.stdout
+    report = json.load(open(tmp_path / "r.json"))
+    assert report["steady"] is False
+    assert {b: t["runs"] for b, t in report["timing"].items()} == {
+        "tvm": 2, "mxnet": 2, "onnxruntime": 2, "openvino": 2}
+
+
 def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     """All four backends on 2 threads and a batch of 2, each timed call after an untimed
     one of its backend, each checked against MXNet and compared with TVM (a ratio and
