@@ -732,9 +732,9 @@ def test_profile_accounts_for_every_call_and_multiply_add(cache):
     np.testing.assert_array_equal(compiled.with_threads(2).run(x), compiled.run(x))
     # a timing runner switches TVM's pool to its own thread count before its timed call
     two, one = TVMRunner(compiled.with_threads(2), x), TVMRunner(compiled, x)
-    two.prepare()
+    assert two.prepare()  # (it says it switched)
     assert tvm.get_global_func("runtime.NumThreads")() == 2
-    one.prepare()
+    assert one.prepare() and not one.prepare()
     assert tvm.get_global_func("runtime.NumThreads")() == 1
     assert not use_threads(1) and use_threads(2) and not use_threads(2)
 
@@ -843,24 +843,34 @@ def test_serving_times_request_threads_at_once_and_checks_every_output():
         time_serving(run, x, requests=1, rounds=1)
 
 
-def test_interleave_prepares_each_runner_before_timing_it():
+@pytest.mark.parametrize("steady", [True, False])
+def test_interleave_prepares_each_runner_before_timing_it(steady):
+    """A runner's ``prepare()`` comes first in its turn; where it says it changed
+    something (a thread pool switched), one untimed call follows: after the idle wait
+    with ``steady`` (the untimed call it makes anyway, so no call is added), right after
+    ``prepare()`` without."""
     events = []
 
     class Runner:
-        def __init__(self, name):
-            self.name = name
+        def __init__(self, name, switches):
+            self.name, self.switches = name, switches
 
         def prepare(self):
             events.append(("prepare", self.name))
+            return self.switches
 
         def __call__(self):
             events.append(("call", self.name))
 
-    times = interleave({"a": Runner("a"), "b": lambda: events.append(("call", "b"))},
-                       runs=3, warmup=1)
-    assert {key: len(ms) for key, ms in times.items()} == {"a": 3, "b": 3}
-    assert events == [("call", "a"), ("call", "b")] + [  # (each timed call the second)
-        ("prepare", "a"), ("call", "a"), ("call", "a"), ("call", "b"), ("call", "b")] * 3
+    times = interleave({"a": Runner("a", True), "c": Runner("c", False),
+                        "b": lambda: events.append(("call", "b"))},
+                       runs=3, warmup=1, steady=steady)
+    assert {key: len(ms) for key, ms in times.items()} == {"a": 3, "c": 3, "b": 3}
+    turn = {True: [("prepare", "a"), ("call", "a"), ("call", "a"), ("prepare", "c"),
+                   ("call", "c"), ("call", "c"), ("call", "b"), ("call", "b")],
+            False: [("prepare", "a"), ("call", "a"), ("call", "a"), ("prepare", "c"),
+                    ("call", "c"), ("call", "b")]}[steady]
+    assert events == [("call", "a"), ("call", "c"), ("call", "b")] + turn * 3
 
 
 class _SlowAfterOthers:

@@ -159,17 +159,16 @@ class _OpenVINO:
 
 class TVMRunner:
     """Runs a compiled network on ``x``. :meth:`prepare` switches TVM's thread pool to
-    the network's thread count outside the timing: a switch restarts the pool's workers
-    and slows the call after it (measured: 11 instead of 6.5 ms for MobileNet v2 on two
-    threads), so a switch is followed by an untimed call."""
+    the network's thread count outside the timing and says whether it did: a switch
+    restarts the pool's workers and slows the call after it (measured: 11 instead of
+    6.5 ms for MobileNet v2 on two threads), which :func:`interleave` leaves untimed."""
 
     def __init__(self, compiled, x):
         self.compiled = compiled
         self.x = x
 
     def prepare(self):
-        if use_threads(self.compiled.threads):
-            self()
+        return use_threads(self.compiled.threads)
 
     def __call__(self):
         return self.compiled.run(self.x)
@@ -258,14 +257,17 @@ def interleave(runners, runs, warmup=2, steady=True):
     timed call, so that the timed call finds what a call back to back finds: its
     runtime's workers awake and its own data, not the previous runtime's, in the
     caches; without, the timed call is the first after the wait. A runner's
-    ``prepare()``, if it has one, is called untimed first."""
+    ``prepare()``, if it has one, is called first; when it says it changed something
+    that slows the next call (TVM's thread count), that call is an untimed one: made
+    before the wait without ``steady``, the one after the wait with it."""
     for _ in range(warmup):
         for run in runners.values():
             run()
     times = {key: [] for key in runners}
     for _ in range(runs):
         for key, run in runners.items():
-            getattr(run, "prepare", lambda: None)()
+            if getattr(run, "prepare", lambda: False)() and not steady:
+                run()
             wait_until_idle()
             if steady:
                 run()

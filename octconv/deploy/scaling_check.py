@@ -45,15 +45,14 @@ def check_kernel(lanes):
 
 class _Call:
     """A runner for :func:`~octconv.deploy.bench.interleave`: one call of the check on
-    ``threads`` threads; :meth:`prepare` switches TVM's pool to them, untimed (as
-    :class:`~octconv.deploy.bench.TVMRunner` does)."""
+    ``threads`` threads; :meth:`prepare` switches TVM's pool to them and says whether
+    it did (as :class:`~octconv.deploy.bench.TVMRunner`'s does)."""
 
     def __init__(self, function, args, threads):
         self.function, self.args, self.threads = function, args, threads
 
     def prepare(self):
-        if use_threads(self.threads):
-            self()
+        return use_threads(self.threads)
 
     def __call__(self):
         self.function(*self.args)
@@ -80,4 +79,3 @@ def scaling_check(threads, target, cache):
     args = kernel_arguments(kernel)
     return {"tvm": _Call(function, args, resolve_threads(threads)),
             "tvm_1": _Call(function, args, 1)}
-
