@@ -139,7 +139,7 @@ def main(argv=None):
     return 0
 
 
-def print_timing(result, threads, batch, runs, steady=True):
+def print_timing(result, threads, batch, runs, steady):
     """Print each backend's times (:func:`~octconv.deploy.bench.time_backends`'
     ``result``; ``steady``: each timed call followed an untimed one of its backend) and
     return them by backend: the summary, images/s, TVM's time over its (``tvm_over_it``,
