@@ -18,9 +18,10 @@ target judges (TVM over the fastest other backend, speed-up over MACs ratio, sca
 carries a 95 % interval from resampling the rounds, and a target whose threshold falls
 inside an interval is marked as within the noise, neither reached nor missed. Each
 backend's turn in a round starts once the previous runtime's workers have stopped
-spinning (they would take a core from it) with an untimed call, and the call after it
-is timed: it finds what calls back to back find, as under steady load and as each
-runtime's own benchmark tool times it. With ``--after-idle`` the first call after the
+spinning (they would take a core from it) with untimed calls for 40 ms
+(:data:`~octconv.deploy.bench.WARM_SECONDS`), and the call after them is timed: it
+finds what calls back to back find, as under steady load and as each runtime's own
+benchmark tool times it. With ``--after-idle`` the first call after the
 wait is timed instead: a request arriving at an idle process, which finds the previous
 runtime's data in the caches and, on several threads, its own runtime's workers
 asleep, and on several threads of a virtual machine pays for bringing a sleeping core
@@ -163,11 +164,18 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
 
 
 CHECK = "scaling check"  # the label of the machine's scaling check's runners
-# what each timed call follows: steady (the default), or not (``--after-idle``)
-CALLS = {True: "each timed call right after an untimed call of its backend, made once the "
-               "previous backend's workers went idle (steady state)",
-         False: "each timed call the first of its backend after the previous backend's "
-                "workers went idle (--after-idle)"}
+
+
+def calls_text(steady):
+    """What each timed call follows: ``steady`` (the default), or not (``--after-idle``)."""
+    from octconv.deploy.bench import WARM_SECONDS
+    if steady:
+        return (f"each timed call right after {WARM_SECONDS * 1e3:.0f} ms of untimed calls of "
+                "its backend, begun once the previous backend's workers went idle (steady "
+                "state)")
+    return ("each timed call the first of its backend after the previous backend's workers "
+            "went idle (--after-idle)")
+
 STEP = 5  # runs added per round of checks
 SETTLE_RUNS = 10  # runs before a backend clearly slower than the fastest other stops
 
@@ -175,7 +183,7 @@ SETTLE_RUNS = 10  # runs before a backend clearly slower than the fastest other 
 def time_rounds(runners, tolerance, max_runs, beside=None, steady=True):
     """``{(label, backend): [ms, ...]}``: the runners of a group called in one
     interleaved loop (:func:`~octconv.deploy.bench.interleave`; ``steady``: each timed
-    call after an untimed one of the same runner, else the first after the idle wait),
+    call after untimed ones of the same runner, else the first after the idle wait),
     :data:`STEP` runs at a time, until every runner still timed has a spread under
     ``tolerance`` or ``max_runs`` runs were taken. After each step the runners that no
     ratio a target judges needs stop (:func:`not_needed`): their lists end early,
@@ -621,7 +629,7 @@ def main(argv=None):
             "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
             "algorithm": ALGORITHMS,
-            "timing": f"{CALLS[not args.after_idle]}; rounds of {STEP} until every spread < "
+            "timing": f"{calls_text(not args.after_idle)}; rounds of {STEP} until every spread < "
                       f"{100 * args.tolerance:.0f} % or {args.max_runs} runs; after "
                       f"{SETTLE_RUNS}, a backend whose first quartile exceeds the fastest "
                       f"other's third stops; the scaling check: {DESCRIPTION}",

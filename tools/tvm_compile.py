@@ -32,16 +32,16 @@ one thread and the machine's scaling check on one thread and on all of them (a
 compute-bound convolution whose threads share no data: how far the machine let a
 kernel scale while the backends were timed; on a shared virtual machine, far from the
 thread count at times), and prints both scalings. Each backend's turn in a round
-starts once the previous backend's workers are idle, with an untimed call, and the call
-after it is timed (calls back to back, as under steady load and as each runtime's own
-benchmark tool times them); ``--after-idle`` times the first call after the wait
+starts once the previous backend's workers are idle, with untimed calls for 40 ms, and
+the call after them is timed (calls back to back, as under steady load and as each
+runtime's own benchmark tool times them); ``--after-idle`` times the first call after the wait
 instead (a request arriving at an idle process; on several threads of a virtual
 machine it also pays for bringing a sleeping core back, a cost that varied several-fold
 within an hour on this project's).
 ``--json PATH`` also writes what is printed to a JSON file, for scripts: the network,
 its input, target, this machine's CPU and vector extensions and threads, the compile's
 statistics, and, as asked, each backend's times (median, extremes, quartiles, spread,
-runs, images/s; ``steady``: whether each followed an untimed call), TVM's time over its
+runs, images/s; ``steady``: whether each followed untimed calls), TVM's time over its
 with the 95 % interval, its largest difference from MXNet over MXNet's largest
 |output|, the two scalings, the profile's rows and the serving times.
 """
@@ -141,13 +141,13 @@ def main(argv=None):
 
 def print_timing(result, threads, batch, runs, steady):
     """Print each backend's times (:func:`~octconv.deploy.bench.time_backends`'
-    ``result``; ``steady``: each timed call followed an untimed one of its backend) and
+    ``result``; ``steady``: each timed call followed untimed ones of its backend) and
     return them by backend: the summary, images/s, TVM's time over its (``tvm_over_it``,
     with its 95 % ``interval``) and its largest difference from MXNet over MXNet's
     largest |output| (``max_diff``)."""
-    from octconv.deploy.bench import ratio_interval
-    calls = ("each after an untimed call of its backend" if steady else
-             "each the first call after an idle wait (--after-idle)")
+    from octconv.deploy.bench import WARM_SECONDS, ratio_interval
+    calls = (f"each after {WARM_SECONDS * 1e3:.0f} ms of untimed calls of its backend"
+             if steady else "each the first call after an idle wait (--after-idle)")
     print(f"{threads} thread(s), batch {batch}, {runs} interleaved runs, {calls} (median, "
           "min-max, images/s; TVM's time over the backend's, with a 95 % interval from "
           "resampling the rounds):")

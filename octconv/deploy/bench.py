@@ -4,9 +4,10 @@ Every backend runs the same Symbol graph with the same weights on the same input
 (ONNX Runtime and OpenVINO read the same ONNX export), with the same thread count.
 Runs are interleaved (TVM, MXNet, ONNX Runtime, OpenVINO, TVM, ...) after a warm-up,
 so a change of machine speed during the measurement hits all backends alike. Each
-timed call follows an untimed call of the same backend made once the previous runtime's
-workers are idle (:func:`interleave`): it finds what calls back to back find, as under
-steady load and as each runtime's own benchmark tool times them. Without ``steady`` it
+timed call follows untimed calls of the same backend, made for :data:`WARM_SECONDS` once
+the previous runtime's workers are idle (:func:`interleave`): it finds what calls back
+to back find, as under steady load and as each runtime's own benchmark tool times them.
+Without ``steady`` it
 is the first call after the wait instead (a request arriving at an idle process: on
 several threads of a virtual machine it also pays for bringing a sleeping core back,
 which varied several-fold within an hour on this project's). Each backend's times are
@@ -38,7 +39,7 @@ from octconv.specs import get_spec
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
-           "thread_scaling", "thread_scaling_text",
+           "thread_scaling", "thread_scaling_text", "WARM_SECONDS",
            "random_input", "relative_difference", "differences_from_mxnet", "time_serving",
            "time_backends", "onnx_file", "BACKENDS"]
 
@@ -249,17 +250,25 @@ def wait_until_idle(window=0.01, limit=1.0):
     return time.perf_counter() - start
 
 
-def interleave(runners, runs, warmup=2, steady=True):
+# Seconds of untimed calls before a steady timed call. After 10-50 ms idle, this
+# project's Intel Xeon VM read data from beyond its L2 cache 1.5-1.8 x slower at first,
+# and about as fast as back to back only after 20-40 ms of it (results/NOTES.md, stop
+# 49); in-cache arithmetic was not slowed. One call of a short network is not enough.
+WARM_SECONDS = 0.04
+
+
+def interleave(runners, runs, warmup=2, steady=True, warm=WARM_SECONDS):
     """``{key: [ms, ...]}``: ``runs`` calls of every runner, one of each per round.
     Each timed call starts in an idle process (:func:`wait_until_idle`): a runtime's
     workers still spinning after its call would take a core from the next runtime's.
-    With ``steady``, the runner is called once more, untimed, between that wait and the
-    timed call, so that the timed call finds what a call back to back finds: its
-    runtime's workers awake and its own data, not the previous runtime's, in the
-    caches; without, the timed call is the first after the wait. A runner's
-    ``prepare()``, if it has one, is called first; when it says it changed something
-    that slows the next call (TVM's thread count), that call is an untimed one: made
-    before the wait without ``steady``, the one after the wait with it."""
+    With ``steady``, the runner is called untimed between that wait and the timed call,
+    once and then again until ``warm`` seconds have passed, so that the timed call finds
+    what a call back to back finds: its runtime's workers awake, its own data, not the
+    previous runtime's, in the caches, and a machine that is not coming back from idle;
+    without, the timed call is the first after the wait. A runner's ``prepare()``, if
+    it has one, is called first; when it says it changed something that slows the next
+    call (TVM's thread count), that call is an untimed one: made before the wait
+    without ``steady``, the first after the wait with it."""
     for _ in range(warmup):
         for run in runners.values():
             run()
@@ -270,7 +279,10 @@ def interleave(runners, runs, warmup=2, steady=True):
                 run()
             wait_until_idle()
             if steady:
+                until = time.perf_counter() + warm
                 run()
+                while time.perf_counter() < until:
+                    run()
             start = time.perf_counter()
             run()
             times[key].append((time.perf_counter() - start) * 1e3)
@@ -468,8 +480,8 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     rounds (the check first in each, as in the table); ``"scaling"`` then holds
     ``threads`` and, for ``"tvm"`` and ``"check"``, the :func:`thread_scaling` of their
     times with the times (``"times"``: ``{"1": [...], "many": [...]}``). ``steady``: each
-    timed call follows an untimed one of the same runner (else it is the first after
-    the idle wait: :func:`interleave`)."""
+    timed call follows untimed ones of the same runner (else it is the first after the
+    idle wait: :func:`interleave`)."""
     x = random_input((batch, 3, size, size), seed)
     runners = make_runners(network, x, backends, threads, target, cache, budget, compiled)
     max_diff = differences_from_mxnet(runners)
