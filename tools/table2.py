@@ -21,17 +21,17 @@ backend's turn in a round starts once the previous runtime's workers have stoppe
 spinning (they would take a core from it) with untimed calls for 40 ms
 (:data:`~octconv.deploy.bench.WARM_SECONDS`), and the call after them is timed: it
 finds what calls back to back find, as under steady load and as each runtime's own
-benchmark tool times it. With ``--after-idle`` the first call after the
-wait is timed instead: a request arriving at an idle process, which finds the previous
-runtime's data in the caches and, on several threads, its own runtime's workers
-asleep, and on several threads of a virtual machine pays for bringing a sleeping core
-back (a cost that varied several-fold within an hour on this project's:
-results/NOTES.md, stop 48). Each thread count runs in its own process
-(MXNet fixes its thread count when it starts); the 2-thread process also runs the TVM
-libraries on one thread, for the scaling ratio, and beside them a compute-bound kernel
-on one thread and on two (:mod:`octconv.deploy.scaling_check`), whose scaling in the
-same rounds tells how much of two cores the machine gave. A few rows are timed again
-at batch 8 on the most threads, in images per second.
+benchmark tool times it. With ``--after-idle`` the first call after the wait is timed
+instead: a request arriving at an idle process, which finds the previous runtime's data
+in the caches and, on several threads, its own runtime's workers asleep, and on several
+threads of a virtual machine pays for bringing a sleeping core back (a cost that varied
+several-fold within an hour on this project's: results/NOTES.md, stop 48). Each thread
+count runs in its own process (MXNet fixes its thread count when it starts); the
+2-thread process also runs the TVM libraries on one thread, for the scaling ratio, and
+beside them a compute-bound kernel on one thread and on two
+(:mod:`octconv.deploy.scaling_check`), whose scaling in the same rounds tells how much
+of two cores the machine gave. A few rows are timed again at batch 8 on the most
+threads, in images per second.
 
 "Vanilla" networks are GluonCV's (true strided convolutions, what a user would
 otherwise deploy); the MobileNet v2 1.125 twin is this zoo's alpha-0 network (GluonCV

@@ -7,11 +7,10 @@ so a change of machine speed during the measurement hits all backends alike. Eac
 timed call follows untimed calls of the same backend, made for :data:`WARM_SECONDS` once
 the previous runtime's workers are idle (:func:`interleave`): it finds what calls back
 to back find, as under steady load and as each runtime's own benchmark tool times them.
-Without ``steady`` it
-is the first call after the wait instead (a request arriving at an idle process: on
-several threads of a virtual machine it also pays for bringing a sleeping core back,
-which varied several-fold within an hour on this project's). Each backend's times are
-summarized by their median and spread (:func:`summarize`).
+Without ``steady`` it is the first call after the wait instead (a request arriving at an
+idle process: on several threads of a virtual machine it also pays for bringing a
+sleeping core back, which varied several-fold within an hour on this project's). Each
+backend's times are summarized by their median and spread (:func:`summarize`).
 :func:`time_serving` times one callable serving several request threads at once.
 
 MXNet fixes its thread count when it is imported, from ``OMP_NUM_THREADS``:
