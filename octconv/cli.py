@@ -131,6 +131,15 @@ def add_network_arguments(parser):
     parser.add_argument("--batch", type=positive_int, default=1, help="images per call")
 
 
+def add_after_idle_argument(parser):
+    """``--after-idle``, of the tools that time backends: time each backend's first call
+    after the idle wait instead of a call after untimed ones
+    (:func:`octconv.deploy.bench.interleave`'s ``steady``)."""
+    parser.add_argument("--after-idle", action="store_true",
+                        help="time each backend's first call after the idle wait, not a "
+                             "call after untimed ones")
+
+
 def check_network_arguments(parser, args):
     """The mistakes in :func:`add_network_arguments`' arguments, as ``parser`` errors."""
     if bool(args.model) == bool(args.checkpoint):

@@ -31,7 +31,8 @@ from octconv.deploy.libraries import LibraryCache
 from octconv.deploy.lower import Tensor, UnsupportedGraph, lower
 from octconv.deploy.bench import (TVMRunner, differences_from_mxnet, gluoncv_network,
                                   interleave, onnx_file, ratio_interval, relative_difference,
-                                  summarize, time_serving, wait_until_idle, zoo_network)
+                                  summarize, time_serving, timed_calls, wait_until_idle,
+                                  zoo_network)
 from octconv.deploy import target as targets
 from octconv.deploy.target import (LINUX_FLAGS, describe, extensions, host_cpu, lacking,
                                    make_target, runs_here, vector_lanes)
@@ -1588,8 +1589,8 @@ def test_compile_cli_times_first_calls_after_an_idle_wait_on_request(trained_run
          trained_run, "--size", "32", "--time", "--runs", "2", "--budget", "1", "--cache",
          str(tmp_path / "tiles.json"), "--json", str(tmp_path / "r.json"), "--after-idle"],
         check=True, capture_output=True, text=True, cwd=ROOT)
-    assert "1 thread(s), batch 1, 2 interleaved runs, each the first call after an idle " \
-        "wait (--after-idle)" in run.stdout
+    assert "1 thread(s), batch 1, 2 interleaved runs, each timed call the first of its " \
+        "backend after the previous backend's workers went idle (--after-idle)" in run.stdout
     report = json.load(open(tmp_path / "r.json"))
     assert report["steady"] is False
     assert {b: t["runs"] for b, t in report["timing"].items()} == {
@@ -1610,8 +1611,8 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
         check=True, capture_output=True, text=True, cwd=ROOT,
         env={k: v for k, v in os.environ.items() if k != "MXNET_SUBGRAPH_VERBOSE"})
     out = run.stdout
-    assert "2 thread(s), batch 2, 3 interleaved runs, each after 40 ms of untimed calls of " \
-        "its backend" in out
+    assert "2 thread(s), batch 2, 3 interleaved runs, each timed call right after 40 ms of " \
+        "untimed calls of its backend" in out
     assert "Subgraph backend" not in run.stderr  # MXNet's notice at each bind, off
     lines = out.splitlines()
     start = next(j for j, line in enumerate(lines) if line.startswith("kernels of one call"))
@@ -1797,7 +1798,7 @@ def test_results_verdicts_are_the_tools_verdicts_on_the_results_rows(folder, ste
     (results/after_idle: ``--after-idle``)."""
     table2 = load_script("tools/table2.py")
     text = open(os.path.join(ROOT, folder, "table2.md")).read()
-    assert f"- timing: {table2.calls_text(steady)}; rounds of " in text
+    assert f"- timing: {timed_calls(steady)}; rounds of " in text
     meta_line = lambda key: text.split(f"- {key}: ", 1)[1].split("\n", 1)[0]
     meta = {"TVM target": meta_line("TVM target"),
             "tuning records at start": int(meta_line("tuning cache at start").split()[0]),

@@ -51,8 +51,8 @@ import sys
 import tempfile
 import time
 
-from octconv.cli import (ArgumentParser, child_processes, command, output_folder,
-                         output_path, positive_int)
+from octconv.cli import (ArgumentParser, add_after_idle_argument, child_processes, command,
+                         output_folder, output_path, positive_int)
 
 # (group, row label, source, name, alpha, vanilla twin label)
 ROWS = [
@@ -164,18 +164,6 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
 
 
 CHECK = "scaling check"  # the label of the machine's scaling check's runners
-
-
-def calls_text(steady):
-    """What each timed call follows: ``steady`` (the default), or not (``--after-idle``)."""
-    from octconv.deploy.bench import WARM_SECONDS
-    if steady:
-        return (f"each timed call right after {WARM_SECONDS * 1e3:.0f} ms of untimed calls of "
-                "its backend, begun once the previous backend's workers went idle (steady "
-                "state)")
-    return ("each timed call the first of its backend after the previous backend's workers "
-            "went idle (--after-idle)")
-
 STEP = 5  # runs added per round of checks
 SETTLE_RUNS = 10  # runs before a backend clearly slower than the fastest other stops
 
@@ -551,9 +539,7 @@ def parse(argv):
     parser.add_argument("--tolerance", type=float, default=0.05,
                         help="spread (IQR / median) below which timing stops")
     parser.add_argument("--max-runs", type=positive_int, default=30, help="round limit")
-    parser.add_argument("--after-idle", action="store_true",
-                        help="time each backend's first call after the idle wait, not the "
-                             "call after an untimed one")
+    add_after_idle_argument(parser)
     parser.add_argument("--budget", type=positive_int, default=4,
                         help="tiles tried per new convolution workload")
     parser.add_argument("--target", default=None,
@@ -604,6 +590,7 @@ def main(argv=None):
     from octconv.deploy.tuning import TileCache
     from octconv.deploy.algorithms import POLICY as ALGORITHMS
     from octconv.deploy.scaling_check import DESCRIPTION
+    from octconv.deploy.bench import timed_calls
     counts = sorted({resolve_threads(t) for t in args.thread_counts})
     cache = TileCache(args.cache)
     target = describe(make_target(args.target))
@@ -629,8 +616,8 @@ def main(argv=None):
             "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
             "algorithm": ALGORITHMS,
-            "timing": f"{calls_text(not args.after_idle)}; rounds of {STEP} until every spread < "
-                      f"{100 * args.tolerance:.0f} % or {args.max_runs} runs; after "
+            "timing": f"{timed_calls(not args.after_idle)}; rounds of {STEP} until every "
+                      f"spread < {100 * args.tolerance:.0f} % or {args.max_runs} runs; after "
                       f"{SETTLE_RUNS}, a backend whose first quartile exceeds the fastest "
                       f"other's third stops; the scaling check: {DESCRIPTION}",
             "scaling check": check_figures(workers, "groups"),

@@ -34,10 +34,10 @@ kernel scale while the backends were timed; on a shared virtual machine, far fro
 thread count at times), and prints both scalings. Each backend's turn in a round
 starts once the previous backend's workers are idle, with untimed calls for 40 ms, and
 the call after them is timed (calls back to back, as under steady load and as each
-runtime's own benchmark tool times them); ``--after-idle`` times the first call after the wait
-instead (a request arriving at an idle process; on several threads of a virtual
-machine it also pays for bringing a sleeping core back, a cost that varied several-fold
-within an hour on this project's).
+runtime's own benchmark tool times them); ``--after-idle`` times the first call after
+the wait instead (a request arriving at an idle process; on several threads of a
+virtual machine it also pays for bringing a sleeping core back, a cost that varied
+several-fold within an hour on this project's).
 ``--json PATH`` also writes what is printed to a JSON file, for scripts: the network,
 its input, target, this machine's CPU and vector extensions and threads, the compile's
 statistics, and, as asked, each backend's times (median, extremes, quartiles, spread,
@@ -49,8 +49,9 @@ import json
 import os
 import sys
 
-from octconv.cli import (ArgumentParser, add_network_arguments, check_network_arguments,
-                         chosen_network, command, output_path, positive_int)
+from octconv.cli import (ArgumentParser, add_after_idle_argument, add_network_arguments,
+                         check_network_arguments, chosen_network, command, output_path,
+                         positive_int)
 
 
 def parse(argv):
@@ -64,9 +65,7 @@ def parse(argv):
     parser.add_argument("--time", action="store_true",
                         help="time TVM, MXNet, ONNX Runtime and OpenVINO")
     parser.add_argument("--runs", type=positive_int, default=10, help="timed runs per backend")
-    parser.add_argument("--after-idle", action="store_true",
-                        help="time each backend's first call after the idle wait, not the "
-                             "call after an untimed one")
+    add_after_idle_argument(parser)
     parser.add_argument("--requests", type=positive_int, metavar="N",
                         help="time TVM serving N (>= 2) request threads at once against one")
     parser.add_argument("--profile", type=positive_int, metavar="N",
@@ -145,12 +144,10 @@ def print_timing(result, threads, batch, runs, steady):
     return them by backend: the summary, images/s, TVM's time over its (``tvm_over_it``,
     with its 95 % ``interval``) and its largest difference from MXNet over MXNet's
     largest |output| (``max_diff``)."""
-    from octconv.deploy.bench import WARM_SECONDS, ratio_interval
-    calls = (f"each after {WARM_SECONDS * 1e3:.0f} ms of untimed calls of its backend"
-             if steady else "each the first call after an idle wait (--after-idle)")
-    print(f"{threads} thread(s), batch {batch}, {runs} interleaved runs, {calls} (median, "
-          "min-max, images/s; TVM's time over the backend's, with a 95 % interval from "
-          "resampling the rounds):")
+    from octconv.deploy.bench import ratio_interval, timed_calls
+    print(f"{threads} thread(s), batch {batch}, {runs} interleaved runs, "
+          f"{timed_calls(steady)} (median, min-max, images/s; TVM's time over the backend's, "
+          "with a 95 % interval from resampling the rounds):")
     timing = {}
     for backend, ms in result["ms"].items():
         entry = timing[backend] = dict(ms, images_per_s=1e3 * batch / ms["median"])

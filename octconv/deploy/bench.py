@@ -38,7 +38,7 @@ from octconv.specs import get_spec
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
-           "thread_scaling", "thread_scaling_text", "WARM_SECONDS",
+           "thread_scaling", "thread_scaling_text", "WARM_SECONDS", "timed_calls",
            "random_input", "relative_difference", "differences_from_mxnet", "time_serving",
            "time_backends", "onnx_file", "BACKENDS"]
 
@@ -254,6 +254,17 @@ def wait_until_idle(window=0.01, limit=1.0):
 # and about as fast as back to back only after 20-40 ms of it (results/NOTES.md, stop
 # 49); in-cache arithmetic was not slowed. One call of a short network is not enough.
 WARM_SECONDS = 0.04
+
+
+def timed_calls(steady):
+    """What each timed call of :func:`interleave` follows, said for a table or a report:
+    ``steady`` (the default), or not (the tools' ``--after-idle``)."""
+    if steady:
+        return (f"each timed call right after {WARM_SECONDS * 1e3:.0f} ms of untimed calls of "
+                "its backend, begun once the previous backend's workers went idle (steady "
+                "state)")
+    return ("each timed call the first of its backend after the previous backend's workers "
+            "went idle (--after-idle)")
 
 
 def interleave(runners, runs, warmup=2, steady=True, warm=WARM_SECONDS):
