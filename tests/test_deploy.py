@@ -782,7 +782,9 @@ def test_a_compile_for_more_threads_than_cores_runs_on_them(tmp_path):
 def test_idle_wait_outlasts_a_spinning_thread_and_its_limit_holds():
     """``wait_until_idle`` returns only once no other thread of the process burns CPU
     (a thread hashing with the GIL released, as a runtime's spinning worker would), at
-    once when none does, and after ``limit`` seconds at most."""
+    once when none does, and after ``limit`` seconds at most. (Up to three tries: on a
+    2-core machine busy with the other test process the spinning thread may get no
+    core for a whole window, and a wait that ends then is right to end.)"""
     import hashlib
     import threading
 
@@ -791,12 +793,16 @@ def test_idle_wait_outlasts_a_spinning_thread_and_its_limit_holds():
         while time.perf_counter() < end:
             hashlib.sha256(block).digest()
 
-    worker = threading.Thread(target=spin, args=(0.2,))
-    worker.start()
-    waited = wait_until_idle()
-    stopped = not worker.is_alive()
-    worker.join()
-    assert stopped and 0.15 < waited < 1.0
+    tries = []
+    for _ in range(3):
+        worker = threading.Thread(target=spin, args=(0.2,))
+        worker.start()
+        waited = wait_until_idle()
+        tries.append((not worker.is_alive(), round(waited, 3)))
+        worker.join()
+        if tries[-1][0] and 0.15 < waited < 1.0:
+            break
+    assert tries[-1][0] and 0.15 < tries[-1][1] < 1.0, tries
     assert wait_until_idle() < 0.1
     worker = threading.Thread(target=spin, args=(0.5,))
     worker.start()
