@@ -278,6 +278,115 @@ def _assert_tiles_compute_the_same(kernel, tiles, target):
                                    err_msg=f"tile {tile}")
 
 
+def _weight_traffic(func, block):
+    """``[(kind, row)]``: the weight rows (every index but the lanes') that ``func``
+    prefetches ("prefetch") and that its ``block`` reads ("read"), in the order one
+    thread runs them: the scheduled loops interpreted in Python, each index evaluated
+    from its printed expression."""
+    namespace = {"T": SimpleNamespace(
+        min=min, max=max, Add=lambda a, b: a + b, Sub=lambda a, b: a - b,
+        Mul=lambda a, b: a * b, FloorDiv=lambda a, b: a // b, FloorMod=lambda a, b: a % b)}
+    events = []
+
+    def expression(expr):
+        code = compile(str(expr), "<tir>", "eval")
+        return lambda env: eval(code, namespace, env)  # noqa: S307 - our own printed TIR
+
+    def translate(node):
+        if isinstance(node, tvm.tirx.For):
+            name, start, body = node.loop_var.name, int(node.min), translate(node.body)
+            extent = 1 if node.kind == tvm.tirx.ForKind.VECTORIZED else int(node.extent)
+
+            def loop(env):
+                for i in range(start, start + extent):
+                    env[name] = i
+                    body(env)
+            return loop
+        if isinstance(node, tvm.tirx.SeqStmt):
+            stmts = [translate(stmt) for stmt in node.seq]
+            return lambda env: [stmt(env) for stmt in stmts]
+        if isinstance(node, tvm.tirx.Evaluate):  # call_llvm_intrin(id, address_of(load), ...)
+            rows = [expression(i) for i in node.value.args[1].args[0].indices[:-1]]
+            return lambda env: events.append(("prefetch", tuple(r(env) for r in rows)))
+        if hasattr(node, "iter_values"):  # a block's realize
+            if node.block.name_hint == "root":
+                return translate(node.block.body)
+            if node.block.name_hint != f"{block}_update":
+                return lambda env: None
+            binds = [(v.var.name, expression(x)) for v, x in
+                     zip(node.block.iter_vars, node.iter_values)]
+            region = next(r for r in node.block.reads if r.source.name == "weight")
+            rows = [expression(r.min) for r in region.region[:-1]]
+
+            def read(env):
+                env.update({name: bind(env) for name, bind in binds})
+                events.append(("read", tuple(r(env) for r in rows)))
+            return read
+        if hasattr(node, "body"):
+            return translate(node.body)
+        return lambda env: None
+
+    translate(func.body)({})
+    return events
+
+
+BIAS = K.Epilogue((("bias",),))
+
+
+@pytest.mark.parametrize("kernel, tile, unit, first", [
+    (K.Conv((1, 8, 7, 7, 16), 4, 16, 8, 1, 1, 1, 0, BIAS), K.ConvTile(1, 7, 2, 8),
+     lambda row: row[0] // 2, lambda unit: unit == 0),
+    (K.Conv((1, 2, 8, 8, 16), 4, 16, 2, 1, 3, 1, 1, BIAS), K.ConvTile(1, 8, 2, 2),
+     lambda row: row[0] // 2, lambda unit: unit == 0),
+    (K.Conv((1, 8, 14, 14, 16), 4, 16, 8, 1, 1, 1, 0, BIAS), K.ConvTile(1, 7, 2, 4),
+     lambda row: (row[0] // 2, row[1] // 4), lambda unit: unit[1] == 0),
+    (K.Conv((1, 2, 14, 14, 8), 2, 16, 4, 1, 3, 1, 1, BIAS), K.ConvTile(1, 7, 2, 2),
+     lambda row: (row[0] // 2, row[1] // 2), lambda unit: unit[1] == 0),
+    (Winograd((1, 4, 7, 7, 16), 4, 16, 1, 2, BIAS), (4, 4, 2),
+     lambda row: (row[0], row[1], row[2] // 4, row[3] // 2), lambda unit: unit[3] == 0),
+], ids=["1x1-blocks", "3x3-blocks", "1x1-passes-bands-first", "3x3-passes-8-lanes",
+        "winograd-passes"])
+def test_convolutions_prefetch_the_weights_they_read_next(kernel, tile, unit, first):
+    """Run in order on one thread, a convolution prefetches every weight row of the unit
+    it reads next while it reads the one before (a unit: with the reduction innermost,
+    a register tile's output blocks; else one pass's input blocks of them; with
+    Winograd, a pass of one transformed position), and only rows of its weights. Only
+    the units that start a chain come unprefetched: the first output blocks, the first
+    pass of a tile's blocks."""
+    block = "gemm" if isinstance(kernel, Winograd) else "conv"
+    events = _weight_traffic(scheduled_func(kernel, tile), block)
+    prefetched = [row for kind, row in events if kind == "prefetch"]
+    bounds = kernel.weight_shape[:-1]
+    assert prefetched and all(0 <= i < n for row in prefetched for i, n in zip(row, bounds))
+    visits = []  # [unit, rows read, first event after the last read before] of each
+    last = -1    # run of reads of one unit
+    for j, (kind, row) in enumerate(events):
+        if kind == "read":
+            if not visits or visits[-1][0] != unit(row):
+                visits.append([unit(row), set(), last + 1])
+            visits[-1][1].add(row)
+            last = j
+    checked = 0
+    for before, visit in zip(visits, visits[1:]):
+        if first(visit[0]):
+            continue
+        fetched = {row for kind, row in events[before[2]:visit[2]] if kind == "prefetch"}
+        assert visit[1] <= fetched, (visit[0], sorted(visit[1] - fetched)[:4])
+        checked += 1
+    assert checked >= 1
+
+
+def test_a_pass_whose_weights_outrun_memory_is_not_prefetched():
+    """A 7 px 1x1 convolution's pass of 4 input blocks reads 2 x 4 x 16 = 128 weight
+    rows in 4 x 16 x 7 x 2 = 896 vector multiply-adds, one row per 7: fewer than the
+    limit, so its weights come as the tile reads them, unprefetched; the same layer
+    with the reduction innermost reads a row per 44 (it prefetches)."""
+    kernel = K.Conv((1, 8, 7, 7, 16), 4, 16, 8, 1, 1, 1, 0, BIAS)
+    assert 896 / 128 < K.FMAS_PER_PREFETCH < 44
+    assert "llvm.prefetch" not in scheduled_func(kernel, K.ConvTile(1, 7, 2, 4)).script()
+    assert "llvm.prefetch" in scheduled_func(kernel, K.ConvTile(1, 7, 2, 8)).script()
+
+
 def test_1x1_convolutions_on_7px_maps_take_tiles_of_several_pixels_with_avx2():
     """ResNet-50's 7 px 1x1 layers with AVX2 code: a 16-channel block takes two of the
     12 accumulator registers, so no row of 7 pixels fits and 49 pixels have no other
