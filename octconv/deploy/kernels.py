@@ -266,7 +266,7 @@ def prefetch_ahead(sch, at, tiles, rows, element, work):
         return sch.get(loop).loop_var
 
     iterations = int(sch.get(at).extent)
-    index, count = var(at) * 0, 1
+    index, count = tirx.const(0, "int32"), 1
     for loop in tiles:
         extent = int(sch.get(loop).extent)
         index, count = index * extent + var(loop), count * extent
@@ -577,7 +577,7 @@ class Conv(Kernel):
         """Prefetch the weights that the tiles read next, spread over the iterations of
         the window's column loop ``at`` of the tiles that read the current ones
         (``sharing``: the loops around it that number those, :func:`prefetch_ahead`), in
-        the order the tiles read them (:meth:`weight_row`): with the reduction innermost
+        the order the tiles read them (:meth:`_weight_row`): with the reduction innermost
         (``icbo`` None), the next output blocks' (``oco`` + 1), else the next pass's
         input blocks (``icbo`` + 1). With their weights flushed from the caches before
         each call, as inside a network (1 thread, an Intel Xeon): 2048 -> 512 and 512
@@ -594,23 +594,22 @@ class Conv(Kernel):
         ib = self.data[4]
 
         def row(r):
-            return tirx.BufferLoad(weight, list(self.weight_row(
-                r, first_block, first_in, ot, tirx.min)) + [0])
+            return tirx.BufferLoad(weight, [*self._weight_row(r, first_block, first_in, ot), 0])
 
         prefetch_ahead(sch, at, sharing, ot * in_blocks * self.kernel ** 2 * ib, row,
                        ib * rh * rw * ot)
 
-    def weight_row(self, r, first_block, first_in, blocks, low=min):
-        """The ``r``-th weight row (output block, input block, kh, kw, input channel: a
-        vector of an output block's lanes) that a register tile of ``blocks`` output
-        blocks from ``first_block`` reads, over input blocks from ``first_in``, in the
-        order it reads them: its output blocks, for each input channel of each window
-        position of each input block. A block past the last is clamped to it by
-        ``low`` (``min``, or ``tirx.min`` for loop variables)."""
+    def _weight_row(self, r, first_block, first_in, blocks):
+        """The indices (output block, input block, kh, kw, input channel) of the
+        ``r``-th weight row (a vector of an output block's lanes) that a register tile
+        of ``blocks`` output blocks from ``first_block`` reads, over input blocks from
+        ``first_in``, in the order it reads them: its output blocks, for each input
+        channel of each window position of each input block; a block past the last is
+        clamped to it."""
         k, ib = self.kernel, self.data[4]
         channel = r // blocks
-        return (low(first_block + r % blocks, self.out_blocks - 1),
-                low(first_in + channel // (k * k * ib), self.in_blocks_per_group - 1),
+        return (tirx.min(first_block + r % blocks, self.out_blocks - 1),
+                tirx.min(first_in + channel // (k * k * ib), self.in_blocks_per_group - 1),
                 channel // (k * ib) % k, channel // ib % k, channel % ib)
 
     def schedule(self, sch, tile):

@@ -215,23 +215,22 @@ class Winograd(Kernel):
         weight = weight_buffer(sch, "gemm")
 
         def row(r):
-            return tirx.BufferLoad(weight, [e, u] + list(self.weight_row(
-                r, oco * ot, (icbo + 1) * icin, ot, tirx.min)) + [0])
+            return tirx.BufferLoad(weight, [e, u, *self._weight_row(
+                r, oco * ot, (icbo + 1) * icin, ot), 0])
 
         prefetch_ahead(sch, po, [], ot * icin * self.data[4], row,
                        icin * self.data[4] * ot * rp)
 
-    def weight_row(self, r, first_block, first_in, blocks, low=min):
-        """The ``r``-th row (output block, input block, input channel: a vector of an
-        output block's lanes) of one transformed position's weights that a pass of the
-        products over ``blocks`` output blocks from ``first_block`` reads, over input
-        blocks from ``first_in``, in the order it reads them: its output blocks for each
-        input channel. A block past the last is clamped to it by ``low`` (``min``, or
-        ``tirx.min`` for loop variables)."""
+    def _weight_row(self, r, first_block, first_in, blocks):
+        """The indices (output block, input block, input channel) of the ``r``-th row
+        (a vector of an output block's lanes) of one transformed position's weights that
+        a pass of the products over ``blocks`` output blocks from ``first_block`` reads,
+        over input blocks from ``first_in``, in the order it reads them: its output
+        blocks for each input channel; a block past the last is clamped to it."""
         ib = self.data[4]
         channel = r // blocks
-        return (low(first_block + r % blocks, self.out_blocks - 1),
-                low(first_in + channel // ib, self.data[1] - 1), channel % ib)
+        return (tirx.min(first_block + r % blocks, self.out_blocks - 1),
+                tirx.min(first_in + channel // ib, self.data[1] - 1), channel % ib)
 
     def schedule(self, sch, tile):
         rp, ot, icin = tile
