@@ -1415,6 +1415,30 @@ def test_onnx_exports_are_kept_reused_and_exported_again_when_corrupt(tmp_path):
     assert_close_to_mxnet(out, mxnet_logits(network, x))
 
 
+def test_weight_bound_workloads_are_timed_with_their_weights_out_of_cache(tmp_path,
+                                                                          monkeypatch):
+    """A tile search times a layer whose weights outweigh an image of its input (a 7 px
+    1x1 convolution, 64 -> 64 channels: 16 K weights against a 3 K input) with its
+    weights flushed before each call, as inside a network, and a layer with more input
+    than weights (28 px) called again and again in cache."""
+    target = make_target()
+    if not runs_here(target):
+        pytest.skip("host target not runnable")
+    timed = []
+    for name in ("time_cold", "time_function"):
+        original = getattr(tuning, name)
+        monkeypatch.setattr(tuning, name, lambda *args, _f=original, _n=name, **kw: (
+            timed.append(_n), _f(*args, **kw))[1])
+    deep = K.Conv((1, 4, 7, 7, 16), 4, 16, 4, 1, 1, 1, 0, BIAS)
+    wide = K.Conv((1, 4, 28, 28, 16), 4, 16, 4, 1, 1, 1, 0, BIAS)
+    assert tuning.weight_bound(deep) and not tuning.weight_bound(wide)
+    lanes = vector_lanes(target)
+    for kernel, kind in ((deep, "time_cold"), (wide, "time_function")):
+        timed.clear()
+        choose_tile(kernel, target, lanes, TileCache(str(tmp_path / f"{kind}.json")), 2)
+        assert timed == [kind, kind], (kernel, timed)
+
+
 def test_records_and_libraries_are_kept_under_a_digest_of_the_kernel_code(tmp_path):
     """The schedule version is a digest of the kernel code: it is the digest of the
     installed files, and an edit of any of them gives another one, so records and
