@@ -1431,7 +1431,7 @@ def test_weight_bound_workloads_are_timed_with_their_weights_out_of_cache(tmp_pa
             timed.append(_n), _f(*args, **kw))[1])
     deep = K.Conv((1, 4, 7, 7, 16), 4, 16, 4, 1, 1, 1, 0, BIAS)
     wide = K.Conv((1, 4, 28, 28, 16), 4, 16, 4, 1, 1, 1, 0, BIAS)
-    assert tuning.weight_bound(deep) and not tuning.weight_bound(wide)
+    assert K.weight_bound(deep) and not K.weight_bound(wide)
     lanes = vector_lanes(target)
     for kernel, kind in ((deep, "time_cold"), (wide, "time_function")):
         timed.clear()

@@ -32,7 +32,7 @@ from typing import NamedTuple
 from tvm import te, tirx
 
 __all__ = ["ConvTile", "DepthwiseTile", "Kernel", "Layout", "Epilogue", "Conv", "Depthwise",
-           "Pointwise", "Pool", "GlobalPool",
+           "Pointwise", "Pool", "GlobalPool", "weight_bound",
            "Upsample", "Concat", "Dense", "Flatten", "PackInput", "vectorize_inner"]
 
 F32 = "float32"
@@ -292,6 +292,21 @@ def weight_buffer(sch, block):
                 if region.source.name == "weight")
 
 
+def weight_bound(kernel):
+    """Whether ``kernel``'s weights outweigh an image of its input. Inside a network such
+    a kernel reads its weights from memory (or L3) once per call while its input comes
+    from the kernel before it, in cache. A convolution so splits its output blocks among
+    threads (not :attr:`Conv.bands_first`), and the tile search times its candidates
+    with their weights flushed (:mod:`octconv.deploy.tuning`), not again and again on
+    weights in cache, where tiles that cannot prefetch their weights win: Oct-ResNet-50
+    alpha .75's 192 -> 256 channel 3x3 convolution on 7 px (1 thread, an Intel Xeon), 7
+    pixels x 2 output blocks in passes of 4 input blocks, took 0.295 ms in cache and
+    0.364 flushed, the same tile with the reduction innermost (which prefetches) 0.305
+    and 0.331; with the eight such layers' tiles so, the network took 0.93 x the time."""
+    shape = getattr(kernel, "weight_shape", None)
+    return shape is not None and _volume(shape) > _volume(kernel.data[1:])
+
+
 def _parallel(sch, *loops):
     """Fuse the outer ``loops`` into one parallel loop."""
     sch.parallel(sch.fuse(*loops) if len(loops) > 1 else loops[0])
@@ -451,7 +466,7 @@ class Conv(Kernel):
         also where the weights outweigh the maps (ResNet-50's 7 and 14 px layers), each
         band read every weight again from L3 or memory: ResNet-50 and Oct-ResNet-50 ran
         1.08-1.2 x slower on 1 and 2 threads."""
-        return _volume(self.data[1:]) >= _volume(self.weight_shape)
+        return not weight_bound(self)
 
     def _may_pad(self, pixels, blocks):
         """Whether a tile of ``pixels`` flat pixels x ``blocks`` output blocks may pad

@@ -5,7 +5,8 @@ builds the first ``budget`` of them on the kernel's tuning workload (batch 1 unl
 its data outgrow the cache, no epilogue inputs: :meth:`Kernel.workload`) as
 stand-alone functions, times each on random inputs (single thread, median of 5
 repeats; with its weights flushed from the caches before each call where they
-outweigh its input, as inside a network: :func:`weight_bound`) and keeps the fastest.
+outweigh its input, as inside a network: :func:`~octconv.deploy.kernels.weight_bound`)
+and keeps the fastest.
 Results are stored in a JSON file ``{target: {workload key: {"tile": ..., "ms":
 ...}}}`` (other measurements of a target, such as
 :mod:`octconv.deploy.algorithms`' choices, as ``{key: {"value": ...}}``), written atomically,
@@ -30,14 +31,14 @@ import tvm
 from tvm import s_tir, te
 
 from octconv.deploy import builders
-from octconv.deploy.kernels import _volume
+from octconv.deploy.kernels import weight_bound
 from octconv.deploy.target import describe, runs_here
 from octconv.deploy.threads import available_cores, use_threads
 from octconv.files import write_atomically
 
 __all__ = ["TileCache", "scheduled_func", "functions_module", "build_here",
            "build_in_processes", "choose_tile", "search_tiles", "default_cache_path",
-           "schedule_digest", "kernel_arguments", "time_function", "time_cold", "weight_bound",
+           "schedule_digest", "kernel_arguments", "time_function", "time_cold",
            "SCHEDULE_VERSION"]
 
 
@@ -202,24 +203,10 @@ def time_cold(module, name, args, repeat=15):
     return float(np.median(timer(*args).results) * 1e3)
 
 
-def weight_bound(kernel):
-    """Whether ``kernel``'s weights outweigh an image of its input. Inside a network
-    such a kernel reads its weights from memory (or L3) once per call while its input
-    comes from the kernel before it, in cache; its candidate tiles are timed so
-    (:func:`time_cold`), not again and again on weights in cache, where tiles that
-    cannot prefetch their weights win. Oct-ResNet-50 alpha .75's 192 -> 256 channel
-    3x3 convolution on 7 px (1 thread, an Intel Xeon): 7 pixels x 2 output blocks in
-    passes of 4 input blocks 0.295 ms in cache, 0.364 flushed; the same tile with the
-    reduction innermost, which prefetches, 0.305 and 0.331; with the eight such layers'
-    tiles so, the network took 0.93 x the time."""
-    shape = getattr(kernel, "weight_shape", None)
-    return shape is not None and _volume(shape) > _volume(kernel.data[1:])
-
-
 def _time_module(module, kernel, count):
     """Milliseconds per call of ``tile0`` ... ``tile{count-1}`` of ``module`` on random
     inputs of the kernel's shapes, on one thread: with the weights flushed from the
-    caches before each call where they outweigh the input (:func:`weight_bound`), else
+    caches before each call where they outweigh the input (:func:`~.kernels.weight_bound`), else
     called again and again."""
     use_threads(1)
     args = kernel_arguments(kernel)
