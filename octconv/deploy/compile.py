@@ -23,11 +23,12 @@ from tvm.relax.vm_build import _filter_tir, _vmcodegen, _vmlink
 
 from octconv.deploy import builders
 from octconv.deploy.algorithms import AlgorithmChoice
+from octconv.deploy.hugepages import advise_weights
 from octconv.deploy.kernels import vectorize_inner
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import PER_IMAGE_BYTES, Tensor, lower
 from octconv.deploy.target import (describe, extensions, host_cpu, known_cpu, lacking,
-                                   make_target, vector_lanes)
+                                   make_target, runs_here, vector_lanes)
 from octconv.deploy.threads import reserve_threads, resolve_threads, use_threads
 from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, kernel_arguments,
                                    scheduled_func, search_tiles, time_function)
@@ -204,13 +205,16 @@ def load_library(path, threads=1):
         raise ValueError(f"{path} is cut short (its headers point past its end); copy or "
                          "export it again")
     try:
-        return _Runner(tvm.runtime.load_module(path), None, threads)
+        runner = _Runner(tvm.runtime.load_module(path), None, threads)
     except (RuntimeError, AttributeError) as error:  # not loadable; no Relax VM in it
         reason = str(error).strip().splitlines()[-1]
         raise ValueError(f"{path} is not a library written by CompiledNetwork.export: "
                          f"{reason}") from None
     except ValueError as error:  # made for another CPU
         raise ValueError(f"{path}: {error}") from None
+    if runner.input_shape is not None:  # (a library made before libraries gave it: not)
+        advise_weights(runner.module, runner.input_shape)
+    return runner
 
 
 def _cut_short(path):
@@ -372,6 +376,8 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
         if module is None:
             raise RuntimeError(f"the library just built, {libraries.path(digest)}, does not "
                                "load")
+    if runs_here(target):  # (a library for another CPU is not called here)
+        advise_weights(module, input_shape)
     done = time.perf_counter()
     stats = dict(kernels=len(kernels), calls=len(program.calls), per_image=program.per_image,
                  searches=cache.searches - searches_before,
