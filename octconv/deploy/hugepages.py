@@ -18,10 +18,10 @@ in space freed before, as in a process that had just compiled the network.) It i
 hint: where the kernel or its settings refuse (transparent huge pages set to ``never``,
 no 2 MB page free, another OS) the library runs as before.
 
-Measured (Intel Xeon, 1 thread, libraries loaded both ways and timed side by side):
-Oct-ResNet-50 alpha .75 0.85-0.90 x the time, alpha 0 0.91-0.96 x; on 2 threads 0.85
-and 0.92 x; the MobileNets (about 10 MB of weights, which stay in L2 and L3) unchanged.
-Loading a ResNet-50 takes about 0.3 s longer.
+Measured (Intel Xeon, 1 thread, libraries loaded both ways and timed side by side;
+results/NOTES.md, stop 51): Oct-ResNet-50 alpha .75 0.89-0.93 x the time, alpha 0
+0.91-0.95 x, GluonCV's ResNet-50 0.94 x; on 2 threads 0.85 and 0.92 x; the MobileNets
+(about 10 MB of weights, which stay in L3) unchanged.
 """
 import ctypes
 import ctypes.util
@@ -55,9 +55,10 @@ def array_spans(vm, input_shape):
     spans = []
 
     def instrument(func, name, before, result, *args):
-        if before:
-            spans.extend((a.data_ptr(), a.data_ptr() + a.numel() * np.dtype(str(a.dtype)).itemsize)
-                         for a in args if isinstance(a, tvm.runtime.Tensor))
+        for a in args if before else ():
+            if isinstance(a, tvm.runtime.Tensor):
+                size = a.numel() * np.dtype(str(a.dtype)).itemsize
+                spans.append((a.data_ptr(), a.data_ptr() + size))
         return 0  # carry on as usual
 
     vm.set_instrument(instrument)
@@ -89,7 +90,7 @@ def _load_libc():
     name = ctypes.util.find_library("c")
     if name is None:
         return None
-    libc = ctypes.CDLL(name, use_errno=True)
+    libc = ctypes.CDLL(name)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     libc.madvise.restype = ctypes.c_int
     return libc
