@@ -18,10 +18,13 @@ in space freed before, as in a process that had just compiled the network.) It i
 hint: where the kernel or its settings refuse (transparent huge pages set to ``never``,
 no 2 MB page free, another OS) the library runs as before.
 
-Measured (Intel Xeon, 1 thread, libraries loaded both ways and timed side by side;
-results/NOTES.md, stop 51): Oct-ResNet-50 alpha .75 0.89-0.93 x the time, alpha 0
-0.91-0.95 x, GluonCV's ResNet-50 0.94 x; on 2 threads 0.85 and 0.92 x; the MobileNets
-(about 10 MB of weights, which stay in L3) unchanged.
+Measured (Intel Xeon, 1 thread, libraries loaded both ways and timed side by side by
+TVM alone; results/NOTES.md, stop 51): Oct-ResNet-50 alpha .75 0.89-0.96 x the time,
+alpha 0 0.91-0.95 x, GluonCV's ResNet-50 0.94-0.96 x, the most when the machine was
+slow; on 2 threads 0.85 and 0.92 x; the MobileNets (about 10 MB of weights, which stay
+in L3) unchanged. In the table's loop, among the other backends' calls, in a fast
+phase of the machine, the gain was within the noise. Loading a ResNet-50 library takes
+about 0.4 s longer.
 """
 import ctypes
 import ctypes.util
