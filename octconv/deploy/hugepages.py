@@ -33,7 +33,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-__all__ = ["advise_weights", "array_spans", "merge_spans"]
+__all__ = ["advise_weights", "merge_spans"]
 
 MADV_HUGEPAGE = 14
 MADV_COLLAPSE = 25
@@ -48,11 +48,11 @@ def advise_weights(module, input_shape):
     ``main`` (on an input of ``input_shape``) gives its kernels: the weights, shared by
     every VM of the module, among them. The call is made by a VM of its own."""
     vm = relax.VirtualMachine(module, tvm.cpu())
-    for start, end in merge_spans(array_spans(vm, input_shape)):
+    for start, end in merge_spans(_array_spans(vm, input_shape)):
         _advise(start, end - start)
 
 
-def array_spans(vm, input_shape):
+def _array_spans(vm, input_shape):
     """The memory ``(start, end)`` of each array the kernels of ``vm``'s ``main`` are
     given in a call on zeros of ``input_shape``."""
     spans = []
