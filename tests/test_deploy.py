@@ -836,6 +836,11 @@ def test_profile_accounts_for_every_call_and_multiply_add(cache):
     assert sum(r["calls"] for r in rows) == len(compiled.program.calls)
     assert all(r["alone_ms"] > 0 for r in rows)
     assert "alone_ms" not in compiled.profile(x, runs=1)[0]
+    assert "alone_1_thread_ms" not in rows[0]  # (one thread: nothing to compare)
+    two = compiled.with_threads(2).profile(x, runs=1, alone=True)
+    assert {r["function"] for r in two} == {r["function"] for r in rows}
+    assert all(r["alone_ms"] > 0 and r["alone_1_thread_ms"] > 0 for r in two)
+    assert tvm.get_global_func("runtime.NumThreads")() == 2  # switched back after it
     assert sum(r["macs"] for r in rows) == network.macs(32)
     assert all(r["ms"] > 0 for r in rows)
     assert [r["ms"] for r in rows] == sorted((r["ms"] for r in rows), reverse=True)
@@ -1833,8 +1838,9 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     lines = out.splitlines()
     start = next(j for j, line in enumerate(lines) if line.startswith("kernels of one call"))
     rows, total = lines[start + 2:start + 6], lines[start + 6]  # after the column header
-    assert all(float(row.split()[2]) > 0 and float(row.split()[-1]) > 0 for row in rows)
-    assert total.split()[0] == "total" and float(total.split()[-1]) > 0  # kernels alone
+    assert lines[start + 1].split()[-5:] == ["alone", "ms", "1", "thread", "scaling"]
+    assert all(float(row.split()[2]) > 0 and float(row.split()[-3]) > 0 for row in rows)
+    assert total.split()[0] == "total" and float(total.split()[-3]) > 0  # kernels alone
     for backend in ("tvm", "onnxruntime", "openvino"):
         line = next(line for line in out.splitlines() if line.startswith(f"  {backend} "))
         diff, unit = line.split("max |diff| vs MXNet")[1].split(maxsplit=1)
@@ -1853,6 +1859,11 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     assert set(report["isa"].split(", ")) <= set(cpuinfo_flags())
     assert report["library"] == str(tmp_path / "demo.so")
     assert [r["function"] for r in report["profile"][:4]] == [row.split()[0] for row in rows]
+    for row, entry in zip(rows, report["profile"]):  # alone on 1 thread, then its scaling
+        one, scaling = (float(v) for v in row.split()[-2:])
+        assert one == pytest.approx(entry["alone_1_thread_ms"], abs=6e-4)
+        assert scaling == pytest.approx(entry["alone_1_thread_ms"] / entry["alone_ms"],
+                                        abs=6e-3)
     timing = report["timing"]
     assert set(timing) == {"tvm", "mxnet", "onnxruntime", "openvino"}
     for backend, entry in timing.items():

@@ -20,8 +20,10 @@ as the paper; 0 = all cores) applies to every backend. ``--profile N`` prints th
 slowest compiled kernels of a call (median time, share, calls, multiply-adds counted
 directly and the rate they imply, and the same calls' time with the kernel run alone
 on its own arrays: where the network's time exceeds it, the kernel waits for data
-that its predecessors left in L3 or memory) and the total; on more than one thread a
-profile varies from process to process far more than whole calls do (Oct-MobileNet v1
+that its predecessors left in L3 or memory) and the total; on more than one thread
+also each kernel alone on one thread and its scaling alone (the small Winograd
+layers of Oct-ResNet-50 scale by 1.0-1.4 alone on 2 threads here, the direct
+convolutions by about 1.8). On more than one thread a profile varies from process to process far more than whole calls do (Oct-MobileNet v1
 0.75 on 2 threads: totals of 2.5-3.2 ms, whole calls 2.56-2.68), so compare kernels
 within one profile. ``--requests N`` times the library serving N request threads at
 once, each on ``--threads`` threads (a thread calling a library runs a VM of its own),
@@ -201,22 +203,31 @@ def print_serving(compiled, shape, requests, rounds):
 
 def print_profile(compiled, shape, runs, top):
     """Print the ``top`` slowest kernels of a call on random input, then the total;
-    return every kernel's row (:meth:`CompiledNetwork.profile`)."""
+    return every kernel's row (:meth:`CompiledNetwork.profile`). On more than one
+    thread also each kernel's time alone on one thread and its scaling alone."""
     from octconv.deploy.bench import random_input
     rows = compiled.profile(random_input(shape), runs, alone=True)
+    threaded = compiled.threads > 1
     total_ms = sum(r["ms"] for r in rows)
     total_alone = sum(r["alone_ms"] for r in rows)
     total_macs = sum(r["macs"] for r in rows)
+
+    def scaling(one, many):
+        return f" {one:8.3f} {one / many:7.2f}" if threaded else ""
+
     print(f"kernels of one call, median of {runs} calls on {compiled.threads} thread(s):")
     print(f"  {'kernel':14s} {'calls':>5s} {'ms':>8s} {'share':>6s} {'M mult-adds':>11s} "
-          f"{'G/s':>6s} {'alone ms':>8s}")
+          f"{'G/s':>6s} {'alone ms':>8s}"
+          + (f" {'1 thread':>8s} {'scaling':>7s}" if threaded else ""))
     for r in rows[:top]:
         rate = f"{r['macs'] / r['ms'] / 1e6:6.1f}" if r["macs"] and r["ms"] else " " * 6
         print(f"  {r['function']:14s} {r['calls']:5d} {r['ms']:8.3f} "
               f"{100 * r['ms'] / total_ms:5.1f}% {r['macs'] / 1e6:11.1f} {rate} "
-              f"{r['alone_ms']:8.3f}")
+              f"{r['alone_ms']:8.3f}" + scaling(r.get("alone_1_thread_ms"), r["alone_ms"]))
     print(f"  {'total':14s} {sum(r['calls'] for r in rows):5d} {total_ms:8.3f} "
-          f"{100.0:5.1f}% {total_macs / 1e6:11.1f} {'':6s} {total_alone:8.3f}")
+          f"{100.0:5.1f}% {total_macs / 1e6:11.1f} {'':6s} {total_alone:8.3f}"
+          + (scaling(sum(r["alone_1_thread_ms"] for r in rows), total_alone)
+             if threaded else ""))
     return rows
 
 

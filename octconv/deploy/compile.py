@@ -151,7 +151,10 @@ class CompiledNetwork:
         ``alone_ms``: the same calls' time with the kernel run alone, again and again on
         the same random arrays, as the tile search times it (median of ``runs``
         timings); where ``ms`` exceeds it, the kernel reads from L3 or memory inside the
-        network what stays in its core's cache alone."""
+        network what stays in its core's cache alone. On more than one thread ``alone``
+        also gives ``alone_1_thread_ms``, the same timed on one thread right after:
+        over ``alone_ms``, the kernel's own scaling, apart from what the kernels before
+        it left in the other core's cache."""
         runner = _Runner(self.module, self.input_shape, self.threads)
         runner(x)  # warm-up, and the input's shape checked
         names, kernels, calls = function_names(self.program), {}, Counter()
@@ -180,9 +183,13 @@ class CompiledNetwork:
                      macs=calls[name] * kernels[name].macs) for name in kernels]
         library = getattr(self.module, "mod", self.module)  # a relax Executable's module
         for row in rows if alone else []:
-            name = row["function"]
-            row["alone_ms"] = row["calls"] * time_function(
-                library, name, kernel_arguments(kernels[name]), runs)
+            name, args = row["function"], kernel_arguments(kernels[row["function"]])
+            row["alone_ms"] = row["calls"] * time_function(library, name, args, runs)
+            if self.threads > 1:
+                use_threads(1)
+                row["alone_1_thread_ms"] = row["calls"] * time_function(library, name, args,
+                                                                        runs)
+                use_threads(self.threads)
         return sorted(rows, key=lambda row: -row["ms"])
 
     def export(self, path):
