@@ -1201,12 +1201,9 @@ print(huge_mb() - before)
 """
 
 
-def test_a_loaded_library_keeps_its_weights_in_huge_pages(tmp_path, cache, monkeypatch):
-    """A library's weights (here a 1x1 convolution's 16 MB) are in huge pages once it is
-    loaded by ``load_library``; loaded by TVM alone they are not, in Linux's 'madvise'
-    mode, which gives huge pages only where asked. Each load runs in a fresh process,
-    where every page of huge pages it adds is the load's. ``compile_symbol`` advises
-    the library it compiled for this CPU."""
+def huge_pages_mode():
+    """Linux's transparent huge pages mode ('always', 'madvise'); the test skipped where
+    there are none."""
     try:
         with open(TRANSPARENT_HUGE_PAGES) as f:
             mode = re.search(r"\[(\w+)\]", f.read()).group(1)
@@ -1214,11 +1211,26 @@ def test_a_loaded_library_keeps_its_weights_in_huge_pages(tmp_path, cache, monke
         mode = None
     if mode in (None, "never"):
         pytest.skip(f"no transparent huge pages here (mode {mode})")
+    return mode
+
+
+def wide_network():
+    """A network whose weights are nearly all one 1x1 convolution's 16 MB."""
     x = mx.sym.Convolution(mx.sym.var("data"), kernel=(3, 3), stride=(2, 2), pad=(1, 1),
                            num_filter=1024, no_bias=True, name="stem")
     x = mx.sym.Convolution(mx.sym.Activation(x, act_type="relu"), kernel=(1, 1),
                            num_filter=4096, no_bias=True, name="wide")
-    network = small_network(x, 0.03)
+    return small_network(x, 0.03)
+
+
+def test_a_loaded_library_keeps_its_weights_in_huge_pages(tmp_path, cache, monkeypatch):
+    """A library's weights (here a 1x1 convolution's 16 MB) are in huge pages once it is
+    loaded by ``load_library``; loaded by TVM alone they are not, in Linux's 'madvise'
+    mode, which gives huge pages only where asked. Each load runs in a fresh process,
+    where every page of huge pages it adds is the load's. ``compile_symbol`` advises
+    the library it compiled for this CPU."""
+    mode = huge_pages_mode()
+    network = wide_network()
     advised = []
     monkeypatch.setattr(compile_module, "advise_weights", lambda module, shape: (
         advised.append(shape), hugepages.advise_weights(module, shape))[1])
@@ -1288,9 +1300,10 @@ def test_a_library_runs_from_cpp_with_tvms_runtime_alone(tmp_path, cache, cpp_ru
         lines = done.stdout.splitlines()
         assert lines[0] == (f"{library}: input 2 x 3 x 16 x 16 float32, compiled for "
                             f"{host_cpu()}, {threads} thread(s)")
-        assert lines[1] == f"logits 2 x 10 float32 -> {tmp_path / 'y.f32'}"
+        assert lines[1].startswith("huge pages: ")  # (the test below)
+        assert lines[2] == f"logits 2 x 10 float32 -> {tmp_path / 'y.f32'}"
         median, fastest, slowest = (float(v) for v in re.match(
-            r"3 calls: median (\S+) ms \((\S+)-(\S+)\)", lines[2]).groups())
+            r"3 calls: median (\S+) ms \((\S+)-(\S+)\)", lines[3]).groups())
         assert 0 < fastest <= median <= slowest
         logits = np.fromfile(tmp_path / "y.f32", np.float32).reshape(2, 10)
         np.testing.assert_array_equal(logits, compiled.with_threads(threads).run(x))
@@ -1328,6 +1341,29 @@ def test_a_library_runs_from_cpp_with_tvms_runtime_alone(tmp_path, cache, cpp_ru
     with pytest.raises(ValueError, match=f"newer_llvm.so: compiled for the CPU {host_cpu()}, "
                                          f"whose {unknown} this CPU"):  # (LLVM's neither)
         load_library(str(tmp_path / "newer_llvm.so"))
+
+
+def test_the_cpp_runner_keeps_the_weights_in_huge_pages(tmp_path, cache, cpp_runner):
+    """tools/cpp/run_library advises a library's arrays into huge pages as
+    ``load_library`` does: its process (a fresh one, so its huge pages are the library's)
+    holds at least half of the 16 MB of weights in them, which in Linux's 'madvise'
+    mode only the advice gives (TVM's own load: less than 2 MB, the test above), and its
+    logits are the library's."""
+    huge_pages_mode()
+    network = wide_network()
+    compiled = compile_symbol(network.symbol, network.params, (1, 3, 16, 16), cache=cache,
+                              budget=1)
+    library = compiled.export(str(tmp_path / "net.so"))
+    x = image(16)
+    x.tofile(tmp_path / "x.f32")
+    done = cpp_runner(library, tmp_path / "x.f32", tmp_path / "y.f32")
+    assert done.returncode == 0, done.stderr
+    advised, held = (float(v) for v in re.fullmatch(
+        r"huge pages: (\S+) MB of arrays advised, the process has (\S+) MB in them",
+        done.stdout.splitlines()[1]).groups())
+    assert advised >= 16 and held >= 8, done.stdout
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "y.f32", np.float32).reshape(1, -1),
+                                  compiled.run(x))
 
 
 def test_the_cpp_runner_reads_this_cpus_extensions_as_linux_lists_them(cpp_runner):

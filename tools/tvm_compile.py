@@ -21,11 +21,11 @@ slowest compiled kernels of a call (median time, share, calls, multiply-adds cou
 directly and the rate they imply, and the same calls' time with the kernel run alone
 on its own arrays: where the network's time exceeds it, the kernel waits for data
 that its predecessors left in L3 or memory) and the total; on more than one thread
-also each kernel alone on one thread and its scaling alone (the small Winograd
-layers of Oct-ResNet-50 scale by 1.0-1.4 alone on 2 threads here, the direct
-convolutions by about 1.8). On more than one thread a profile varies from process to process far more than whole calls do (Oct-MobileNet v1
-0.75 on 2 threads: totals of 2.5-3.2 ms, whole calls 2.56-2.68), so compare kernels
-within one profile. ``--requests N`` times the library serving N request threads at
+also each kernel alone on one thread and its scaling alone (the small Winograd layers
+of Oct-ResNet-50 scale by 1.0-1.4 alone on 2 threads here, the direct convolutions by
+about 1.8). On more than one thread a profile varies from process to process far more
+than whole calls do (Oct-MobileNet v1 0.75 on 2 threads: totals of 2.5-3.2 ms, whole
+calls 2.56-2.68), so compare kernels within one profile. ``--requests N`` times the library serving N request threads at
 once, each on ``--threads`` threads (a thread calling a library runs a VM of its own),
 against one request thread making as many calls: images/s of each, --runs rounds, and
 the gain with its 95 % interval; every output is checked against one call's alone.

@@ -16,7 +16,8 @@ in the same process keep the pages they were given. (Telling the load's memory a
 by the address ranges the load added to the process missed weights that ``malloc`` put
 in space freed before, as in a process that had just compiled the network.) It is a
 hint: where the kernel or its settings refuse (transparent huge pages set to ``never``,
-no 2 MB page free, another OS) the library runs as before.
+no 2 MB page free, another OS) the library runs as before. ``tools/cpp/run_library``
+advises a library it loads the same way, from C++.
 
 Measured (Intel Xeon, 1 thread, libraries loaded both ways and timed side by side by
 TVM alone; results/NOTES.md, stop 51): Oct-ResNet-50 alpha .75 0.89-0.96 x the time,
