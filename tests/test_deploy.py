@@ -27,6 +27,7 @@ from octconv.deploy import algorithms, hugepages
 from octconv.deploy import compile as compile_module
 from octconv.deploy import kernels as K
 from octconv.deploy.algorithms import POLICY as ALGORITHMS
+from octconv.deploy import winograd as winograd_module
 from octconv.deploy.winograd import Winograd, transform_weight
 from octconv.deploy.libraries import LibraryCache
 from octconv.deploy.lower import Tensor, UnsupportedGraph, lower
@@ -215,6 +216,14 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, bat
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 
+# Winograd layers of few weights (in bands), in the candidates' test and step by step
+SMALL_WINOGRAD = [
+    Winograd((2, 2, 9, 7, 16), 1, 16, 1, 2, K.Epilogue((("bias",), ("act", "relu")))),
+    Winograd((1, 1, 10, 10, 16), 2, 16, 1, 4,
+             K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2", 0)))),
+    Winograd((1, 2, 8, 8, 16), 4, 16, 1, 4, K.Epilogue((("bias",),)))]
+
+
 @pytest.mark.parametrize("kernel", [
     K.Conv((1, 2, 14, 14, 16), 2, 16, 2, 1, 1, 1, 0, K.Epilogue((("bias",), ("act", "relu")))),
     K.Conv((1, 4, 14, 14, 16), 3, 16, 4, 1, 1, 1, 0,
@@ -237,10 +246,7 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, bat
     K.Pool((1, 2, 9, 9, 16), "max", 3, 2, 1, False),
     K.Pool((1, 1, 8, 8, 16), "avg", 3, 1, 1, False),
     K.Pool((1, 1, 9, 9, 8), "avg", 2, 2, 0, True),
-    Winograd((2, 2, 9, 7, 16), 1, 16, 1, 2, K.Epilogue((("bias",), ("act", "relu")))),
-    Winograd((1, 1, 10, 10, 16), 2, 16, 1, 4,
-             K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2", 0)))),
-    Winograd((1, 2, 8, 8, 16), 4, 16, 1, 4, K.Epilogue((("bias",),))),
+    *SMALL_WINOGRAD,
 ], ids=["conv1x1", "conv1x1-wide-blocked", "conv1x1-7px-batch2-up2", "grouped-1x1-7px",
         "conv3x3-strided-blocked", "conv3x3-8lane-batch2",
         "grouped-strided", "conv3x3-up2", "depthwise", "depthwise-batch2",
@@ -343,7 +349,7 @@ BIAS = K.Epilogue((("bias",),))
      lambda row: (row[0] // 2, row[1] // 4), lambda unit: unit[1] == 0),
     (K.Conv((1, 2, 14, 14, 8), 2, 16, 4, 1, 3, 1, 1, BIAS), K.ConvTile(1, 7, 2, 2),
      lambda row: (row[0] // 2, row[1] // 2), lambda unit: unit[1] == 0),
-    (Winograd((1, 4, 7, 7, 16), 4, 16, 1, 2, BIAS), (4, 4, 2),
+    (Winograd((1, 12, 7, 7, 16), 12, 16, 1, 2, BIAS), (4, 4, 2),  # (2.4 MB: step by step)
      lambda row: (row[0], row[1], row[2] // 4, row[3] // 2), lambda unit: unit[3] == 0),
 ], ids=["1x1-blocks", "3x3-blocks", "1x1-passes-bands-first", "3x3-passes-8-lanes",
         "winograd-passes"])
@@ -424,6 +430,40 @@ def test_an_average_is_divided_in_the_loop_that_sums_it(kernel):
     1.5-2 x the time)."""
     for tile in kernel.tiles(16):
         assert scheduled_func(kernel, tile).script().count("T.parallel(") == 1
+
+
+def test_winograd_in_bands_is_one_parallel_loop_of_whole_register_tiles(monkeypatch):
+    """A Winograd layer with few weights runs in bands of tile rows, one parallel loop
+    (a thread hands no transformed tiles or products to another), first in register
+    tiles of whole divisors of a band's pixel tiles where 4 or more fit; with more
+    weights than ``BANDED_WEIGHT_BYTES`` each step is a parallel loop of its own (the
+    padded copy, the input transform, the products, the output transform), and step by
+    step the small layers compute what their unscheduled computation does too."""
+    big = Winograd((1, 12, 7, 7, 16), 12, 16, 1, 2, K.Epilogue((("bias",),)))
+    assert not big.banded and 4 * int(np.prod(big.weight_shape)) > (1 << 20)
+    assert scheduled_func(big, big.tiles(16)[0]).script().count("T.parallel(") == 4
+    sevens = Winograd((1, 2, 14, 14, 16), 2, 16, 1, 2, K.Epilogue((("bias",),)))
+    assert sevens.band_tiles() == 7  # (7 x 7 tiles, 7 bands of a row)
+    assert [tile.pixel_tiles for tile in sevens.tiles(16)[:4]] == [7] * 4
+    assert sevens.tiles(8)[0].pixel_tiles == 4  # (AVX2: 7 tiles x 2 vectors exceed 12)
+    for kernel in SMALL_WINOGRAD + [sevens]:
+        assert kernel.banded
+        n, rows, cols = kernel.out_shape[0], -(-kernel.out_shape[2] // kernel.m), \
+            -(-kernel.out_shape[3] // kernel.m)
+        band = kernel.band_tiles()
+        assert rows * cols % band == 0 and band % cols == 0  # whole tile rows
+        for lanes in (8, 16):
+            for tile in kernel.tiles(lanes)[:2]:
+                script = scheduled_func(kernel, tile).script()
+                assert script.count("T.parallel(") == 1, tile
+                assert re.search(rf"T\.parallel\({n * rows * cols // band}\)", script), tile
+    monkeypatch.setattr(winograd_module, "BANDED_WEIGHT_BYTES", 0)
+    target = make_target()
+    for kernel in SMALL_WINOGRAD + [sevens]:
+        assert not kernel.banded
+        if runs_here(target):
+            _assert_tiles_compute_the_same(kernel, kernel.tiles(vector_lanes(target))[:4],
+                                           target)
 
 
 @pytest.mark.parametrize("m, size", [(2, 7), (2, 10), (4, 14), (4, 17)])

@@ -13,6 +13,14 @@ about 1e-6 and 1e-5 of the output scale per layer.
 Layouts: input and output NCHW[cb]c as every kernel here; transformed weights
 (a, a, OB, IB, ib, ob). The products prefetch the next pass's weights as they compute
 (:meth:`Winograd._prefetch_next_pass`).
+
+Two schedules (:attr:`Winograd.banded`). A layer whose transformed weights fit half a
+core's L2 cache runs in bands of output tile rows, one parallel loop: each band
+transforms its input tiles, multiplies them by all the weights and transforms its
+output, so that a thread hands nothing to another and the transformed tiles stay in its
+cache. A layer with more weights runs each step over the whole map in a parallel loop
+of its own, the products split by transformed position and output blocks, so that each
+thread reads its share of the weights once.
 """
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -21,7 +29,7 @@ import numpy as np
 from tvm import te, tirx
 
 from octconv.deploy.kernels import F32, Epilogue, Kernel, _pad, _parallel, _schedule_padding, \
-    _volume, _with_epilogue, prefetch_ahead, row_parts, weight_buffer
+    _volume, _with_epilogue, part_count, prefetch_ahead, row_parts, weight_buffer
 
 __all__ = ["Winograd", "transform_weight", "output_tile", "worthwhile", "RULE"]
 
@@ -50,6 +58,11 @@ def output_tile(size):
 
 RULE = ("3x3 stride-1 convolutions by Winograd: F(4x4, 3x3) on maps of >= 14 px with >= 16 "
         "channels, F(2x2, 3x3) on 7-13 px maps with >= 32; the rest direct")
+
+
+# transformed weights up to this size run in bands (:attr:`Winograd.banded`): half of a
+# 2 MB L2 cache, read again by each band
+BANDED_WEIGHT_BYTES = 1 << 20
 
 
 def worthwhile(size, in_channels, out_channels):
@@ -141,20 +154,56 @@ class Winograd(Kernel):
         """The direct convolution's multiply-adds (Winograd's own are fewer)."""
         return _volume(self.out_shape) * self.data[1] * self.data[4] * 9
 
+    @property
+    def _tile_grid(self):
+        """(images, rows, columns) of output tiles."""
+        n, _, oh, ow, _ = self.out_shape
+        return n, -(-oh // self.m), -(-ow // self.m)
+
+    @property
+    def banded(self):
+        """Whether the layer runs in bands of output tile rows, one parallel loop
+        (:meth:`_schedule_banded`), not step by step over the whole map: where its
+        transformed weights, read again by each band, take at most
+        :data:`BANDED_WEIGHT_BYTES`. Run step by step, a thread's products read the
+        transformed tiles that both threads made, and the output transform the products
+        of both, passed between cores at every step: on 2 threads (an Intel Xeon) the
+        layers of 16-192 channels of Oct-ResNet-50 alpha .75 took 0.66-0.90 x their time
+        on one thread step by step, 0.58-0.62 x in bands, and on one thread 0.82-1.05 x
+        the time in bands as step by step; whole networks within the noise
+        (results/NOTES.md, stop 52)."""
+        return 4 * _volume(self.weight_shape) <= BANDED_WEIGHT_BYTES
+
+    def band_tiles(self):
+        """The output tiles of one band of :meth:`_schedule_banded` (whole tile rows of
+        an image, :func:`~octconv.deploy.kernels.row_parts` of them)."""
+        _, rows, cols = self._tile_grid
+        return rows // part_count(rows) * cols
+
     def tiles(self, lanes):
         """Tiles (pixel tiles, output blocks, input blocks per pass), best-guess first:
         register tiles of pixel tiles x output blocks whose accumulators fit the vector
-        registers (24 of 32 zmm with AVX-512, 12 of 16 ymm with AVX2), 4 x 4 and 4 x 1
-        first (among the fastest on the layers of ResNet-50 on an AVX-512 Zen 4; the
-        wider tiles are for CPUs with two full-width FMA units), each with the two most
-        even input-channel passes."""
+        registers (24 of 32 zmm with AVX-512, 12 of 16 ymm with AVX2), each with the two
+        most even input-channel passes. Step by step, 4 x 4 and 4 x 1 first (among the
+        fastest on the layers of ResNet-50 on an AVX-512 Zen 4; the wider tiles are for
+        CPUs with two full-width FMA units); in bands, tiles of 4 or more pixel tiles
+        that divide a band's first, the most accumulators first (a band of 7 tiles in
+        tiles of 4 computes 8, the last under a condition: on one thread 1.1-1.5 x the
+        time of tiles of 7), then the others."""
         vectors = max(1, self.out_block // lanes)
         budget = 24 if lanes == 16 else 12
         icb = self.data[1]
         blocked = [d for d in (2, 4, 1) if icb % d == 0]
+        shapes = [(4, 4), (4, 1), (4, 2), (8, 2), (2, 2), (6, 1), (3, 2), (8, 1), (2, 1),
+                  (1, 1)]
+        if self.banded:
+            band = self.band_tiles()
+            whole = sorted(((rp, ot) for rp in range(4, band + 1) if band % rp == 0
+                            for ot in range(1, self.out_blocks + 1)),
+                           key=lambda shape: (-shape[0] * shape[1], -shape[0]))
+            shapes = whole + [shape for shape in shapes if shape not in whole]
         found = []
-        for rp, ot in ((4, 4), (4, 1), (4, 2), (8, 2), (2, 2), (6, 1), (3, 2), (8, 1),
-                       (2, 1), (1, 1)):
+        for rp, ot in shapes:
             if rp * ot * vectors <= budget and self.out_blocks % ot == 0:
                 found += [WinogradTile(rp, ot, icin) for icin in blocked[:2]]
         return found
@@ -233,24 +282,17 @@ class Winograd(Kernel):
                 tirx.min(first_in + channel // ib, self.data[1] - 1), channel % ib)
 
     def schedule(self, sch, tile):
+        if self.banded:
+            self._schedule_banded(sch, tile)
+        else:
+            self._schedule_steps(sch, tile)
+
+    def _schedule_products(self, sch, loops, tile):
+        """Register-tile the products ``loops`` (e, u, oc, p, o, icb, ic) like a 1x1
+        convolution, prefetching the next pass's weights; returns the loop over passes
+        (the reduction's outer loop)."""
         rp, ot, icin = tile
-        m = self.m
-        # input transform: one a x a x lanes tile per (input block, pixel tile)
-        cols = sch.get_sblock("bt_cols")
-        e, u, c, p, i = sch.get_loops(cols)
-        part, p = row_parts(sch, p)
-        sch.reorder(part, c, p, e, u, i)
-        rows = sch.get_sblock("bt_rows")
-        sch.compute_at(rows, p)
-        for block in (rows, cols):
-            loops = sch.get_loops(block)
-            sch.vectorize(loops[-1])
-            for loop in loops[3:-1]:
-                sch.unroll(loop)
-        _parallel(sch, part, c)
-        # the a x a matrix products, register-tiled like a 1x1 convolution
-        gemm = sch.get_sblock("gemm")
-        e, u, oc, p, o, icb, ic = sch.get_loops(gemm)
+        e, u, oc, p, o, icb, ic = loops
         oco, oci = sch.split(oc, [None, ot])
         po, pi = sch.split(p, [None, rp])
         icbo, icbi = sch.split(icb, [None, icin])
@@ -259,9 +301,12 @@ class Winograd(Kernel):
         sch.unroll(oci)
         sch.unroll(pi)
         self._prefetch_next_pass(sch, (e, u, oco, icbo), po, tile)
-        _parallel(sch, e, u, oco)
-        sch.decompose_reduction(gemm, icbo)
-        # output transform and epilogue per m x m output tile
+        return e, u, oco, icbo
+
+    def _schedule_output_transform(self, sch):
+        """The output transform and epilogue per m x m output tile, in bands of tile
+        rows; returns the loops (images, bands, output blocks) outside the tiles."""
+        m = self.m
         epilogue = sch.get_sblock("epilogue")
         n, oc, y, x, o = sch.get_loops(epilogue)
         yo, yi = sch.split(y, [None, m])
@@ -275,5 +320,53 @@ class Winograd(Kernel):
             sch.vectorize(loops[-1])
             for loop in loops[5:-1]:
                 sch.unroll(loop)
-        _parallel(sch, n, part, oc)
+        return n, part, oc
+
+    def _schedule_input_transform(self, sch, outer):
+        """The input transform, one a x a x lanes tile per (input block, pixel tile),
+        its loops under the ``outer`` ones; returns its loops (input blocks, pixel
+        tiles)."""
+        cols = sch.get_sblock("bt_cols")
+        e, u, c, p, i = sch.get_loops(cols)[outer:]
+        sch.reorder(c, p, e, u, i)
+        rows = sch.get_sblock("bt_rows")
+        sch.compute_at(rows, p)
+        for block in (rows, cols):
+            loops = sch.get_loops(block)
+            sch.vectorize(loops[-1])
+            for loop in loops[outer + 2:-1]:
+                sch.unroll(loop)
+        return c, p
+
+    def _schedule_banded(self, sch, tile):
+        """One parallel loop over bands of output tile rows (images x :func:`row_parts`
+        of their tile rows); in each, the input transform of the band's tiles (reading
+        the input's rows, their zero padding computed in place), the products of all
+        transformed positions and output blocks, then the output transform and
+        epilogue."""
+        n, part, _ = self._schedule_output_transform(sch)
+        gemm = sch.get_sblock("gemm")
+        sch.compute_at(gemm, part, preserve_unit_loops=True)
+        icbo = self._schedule_products(sch, sch.get_loops(gemm)[2:], tile)[3]
+        sch.compute_at(sch.get_sblock("bt_cols"), part, preserve_unit_loops=True)
+        self._schedule_input_transform(sch, 2)
+        sch.compute_inline(sch.get_sblock("pad"))
+        _parallel(sch, n, part)
+        sch.decompose_reduction(gemm, icbo)
+
+    def _schedule_steps(self, sch, tile):
+        """Each step over the whole map in a parallel loop of its own: the padded copy
+        of the input, the input transform (bands of pixel tiles x input blocks), the
+        products (transformed positions x output blocks), the output transform and
+        epilogue (bands of tile rows x output blocks)."""
+        e, u, c, p, i = sch.get_loops(sch.get_sblock("bt_cols"))
+        part, p = row_parts(sch, p)
+        sch.reorder(part, e, u, c, p, i)
+        c, _ = self._schedule_input_transform(sch, 1)
+        _parallel(sch, part, c)
+        gemm = sch.get_sblock("gemm")
+        e, u, oco, icbo = self._schedule_products(sch, sch.get_loops(gemm), tile)
+        _parallel(sch, e, u, oco)
+        sch.decompose_reduction(gemm, icbo)
+        _parallel(sch, *self._schedule_output_transform(sch))
         _schedule_padding(sch)
