@@ -446,7 +446,12 @@ def test_winograd_in_bands_is_one_parallel_loop_of_whole_register_tiles(monkeypa
     assert sevens.band_tiles() == 7  # (7 x 7 tiles, 7 bands of a row)
     assert [tile.pixel_tiles for tile in sevens.tiles(16)[:4]] == [7] * 4
     assert sevens.tiles(8)[0].pixel_tiles == 4  # (AVX2: 7 tiles x 2 vectors exceed 12)
-    for kernel in SMALL_WINOGRAD + [sevens]:
+    unpadded = Winograd((1, 1, 10, 10, 16), 1, 16, 0, 4, K.Epilogue((("bias",),)))
+    target = make_target()
+    if runs_here(target):  # (8 x 8 outputs in 4 x 4 tiles: nothing to pad)
+        _assert_tiles_compute_the_same(unpadded, unpadded.tiles(vector_lanes(target))[:2],
+                                       target)
+    for kernel in SMALL_WINOGRAD + [sevens, unpadded]:
         assert kernel.banded
         n, rows, cols = kernel.out_shape[0], -(-kernel.out_shape[2] // kernel.m), \
             -(-kernel.out_shape[3] // kernel.m)
@@ -458,7 +463,6 @@ def test_winograd_in_bands_is_one_parallel_loop_of_whole_register_tiles(monkeypa
                 assert script.count("T.parallel(") == 1, tile
                 assert re.search(rf"T\.parallel\({n * rows * cols // band}\)", script), tile
     monkeypatch.setattr(winograd_module, "BANDED_WEIGHT_BYTES", 0)
-    target = make_target()
     for kernel in SMALL_WINOGRAD + [sevens]:
         assert not kernel.banded
         if runs_here(target):

@@ -28,8 +28,9 @@ from typing import NamedTuple
 import numpy as np
 from tvm import te, tirx
 
-from octconv.deploy.kernels import F32, Epilogue, Kernel, _pad, _parallel, _schedule_padding, \
-    _volume, _with_epilogue, part_count, prefetch_ahead, row_parts, weight_buffer
+from octconv.deploy.kernels import F32, Epilogue, Kernel, _pad, _padding_block, _parallel, \
+    _schedule_padding, _volume, _with_epilogue, part_count, prefetch_ahead, row_parts, \
+    weight_buffer
 
 __all__ = ["Winograd", "transform_weight", "output_tile", "worthwhile", "RULE"]
 
@@ -155,12 +156,6 @@ class Winograd(Kernel):
         return _volume(self.out_shape) * self.data[1] * self.data[4] * 9
 
     @property
-    def _tile_grid(self):
-        """(images, rows, columns) of output tiles."""
-        n, _, oh, ow, _ = self.out_shape
-        return n, -(-oh // self.m), -(-ow // self.m)
-
-    @property
     def banded(self):
         """Whether the layer runs in bands of output tile rows, one parallel loop
         (:meth:`_schedule_banded`), not step by step over the whole map: where its
@@ -177,7 +172,8 @@ class Winograd(Kernel):
     def band_tiles(self):
         """The output tiles of one band of :meth:`_schedule_banded` (whole tile rows of
         an image, :func:`~octconv.deploy.kernels.row_parts` of them)."""
-        _, rows, cols = self._tile_grid
+        _, _, height, width, _ = self.out_shape
+        rows, cols = -(-height // self.m), -(-width // self.m)
         return rows // part_count(rows) * cols
 
     def tiles(self, lanes):
@@ -289,8 +285,8 @@ class Winograd(Kernel):
 
     def _schedule_products(self, sch, loops, tile):
         """Register-tile the products ``loops`` (e, u, oc, p, o, icb, ic) like a 1x1
-        convolution, prefetching the next pass's weights; returns the loop over passes
-        (the reduction's outer loop)."""
+        convolution, prefetching the next pass's weights; returns the loops outside the
+        pixel tiles: (e, u, groups of output blocks, passes over input blocks)."""
         rp, ot, icin = tile
         e, u, oc, p, o, icb, ic = loops
         oco, oci = sch.split(oc, [None, ot])
@@ -350,7 +346,9 @@ class Winograd(Kernel):
         icbo = self._schedule_products(sch, sch.get_loops(gemm)[2:], tile)[3]
         sch.compute_at(sch.get_sblock("bt_cols"), part, preserve_unit_loops=True)
         self._schedule_input_transform(sch, 2)
-        sch.compute_inline(sch.get_sblock("pad"))
+        pad = _padding_block(sch)
+        if pad is not None:  # (none where the input needs no padding)
+            sch.compute_inline(pad)
         _parallel(sch, n, part)
         sch.decompose_reduction(gemm, icbo)
 
