@@ -184,7 +184,7 @@ class Winograd(Kernel):
         fastest on the layers of ResNet-50 on an AVX-512 Zen 4; the wider tiles are for
         CPUs with two full-width FMA units); in bands, tiles of 4 or more pixel tiles
         that divide a band's first, the most accumulators first (a band of 7 tiles in
-        tiles of 4 computes 8, the last under a condition: on one thread 1.1-1.5 x the
+        tiles of 4 computes 8, the last under a condition: on one thread 1.0-1.6 x the
         time of tiles of 7), then the others."""
         vectors = max(1, self.out_block // lanes)
         budget = 24 if lanes == 16 else 12
