@@ -21,14 +21,15 @@ slowest compiled kernels of a call (median time, share, calls, multiply-adds cou
 directly and the rate they imply, and the same calls' time with the kernel run alone
 on its own arrays: where the network's time exceeds it, the kernel waits for data
 that its predecessors left in L3 or memory) and the total; on more than one thread
-also each kernel alone on one thread and its scaling alone (the small Winograd layers
-of Oct-ResNet-50 scale by 1.0-1.4 alone on 2 threads here, the direct convolutions by
-about 1.8). On more than one thread a profile varies from process to process far more
-than whole calls do (Oct-MobileNet v1 0.75 on 2 threads: totals of 2.5-3.2 ms, whole
-calls 2.56-2.68), so compare kernels within one profile. ``--requests N`` times the library serving N request threads at
-once, each on ``--threads`` threads (a thread calling a library runs a VM of its own),
-against one request thread making as many calls: images/s of each, --runs rounds, and
-the gain with its 95 % interval; every output is checked against one call's alone.
+also each kernel alone on one thread and its scaling alone (a kernel that scales alone
+but not inside the network waits there for what another core wrote). On more than one
+thread a profile varies from process to process far more than whole calls do
+(Oct-MobileNet v1 0.75 on 2 threads: totals of 2.5-3.2 ms, whole calls 2.56-2.68), so
+compare kernels within one profile. ``--requests N`` times the library serving N
+request threads at once, each on ``--threads`` threads (a thread calling a library
+runs a VM of its own), against one request thread making as many calls: images/s of
+each, --runs rounds, and the gain with its 95 % interval; every output is checked
+against one call's alone.
 On more than one thread ``--time`` also times, in the same rounds, TVM's library on
 one thread and the machine's scaling check on one thread and on all of them (a
 compute-bound convolution whose threads share no data: how far the machine let a
@@ -226,8 +227,7 @@ def print_profile(compiled, shape, runs, top):
               f"{r['alone_ms']:8.3f}" + scaling(r.get("alone_1_thread_ms"), r["alone_ms"]))
     print(f"  {'total':14s} {sum(r['calls'] for r in rows):5d} {total_ms:8.3f} "
           f"{100.0:5.1f}% {total_macs / 1e6:11.1f} {'':6s} {total_alone:8.3f}"
-          + (scaling(sum(r["alone_1_thread_ms"] for r in rows), total_alone)
-             if threaded else ""))
+          + scaling(sum(r.get("alone_1_thread_ms", 0) for r in rows), total_alone))
     return rows
 
 

@@ -267,7 +267,7 @@ uint64_t advise_weights(ffi::Function load, const ffi::Tensor& x) {
 }
 
 // The process's anonymous memory in huge pages, in MB (Linux's AnonHugePages); -1
-// where Linux does not say
+// where Linux does not say (then left out of what is printed)
 long huge_pages_mb() {
   std::ifstream rollup("/proc/self/smaps_rollup");
   std::string line;
@@ -354,8 +354,10 @@ int run(int argc, char** argv) {
   std::printf("%s: input %s float32, compiled for %s, %d thread(s)\n", library.c_str(),
               dims(shape).c_str(), cpu.c_str(), threads);
   uint64_t advised = advise_weights(*load, x);
-  std::printf("huge pages: %.1f MB of arrays advised, the process has %ld MB in them\n",
-              static_cast<double>(advised) / (1 << 20), huge_pages_mb());
+  long held = huge_pages_mb();
+  std::printf("huge pages: %.1f MB of arrays advised", static_cast<double>(advised) / (1 << 20));
+  if (held >= 0) std::printf(", the process has %ld MB in them", held);
+  std::printf("\n");
 
   ffi::Tensor logits = main_function(x).cast<ffi::Tensor>();
   std::vector<double> ms;
