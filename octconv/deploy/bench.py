@@ -440,8 +440,8 @@ def time_serving(run, x, requests, rounds, calls=None):
     two-fold within a run and the gains of four runs were 1.05-1.89 (Oct-MobileNet v1
     0.75 here); with phases of about 0.2 s, 1.78-1.94. ``{"requests", "calls", "one":
     [images/s per round], "many": [...], "gain": the median of many over that of one,
-    "interval": its 95 % interval (:func:`ratio_interval`)}``. Every output is checked against one call's alone: a
-    RuntimeError says how many differ."""
+    "interval": its 95 % interval (:func:`ratio_interval`)}``. Every output is checked
+    against one call's alone: a RuntimeError says how many differ."""
     if requests < 2:
         raise ValueError(f"serving is timed for 2 or more request threads, got {requests}")
     want = run(x)
