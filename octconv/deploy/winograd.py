@@ -318,21 +318,16 @@ class Winograd(Kernel):
                 sch.unroll(loop)
         return n, part, oc
 
-    def _schedule_input_transform(self, sch, outer):
-        """The input transform, one a x a x lanes tile per (input block, pixel tile),
-        its loops under the ``outer`` ones; returns its loops (input blocks, pixel
-        tiles)."""
-        cols = sch.get_sblock("bt_cols")
-        e, u, c, p, i = sch.get_loops(cols)[outer:]
-        sch.reorder(c, p, e, u, i)
-        rows = sch.get_sblock("bt_rows")
-        sch.compute_at(rows, p)
-        for block in (rows, cols):
-            loops = sch.get_loops(block)
+    def _schedule_input_transform(self, sch, outer, p):
+        """The input transform, one a x a x lanes tile per (input block, pixel tile
+        ``p``), its loops ordered (input block, pixel tile, e, u, lane) under ``outer``
+        others."""
+        sch.compute_at(sch.get_sblock("bt_rows"), p)
+        for block in ("bt_rows", "bt_cols"):
+            loops = sch.get_loops(sch.get_sblock(block))
             sch.vectorize(loops[-1])
             for loop in loops[outer + 2:-1]:
                 sch.unroll(loop)
-        return c, p
 
     def _schedule_banded(self, sch, tile):
         """One parallel loop over bands of output tile rows (images x :func:`row_parts`
@@ -344,8 +339,11 @@ class Winograd(Kernel):
         gemm = sch.get_sblock("gemm")
         sch.compute_at(gemm, part, preserve_unit_loops=True)
         icbo = self._schedule_products(sch, sch.get_loops(gemm)[2:], tile)[3]
-        sch.compute_at(sch.get_sblock("bt_cols"), part, preserve_unit_loops=True)
-        self._schedule_input_transform(sch, 2)
+        cols = sch.get_sblock("bt_cols")
+        sch.compute_at(cols, part, preserve_unit_loops=True)
+        e, u, c, p, i = sch.get_loops(cols)[2:]
+        sch.reorder(c, p, e, u, i)
+        self._schedule_input_transform(sch, 2, p)
         pad = _padding_block(sch)
         if pad is not None:  # (none where the input needs no padding)
             sch.compute_inline(pad)
@@ -359,8 +357,8 @@ class Winograd(Kernel):
         epilogue (bands of tile rows x output blocks)."""
         e, u, c, p, i = sch.get_loops(sch.get_sblock("bt_cols"))
         part, p = row_parts(sch, p)
-        sch.reorder(part, e, u, c, p, i)
-        c, _ = self._schedule_input_transform(sch, 1)
+        sch.reorder(part, c, p, e, u, i)
+        self._schedule_input_transform(sch, 1, p)
         _parallel(sch, part, c)
         gemm = sch.get_sblock("gemm")
         e, u, oco, icbo = self._schedule_products(sch, sch.get_loops(gemm), tile)
