@@ -27,6 +27,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=["octconv", "octconv.deploy", "octconv.symbol", "octconv.gluon"],
     package_dir={"octconv": "octconv", "octconv.symbol": "symbol", "octconv.gluon": "gluon"},
+    package_data={"octconv.deploy": ["hugepages.c"]},  # linked into every compiled library
     # The core (both APIs, the zoo, counting) needs three packages; the rest is by use.
     install_requires=[
         "numpy==1.23.5",                  # mxnet 1.9.1 uses aliases removed in numpy 1.24

@@ -13,7 +13,8 @@ weight packing) to the channel-blocked kernels of :mod:`octconv.deploy.kernels` 
 :mod:`octconv.deploy.algorithms`), each scheduled with a tile chosen per workload by
 :mod:`octconv.deploy.tuning` (cached on disk), and compiled by TVM into one Relax VM
 library (:mod:`octconv.deploy.compile`, cached by :mod:`octconv.deploy.libraries`),
-whose weights are put in huge pages when it is loaded (:mod:`octconv.deploy.hugepages`).
+which puts its weights in huge pages at its first call, however it is loaded
+(:mod:`octconv.deploy.hugepages`).
 :mod:`octconv.deploy.bench` times it against MXNet (oneDNN), ONNX Runtime and OpenVINO.
 """
 try:

@@ -23,7 +23,8 @@ from tvm.relax.vm_build import _filter_tir, _vmcodegen, _vmlink
 
 from octconv.deploy import builders
 from octconv.deploy.algorithms import AlgorithmChoice
-from octconv.deploy.hugepages import advise_weights
+from octconv.deploy.hugepages import (ADVISE, advice_object, advise_function, advise_now,
+                                      source_digest)
 from octconv.deploy.kernels import vectorize_inner
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import PER_IMAGE_BYTES, Tensor, lower
@@ -41,8 +42,9 @@ __all__ = ["CompiledNetwork", "compile_symbol", "load_library"]
 # cached library's key beside the kernels' schedule version): 2, the per-image slices
 # and the stacking scheduled; 3, the kernels built in build processes and linked; 4,
 # functions giving the input shape and the CPU compiled for; 5, a function listing the
-# instruction set extensions compiled for (a runtime without LLVM checks them)
-ASSEMBLY = 5
+# instruction set extensions compiled for (a runtime without LLVM checks them); 6, the
+# library advises its weights into huge pages itself (:mod:`octconv.deploy.hugepages`)
+ASSEMBLY = 6
 # the library's functions giving the input shape, the LLVM CPU it was compiled for and
 # that CPU's instruction set extensions (LLVM's names, comma-separated)
 INPUT_SHAPE, CPU, EXTENSIONS = "input_shape", "cpu", "extensions"
@@ -220,7 +222,7 @@ def load_library(path, threads=1):
     except ValueError as error:  # made for another CPU
         raise ValueError(f"{path}: {error}") from None
     if runner.input_shape is not None:  # (a library made before libraries gave it: not)
-        advise_weights(runner.module, runner.input_shape)
+        advise_now(runner.module, runner.input_shape)
     return runner
 
 
@@ -259,12 +261,17 @@ def _relax_module(program, tiles, target):
     """The Relax module calling ``program``'s kernels scheduled with ``tiles``: its
     first ``per_image`` calls once per image, on the image's slice of the input; the
     later calls on the whole batch, with the per-image results they read concatenated;
-    beside ``main``, functions giving the input shape, the LLVM CPU name of ``target``
-    and the instruction set extensions its code may use."""
+    ``main`` first passes every weight to :data:`~octconv.deploy.hugepages.ADVISE`,
+    which advises them into huge pages on the first call; beside ``main``, functions
+    giving the input shape, the LLVM CPU name of ``target`` and the instruction set
+    extensions its code may use."""
     bb = relax.BlockBuilder()
     data = relax.Var("data", relax.TensorType(program.input_shape, "float32"))
     names = function_names(program)
-    funcs, constants = {}, {}
+    weights = {id(a): a for call in program.calls for a in call.args
+               if not isinstance(a, (str, Tensor))}  # (one constant for all images)
+    constants = {key: relax.const(a) for key, a in weights.items()}
+    funcs = {}
 
     def emit(call, values, image):
         """Emit ``call`` on ``image`` (its input), appending its result to ``values``."""
@@ -279,9 +286,7 @@ def _relax_module(program, tiles, target):
                 args.append(image)
             elif isinstance(a, Tensor):
                 args.append(values[a.index])
-            else:  # weights: one constant for all images
-                if id(a) not in constants:
-                    constants[id(a)] = relax.const(a)
+            else:
                 args.append(constants[id(a)])
         values.append(bb.emit(relax.call_tir(
             funcs[key], args, relax.TensorType(call.out_shape, "float32"))))
@@ -290,6 +295,10 @@ def _relax_module(program, tiles, target):
     read_later = {a.index for call in program.calls[count:] for a in call.args
                   if isinstance(a, Tensor)} | {len(program.calls) - 1}  # (the logits)
     with bb.function("main", [data]):
+        if weights:  # an impure call, before the dataflow block (which drops unused values)
+            bb.add_func(advise_function(list(weights.values())), ADVISE)
+            bb.emit(relax.Call(relax.ExternFunc(ADVISE), list(constants.values()),
+                               ty_args=[relax.ObjectType()]))
         with bb.dataflow():
             images = []
             for i in range(program.input_shape[0] if count else 0):
@@ -373,7 +382,8 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     tiles = {k.key(): choose_tile(k, target, lanes, cache, budget) for k in kernels}
     cache.save()
     tuned = time.perf_counter()
-    digest = program_digest(program, tiles, describe(target), (SCHEDULE_VERSION, ASSEMBLY))
+    digest = program_digest(program, tiles, describe(target),
+                            (SCHEDULE_VERSION, ASSEMBLY, source_digest()))
     module = libraries.load(digest)
     built = module is None
     if built:
@@ -384,7 +394,7 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
             raise RuntimeError(f"the library just built, {libraries.path(digest)}, does not "
                                "load")
     if runs_here(target):  # (a library for another CPU is not called here)
-        advise_weights(module, input_shape)
+        advise_now(module, input_shape)
     done = time.perf_counter()
     stats = dict(kernels=len(kernels), calls=len(program.calls), per_image=program.per_image,
                  searches=cache.searches - searches_before,
@@ -399,7 +409,8 @@ def _write_library(module, target, path):
     its kernels in the build processes, one part per core (:func:`builders.parts
     <octconv.deploy.builders.parts>`), each part into an object file linked into the
     library beside the VM's bytecode and constants made here (Oct-ResNet-50 alpha .5's
-    library in 11.7 s instead of 15-16 on 2 cores). If a build process fails, every
+    library in 11.7 s instead of 15-16 on 2 cores), with ``hugepages.c`` (the weights'
+    advice). If a build process fails, every
     kernel is built here, with a warning. The steps are those of ``tvm.compile`` for a
     Relax module with its default pipelines, split where the kernels are built (TVM
     0.27's ``relax.vm_build._vmcodegen`` and ``_vmlink``)."""
@@ -417,7 +428,8 @@ def _write_library(module, target, path):
             warnings.warn("a library build process failed; building every kernel here",
                           RuntimeWarning)
         executable = _vmlink(builder, target, tir_mod=None if built else kernels)
-        executable.export_library(path, addons=objects if built else None)
+        executable.export_library(path, addons=(objects if built else []) +
+                                  [advice_object(folder)])
 
 
 def _build_object(kernels_json, target_json, path):

@@ -1,4 +1,4 @@
-"""A compiled library loaded with its weights in huge pages.
+"""A compiled library that keeps its weights in huge pages, however it is loaded.
 
 A library's weights are the constants of its Relax VM, which TVM allocates and fills
 when it loads the library, in pages of 4 KB. A call at batch 1 reads every weight once
@@ -7,97 +7,89 @@ translations of some 30 000 pages, more than the TLB holds, and the hardware's
 prefetchers stop at each page's end. In 2 MB pages (Linux's transparent huge pages) a
 call walks about 70.
 
-:func:`advise_weights`, given a loaded library, calls it once on zeros, noting the
-arrays its kernels are given (the weights and that call's maps), and asks Linux to back
-the memory they lie in with huge pages: ``madvise(MADV_HUGEPAGE)``, then
-``madvise(MADV_COLLAPSE)`` (Linux 6.1 and later) to move the pages now rather than when
-the kernel's ``khugepaged`` gets to them. Only that memory is advised: other runtimes
-in the same process keep the pages they were given. (Telling the load's memory apart
-by the address ranges the load added to the process missed weights that ``malloc`` put
-in space freed before, as in a process that had just compiled the network.) It is a
-hint: where the kernel or its settings refuse (transparent huge pages set to ``never``,
-no 2 MB page free, another OS) the library runs as before. ``tools/cpp/run_library``
-advises a library it loads the same way, from C++.
+So the library asks for them itself. Its ``main`` starts by calling
+:data:`ADVISE` (:func:`advise_function`), a function given every weight array, which
+on the library's first call, and only then, hands each array's memory to the C code of
+``hugepages.c`` (:data:`SOURCE`, linked into the library: :func:`advice_object`). That
+joins the arrays' spans and asks Linux for huge pages there: ``madvise(MADV_HUGEPAGE)``,
+then ``madvise(MADV_COLLAPSE)`` (Linux 6.1 and later) to move the pages now rather
+than when the kernel's ``khugepaged`` gets to them. Every loader so gets them: TVM's
+own runtime from Python or C++, :func:`~octconv.deploy.compile.load_library`,
+``tools/cpp/run_library``; the loaders of this project make that first call at load
+(:func:`advise_now`) instead of leaving it to the first request. Only the weights are
+advised: other runtimes in the same process keep the pages they were given. (Telling a
+load's memory apart by the address ranges the load added to the process missed weights
+that ``malloc`` put in space freed before.) It is a hint: where the kernel or its
+settings refuse (transparent huge pages set to ``never``, no 2 MB page free, another
+OS) the library runs as before. Later calls pay for the VM's checks of the weights the
+function is given, and one flag's: 5 us for the 460 weights of a ResNet-50 here.
 
-Measured (Intel Xeon, 1 thread, libraries loaded both ways and timed side by side by
-TVM alone; results/NOTES.md, stop 51): Oct-ResNet-50 alpha .75 0.89-0.96 x the time,
-alpha 0 0.91-0.95 x, GluonCV's ResNet-50 0.94-0.96 x, the most when the machine was
-slow; on 2 threads 0.85 and 0.92 x; the MobileNets (about 10 MB of weights, which stay
-in L3) unchanged. In the table's loop, among the other backends' calls, in a fast
-phase of the machine, the gain was within the noise. Loading a ResNet-50 library takes
-about 0.4 s longer.
+Measured (Intel Xeon, 1 thread, libraries loaded with and without the advice and
+timed side by side by TVM alone; results/NOTES.md, stop 51): Oct-ResNet-50 alpha .75
+0.89-0.96 x the time, alpha 0 0.91-0.95 x, GluonCV's ResNet-50 0.94-0.96 x, the most
+when the machine was slow; on 2 threads 0.85 and 0.92 x; the MobileNets (about 10 MB
+of weights, which stay in L3) unchanged. In the table's loop, among the other
+backends' calls, in a fast phase of the machine, the gain was within the noise. The
+first call of a ResNet-50 library takes about 0.4 s longer.
 """
-import ctypes
-import ctypes.util
+import hashlib
+import os
+import subprocess
 
 import numpy as np
 import tvm
 from tvm import relax
+from tvm.support.cc import get_cc
 
-__all__ = ["advise_weights", "merge_spans"]
+__all__ = ["ADVISE", "SOURCE", "advice_object", "advise_function", "advise_now"]
 
-MADV_HUGEPAGE = 14
-MADV_COLLAPSE = 25
-PAGE = 4096
-# spans of memory closer than this are advised as one (malloc's headers and alignment
-# between arrays allocated one after the other)
-GAP = 64 << 10
+ADVISE = "advise_weights"  # the library's function that advises its weights
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hugepages.c")
 
 
-def advise_weights(module, input_shape):
-    """Advise into huge pages the memory of the arrays a call of ``module``'s Relax
-    ``main`` (on an input of ``input_shape``) gives its kernels: the weights, shared by
-    every VM of the module, among them. The call is made by a VM of its own."""
+def source_digest():
+    """A digest of :data:`SOURCE` (part of a cached library's key)."""
+    with open(SOURCE, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def advice_object(folder, visible=False):
+    """:data:`SOURCE` compiled into an object file in ``folder`` with TVM's C compiler
+    (the one that links the library), its path; with ``visible``, a shared library
+    whose ``octconv_merge_spans`` other code may call (the tests)."""
+    compiler = get_cc()
+    if compiler is None:
+        raise RuntimeError("no C compiler found to build a library (set CC or install gcc)")
+    path = os.path.join(folder, "hugepages.so" if visible else "hugepages.o")
+    mode = ["-shared", "-DOCTCONV_VISIBLE"] if visible else ["-c"]
+    done = subprocess.run([compiler, "-x", "c", "-O2", "-fPIC", *mode, SOURCE, "-o", path],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{compiler} could not compile {SOURCE}:\n{done.stderr}")
+    return path
+
+
+def advise_function(weights):
+    """The PrimFunc :data:`ADVISE` taking arrays shaped as ``weights`` (NumPy arrays, in
+    the order ``main`` passes them): if this is the library's first call of
+    it, it notes each array's data and size, then advises them (``hugepages.c``)."""
+    params = ", ".join(f"w{j}: T.Buffer({tuple(w.shape)}, '{w.dtype}')"
+                       for j, w in enumerate(weights))
+    notes = [f"        T.evaluate(T.call_extern('int32', 'octconv_advise_note', w{j}.data, "
+             f"T.int64({w.nbytes})))" for j, w in enumerate(weights)]
+    source = "\n".join([
+        "@T.prim_func",
+        f"def {ADVISE}({params}):",
+        "    T.func_attr({'tir.is_scheduled': True})",
+        "    if T.call_extern('int32', 'octconv_advise_first') != 0:",
+        *notes,
+        "        T.evaluate(T.call_extern('int32', 'octconv_advise_noted'))"])
+    return tvm.script.from_source(source)
+
+
+def advise_now(module, input_shape):
+    """Make the first call of ``module``'s Relax ``main`` (on zeros of ``input_shape``,
+    by a VM of its own), in which a library compiled here advises its weights; a
+    loader calls it at load, so that no request pays for it."""
     vm = relax.VirtualMachine(module, tvm.cpu())
-    for start, end in merge_spans(_array_spans(vm, input_shape)):
-        _advise(start, end - start)
-
-
-def _array_spans(vm, input_shape):
-    """The memory ``(start, end)`` of each array the kernels of ``vm``'s ``main`` are
-    given in a call on zeros of ``input_shape``."""
-    spans = []
-
-    def instrument(func, name, before, result, *args):
-        for a in args if before else ():
-            if isinstance(a, tvm.runtime.Tensor):
-                size = a.numel() * np.dtype(str(a.dtype)).itemsize
-                spans.append((a.data_ptr(), a.data_ptr() + size))
-        return 0  # carry on as usual
-
-    vm.set_instrument(instrument)
     vm["main"](tvm.runtime.tensor(np.zeros(input_shape, np.float32)))
-    return spans
-
-
-def merge_spans(spans, gap=GAP):
-    """``spans`` widened to whole pages, those less than ``gap`` bytes apart joined,
-    sorted."""
-    merged = []
-    for start, end in sorted((s - s % PAGE, -(-e // PAGE) * PAGE) for s, e in spans if e > s):
-        if merged and start - merged[-1][1] < gap:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return [tuple(span) for span in merged]
-
-
-def _advise(start, length):
-    """Ask for huge pages over ``length`` bytes from ``start`` (page-aligned); errors
-    (an old kernel, huge pages switched off or all taken) leave the pages as they are."""
-    if _libc is not None:
-        _libc.madvise(start, length, MADV_HUGEPAGE)
-        _libc.madvise(start, length, MADV_COLLAPSE)
-
-
-def _load_libc():
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    libc = ctypes.CDLL(name)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    libc.madvise.restype = ctypes.c_int
-    return libc
-
-
-_libc = _load_libc()

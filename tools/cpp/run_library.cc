@@ -19,15 +19,10 @@
 //
 // A library holds its weights and its kernels; the steps here are those of
 // octconv.deploy.load_library: load the file, make its Relax VM, initialize the VM for
-// the CPU with TVM's pooled allocator, check the CPU, put the weights in huge pages,
-// call "main" on one input tensor. The weights are the VM's constants, which TVM
-// allocates in 4 KB pages; a call at batch 1 reads each once, so a ResNet-50's call
-// walks some 30 000 page translations. As octconv.deploy.hugepages does, a VM of its
-// own calls "main" once, noting the memory of every array its kernels are given (the
-// weights among them, shared by all VMs of the library), and Linux is asked to back
-// that memory with 2 MB pages (madvise MADV_HUGEPAGE, then MADV_COLLAPSE, Linux 6.1 and
-// later); where it refuses, the library runs as before. The second line printed gives
-// the megabytes advised and the process's memory in huge pages (AnonHugePages).
+// the CPU with TVM's pooled allocator, check the CPU, call "main" on one input tensor.
+// The library's first call puts its weights in huge pages (the library asks Linux
+// itself, octconv/deploy/hugepages.c): the second line printed gives the process's
+// memory in huge pages after it (AnonHugePages).
 // Beside "main" the library gives "input_shape", "cpu" (the LLVM CPU name it was
 // compiled for) and "extensions", that CPU's instruction set extensions: its kernels
 // would die of an illegal instruction on a CPU that lacks one, so such a library is
@@ -36,7 +31,6 @@
 // library (vm_load_executable, vm_initialization), as load_library does, and may then
 // call at once; the VMs share the library's weights.
 #include <sched.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -49,7 +43,6 @@
 #include <iterator>
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include <tvm/ffi/container/shape.h>
@@ -68,14 +61,6 @@ constexpr int kPooledAllocator = 2;  // TVM's VirtualMachine.POOLED_ALLOCATOR
 // TVM's idle workers spin this many yields before they sleep: about 5 ms here, where
 // TVM's default kept a core busy for 160 ms after each call (octconv.deploy.threads)
 constexpr const char* kSpinCount = "10000";
-
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25  // Linux 6.1; older headers lack it (the call then fails, harmlessly)
-#endif
-constexpr uintptr_t kPage = 4096;
-// spans of memory closer than this are advised as one (malloc's headers and alignment
-// between arrays allocated one after the other; octconv.deploy.hugepages.GAP)
-constexpr uintptr_t kGap = 64 << 10;
 
 // a refused argument or file: its message, and whether to print the usage after it
 struct Refusal {
@@ -213,59 +198,6 @@ ffi::Module make_vm(ffi::Function load) {
   return vm;
 }
 
-using Span = std::pair<uintptr_t, uintptr_t>;  // [start, end) of memory
-
-// The memory of each array the kernels of ``vm``'s "main" are given in a call on ``x``
-std::vector<Span> array_spans(ffi::Module vm, const ffi::Tensor& x) {
-  std::vector<Span> spans;
-  auto instrument = [&spans](ffi::PackedArgs args, ffi::Any* result) {
-    // (func, name, before the call, its result, the call's arguments...)
-    for (int i = 4; args[2].cast<bool>() && i < args.size(); ++i) {
-      std::optional<ffi::Tensor> tensor = args[i].as<ffi::Tensor>();
-      if (tensor && tensor->defined()) {  // (not None)
-        auto start = reinterpret_cast<uintptr_t>(tensor->data_ptr());
-        spans.emplace_back(start, start + ffi::GetDataSize(*tensor->GetDLTensorPtr()));
-      }
-    }
-    *result = 0;  // carry on as usual
-  };
-  vm->GetFunction("set_instrument").value()(ffi::Function::FromPacked(instrument));
-  vm->GetFunction("main").value()(x);
-  return spans;
-}
-
-// ``spans`` widened to whole pages, those less than kGap bytes apart joined, sorted (the rule
-// of octconv.deploy.hugepages.merge_spans)
-std::vector<Span> merge_spans(std::vector<Span> spans) {
-  for (Span& span : spans) {
-    span = {span.first / kPage * kPage, (span.second + kPage - 1) / kPage * kPage};
-  }
-  std::sort(spans.begin(), spans.end());
-  std::vector<Span> merged;
-  for (const Span& span : spans) {
-    if (span.second <= span.first) continue;
-    if (!merged.empty() && span.first < merged.back().second + kGap) {
-      merged.back().second = std::max(merged.back().second, span.second);
-    } else {
-      merged.push_back(span);
-    }
-  }
-  return merged;
-}
-
-// Asks Linux to back the arrays of a call of the library's "main" on ``x`` (made by a
-// VM of its own, from ``load``) with huge pages; returns the bytes advised
-uint64_t advise_weights(ffi::Function load, const ffi::Tensor& x) {
-  uint64_t advised = 0;
-  for (const Span& span : merge_spans(array_spans(make_vm(load), x))) {
-    void* start = reinterpret_cast<void*>(span.first);
-    madvise(start, span.second - span.first, MADV_HUGEPAGE);  // a hint: errors are ignored
-    madvise(start, span.second - span.first, MADV_COLLAPSE);
-    advised += span.second - span.first;
-  }
-  return advised;
-}
-
 // The process's anonymous memory in huge pages, in MB (Linux's AnonHugePages); -1
 // where Linux does not say (then left out of what is printed)
 long huge_pages_mb() {
@@ -353,13 +285,10 @@ int run(int argc, char** argv) {
   std::memcpy(x.data_ptr(), data.data(), bytes);
   std::printf("%s: input %s float32, compiled for %s, %d thread(s)\n", library.c_str(),
               dims(shape).c_str(), cpu.c_str(), threads);
-  uint64_t advised = advise_weights(*load, x);
+  ffi::Tensor logits = main_function(x).cast<ffi::Tensor>();  // (the weights advised)
   long held = huge_pages_mb();
-  std::printf("huge pages: %.1f MB of arrays advised", static_cast<double>(advised) / (1 << 20));
-  if (held >= 0) std::printf(", the process has %ld MB in them", held);
-  std::printf("\n");
-
-  ffi::Tensor logits = main_function(x).cast<ffi::Tensor>();
+  std::printf("huge pages: %s\n", held >= 0 ? ("the process has " + std::to_string(held) +
+                                                " MB in them").c_str() : "not counted here");
   std::vector<double> ms;
   for (int i = 0; i < runs; ++i) {
     auto start = std::chrono::steady_clock::now();
