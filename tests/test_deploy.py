@@ -44,7 +44,7 @@ from octconv.deploy import tuning
 from octconv.deploy.tuning import choose_tile, scheduled_func, search_tiles
 
 from helpers import assert_refused_weights, load_script, run_script, run_symbol
-from reference import conv2d
+from reference import avg_pool2, conv2d
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -241,6 +241,8 @@ SMALL_WINOGRAD = [
     K.Depthwise((2, 1, 8, 8, 8), 3, 1, 1, K.Epilogue((("bias",),))),
     K.Depthwise((1, 4, 12, 12, 16), 3, 1, 1, K.Epilogue((("bias",), ("act", "relu")))),
     K.Depthwise((1, 8, 7, 7, 8), 3, 1, 1, K.Epilogue((("bias",),))),
+    K.Depthwise((1, 2, 13, 13, 16), 3, 1, 1, K.Epilogue((("bias",), ("act", "relu"))), True),
+    K.Depthwise((2, 3, 28, 28, 8), 3, 1, 1, K.Epilogue((("bias",),)), True),
     K.Conv((6, 5, 1, 1, 16), 4, 16, 5, 1, 1, 1, 0, K.Epilogue((("bias",), ("act", "sigmoid")))),
     K.Dense((6, 5, 1, 1, 16), 3, 40),
     K.Pool((1, 2, 9, 9, 16), "max", 3, 2, 1, False),
@@ -250,7 +252,8 @@ SMALL_WINOGRAD = [
 ], ids=["conv1x1", "conv1x1-wide-blocked", "conv1x1-7px-batch2-up2", "grouped-1x1-7px",
         "conv3x3-strided-blocked", "conv3x3-8lane-batch2",
         "grouped-strided", "conv3x3-up2", "depthwise", "depthwise-batch2",
-        "depthwise-row-chunks", "depthwise-whole-map", "conv1x1-images", "dense-batch6",
+        "depthwise-row-chunks", "depthwise-whole-map", "depthwise-pooled-odd",
+        "depthwise-pooled-8lane-batch2", "conv1x1-images", "dense-batch6",
         "maxpool-padded",
         "avgpool-padded", "avgpool-ceil", "winograd2", "winograd4-up2", "winograd4-4x4-tiles"])
 def test_every_candidate_tile_computes_the_same(kernel):
@@ -283,6 +286,70 @@ def _assert_tiles_compute_the_same(kernel, tiles, target):
     for j, tile in enumerate(tiles):
         np.testing.assert_allclose(run(f"tile{j}"), expected, rtol=1e-5, atol=1e-5,
                                    err_msg=f"tile {tile}")
+
+
+@pytest.mark.parametrize("size", [13, 14])
+def test_a_pooled_depthwise_kernel_is_a_pooling_then_a_depthwise_convolution(size):
+    """``Depthwise(..., pooled=True)`` against NumPy: the map average-pooled 2x2/2, an
+    odd map's last row and column averaged alone, then the 3x3 depthwise convolution
+    (padding 1) with its bias."""
+    target = make_target()
+    if not runs_here(target):
+        pytest.skip("host target not runnable")
+    blocks, lanes = 2, vector_lanes(target)
+    kernel = K.Depthwise((1, blocks, size, size, lanes), 3, 1, 1, K.Epilogue((("bias",),)),
+                         True)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, blocks * lanes, size, size)).astype(np.float32)
+    w = rng.standard_normal((blocks * lanes, 1, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(blocks * lanes).astype(np.float32)
+    expected = conv2d(avg_pool2(x), w, (1, 1), bias)
+
+    def blocked(a):  # (1, C, H, W) -> (1, C / lanes, H, W, lanes)
+        return a.reshape(1, blocks, lanes, *a.shape[2:]).transpose(0, 1, 3, 4, 2)
+
+    packed_w = w[:, 0].reshape(blocks, lanes, 3, 3).transpose(0, 2, 3, 1)
+    func = scheduled_func(kernel, kernel.tiles(lanes)[0]).with_attr("global_symbol", "k")
+    lib = tvm.compile(tvm.IRModule({"k": func}), target=target)
+    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (
+        blocked(x), packed_w, bias.reshape(blocks, lanes),
+        np.zeros(kernel.out_shape, np.float32))]
+    lib["k"](*args)
+    assert kernel.out_shape[2:4] == expected.shape[2:4] == ((size + 1) // 2,) * 2
+    np.testing.assert_allclose(args[-1].numpy(), blocked(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_a_strided_depthwise_octconv_pools_as_it_reads_and_equals_mxnet(cache):
+    """OctConv's stride 2 average-pools each branch before its convolution: before a
+    depthwise one, the depthwise kernel pools as it reads (no pooling call, no pooled
+    map); the h2l pooling of a map that other layers read stays a call of its own. The
+    network equals MXNet on even and odd maps."""
+    from octconv.symbol import oct_conv
+    if not runs_here(make_target()):
+        pytest.skip("host target not runnable")
+
+    def relu(pair):
+        return tuple(mx.sym.Activation(t, act_type="relu") for t in pair)
+
+    x = relu(oct_conv((mx.sym.var("data"), None), "a", 32, 3, 3, padding=1, alpha_out=0.5))
+    x = relu(oct_conv(x, "dw", 32, 3, 32, stride=2, padding=1, alpha_in=0.5, alpha_out=0.5,
+                      groups=32))
+    x = relu(oct_conv(x, "pw", 32, 1, 32, alpha_in=0.5, alpha_out=0.5))
+    hi, _ = oct_conv(x, "out", 16, 1, 32, alpha_in=0.5)
+    network = small_network(hi, 0.3)
+    for size in (16, 15):
+        program = lower(network.symbol.tojson(), network.params, (1, 3, size, size),
+                        vector_lanes(make_target()))
+        depthwise = [c.kernel for c in program.calls if isinstance(c.kernel, K.Depthwise)]
+        assert [k.pooled for k in depthwise] == [True, True]  # high and low branch
+        assert [k.out_shape[2] for k in depthwise] == [(size + 1) // 2, (size + 3) // 4]
+        pools = [c.kernel.data for c in program.calls if isinstance(c.kernel, K.Pool)]
+        # a's and pw's h2l paths pool the input and dw's high map, which others read
+        assert pools == [program.calls[0].out_shape, depthwise[0].out_shape]
+        x = image(size)
+        compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache,
+                                  budget=1)
+        assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 
 def _weight_traffic(func, block):

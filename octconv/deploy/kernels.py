@@ -713,16 +713,27 @@ def _pad_inside(sch, rows):
 @dataclass(frozen=True)
 class Depthwise(Kernel):
     """Depthwise convolution (one filter per channel) with weights (B, KH, KW, cb),
-    then the epilogue."""
+    then the epilogue. With ``pooled``, of ``data`` average-pooled 2x2/2 first (rounding
+    up, each output the mean of the pixels it covers, as :class:`Pool` with ``ceil``):
+    OctConv's stride 2 (:mod:`octconv.unit`), the pooling computed as the padded input
+    rows are made, no pooled map stored."""
     data: tuple
     kernel: int
     stride: int
     pad: int
     epilogue: Epilogue
+    pooled: bool = False
+
+    @property
+    def in_size(self):
+        """The convolution's input rows and columns (after the pooling)."""
+        _, _, h, w, _ = self.data
+        return (-(-h // 2), -(-w // 2)) if self.pooled else (h, w)
 
     @property
     def out_shape(self):
-        n, b, h, w, c = self.data
+        n, b, _, _, c = self.data
+        h, w = self.in_size
         return (n, b, _out_size(h, self.kernel, self.stride, self.pad),
                 _out_size(w, self.kernel, self.stride, self.pad), c)
 
@@ -739,7 +750,7 @@ class Depthwise(Kernel):
         weight = te.placeholder(self.weight_shape, F32, "weight")
         shape = self.out_shape
         k, s, p = self.kernel, self.stride, self.pad
-        padded = _pad(data, shape, k, s, p, 0.0)
+        padded = _pad(_average_2x2(data) if self.pooled else data, shape, k, s, p, 0.0)
         kh = te.reduce_axis((0, k), "kh")
         kw = te.reduce_axis((0, k), "kw")
         conv = te.compute(shape, lambda n, b, y, x, i: te.sum(
@@ -778,9 +789,38 @@ class Depthwise(Kernel):
         sch.vectorize(i)
         sch.unroll(xi)
         sch.vectorize(sch.get_loops(epilogue)[-1])
+        if self.pooled:
+            sch.compute_inline(sch.get_sblock("pooled"))
         _pad_inside(sch, outer[-1])
         _parallel(sch, *outer)
         sch.decompose_reduction(conv, kh)
+
+
+def _average_2x2(data):
+    """``data`` (N, B, H, W, cb) average-pooled 2x2/2, rounding up, each output the mean
+    of the pixels it covers (the sum in :class:`Pool`'s order, then one division): a
+    tensor that the kernel reading it computes in place."""
+    _, _, h, w, _ = (int(d) for d in data.shape)
+
+    def tap(n, b, y, x, i, dy, dx):
+        """The pixel (2y + dy, 2x + dx); 0 past an odd map's end (checked only there)."""
+        row, col, inside = 2 * y + dy, 2 * x + dx, []
+        if h % 2:
+            row, inside = te.min(row, h - 1), inside + [row < h]
+        if w % 2:
+            col, inside = te.min(col, w - 1), inside + [col < w]
+        value = data[n, b, row, col, i]
+        return tirx.if_then_else(tirx.all(*inside), value, tirx.const(0.0, F32)) \
+            if inside else value
+
+    def covered(o, size):
+        return tirx.const(2.0, F32) if size % 2 == 0 else te.min(2, size - 2 * o).astype(F32)
+
+    return te.compute(
+        (data.shape[0], data.shape[1], -(-h // 2), -(-w // 2), data.shape[4]),
+        lambda n, b, y, x, i: (tap(n, b, y, x, i, 0, 0) + tap(n, b, y, x, i, 0, 1)
+                               + tap(n, b, y, x, i, 1, 0) + tap(n, b, y, x, i, 1, 1))
+        / (covered(y, h) * covered(x, w)), name="pooled")
 
 
 # ----------------------------------------------------------------------------- the rest

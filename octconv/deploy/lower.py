@@ -97,6 +97,18 @@ class _EdgePadded:
     source: Tensor
 
 
+@dataclass(frozen=True)
+class _Pooled:
+    """A tensor average-pooled 2x2/2 (ceil) for the depthwise convolution that alone
+    reads it, which pools as it reads (:class:`~octconv.deploy.kernels.Depthwise`
+    ``pooled``); not stored."""
+    source: Tensor
+
+    @property
+    def size(self):
+        return tuple(-(-d // 2) for d in self.source.size)
+
+
 @dataclass
 class Call:
     """One kernel invocation; ``args`` are Tensors or packed numpy constants."""
@@ -178,6 +190,11 @@ class _Lowering:
         if isinstance(value, _EdgePadded):
             raise UnsupportedGraph(f"{self.nodes[i]['name']}: edge padding is supported "
                                    f"only before a 2x2/2 pooling")
+        if isinstance(value, _Pooled):
+            src = value.source
+            kern = K.Pool(src.shape, "avg", 2, 2, 0, True)
+            value = self.emit(kern, [src], src.batch, src.layout, value.size)
+            self.values[i] = value
         if isinstance(value, _Upsampled):
             src = value.source
             value = self.emit(K.Upsample(src.shape, value.size), [src], src.batch,
@@ -344,7 +361,10 @@ class _Lowering:
         :meth:`sibling_groups`, computed as one convolution whose output channel blocks
         are theirs side by side) with their fused epilogues: the value of each chain."""
         i = chains[0][0]
-        x = self.stored(self.data_input(i))
+        source = self.values[self.data_input(i)]
+        pooled = isinstance(source, _Pooled)  # (only a depthwise convolution reads one)
+        x = source.source if pooled else self.stored(self.data_input(i))
+        size_in = source.size if pooled else x.size
         kernel, stride, pad = self.graph.window(i)
         if len(set(kernel)) != 1 or len(set(stride)) != 1 or len(set(pad)) != 1:
             raise UnsupportedGraph(f"{self.nodes[i]['name']}: only square kernels, "
@@ -360,7 +380,7 @@ class _Lowering:
             x = self.emit(kern, [x], x.batch, x.layout, kern.out_shape[2:4])
             s = 1
         lin, louts = x.layout, [self.layout(w.shape[0]) for w, _, _ in folded]
-        size = [(d + 2 * p - k) // s + 1 for d in x.size]
+        size = [(d + 2 * p - k) // s + 1 for d in size_in]
         if len(chains) == 1:
             (chain,), ((_, _, start),), (lout,) = chains, folded, louts
             shape = (x.batch, lout.blocks, *size, lout.block)
@@ -373,11 +393,12 @@ class _Lowering:
         bias = np.concatenate([_pack_channels(b, l) for (_, b, _), l in zip(folded, louts)])
         extra = [bias] + extra
         if groups > 1 and groups == lin.channels == weight.shape[0] and lin == lout:
-            kern = K.Depthwise(x.shape, k, s, p, epilogue)
+            kern = K.Depthwise(x.shape, k, s, p, epilogue, pooled)
             packed = np.zeros((lin.padded, k, k), np.float32)
             packed[:lin.channels] = weight[:, 0]
             packed = packed.reshape(lin.blocks, lin.block, k, k).transpose(0, 2, 3, 1)
         else:
+            assert not pooled, "a pooled map is read by a depthwise convolution alone"
             block_groups, per_group = _block_grouping(groups, lin, lout)
             packed = np.concatenate([
                 _pack_conv_weight(w, groups, lin, l, block_groups, per_group)
@@ -459,6 +480,8 @@ class _Lowering:
                 raise UnsupportedGraph(f"{node['name']}: an edge-padded map must be pooled "
                                        f"2x2/2 in the 'valid' convention")
             x = source.source
+            if attrs.get("pool_type", "max") == "avg" and self.read_by_depthwise(i, x):
+                return _Pooled(x)
             kern = K.Pool(x.shape, attrs.get("pool_type", "max"), 2, 2, 0, True)
             return self.emit(kern, [x], x.batch, x.layout, kern.out_shape[2:4])
         x = self.stored(self.data_input(i))
@@ -472,8 +495,25 @@ class _Lowering:
             raise UnsupportedGraph(f"{node['name']}: padded average pooling must exclude "
                                       "the padding")
         ceil = attrs.get("pooling_convention", "valid") == "full"
+        if ((pool_type, kernel, stride, pad, ceil) == ("avg", (2, 2), (2, 2), (0, 0), True)
+                and self.read_by_depthwise(i, x)):
+            return _Pooled(x)
         kern = K.Pool(x.shape, pool_type, kernel[0], stride[0], pad[0], ceil)
         return self.emit(kern, [x], x.batch, x.layout, kern.out_shape[2:4])
+
+    def read_by_depthwise(self, i, x):
+        """Whether pooling ``i`` (of the stored ``x``) is read by one stride-1 depthwise
+        convolution alone, which can pool as it reads its input."""
+        users = self.users[i]
+        if len(users) != 1 or i in self.heads:
+            return False
+        j = users[0]
+        if (self.nodes[j]["op"] != "Convolution" or self.data_input(j) != i
+                or self.graph.window(j)[1] != (1, 1)):
+            return False
+        weight = self.param(j, 1)
+        return (int(self.attrs(j).get("num_group", 1)) == x.layout.channels == weight.shape[0]
+                and weight.shape[1] == 1 and x.layout == self.layout(x.layout.channels))
 
     def dense(self, i):
         x = self.stored(self.data_input(i))
