@@ -97,9 +97,11 @@ TESTED int64_t octconv_merge_spans(span_t* s, int64_t n, int64_t gap) {
 HIDDEN int32_t octconv_advise_noted(void) {
   int64_t merged = octconv_merge_spans(spans, count, GAP);
   for (int64_t j = 0; j < merged; j++) {
+#ifdef __linux__ /* (the advice's numbers are Linux's) */
     size_t length = spans[j].end - spans[j].start;
     madvise((void*)spans[j].start, length, MADV_HUGEPAGE); /* errors: it is a hint */
     madvise((void*)spans[j].start, length, MADV_COLLAPSE);
+#endif
   }
   free(spans);
   spans = NULL;
