@@ -364,7 +364,6 @@ class _Lowering:
         source = self.values[self.data_input(i)]
         pooled = isinstance(source, _Pooled)  # (only a depthwise convolution reads one)
         x = source.source if pooled else self.stored(self.data_input(i))
-        size_in = source.size if pooled else x.size
         kernel, stride, pad = self.graph.window(i)
         if len(set(kernel)) != 1 or len(set(stride)) != 1 or len(set(pad)) != 1:
             raise UnsupportedGraph(f"{self.nodes[i]['name']}: only square kernels, "
@@ -380,7 +379,7 @@ class _Lowering:
             x = self.emit(kern, [x], x.batch, x.layout, kern.out_shape[2:4])
             s = 1
         lin, louts = x.layout, [self.layout(w.shape[0]) for w, _, _ in folded]
-        size = [(d + 2 * p - k) // s + 1 for d in size_in]
+        size = [(d + 2 * p - k) // s + 1 for d in (source.size if pooled else x.size)]
         if len(chains) == 1:
             (chain,), ((_, _, start),), (lout,) = chains, folded, louts
             shape = (x.batch, lout.blocks, *size, lout.block)
