@@ -20,6 +20,8 @@ Inference simplifications made here:
   blocks of the result.
 - A strided 1x1 convolution becomes a subsampling and a stride-1 1x1 convolution
   (whose flat pixel tiles are faster).
+- OctConv's stride-2 average pooling of a map that only a depthwise convolution reads
+  is computed by that convolution as it reads (no pooled map is stored).
 - 3x3 stride-1 dense convolutions run directly or as Winograd convolutions
   (:mod:`octconv.deploy.winograd`), as ``choose`` picks among the candidates of
   :func:`~octconv.deploy.algorithms.candidates` (measured by an
