@@ -71,8 +71,8 @@ def advice_object(folder, visible=False):
 
 def advise_function(weights):
     """The PrimFunc :data:`ADVISE` taking arrays shaped as ``weights`` (NumPy arrays, in
-    the order ``main`` passes them): if this is the library's first call of
-    it, it notes each array's data and size, then advises them (``hugepages.c``)."""
+    the order ``main`` passes them): in the library's first call of it, it notes each
+    array's data and size, then advises them (``hugepages.c``); later, nothing."""
     params = ", ".join(f"w{j}: T.Buffer({tuple(w.shape)}, '{w.dtype}')"
                        for j, w in enumerate(weights))
     notes = [f"        T.evaluate(T.call_extern('int32', 'octconv_advise_note', w{j}.data, "
