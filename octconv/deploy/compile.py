@@ -23,8 +23,7 @@ from tvm.relax.vm_build import _filter_tir, _vmcodegen, _vmlink
 
 from octconv.deploy import builders
 from octconv.deploy.algorithms import AlgorithmChoice
-from octconv.deploy.hugepages import (ADVISE, advice_object, advise_function, advise_now,
-                                      source_digest)
+from octconv.deploy.hugepages import ADVISE, advice_object, advise_now, source_digest
 from octconv.deploy.kernels import vectorize_inner
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import PER_IMAGE_BYTES, Tensor, lower
@@ -261,8 +260,9 @@ def _relax_module(program, tiles, target):
     """The Relax module calling ``program``'s kernels scheduled with ``tiles``: its
     first ``per_image`` calls once per image, on the image's slice of the input; the
     later calls on the whole batch, with the per-image results they read concatenated;
-    ``main`` first passes every weight to :data:`~octconv.deploy.hugepages.ADVISE`,
-    which advises them into huge pages on the first call; beside ``main``, functions
+    ``main`` first passes every weight to :data:`~octconv.deploy.hugepages.ADVISE` (C
+    code linked into the library), which advises them into huge pages on the first
+    call; beside ``main``, functions
     giving the input shape, the LLVM CPU name of ``target`` and the instruction set
     extensions its code may use."""
     bb = relax.BlockBuilder()
@@ -296,7 +296,6 @@ def _relax_module(program, tiles, target):
                   if isinstance(a, Tensor)} | {len(program.calls) - 1}  # (the logits)
     with bb.function("main", [data]):
         if weights:  # an impure call, before the dataflow block (which drops unused values)
-            bb.add_func(advise_function(list(weights.values())), ADVISE)
             bb.emit(relax.Call(relax.ExternFunc(ADVISE), list(constants.values()),
                                ty_args=[relax.ObjectType()]))
         with bb.dataflow():

@@ -1,25 +1,27 @@
 /* A compiled library's weights in 2 MB pages (Linux's transparent huge pages).
 
    Linked into every library that octconv.deploy.compile builds. The library's Relax
-   `main` starts with a call of its `advise_weights` function (made by
-   octconv.deploy.hugepages.advise_function), which is given every weight array: on the
-   library's first call, and only then, it notes the memory of each array here and asks
-   Linux to back that memory with huge pages, so that the library does so however it is
-   loaded (TVM's Python or C++ runtime, octconv's load_library, tools/cpp/run_library).
-   The arrays' spans are widened to whole pages, those less than GAP bytes
-   apart joined (malloc's headers and alignment between arrays allocated one after the
-   other), then advised: madvise(MADV_HUGEPAGE), then madvise(MADV_COLLAPSE) (Linux 6.1
-   and later) to move the pages now rather than when khugepaged gets to them. It is a
-   hint: where Linux refuses (huge pages switched off, none free, an older kernel) the
-   library runs as before.
+   `main` starts by calling its packed function `advise_weights` (defined here, in the
+   TVM FFI's calling convention, as TVM's own kernels are) with every weight array: on
+   the library's first call, and only then, it asks Linux to back the memory of those
+   arrays with huge pages, so that the library does so however it is loaded (TVM's
+   Python or C++ runtime, octconv's load_library, tools/cpp/run_library). The arrays'
+   spans are widened to whole pages, those less than GAP bytes apart joined (malloc's
+   headers and alignment between arrays allocated one after the other), then advised:
+   madvise(MADV_HUGEPAGE), then madvise(MADV_COLLAPSE) (Linux 6.1 and later) to move
+   the pages now rather than when khugepaged gets to them. It is a hint: where Linux
+   refuses (huge pages switched off, none free, an older kernel) the library runs as
+   before.
 
-   The functions are hidden, so that each library binds to its own copy and its own
-   state in a process that loads several. Only octconv_merge_spans is visible when built
-   with -DOCTCONV_VISIBLE (for the tests). */
+   Each library binds to its own copy and its own state in a process that loads
+   several: the state is static, the helpers hidden, and TVM finds `advise_weights` in
+   the library it loaded. octconv_merge_spans is visible only when built with
+   -DOCTCONV_VISIBLE (for the tests). */
 #define _DEFAULT_SOURCE /* madvise */
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <tvm/ffi/c_api.h>
 
 #ifndef MADV_HUGEPAGE
 #define MADV_HUGEPAGE 14
@@ -41,31 +43,7 @@ enum { PAGE = 4096, GAP = 64 << 10 };
 
 typedef struct { uintptr_t start, end; } span_t;
 
-static int state;      /* 0: not advised; 1: being advised (by one caller); 2: advised */
-static span_t* spans;  /* the first call's noted arrays */
-static int64_t count, capacity;
-
-/* Whether this caller is the first: it then notes every array and advises them. */
-HIDDEN int32_t octconv_advise_first(void) {
-  int expected = 0;
-  return __atomic_compare_exchange_n(&state, &expected, 1, 0, __ATOMIC_ACQ_REL,
-                                     __ATOMIC_ACQUIRE);
-}
-
-/* Note the `bytes` bytes of an array at `data`. */
-HIDDEN int32_t octconv_advise_note(void* data, int64_t bytes) {
-  if (count == capacity) {
-    int64_t more = capacity ? 2 * capacity : 256;
-    span_t* grown = (span_t*)realloc(spans, (size_t)more * sizeof(span_t));
-    if (grown == NULL) return -1; /* (what was noted is advised) */
-    spans = grown;
-    capacity = more;
-  }
-  spans[count].start = (uintptr_t)data;
-  spans[count].end = (uintptr_t)data + (uintptr_t)bytes;
-  count++;
-  return 0;
-}
+static int advised; /* set by the first call */
 
 static int by_start(const void* a, const void* b) {
   uintptr_t x = ((const span_t*)a)->start, y = ((const span_t*)b)->start;
@@ -93,9 +71,36 @@ TESTED int64_t octconv_merge_spans(span_t* s, int64_t n, int64_t gap) {
   return merged;
 }
 
-/* Advise the noted arrays' memory into huge pages; later calls advise nothing. */
-HIDDEN int32_t octconv_advise_noted(void) {
-  int64_t merged = octconv_merge_spans(spans, count, GAP);
+/* The memory of the array `arg` (a tensor object or a DLTensor pointer); 0 and 0 for
+   anything else. */
+static span_t array_span(const TVMFFIAny* arg) {
+  const DLTensor* t = NULL;
+  span_t span = {0, 0};
+  if (arg->type_index == kTVMFFITensor) { /* a DLTensor follows the object's header */
+    t = (const DLTensor*)((const char*)arg->v_obj + sizeof(TVMFFIObject));
+  } else if (arg->type_index == kTVMFFIDLTensorPtr) {
+    t = (const DLTensor*)arg->v_ptr;
+  }
+  if (t != NULL && t->data != NULL) {
+    uint64_t bytes = ((uint64_t)t->dtype.bits * t->dtype.lanes + 7) / 8;
+    for (int32_t d = 0; d < t->ndim; d++) bytes *= (uint64_t)t->shape[d];
+    span.start = (uintptr_t)t->data + (uintptr_t)t->byte_offset;
+    span.end = span.start + (uintptr_t)bytes;
+  }
+  return span;
+}
+
+/* advise_weights(*arrays): on the library's first call, advise the arrays' memory into
+   huge pages; later calls (and calls racing the first) do nothing. Returns nothing. */
+TVM_FFI_DLL_EXPORT int __tvm_ffi_advise_weights(void* self, const TVMFFIAny* args,
+                                                int32_t num_args, TVMFFIAny* result) {
+  (void)self;
+  (void)result; /* (None, as the caller set it) */
+  if (__atomic_exchange_n(&advised, 1, __ATOMIC_ACQ_REL)) return 0;
+  span_t* spans = (span_t*)malloc((size_t)(num_args > 0 ? num_args : 1) * sizeof(span_t));
+  if (spans == NULL) return 0; /* (a hint: nothing advised) */
+  for (int32_t j = 0; j < num_args; j++) spans[j] = array_span(&args[j]);
+  int64_t merged = octconv_merge_spans(spans, num_args, GAP);
   for (int64_t j = 0; j < merged; j++) {
 #ifdef __linux__ /* (the advice's numbers are Linux's) */
     size_t length = spans[j].end - spans[j].start;
@@ -104,8 +109,5 @@ HIDDEN int32_t octconv_advise_noted(void) {
 #endif
   }
   free(spans);
-  spans = NULL;
-  count = capacity = 0;
-  __atomic_store_n(&state, 2, __ATOMIC_RELEASE);
   return 0;
 }

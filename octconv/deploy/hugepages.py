@@ -7,13 +7,14 @@ translations of some 30 000 pages, more than the TLB holds, and the hardware's
 prefetchers stop at each page's end. In 2 MB pages (Linux's transparent huge pages) a
 call walks about 70.
 
-So the library asks for them itself. Its ``main`` starts by calling
-:data:`ADVISE` (:func:`advise_function`), a function given every weight array, which
-on the library's first call, and only then, hands each array's memory to the C code of
-``hugepages.c`` (:data:`SOURCE`, linked into the library: :func:`advice_object`). That
-joins the arrays' spans and asks Linux for huge pages there: ``madvise(MADV_HUGEPAGE)``,
-then ``madvise(MADV_COLLAPSE)`` (Linux 6.1 and later) to move the pages now rather
-than when the kernel's ``khugepaged`` gets to them. Every loader so gets them: TVM's
+So the library asks for them itself. Its ``main`` starts by calling :data:`ADVISE`
+with every weight array, a packed function written in C (``hugepages.c``,
+:data:`SOURCE`, compiled by :func:`advice_object` and linked into the library), which on
+the library's first call, and only then, joins the arrays' spans and asks Linux for
+huge pages there: ``madvise(MADV_HUGEPAGE)``, then ``madvise(MADV_COLLAPSE)`` (Linux
+6.1 and later) to move the pages now rather than when the kernel's ``khugepaged`` gets
+to them. (A PrimFunc taking every weight as a buffer took LLVM minutes to compile for
+DenseNet-121's 1046 weights, its time growing with the square of their count.) Every loader so gets them: TVM's
 own runtime from Python or C++, :func:`~octconv.deploy.compile.load_library`,
 ``tools/cpp/run_library``; the loaders of this project make that first call at load
 (:func:`advise_now`) instead of leaving it to the first request. Only the weights are
@@ -21,8 +22,8 @@ advised: other runtimes in the same process keep the pages they were given. (Tel
 load's memory apart by the address ranges the load added to the process missed weights
 that ``malloc`` put in space freed before.) It is a hint: where the kernel or its
 settings refuse (transparent huge pages set to ``never``, no 2 MB page free, another
-OS) the library runs as before. Later calls pay for the VM's checks of the weights the
-function is given, and one flag's: 5 us for the 460 weights of a ResNet-50 here.
+OS) the library runs as before. Later calls pay for the VM's call with every weight and
+one flag's check: 0.6-0.7 us for the 460 weights of a ResNet-50 here.
 
 Measured (Intel Xeon, 1 thread, libraries loaded with and without the advice and
 timed side by side by TVM alone; results/NOTES.md, stop 51): Oct-ResNet-50 alpha .75
@@ -38,12 +39,13 @@ import subprocess
 
 import numpy as np
 import tvm
+import tvm_ffi.libinfo
 from tvm import relax
 from tvm.support.cc import get_cc
 
-__all__ = ["ADVISE", "SOURCE", "advice_object", "advise_function", "advise_now"]
+__all__ = ["ADVISE", "SOURCE", "advice_object", "advise_now"]
 
-ADVISE = "advise_weights"  # the library's function that advises its weights
+ADVISE = "advise_weights"  # the library's packed function that advises its weights
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hugepages.c")
 
 
@@ -55,36 +57,21 @@ def source_digest():
 
 def advice_object(folder, visible=False):
     """:data:`SOURCE` compiled into an object file in ``folder`` with TVM's C compiler
-    (the one that links the library), its path; with ``visible``, a shared library
-    whose ``octconv_merge_spans`` other code may call (the tests)."""
+    (the one that links the library) against the TVM FFI's C header, its path; with
+    ``visible``, a shared library whose ``octconv_merge_spans`` other code may call
+    (the tests)."""
     compiler = get_cc()
     if compiler is None:
         raise RuntimeError("no C compiler found to build a library (set CC or install gcc)")
     path = os.path.join(folder, "hugepages.so" if visible else "hugepages.o")
     mode = ["-shared", "-DOCTCONV_VISIBLE"] if visible else ["-c"]
-    done = subprocess.run([compiler, "-x", "c", "-O2", "-fPIC", *mode, SOURCE, "-o", path],
-                          capture_output=True, text=True)
+    headers = [f"-I{include}" for include in dict.fromkeys(
+        [tvm_ffi.libinfo.find_include_path(), tvm_ffi.libinfo.find_dlpack_include_path()])]
+    done = subprocess.run([compiler, "-x", "c", "-O2", "-fPIC", *headers, *mode, SOURCE,
+                           "-o", path], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{compiler} could not compile {SOURCE}:\n{done.stderr}")
     return path
-
-
-def advise_function(weights):
-    """The PrimFunc :data:`ADVISE` taking arrays shaped as ``weights`` (NumPy arrays, in
-    the order ``main`` passes them): in the library's first call of it, it notes each
-    array's data and size, then advises them (``hugepages.c``); later, nothing."""
-    params = ", ".join(f"w{j}: T.Buffer({tuple(w.shape)}, '{w.dtype}')"
-                       for j, w in enumerate(weights))
-    notes = [f"        T.evaluate(T.call_extern('int32', 'octconv_advise_note', w{j}.data, "
-             f"T.int64({w.nbytes})))" for j, w in enumerate(weights)]
-    source = "\n".join([
-        "@T.prim_func",
-        f"def {ADVISE}({params}):",
-        "    T.func_attr({'tir.is_scheduled': True})",
-        "    if T.call_extern('int32', 'octconv_advise_first') != 0:",
-        *notes,
-        "        T.evaluate(T.call_extern('int32', 'octconv_advise_noted'))"])
-    return tvm.script.from_source(source)
 
 
 def advise_now(module, input_shape):
