@@ -7,23 +7,24 @@ translations of some 30 000 pages, more than the TLB holds, and the hardware's
 prefetchers stop at each page's end. In 2 MB pages (Linux's transparent huge pages) a
 call walks about 70.
 
-So the library asks for them itself. Its ``main`` starts by calling :data:`ADVISE`
-with every weight array, a packed function written in C (``hugepages.c``,
-:data:`SOURCE`, compiled by :func:`advice_object` and linked into the library), which on
-the library's first call, and only then, joins the arrays' spans and asks Linux for
-huge pages there: ``madvise(MADV_HUGEPAGE)``, then ``madvise(MADV_COLLAPSE)`` (Linux
-6.1 and later) to move the pages now rather than when the kernel's ``khugepaged`` gets
-to them. (A PrimFunc taking every weight as a buffer took LLVM minutes to compile for
-DenseNet-121's 1046 weights, its time growing with the square of their count.) Every loader so gets them: TVM's
-own runtime from Python or C++, :func:`~octconv.deploy.compile.load_library`,
-``tools/cpp/run_library``; the loaders of this project make that first call at load
-(:func:`advise_now`) instead of leaving it to the first request. Only the weights are
-advised: other runtimes in the same process keep the pages they were given. (Telling a
-load's memory apart by the address ranges the load added to the process missed weights
-that ``malloc`` put in space freed before.) It is a hint: where the kernel or its
-settings refuse (transparent huge pages set to ``never``, no 2 MB page free, another
-OS) the library runs as before. Later calls pay for the VM's call with every weight and
-one flag's check: 0.6-0.7 us for the 460 weights of a ResNet-50 here.
+So the library asks for them itself. Its ``main`` starts by calling :data:`ADVISE` with
+every weight array, a packed function written in C (``hugepages.c``, :data:`SOURCE`,
+compiled by :func:`advice_object` and linked into the library), which on the library's
+first call, and only then, joins the arrays' spans and asks Linux for huge pages there:
+``madvise(MADV_HUGEPAGE)``, then ``madvise(MADV_COLLAPSE)`` (Linux 6.1 and later) to
+move the pages now rather than when the kernel's ``khugepaged`` gets to them. (A
+PrimFunc taking every weight as a buffer took LLVM minutes to compile for DenseNet-121's
+1046 weights, its time growing with the square of their count.) Every loader so gets
+them: TVM's own runtime from Python or C++,
+:func:`~octconv.deploy.compile.load_library`, ``tools/cpp/run_library``; the loaders of
+this project make that first call at load (:func:`advise_now`) instead of leaving it to
+the first request. Only the weights are advised: other runtimes in the same process keep
+the pages they were given. (Telling a load's memory apart by the address ranges the load
+added to the process missed weights that ``malloc`` put in space freed before.) It is a
+hint: where the kernel or its settings refuse (transparent huge pages set to ``never``,
+no 2 MB page free, another OS) the library runs as before. Later calls pay for the VM's
+call with every weight and one flag's check: 0.6-0.7 us for the 460 weights of a
+ResNet-50 here.
 
 Measured (Intel Xeon, 1 thread, libraries loaded with and without the advice and
 timed side by side by TVM alone; results/NOTES.md, stop 51): Oct-ResNet-50 alpha .75
