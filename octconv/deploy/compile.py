@@ -262,9 +262,8 @@ def _relax_module(program, tiles, target):
     later calls on the whole batch, with the per-image results they read concatenated;
     ``main`` first passes every weight to :data:`~octconv.deploy.hugepages.ADVISE` (C
     code linked into the library), which advises them into huge pages on the first
-    call; beside ``main``, functions
-    giving the input shape, the LLVM CPU name of ``target`` and the instruction set
-    extensions its code may use."""
+    call; beside ``main``, functions giving the input shape, the LLVM CPU name of
+    ``target`` and the instruction set extensions its code may use."""
     bb = relax.BlockBuilder()
     data = relax.Var("data", relax.TensorType(program.input_shape, "float32"))
     names = function_names(program)
@@ -409,10 +408,10 @@ def _write_library(module, target, path):
     <octconv.deploy.builders.parts>`), each part into an object file linked into the
     library beside the VM's bytecode and constants made here (Oct-ResNet-50 alpha .5's
     library in 11.7 s instead of 15-16 on 2 cores), with ``hugepages.c`` (the weights'
-    advice). If a build process fails, every
-    kernel is built here, with a warning. The steps are those of ``tvm.compile`` for a
-    Relax module with its default pipelines, split where the kernels are built (TVM
-    0.27's ``relax.vm_build._vmcodegen`` and ``_vmlink``)."""
+    advice). If a build process fails, every kernel is built here, with a warning. The
+    steps are those of ``tvm.compile`` for a Relax module with its default pipelines,
+    split where the kernels are built (TVM 0.27's ``relax.vm_build._vmcodegen`` and
+    ``_vmlink``)."""
     with target:
         module = relax.get_pipeline("default")(module)
     builder = relax.ExecBuilder()

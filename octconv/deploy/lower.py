@@ -107,8 +107,13 @@ class _Pooled:
     source: Tensor
 
     @property
+    def pooling(self):
+        """The pooling kernel that makes it, where it must be stored after all."""
+        return K.Pool(self.source.shape, "avg", 2, 2, 0, True)
+
+    @property
     def size(self):
-        return tuple(-(-d // 2) for d in self.source.size)
+        return self.pooling.out_shape[2:4]
 
 
 @dataclass
@@ -194,8 +199,7 @@ class _Lowering:
                                    f"only before a 2x2/2 pooling")
         if isinstance(value, _Pooled):
             src = value.source
-            kern = K.Pool(src.shape, "avg", 2, 2, 0, True)
-            value = self.emit(kern, [src], src.batch, src.layout, value.size)
+            value = self.emit(value.pooling, [src], src.batch, src.layout, value.size)
             self.values[i] = value
         if isinstance(value, _Upsampled):
             src = value.source
@@ -393,7 +397,7 @@ class _Lowering:
         epilogue = K.Epilogue((("bias",),) + epilogue.steps)
         bias = np.concatenate([_pack_channels(b, l) for (_, b, _), l in zip(folded, louts)])
         extra = [bias] + extra
-        if groups > 1 and groups == lin.channels == weight.shape[0] and lin == lout:
+        if self.depthwise(groups, lin, weight):
             kern = K.Depthwise(x.shape, k, s, p, epilogue, pooled)
             packed = np.zeros((lin.padded, k, k), np.float32)
             packed[:lin.channels] = weight[:, 0]
@@ -512,9 +516,15 @@ class _Lowering:
         if (self.nodes[j]["op"] != "Convolution" or self.data_input(j) != i
                 or self.graph.window(j)[1] != (1, 1)):
             return False
-        weight = self.param(j, 1)
-        return (int(self.attrs(j).get("num_group", 1)) == x.layout.channels == weight.shape[0]
-                and weight.shape[1] == 1 and x.layout == self.layout(x.layout.channels))
+        return self.depthwise(int(self.attrs(j).get("num_group", 1)), x.layout,
+                              self.param(j, 1))
+
+    def depthwise(self, groups, layout, weight):
+        """Whether a convolution of ``groups`` groups with ``weight`` (out channels first)
+        on a map of ``layout`` runs as a depthwise kernel: one group per channel, as many
+        out channels as in, laid out alike."""
+        return (groups > 1 and groups == layout.channels == weight.shape[0]
+                and layout == self.layout(weight.shape[0]))
 
     def dense(self, i):
         x = self.stored(self.data_input(i))
