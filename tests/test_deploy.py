@@ -237,6 +237,9 @@ SMALL_WINOGRAD = [
            K.Epilogue((("bias",), ("add", (1, 4, 5, 5, 8), "direct", 0)))),
     K.Conv((1, 1, 10, 10, 16), 2, 16, 1, 1, 3, 1, 1,
            K.Epilogue((("bias",), ("add", (1, 3, 5, 5, 16), "up2", 1), ("act", "relu6")))),
+    K.Conv((1, 8, 28, 28, 16), 2, 16, 8, 1, 1, 1, 0,
+           K.Epilogue((("bias",), ("add", (1, 2, 14, 14, 16), "direct", 0))), True),
+    K.Conv((2, 4, 13, 13, 8), 8, 8, 4, 1, 1, 1, 0, K.Epilogue((("bias",),)), True),
     K.Depthwise((1, 2, 9, 9, 16), 3, 2, 1, K.Epilogue((("bias",), ("act", "sigmoid")))),
     K.Depthwise((2, 1, 8, 8, 8), 3, 1, 1, K.Epilogue((("bias",),))),
     K.Depthwise((1, 4, 12, 12, 16), 3, 1, 1, K.Epilogue((("bias",), ("act", "relu")))),
@@ -251,7 +254,8 @@ SMALL_WINOGRAD = [
     *SMALL_WINOGRAD,
 ], ids=["conv1x1", "conv1x1-wide-blocked", "conv1x1-7px-batch2-up2", "grouped-1x1-7px",
         "conv3x3-strided-blocked", "conv3x3-8lane-batch2",
-        "grouped-strided", "conv3x3-up2", "depthwise", "depthwise-batch2",
+        "grouped-strided", "conv3x3-up2", "conv1x1-pooled-blocked", "conv1x1-pooled-odd-7px",
+        "depthwise", "depthwise-batch2",
         "depthwise-row-chunks", "depthwise-whole-map", "depthwise-pooled-odd",
         "depthwise-pooled-8lane-batch2", "conv1x1-images", "dense-batch6",
         "maxpool-padded",
@@ -289,41 +293,55 @@ def _assert_tiles_compute_the_same(kernel, tiles, target):
 
 
 @pytest.mark.parametrize("size", [13, 14])
-def test_a_pooled_depthwise_kernel_is_a_pooling_then_a_depthwise_convolution(size):
-    """``Depthwise(..., pooled=True)`` against NumPy: the map average-pooled 2x2/2, an
-    odd map's last row and column averaged alone, then the 3x3 depthwise convolution
-    (padding 1) with its bias."""
+@pytest.mark.parametrize("kind", ["depthwise", "1x1"])
+def test_a_pooling_kernel_is_a_pooling_then_its_convolution(kind, size):
+    """``Depthwise(..., pooled=True)`` and ``Conv(..., pooled=True)`` against NumPy: the
+    map average-pooled 2x2/2, an odd map's last row and column averaged alone, then the
+    3x3 depthwise convolution (padding 1) or the 1x1 convolution (3 input blocks to 2
+    output blocks), with its bias."""
     target = make_target()
     if not runs_here(target):
         pytest.skip("host target not runnable")
-    blocks, lanes = 2, vector_lanes(target)
-    kernel = K.Depthwise((1, blocks, size, size, lanes), 3, 1, 1, K.Epilogue((("bias",),)),
-                         True)
+    blocks, lanes = 3, vector_lanes(target)
+    epilogue = K.Epilogue((("bias",),))
+    if kind == "depthwise":
+        kernel = K.Depthwise((1, blocks, size, size, lanes), 3, 1, 1, epilogue, True)
+        out = blocks * lanes
+    else:
+        kernel = K.Conv((1, blocks, size, size, lanes), 2, lanes, blocks, 1, 1, 1, 0,
+                        epilogue, True)
+        out = 2 * lanes
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, blocks * lanes, size, size)).astype(np.float32)
-    w = rng.standard_normal((blocks * lanes, 1, 3, 3)).astype(np.float32)
-    bias = rng.standard_normal(blocks * lanes).astype(np.float32)
-    expected = conv2d(avg_pool2(x), w, (1, 1), bias)
+    w = rng.standard_normal((out, 1 if kind == "depthwise" else blocks * lanes,
+                             *(2 * (3 if kind == "depthwise" else 1,)))).astype(np.float32)
+    bias = rng.standard_normal(out).astype(np.float32)
+    expected = conv2d(avg_pool2(x), w, (w.shape[2] // 2,) * 2, bias)
 
     def blocked(a):  # (1, C, H, W) -> (1, C / lanes, H, W, lanes)
-        return a.reshape(1, blocks, lanes, *a.shape[2:]).transpose(0, 1, 3, 4, 2)
+        return a.reshape(1, -1, lanes, *a.shape[2:]).transpose(0, 1, 3, 4, 2)
 
-    packed_w = w[:, 0].reshape(blocks, lanes, 3, 3).transpose(0, 2, 3, 1)
-    func = scheduled_func(kernel, kernel.tiles(lanes)[0]).with_attr("global_symbol", "k")
-    lib = tvm.compile(tvm.IRModule({"k": func}), target=target)
-    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (
-        blocked(x), packed_w, bias.reshape(blocks, lanes),
-        np.zeros(kernel.out_shape, np.float32))]
-    lib["k"](*args)
-    assert kernel.out_shape[2:4] == expected.shape[2:4] == ((size + 1) // 2,) * 2
-    np.testing.assert_allclose(args[-1].numpy(), blocked(expected), rtol=1e-5, atol=1e-5)
+    if kind == "depthwise":  # (B, KH, KW, lanes)
+        packed_w = w[:, 0].reshape(blocks, lanes, 3, 3).transpose(0, 2, 3, 1)
+    else:  # (OB, IB, 1, 1, in lanes, out lanes)
+        packed_w = w.reshape(2, lanes, blocks, lanes, 1, 1).transpose(0, 2, 4, 5, 3, 1)
+    for tile in kernel.tiles(lanes)[:3]:
+        func = scheduled_func(kernel, tile).with_attr("global_symbol", "k")
+        lib = tvm.compile(tvm.IRModule({"k": func}), target=target)
+        args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (
+            blocked(x), packed_w, bias.reshape(-1, lanes),
+            np.zeros(kernel.out_shape, np.float32))]
+        lib["k"](*args)
+        assert kernel.out_shape[2:4] == expected.shape[2:4] == ((size + 1) // 2,) * 2
+        np.testing.assert_allclose(args[-1].numpy(), blocked(expected), rtol=1e-5,
+                                   atol=1e-5, err_msg=f"tile {tile}")
 
 
-def test_a_strided_depthwise_octconv_pools_as_it_reads_and_equals_mxnet(cache):
-    """OctConv's stride 2 average-pools each branch before its convolution: before a
-    depthwise one, the depthwise kernel pools as it reads (no pooling call, no pooled
-    map); the h2l pooling of a map that other layers read stays a call of its own. The
-    network equals MXNet on even and odd maps."""
+def test_depthwise_and_1x1_octconvs_pool_as_they_read_and_equal_mxnet(cache):
+    """OctConv's stride 2 average-pools each branch before its convolution, its h2l path
+    the high map: before a depthwise or a 1x1 convolution, that kernel pools as it reads
+    (no pooling call, no pooled map); the pooling before a 3x3 convolution stays a call
+    of its own. The network equals MXNet on even and odd maps."""
     from octconv.symbol import oct_conv
     if not runs_here(make_target()):
         pytest.skip("host target not runnable")
@@ -344,8 +362,10 @@ def test_a_strided_depthwise_octconv_pools_as_it_reads_and_equals_mxnet(cache):
         assert [k.pooled for k in depthwise] == [True, True]  # high and low branch
         assert [k.out_shape[2] for k in depthwise] == [(size + 1) // 2, (size + 3) // 4]
         pools = [c.kernel.data for c in program.calls if isinstance(c.kernel, K.Pool)]
-        # a's and pw's h2l paths pool the input and dw's high map, which others read
-        assert pools == [program.calls[0].out_shape, depthwise[0].out_shape]
+        assert pools == [program.calls[0].out_shape]  # a's 3x3 h2l path pools the input
+        pooling = [c.kernel for c in program.calls
+                   if isinstance(c.kernel, K.Conv) and c.kernel.pooled]
+        assert [k.data for k in pooling] == [depthwise[0].out_shape]  # pw's h2l path
         x = image(size)
         compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache,
                                   budget=1)
@@ -921,9 +941,12 @@ def test_low_map_paths_run_as_one_convolution_and_equal_mxnet(cache):
     for call in convs:
         readers.setdefault(call.args[0].index, []).append(call)
     low = {i: calls for i, calls in readers.items() if calls[0].args[0].size == (8, 8)}
-    # 8 px maps read: a's pooled input (h2l); b's and c's pooled high map (h2l) and low
-    # map (l2h + l2l); d's low map (l2h); each by one call
-    assert sorted(len(calls) for calls in low.values()) == [1] * 6
+    # 8 px maps read: a's pooled input (h2l); b's pooled high map (h2l); b's and c's low
+    # map (l2h + l2l); d's low map (l2h); each by one call. c's h2l path, a 1x1
+    # convolution, pools b's high map as it reads it.
+    assert sorted(len(calls) for calls in low.values()) == [1] * 5
+    assert [c.out_shape[2:4] for c in convs
+            if isinstance(c.kernel, K.Conv) and c.kernel.pooled] == [(8, 8)]
     merged = [c.kernel for calls in low.values() for c in calls
               if c.out_shape[1] * c.out_shape[4] == 64]  # 32 + 32 channels
     assert sorted(type(k).__name__ for k in merged) == ["Conv", "Winograd"]

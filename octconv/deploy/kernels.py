@@ -376,7 +376,11 @@ def _out_size(size, kernel, stride, pad, ceil=False):
 class Conv(Kernel):
     """Convolution of an NCHW[ib]c tensor with packed weights (OB, ICB, KH, KW, ib, ob),
     ``groups`` block groups (each output block reads the ICB input blocks of its group),
-    then the epilogue. Spatial padding is materialized once (zeros), outside the tile."""
+    then the epilogue. Spatial padding is materialized once (zeros), outside the tile.
+    With ``pooled`` (a 1x1 stride-1 convolution whose threads split bands of rows,
+    :attr:`bands_first`), of ``data`` average-pooled 2x2/2 first as :class:`Depthwise`
+    ``pooled`` (OctConv's h2l path, :mod:`octconv.unit`): each band's pooled pixels made
+    once, before its output blocks (then a serial loop) read them; no pooled map stored."""
     data: tuple          # (N, IB, H, W, ib)
     out_blocks: int
     out_block: int
@@ -386,10 +390,22 @@ class Conv(Kernel):
     stride: int
     pad: int
     epilogue: Epilogue
+    pooled: bool = False
+
+    def __post_init__(self):
+        assert not self.pooled or (self.pointwise and self.bands_first), \
+            "only a 1x1 stride-1 convolution split in bands pools"
+
+    @property
+    def in_size(self):
+        """The convolution's input rows and columns (after the pooling)."""
+        _, _, h, w, _ = self.data
+        return (-(-h // 2), -(-w // 2)) if self.pooled else (h, w)
 
     @property
     def out_shape(self):
-        n, _, h, w, _ = self.data
+        n = self.data[0]
+        h, w = self.in_size
         oh = _out_size(h, self.kernel, self.stride, self.pad)
         ow = _out_size(w, self.kernel, self.stride, self.pad)
         return (n, self.out_blocks, oh, ow, self.out_block)
@@ -420,7 +436,7 @@ class Conv(Kernel):
         weight = te.placeholder(self.weight_shape, F32, "weight")
         shape = self.out_shape
         k, s, p = self.kernel, self.stride, self.pad
-        padded = _pad(data, shape, k, s, p, 0.0)
+        padded = _pad(_average_2x2(data) if self.pooled else data, shape, k, s, p, 0.0)
         icb = te.reduce_axis((0, self.in_blocks_per_group), "icb")
         kh = te.reduce_axis((0, k), "kh")
         kw = te.reduce_axis((0, k), "kw")
@@ -455,8 +471,8 @@ class Conv(Kernel):
         """A 1x1 convolution of a batch of 1x1 maps (a classifier or a gate after global
         pooling): the images are its flat pixels, so that a tile of several images reads
         each weight once for all of them instead of once per image."""
-        n, _, h, w, _ = self.data
-        return self.pointwise and h == w == 1 and n > 1
+        h, w = self.in_size
+        return self.pointwise and h == w == 1 and self.data[0] > 1
 
     @property
     def bands_first(self):
@@ -659,17 +675,19 @@ class Conv(Kernel):
                  if self.pointwise and not pixels else (lambda tiles: True))
         part, rest = row_parts(sch, spatial_outer[0], whole)
         parallel = images + ([part, oco] if self.bands_first else [oco, part])
+        serial = [parallel.pop()] if self.pooled else []  # the blocks, after the pooling
         if icin == self.in_blocks_per_group:  # reduction innermost, epilogue per tile
-            sch.reorder(*parallel, rest, *spatial_outer[1:], icb, kh, kw, ic, *tile_loops, o)
+            sch.reorder(*parallel, *serial, rest, *spatial_outer[1:], icb, kh, kw, ic,
+                        *tile_loops, o)
             after = spatial_outer[-1] if len(spatial_outer) > 1 else rest
             reduction = icb
             sharing = ([] if self.bands_first else [part]) + [rest, *spatial_outer[1:], icb, kh]
             self._prefetch_weights(sch, kw, sharing, oco, None, tile)
         else:  # input-channel blocks outside the pixel loops of a band of whole tiles
             icbo, icbi = sch.split(icb, [None, icin])
-            sch.reorder(*parallel, icbo, rest, *spatial_outer[1:], icbi, kh, kw, ic,
+            sch.reorder(*parallel, *serial, icbo, rest, *spatial_outer[1:], icbi, kh, kw, ic,
                         *tile_loops, o)
-            after = parallel[-1]
+            after = (parallel + serial)[-1]
             reduction = icbo
             self._prefetch_weights(sch, kw, [rest, *spatial_outer[1:], icbi, kh], oco, icbo, tile)
         if not pixels:
@@ -679,6 +697,10 @@ class Conv(Kernel):
         for loop in tile_loops:
             sch.unroll(loop)
         _parallel(sch, *parallel)
+        if self.pooled:  # the band's pooled pixels, all input blocks
+            pooled = sch.get_sblock("pooled")
+            sch.compute_at(pooled, sch.get_loops(conv)[0])
+            sch.vectorize(sch.get_loops(pooled)[-1])
         if pixels:
             vectorize_inner(sch, epilogue)
         sch.decompose_reduction(conv, reduction)

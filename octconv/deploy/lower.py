@@ -101,9 +101,10 @@ class _EdgePadded:
 
 @dataclass(frozen=True)
 class _Pooled:
-    """A tensor average-pooled 2x2/2 (ceil) for the depthwise convolution that alone
-    reads it, which pools as it reads (:class:`~octconv.deploy.kernels.Depthwise`
-    ``pooled``); not stored."""
+    """A tensor average-pooled 2x2/2 (ceil) for the depthwise or 1x1 convolution that
+    alone reads it, which pools as it reads (``pooled`` of
+    :class:`~octconv.deploy.kernels.Depthwise` and :class:`~octconv.deploy.kernels.Conv`);
+    not stored."""
     source: Tensor
 
     @property
@@ -368,7 +369,7 @@ class _Lowering:
         are theirs side by side) with their fused epilogues: the value of each chain."""
         i = chains[0][0]
         source = self.values[self.data_input(i)]
-        pooled = isinstance(source, _Pooled)  # (only a depthwise convolution reads one)
+        pooled = isinstance(source, _Pooled)  # (read by a depthwise or 1x1 one alone)
         x = source.source if pooled else self.stored(self.data_input(i))
         kernel, stride, pad = self.graph.window(i)
         if len(set(kernel)) != 1 or len(set(stride)) != 1 or len(set(pad)) != 1:
@@ -403,13 +404,12 @@ class _Lowering:
             packed[:lin.channels] = weight[:, 0]
             packed = packed.reshape(lin.blocks, lin.block, k, k).transpose(0, 2, 3, 1)
         else:
-            assert not pooled, "a pooled map is read by a depthwise convolution alone"
             block_groups, per_group = _block_grouping(groups, lin, lout)
             packed = np.concatenate([
                 _pack_conv_weight(w, groups, lin, l, block_groups, per_group)
                 for (w, _, _), l in zip(folded, louts)])
             kern = K.Conv(x.shape, lout.blocks, lout.block, per_group, block_groups, k, s, p,
-                          epilogue)
+                          epilogue, pooled)
             if self.winograd and (k, s, block_groups) == (3, 1, 1):
                 kernels, default = candidates(kern, size, lin.channels, lout.channels)
                 kern = self.choose(kernels, default) if len(kernels) > 1 else default
@@ -485,7 +485,7 @@ class _Lowering:
                 raise UnsupportedGraph(f"{node['name']}: an edge-padded map must be pooled "
                                        f"2x2/2 in the 'valid' convention")
             x = source.source
-            if attrs.get("pool_type", "max") == "avg" and self.read_by_depthwise(i, x):
+            if attrs.get("pool_type", "max") == "avg" and self.pools_as_it_reads(i, x):
                 return _Pooled(x)
             kern = K.Pool(x.shape, attrs.get("pool_type", "max"), 2, 2, 0, True)
             return self.emit(kern, [x], x.batch, x.layout, kern.out_shape[2:4])
@@ -501,14 +501,16 @@ class _Lowering:
                                       "the padding")
         ceil = attrs.get("pooling_convention", "valid") == "full"
         if ((pool_type, kernel, stride, pad, ceil) == ("avg", (2, 2), (2, 2), (0, 0), True)
-                and self.read_by_depthwise(i, x)):
+                and self.pools_as_it_reads(i, x)):
             return _Pooled(x)
         kern = K.Pool(x.shape, pool_type, kernel[0], stride[0], pad[0], ceil)
         return self.emit(kern, [x], x.batch, x.layout, kern.out_shape[2:4])
 
-    def read_by_depthwise(self, i, x):
+    def pools_as_it_reads(self, i, x):
         """Whether pooling ``i`` (of the stored ``x``) is read by one stride-1 depthwise
-        convolution alone, which can pool as it reads its input."""
+        convolution alone, or by one 1x1 convolution alone whose input outweighs its
+        weights (split in bands, :attr:`~octconv.deploy.kernels.Conv.bands_first`): such
+        a convolution can pool as it reads its input (OctConv's h2l paths)."""
         users = self.users[i]
         if len(users) != 1 or i in self.heads:
             return False
@@ -516,8 +518,12 @@ class _Lowering:
         if (self.nodes[j]["op"] != "Convolution" or self.data_input(j) != i
                 or self.graph.window(j)[1] != (1, 1)):
             return False
-        return self.depthwise(int(self.attrs(j).get("num_group", 1)), x.layout,
-                              self.param(j, 1))
+        weight, groups = self.param(j, 1), int(self.attrs(j).get("num_group", 1))
+        if self.graph.window(j) == ((1, 1), (1, 1), (0, 0)) and groups == 1:
+            out = self.layout(weight.shape[0])
+            return K.Conv(x.shape, out.blocks, out.block, x.layout.blocks, 1, 1, 1, 0,
+                          K.Epilogue()).bands_first
+        return self.depthwise(groups, x.layout, weight)
 
     def depthwise(self, groups, layout, weight):
         """Whether a convolution of ``groups`` groups with ``weight`` (out channels first)
