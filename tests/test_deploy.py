@@ -372,6 +372,36 @@ def test_depthwise_and_1x1_octconvs_pool_as_they_read_and_equal_mxnet(cache):
         assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 
+def test_a_1x1_convolution_pools_as_it_reads_only_where_its_input_outweighs_its_weights(
+        cache):
+    """An h2l path's 1x1 convolution (32 -> 256 channels) pools its input as it reads on
+    a 32 px map, whose input outweighs its weights (bands of rows, each pooled once);
+    on an 8 px map, where the weights outweigh the input and its threads split output
+    blocks, the pooling stays a call of its own (pooling inside would repeat it for
+    each group of output blocks). Both equal MXNet."""
+    from octconv.symbol import oct_conv
+    if not runs_here(make_target()):
+        pytest.skip("host target not runnable")
+    x = oct_conv((mx.sym.var("data"), None), "a", 64, 3, 3, padding=1, alpha_out=0.5)
+    x = tuple(mx.sym.Activation(t, act_type="relu") for t in x)
+    hi, lo = oct_conv(x, "b", 512, 1, 64, alpha_in=0.5, alpha_out=0.5)
+    network = small_network(mx.sym.concat(mx.sym.Pooling(hi, kernel=(2, 2), stride=(2, 2),
+                                                          pool_type="max"), lo, dim=1), 0.1)
+    for size, pooling in ((32, True), (8, False)):
+        program = lower(network.symbol.tojson(), network.params, (1, 3, size, size),
+                        vector_lanes(make_target()))
+        h2l = [c.kernel for c in program.calls if isinstance(c.kernel, K.Conv)
+               and c.out_shape[1] * c.out_shape[4] == 256 and c.out_shape[2] == size // 2]
+        avg = [c.kernel for c in program.calls
+               if isinstance(c.kernel, K.Pool) and c.kernel.pool_type == "avg"]
+        assert [k.pooled for k in h2l] == [pooling]
+        assert len(avg) == (0 if pooling else 1) + 1  # (+ a's h2l path, a 3x3 one)
+        assert h2l[0].bands_first == pooling
+    x = image(8)
+    compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
+    assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
+
+
 def _weight_traffic(func, block):
     """``[(kind, row)]``: the weight rows (every index but the lanes') that ``func``
     prefetches ("prefetch") and that its ``block`` reads ("read"), in the order one
