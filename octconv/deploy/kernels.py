@@ -127,6 +127,14 @@ class Kernel:
         return replace(self, data=data, epilogue=Epilogue((("bias",),)))
 
     @property
+    def in_size(self):
+        """The rows and columns of the map the kernel's computation reads: ``data``'s,
+        halved rounding up where the kernel average-pools it 2x2/2 as it reads
+        (``pooled``: :class:`Conv`, :class:`Depthwise`)."""
+        _, _, h, w, _ = self.data
+        return (-(-h // 2), -(-w // 2)) if getattr(self, "pooled", False) else (h, w)
+
+    @property
     def images_in_tile(self):
         """Whether a register tile spans several images of the batch (each weight it
         loads serves all of them), so that the batch is part of the workload."""
@@ -395,12 +403,6 @@ class Conv(Kernel):
     def __post_init__(self):
         assert not self.pooled or (self.pointwise and self.bands_first), \
             "only a 1x1 stride-1 convolution split in bands pools"
-
-    @property
-    def in_size(self):
-        """The convolution's input rows and columns (after the pooling)."""
-        _, _, h, w, _ = self.data
-        return (-(-h // 2), -(-w // 2)) if self.pooled else (h, w)
 
     @property
     def out_shape(self):
@@ -745,12 +747,6 @@ class Depthwise(Kernel):
     pad: int
     epilogue: Epilogue
     pooled: bool = False
-
-    @property
-    def in_size(self):
-        """The convolution's input rows and columns (after the pooling)."""
-        _, _, h, w, _ = self.data
-        return (-(-h // 2), -(-w // 2)) if self.pooled else (h, w)
 
     @property
     def out_shape(self):
