@@ -397,9 +397,10 @@ def test_a_1x1_convolution_pools_as_it_reads_only_where_its_input_outweighs_its_
         assert [k.pooled for k in h2l] == [pooling]
         assert len(avg) == (0 if pooling else 1) + 1  # (+ a's h2l path, a 3x3 one)
         assert h2l[0].bands_first == pooling
-    x = image(8)
-    compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
-    assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
+        x = image(size)
+        compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache,
+                                  budget=1)
+        assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 
 def _weight_traffic(func, block):
