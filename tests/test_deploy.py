@@ -989,9 +989,12 @@ def test_low_map_paths_run_as_one_convolution_and_equal_mxnet(cache):
 
 def test_profile_accounts_for_every_call_and_multiply_add(cache):
     """The per-kernel profile covers every kernel call once per network call, and its
-    multiply-adds add up to the complexity counter's count on the Symbol graph; every
-    kernel of the library also runs alone on arrays of its own shapes (TVM checks them
-    against the function's); the library reused on another thread count."""
+    multiply-adds add up to the complexity counter's count on the Symbol graph; its
+    bytes of weights hold at least every convolution's and the classifier's weights
+    (more: padding, Winograd's transformed weights, biases), the classifier's exactly
+    as Dense packs them; every kernel of the library also runs alone on arrays of its
+    own shapes (TVM checks them against the function's), in cache and flushed from
+    it; the library reused on another thread count."""
     if not runs_here(make_target()):
         pytest.skip("host target not runnable")
     network = network_("resnet10_v2_mini", 0.0, 32)
@@ -999,7 +1002,13 @@ def test_profile_accounts_for_every_call_and_multiply_add(cache):
     compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache, budget=1)
     rows = compiled.profile(x, runs=3, alone=True)
     assert sum(r["calls"] for r in rows) == len(compiled.program.calls)
-    assert all(r["alone_ms"] > 0 for r in rows)
+    assert all(r["alone_ms"] > 0 and r["cold_ms"] > 0 for r in rows)
+    weights = {k: v for k, v in network.params.items() if k.endswith("weight")}
+    assert sum(r["weight_bytes"] for r in rows) >= 4 * sum(v.size for v in weights.values())
+    fc = next(v for k, v in weights.items() if v.ndim == 2)  # (classes, features)
+    blocks = -(-fc.shape[0] // 16)  # (J/16, features, 16) and a bias of (J/16, 16)
+    dense = next(r for r in rows if r["function"].startswith("dense"))
+    assert dense["weight_bytes"] == 4 * blocks * 16 * (fc.shape[1] + 1)
     assert "alone_ms" not in compiled.profile(x, runs=1)[0]
     assert "alone_1_thread_ms" not in rows[0]  # (one thread: nothing to compare)
     two = compiled.with_threads(2).profile(x, runs=1, alone=True)
@@ -2045,9 +2054,11 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     lines = out.splitlines()
     start = next(j for j, line in enumerate(lines) if line.startswith("kernels of one call"))
     rows, total = lines[start + 2:start + 6], lines[start + 6]  # after the column header
-    assert lines[start + 1].split()[-5:] == ["alone", "ms", "1", "thread", "scaling"]
-    assert all(float(row.split()[2]) > 0 and float(row.split()[-3]) > 0 for row in rows)
-    assert total.split()[0] == "total" and float(total.split()[-3]) > 0  # kernels alone
+    assert lines[start + 1].split()[-9:] == ["weight", "MB", "alone", "ms", "cold", "ms", "1",
+                                             "thread", "scaling"]
+    assert all(float(row.split()[2]) > 0 and float(row.split()[-4]) > 0
+               and float(row.split()[-3]) > 0 for row in rows)  # alone, in cache and not
+    assert total.split()[0] == "total" and float(total.split()[-4]) > 0  # kernels alone
     for backend in ("tvm", "onnxruntime", "openvino"):
         line = next(line for line in out.splitlines() if line.startswith(f"  {backend} "))
         diff, unit = line.split("max |diff| vs MXNet")[1].split(maxsplit=1)
@@ -2067,6 +2078,8 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     assert report["library"] == str(tmp_path / "demo.so")
     assert [r["function"] for r in report["profile"][:4]] == [row.split()[0] for row in rows]
     for row, entry in zip(rows, report["profile"]):  # alone on 1 thread, then its scaling
+        assert float(row.split()[-5]) == pytest.approx(entry["weight_bytes"] / 1e6, abs=6e-3)
+        assert float(row.split()[-3]) == pytest.approx(entry["cold_ms"], abs=6e-4)
         one, scaling = (float(v) for v in row.split()[-2:])
         assert one == pytest.approx(entry["alone_1_thread_ms"], abs=6e-4)
         assert scaling == pytest.approx(entry["alone_1_thread_ms"] / entry["alone_ms"],

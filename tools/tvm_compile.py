@@ -18,11 +18,14 @@ cannot run is cross-compiled (no tuning, no timing). Tuning results are cached i
 compiled libraries in the ``libraries/`` folder beside it. ``--threads`` (default 1,
 as the paper; 0 = all cores) applies to every backend. ``--profile N`` prints the N
 slowest compiled kernels of a call (median time, share, calls, multiply-adds counted
-directly and the rate they imply, and the same calls' time with the kernel run alone
-on its own arrays: where the network's time exceeds it, the kernel waits for data
-that its predecessors left in L3 or memory) and the total; on more than one thread
-also each kernel alone on one thread and its scaling alone (a kernel that scales alone
-but not inside the network waits there for what another core wrote). On more than one
+directly and the rate they imply, the megabytes of weights its calls read, and the
+same calls' time with the kernel run alone on its own arrays, in cache and with all
+but its input flushed from the caches before each call: where the network's time
+exceeds the first, the kernel waits for data that its predecessors left in L3 or
+memory; where it is near the second, for its weights from memory) and the total; on
+more than one thread also each kernel alone on one thread and its scaling alone (a
+kernel that scales alone but not inside the network waits there for what another core
+wrote). On more than one
 thread a profile varies from process to process far more than whole calls do
 (Oct-MobileNet v1 0.75 on 2 threads: totals of 2.5-3.2 ms, whole calls 2.56-2.68), so
 compare kernels within one profile. ``--requests N`` times the library serving N
@@ -209,25 +212,26 @@ def print_profile(compiled, shape, runs, top):
     from octconv.deploy.bench import random_input
     rows = compiled.profile(random_input(shape), runs, alone=True)
     threaded = compiled.threads > 1
-    total_ms = sum(r["ms"] for r in rows)
-    total_alone = sum(r["alone_ms"] for r in rows)
-    total_macs = sum(r["macs"] for r in rows)
+    total = {key: sum(r[key] for r in rows)
+             for key in ("calls", "ms", "macs", "weight_bytes", "alone_ms", "cold_ms")}
 
     def scaling(one, many):
         return f" {one:8.3f} {one / many:7.2f}" if threaded else ""
 
     print(f"kernels of one call, median of {runs} calls on {compiled.threads} thread(s):")
     print(f"  {'kernel':14s} {'calls':>5s} {'ms':>8s} {'share':>6s} {'M mult-adds':>11s} "
-          f"{'G/s':>6s} {'alone ms':>8s}"
+          f"{'G/s':>6s} {'weight MB':>9s} {'alone ms':>8s} {'cold ms':>8s}"
           + (f" {'1 thread':>8s} {'scaling':>7s}" if threaded else ""))
     for r in rows[:top]:
         rate = f"{r['macs'] / r['ms'] / 1e6:6.1f}" if r["macs"] and r["ms"] else " " * 6
         print(f"  {r['function']:14s} {r['calls']:5d} {r['ms']:8.3f} "
-              f"{100 * r['ms'] / total_ms:5.1f}% {r['macs'] / 1e6:11.1f} {rate} "
-              f"{r['alone_ms']:8.3f}" + scaling(r.get("alone_1_thread_ms"), r["alone_ms"]))
-    print(f"  {'total':14s} {sum(r['calls'] for r in rows):5d} {total_ms:8.3f} "
-          f"{100.0:5.1f}% {total_macs / 1e6:11.1f} {'':6s} {total_alone:8.3f}"
-          + scaling(sum(r.get("alone_1_thread_ms", 0) for r in rows), total_alone))
+              f"{100 * r['ms'] / total['ms']:5.1f}% {r['macs'] / 1e6:11.1f} {rate} "
+              f"{r['weight_bytes'] / 1e6:9.2f} {r['alone_ms']:8.3f} {r['cold_ms']:8.3f}"
+              + scaling(r.get("alone_1_thread_ms"), r["alone_ms"]))
+    print(f"  {'total':14s} {total['calls']:5d} {total['ms']:8.3f} {100.0:5.1f}% "
+          f"{total['macs'] / 1e6:11.1f} {'':6s} {total['weight_bytes'] / 1e6:9.2f} "
+          f"{total['alone_ms']:8.3f} {total['cold_ms']:8.3f}"
+          + scaling(sum(r.get("alone_1_thread_ms", 0) for r in rows), total["alone_ms"]))
     return rows
 
 

@@ -31,7 +31,7 @@ from octconv.deploy.target import (describe, extensions, host_cpu, known_cpu, la
                                    make_target, runs_here, vector_lanes)
 from octconv.deploy.threads import reserve_threads, resolve_threads, use_threads
 from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, kernel_arguments,
-                                   scheduled_func, search_tiles, time_function)
+                                   scheduled_func, search_tiles, time_cold, time_function)
 from octconv.files import write_atomically
 from octconv.weights import check_input_shape, check_params
 
@@ -147,22 +147,32 @@ class CompiledNetwork:
         """Where a call's time goes, kernel by kernel: one row per compiled kernel,
         slowest first, with its ``function`` name, ``calls`` per network call, ``ms``
         (the median over ``runs`` network calls of the time its calls take together,
-        timed around each call by the VM) and ``macs`` (multiply-adds as the direct
-        computation counts them, :attr:`Kernel.macs`). With ``alone``, also
-        ``alone_ms``: the same calls' time with the kernel run alone, again and again on
-        the same random arrays, as the tile search times it (median of ``runs``
-        timings); where ``ms`` exceeds it, the kernel reads from L3 or memory inside the
-        network what stays in its core's cache alone. On more than one thread ``alone``
-        also gives ``alone_1_thread_ms``, the same timed on one thread right after:
-        over ``alone_ms``, the kernel's own scaling, apart from what the kernels before
-        it left in the other core's cache."""
+        timed around each call by the VM), ``macs`` (multiply-adds as the direct
+        computation counts them, :attr:`Kernel.macs`) and ``weight_bytes`` (the bytes of
+        the constants its calls read: weights, biases, folded BatchNorms; inside a
+        network they come from memory, read once per call at batch 1). With ``alone``,
+        also ``alone_ms``: the same calls' time with the kernel run alone, again and
+        again on the same random arrays, as the tile search times it (median of
+        ``runs`` timings; its data stay in cache); and ``cold_ms``: the same with every
+        argument but the input flushed from the caches before each call (median of
+        ``runs`` calls), as a kernel finds its weights inside a network. Where ``ms``
+        exceeds ``alone_ms``, the kernel reads from L3 or memory inside the network
+        what stays in its core's cache alone; where ``ms`` is near ``cold_ms``, what it
+        waits for is its weights (and output) from memory. On more than one thread
+        ``alone`` also gives ``alone_1_thread_ms``, the same as ``alone_ms`` timed on one
+        thread right after: over ``alone_ms``, the kernel's own scaling, apart from what
+        the kernels before it left in the other core's cache."""
         runner = _Runner(self.module, self.input_shape, self.threads)
         runner(x)  # warm-up, and the input's shape checked
         names, kernels, calls = function_names(self.program), {}, Counter()
+        weight_bytes = Counter()
         for j, call in enumerate(self.program.calls):
-            kernels[names[call.kernel.key()]] = call.kernel
-            calls[names[call.kernel.key()]] += (
-                self.input_shape[0] if j < self.program.per_image else 1)
+            name = names[call.kernel.key()]
+            kernels[name] = call.kernel
+            times = self.input_shape[0] if j < self.program.per_image else 1
+            calls[name] += times
+            weight_bytes[name] += times * sum(a.nbytes for a in call.args
+                                              if isinstance(a, np.ndarray))
         started, spent = {}, {name: [] for name in kernels}
 
         def instrument(func, name, before, result, *args):
@@ -181,11 +191,13 @@ class CompiledNetwork:
                 times.append(0.0)
             runner(x)
         rows = [dict(function=name, calls=calls[name], ms=1e3 * float(np.median(spent[name])),
-                     macs=calls[name] * kernels[name].macs) for name in kernels]
+                     macs=calls[name] * kernels[name].macs, weight_bytes=weight_bytes[name])
+                for name in kernels]
         library = getattr(self.module, "mod", self.module)  # a relax Executable's module
         for row in rows if alone else []:
             name, args = row["function"], kernel_arguments(kernels[row["function"]])
             row["alone_ms"] = row["calls"] * time_function(library, name, args, runs)
+            row["cold_ms"] = row["calls"] * time_cold(library, name, args, runs)
             if self.threads > 1:
                 use_threads(1)
                 row["alone_1_thread_ms"] = row["calls"] * time_function(library, name, args,
