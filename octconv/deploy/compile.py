@@ -155,10 +155,11 @@ class CompiledNetwork:
         again on the same random arrays, as the tile search times it (median of
         ``runs`` timings; its data stay in cache); and ``cold_ms``: the same with every
         argument but the input flushed from the caches before each call (median of
-        ``runs`` calls), as a kernel finds its weights inside a network. Where ``ms``
-        exceeds ``alone_ms``, the kernel reads from L3 or memory inside the network
-        what stays in its core's cache alone; where ``ms`` is near ``cold_ms``, what it
-        waits for is its weights (and output) from memory. On more than one thread
+        ``runs`` calls), as a kernel finds its weights inside a network (its output
+        and any other input, an add's, flushed too, which a network's kernel often
+        finds in cache). Where ``ms`` exceeds ``alone_ms``, the kernel reads from L3 or
+        memory inside the network what stays in its core's cache alone; where ``ms`` is
+        near ``cold_ms``, it waits for its weights from memory. On more than one thread
         ``alone`` also gives ``alone_1_thread_ms``, the same as ``alone_ms`` timed on one
         thread right after: over ``alone_ms``, the kernel's own scaling, apart from what
         the kernels before it left in the other core's cache."""
@@ -169,9 +170,9 @@ class CompiledNetwork:
         for j, call in enumerate(self.program.calls):
             name = names[call.kernel.key()]
             kernels[name] = call.kernel
-            times = self.input_shape[0] if j < self.program.per_image else 1
-            calls[name] += times
-            weight_bytes[name] += times * sum(a.nbytes for a in call.args
+            count = self.input_shape[0] if j < self.program.per_image else 1  # (once an image)
+            calls[name] += count
+            weight_bytes[name] += count * sum(a.nbytes for a in call.args
                                               if isinstance(a, np.ndarray))
         started, spent = {}, {name: [] for name in kernels}
 
