@@ -160,6 +160,14 @@ def test_batched_mobilenet_runs_its_first_layers_image_by_image_and_equals_mxnet
     rows = compiled.profile(x, runs=1)
     assert sum(r["calls"] for r in rows) == 3 * program.per_image + len(
         program.calls) - program.per_image
+    # each image's calls read their weights again: twice more than one image's call does
+    one = compile_symbol(network.symbol, network.params, (1,) + x.shape[1:], cache=cache,
+                         budget=1)
+    again = sum(a.nbytes for call in program.calls[:program.per_image] for a in call.args
+                if isinstance(a, np.ndarray))
+    assert again > 0
+    assert sum(r["weight_bytes"] for r in rows) == sum(
+        r["weight_bytes"] for r in one.profile(x[:1], runs=1)) + 2 * again
 
 
 def test_slicing_and_stacking_images_run_in_parallel_and_vectorized():
