@@ -312,19 +312,18 @@ def test_a_pooling_kernel_is_a_pooling_then_its_convolution(kind, size):
         pytest.skip("host target not runnable")
     blocks, lanes = 3, vector_lanes(target)
     epilogue = K.Epilogue((("bias",),))
-    if kind == "depthwise":
+    if kind == "depthwise":  # weights (out, in per group, k, k)
         kernel = K.Depthwise((1, blocks, size, size, lanes), 3, 1, 1, epilogue, True)
-        out = blocks * lanes
+        out, fan_in, k = blocks * lanes, 1, 3
     else:
         kernel = K.Conv((1, blocks, size, size, lanes), 2, lanes, blocks, 1, 1, 1, 0,
                         epilogue, True)
-        out = 2 * lanes
+        out, fan_in, k = 2 * lanes, blocks * lanes, 1
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, blocks * lanes, size, size)).astype(np.float32)
-    w = rng.standard_normal((out, 1 if kind == "depthwise" else blocks * lanes,
-                             *(2 * (3 if kind == "depthwise" else 1,)))).astype(np.float32)
+    w = rng.standard_normal((out, fan_in, k, k)).astype(np.float32)
     bias = rng.standard_normal(out).astype(np.float32)
-    expected = conv2d(avg_pool2(x), w, (w.shape[2] // 2,) * 2, bias)
+    expected = conv2d(avg_pool2(x), w, (k // 2, k // 2), bias)
 
     def blocked(a):  # (1, C, H, W) -> (1, C / lanes, H, W, lanes)
         return a.reshape(1, -1, lanes, *a.shape[2:]).transpose(0, 1, 3, 4, 2)
