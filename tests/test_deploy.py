@@ -547,6 +547,51 @@ def test_1x1_convolutions_on_7px_maps_take_tiles_of_several_pixels_with_avx2():
     assert (best.cols, best.out_blocks) == (7, 2)
 
 
+@pytest.mark.parametrize("kernel", [
+    K.Conv((1, 4, 14, 14, 16), 4, 16, 4, 1, 1, 1, 0, BIAS),
+    K.Conv((1, 2, 8, 8, 16), 4, 16, 2, 1, 3, 1, 1, BIAS),
+    K.Conv((1, 3, 9, 9, 8), 2, 8, 3, 1, 1, 1, 0, BIAS, True),
+    K.Conv((6, 5, 1, 1, 16), 4, 16, 5, 1, 1, 1, 0, BIAS),
+], ids=["1x1", "3x3", "1x1-pooled-8-lanes", "1x1-images"])
+def test_convolutions_unroll_the_input_channels_of_a_block(kernel):
+    """Every tile of a direct convolution (the reduction innermost or in passes of input
+    blocks) unrolls the reduction's innermost loop, the input channels of one block,
+    inside which the register tile's multiply-adds are unrolled already."""
+    for tile in kernel.tiles(16):
+        script = scheduled_func(kernel, tile).script()
+        assert "for ic in T.unroll(" in script and "for ic in range(" not in script, tile
+
+
+@pytest.mark.parametrize("kernel", [
+    K.Pool((1, 2, 8, 8, 16), "avg", 2, 2, 0, False),
+    K.Pool((1, 1, 9, 9, 8), "avg", 2, 2, 0, True),
+    K.Pool((1, 1, 8, 8, 16), "avg", 3, 1, 1, False),
+    K.Pool((1, 1, 9, 9, 16), "avg", 3, 2, 1, True),
+], ids=["2x2-even", "2x2-odd-ceil", "3x3-padded", "3x3-strided-padded-ceil"])
+def test_average_poolings_equal_numpy(kernel):
+    """An average pooling divides each window's sum by the pixels of the map it covers
+    (MXNet's ``count_include_pad=False``), against a NumPy loop over the windows."""
+    target = make_target()
+    if not runs_here(target):
+        pytest.skip("host target not runnable")
+    x = np.random.default_rng(0).standard_normal(kernel.data).astype(np.float32)
+    _, _, oh, ow, _ = kernel.out_shape
+    k, s, p = kernel.kernel, kernel.stride, kernel.pad
+    expected = np.empty(kernel.out_shape, np.float32)
+    for y in range(oh):
+        for x_ in range(ow):
+            rows = slice(max(y * s - p, 0), min(y * s - p + k, kernel.data[2]))
+            cols = slice(max(x_ * s - p, 0), min(x_ * s - p + k, kernel.data[3]))
+            expected[:, :, y, x_] = x[:, :, rows, cols].mean(axis=(2, 3))
+    for tile in kernel.tiles(vector_lanes(target)):
+        func = scheduled_func(kernel, tile).with_attr("global_symbol", "k")
+        lib = tvm.compile(tvm.IRModule({"k": func}), target=target)
+        args = [tvm.runtime.tensor(x), tvm.runtime.tensor(np.zeros_like(expected))]
+        lib["k"](*args)
+        np.testing.assert_allclose(args[-1].numpy(), expected, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"tile {tile}")
+
+
 @pytest.mark.parametrize("kernel", [K.Pool((1, 2, 9, 9, 16), "avg", 2, 2, 0, True),
                                     K.GlobalPool((1, 4, 7, 7, 16))], ids=["pool", "global"])
 def test_an_average_is_divided_in_the_loop_that_sums_it(kernel):
