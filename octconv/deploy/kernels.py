@@ -657,7 +657,7 @@ class Conv(Kernel):
         loop of 16 left a 384 -> 384 channel 1x1 convolution on a 14 px map at 71 G
         multiply-adds/s (0.72 x what one core's two FMA units give at its clock);
         unrolled, the ResNet-50s and MobileNets ran 0.4-5 % faster side by side on the same
-        tiles (AVX2 code 0.5-1.8 % slower, near the noise)."""
+        tiles (AVX2 code 0.5-3 % slower)."""
         rh, rw, ot, icin = tile
         pixels = self._padded_pixels(tile)
         conv = sch.get_sblock("conv")
