@@ -60,11 +60,18 @@ ROW_PARTS = 8
 class ConvTile(NamedTuple):
     """The search knobs of a convolution: a register tile of ``rows`` x ``cols`` output
     pixels x ``out_blocks`` channel blocks, and ``in_blocks`` input-channel blocks
-    reduced per pass over it (all of a group's blocks: the reduction innermost)."""
+    reduced per pass over it (all of a group's blocks: the reduction innermost); and
+    whether the loop over a block's input channels around the tile's multiply-adds is
+    ``unrolled``, which :meth:`Conv.tiles` sets for 16-lane vectors (AVX-512). There,
+    on an Intel Xeon, the loop of 16 left a 384 -> 384 channel 1x1 convolution on a 14
+    px map at 71 G multiply-adds/s (0.72 x what one core's two FMA units give at its
+    clock); unrolled, the ResNet-50s and MobileNets ran 0.4-5 % faster side by side on
+    the same tiles, while AVX2 code ran 0.5-3 % slower."""
     rows: int
     cols: int
     out_blocks: int
     in_blocks: int
+    unrolled: bool = False
 
 
 class DepthwiseTile(NamedTuple):
@@ -592,18 +599,19 @@ class Conv(Kernel):
         blocks (with fewer, a whole pass's slices fit L1 anyway). Order: the best
         register tile unblocked and blocked, the :meth:`wide_tile`, then the next
         register tiles likewise (the best three in both forms), then the rest
-        unblocked."""
+        unblocked. With 16 lanes every tile is :attr:`ConvTile.unrolled`."""
         icb = self.in_blocks_per_group
         blocked = max((d for d in (8, 4, 2, 1) if icb % d == 0 and d < icb), default=None) \
             if icb >= 4 else None
+        unrolled = lanes == 16
         found = []
         for j, (rh, rw, ot) in enumerate(self.register_tiles(lanes)):
-            found.append(ConvTile(rh, rw, ot, icb))
+            found.append(ConvTile(rh, rw, ot, icb, unrolled))
             if j < 3 and blocked:
-                found.append(ConvTile(rh, rw, ot, blocked))
+                found.append(ConvTile(rh, rw, ot, blocked, unrolled))
             wide = self.wide_tile(lanes) if j == 0 else None
             if wide:
-                found.append(ConvTile(*wide, icb))
+                found.append(ConvTile(*wide, icb, unrolled))
         return list(dict.fromkeys(found))  # the wide tile may be a register tile too
 
     def _prefetch_weights(self, sch, at, sharing, oco, icbo, tile):
@@ -617,7 +625,7 @@ class Conv(Kernel):
         -> 2048 channel 1x1 convolutions on a 7 px map took 0.68 and 0.65 ms instead of
         0.83, a 384 -> 384 channel 3x3 one on 4 px 0.48 instead of 0.61; in cache 0.95
         to 0.96 x their time."""
-        rh, rw, ot, icin = tile
+        rh, rw, ot, icin, _ = tile
         weight = weight_buffer(sch, "conv")
         first_block = sch.get(oco).loop_var * ot
         if icbo is None:
@@ -653,12 +661,8 @@ class Conv(Kernel):
         loop runs over bands and groups of output blocks (:attr:`bands_first`); a
         convolution that pools its input (``pooled``) pools a band once, then runs the
         band's groups of output blocks serially. The input channels of a block (the
-        reduction's innermost loop) are unrolled: with AVX-512 on an Intel Xeon the
-        loop of 16 left a 384 -> 384 channel 1x1 convolution on a 14 px map at 71 G
-        multiply-adds/s (0.72 x what one core's two FMA units give at its clock);
-        unrolled, the ResNet-50s and MobileNets ran 0.4-5 % faster side by side on the same
-        tiles (AVX2 code 0.5-3 % slower)."""
-        rh, rw, ot, icin = tile
+        reduction's innermost loop) are unrolled where the tile says so."""
+        rh, rw, ot, icin, unrolled = tile
         pixels = self._padded_pixels(tile)
         conv = sch.get_sblock("conv")
         if pixels is None:
@@ -704,7 +708,7 @@ class Conv(Kernel):
             sch.reverse_compute_at(epilogue, after)
             sch.vectorize(sch.get_loops(epilogue)[-1])
         sch.vectorize(o)
-        for loop in tile_loops + [ic]:
+        for loop in tile_loops + ([ic] if unrolled else []):
             sch.unroll(loop)
         _parallel(sch, *parallel)
         if self.pooled:  # the band's pooled pixels, all input blocks
