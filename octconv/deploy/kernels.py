@@ -58,15 +58,15 @@ ROW_PARTS = 8
 
 
 class ConvTile(NamedTuple):
-    """The search knobs of a convolution: a register tile of ``rows`` x ``cols`` output
-    pixels x ``out_blocks`` channel blocks, and ``in_blocks`` input-channel blocks
-    reduced per pass over it (all of a group's blocks: the reduction innermost); and
-    whether the loop over a block's input channels around the tile's multiply-adds is
-    ``unrolled``, which :meth:`Conv.tiles` sets for 16-lane vectors (AVX-512). There,
-    on an Intel Xeon, the loop of 16 left a 384 -> 384 channel 1x1 convolution on a 14
-    px map at 71 G multiply-adds/s (0.72 x what one core's two FMA units give at its
-    clock); unrolled, the ResNet-50s and MobileNets ran 0.4-5 % faster side by side on
-    the same tiles, while AVX2 code ran 0.5-3 % slower."""
+    """How a convolution is scheduled. Searched: a register tile of ``rows`` x ``cols``
+    output pixels x ``out_blocks`` channel blocks, and ``in_blocks`` input-channel blocks
+    reduced per pass over it (all of a group's blocks: the reduction innermost). Not
+    searched: whether the loop over a block's input channels around the tile's
+    multiply-adds is ``unrolled``, which :meth:`Conv.tiles` sets for 16-lane vectors
+    (AVX-512). There, on an Intel Xeon, the loop of 16 left a 384 -> 384 channel 1x1
+    convolution on a 14 px map at 71 G multiply-adds/s (0.72 x what one core's two FMA
+    units give at its clock); unrolled, the ResNet-50s and MobileNets ran 0.4-5 % faster
+    side by side on the same tiles, while AVX2 code ran 0.5-3 % slower."""
     rows: int
     cols: int
     out_blocks: int
@@ -590,8 +590,8 @@ class Conv(Kernel):
         return (oh * ow) % pixels == 0 and not (ow % pixels and pixels % ow)
 
     def tiles(self, lanes):
-        """Tiles (rows, cols, output blocks, input blocks): a register tile and the
-        input-channel blocks reduced per pass over the tile's pixels. ``input blocks``
+        """Tiles (rows, cols, output blocks, input blocks, unrolled): a register tile and
+        the input-channel blocks reduced per pass over the tile's pixels. ``input blocks``
         equal to all of a group's blocks is the reduction innermost, the accumulators
         held in registers to the epilogue; fewer blocks the input-channel blocking
         (topi's ``tile_ic``), whose slices of input and weights stay in L1 while the
