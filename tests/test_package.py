@@ -2,6 +2,9 @@
 import importlib.metadata
 import os
 import re
+import shutil
+import subprocess
+import sys
 
 import octconv
 import octconv.gluon
@@ -63,8 +66,6 @@ def test_the_core_needs_no_optional_package():
     """``pip install .`` gives both APIs, the zoo and the counter: importing them with
     every extra's package refused still works, and ``octconv.deploy`` says what to
     install."""
-    import subprocess
-    import sys
     out = subprocess.run([sys.executable, "-c", CORE_ONLY], capture_output=True, text=True,
                          cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -88,9 +89,6 @@ print(symbol.get_symbol("resnet10_v2_mini", alpha=0.25, num_classes=10).list_out
 def test_pip_install_in_a_fresh_venv_gives_both_apis_without_tvm(tmp_path):
     """``pip install .`` (pinned by constraints.txt) into a new venv, from a copy of the
     tracked files: both APIs import and run; no TVM or ONNX comes with the core."""
-    import shutil
-    import subprocess
-    import sys
     source = tmp_path / "source"
     for path in _project_files(""):
         os.makedirs(source / os.path.dirname(path), exist_ok=True)
@@ -121,7 +119,6 @@ def test_extras_hold_the_optional_packages():
 
 
 def _project_files(*suffixes):
-    import subprocess
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
     return [p for p in listed.split() if p.endswith(suffixes) and os.path.exists(
@@ -200,3 +197,31 @@ def test_every_command_line_reports_a_mistake_in_one_line(capsys):
     for path in tools:
         text = open(os.path.join(ROOT, path)).read()
         assert "def main(" not in text or "@command\ndef main(" in text, path
+
+
+KEEP_AND_DROP = """
+def test_passes(tmp_path):
+    (tmp_path / "big").write_bytes(bytes(1 << 20))
+
+def test_fails(tmp_path):
+    (tmp_path / "big").write_bytes(bytes(1 << 20))
+    assert False
+"""
+
+
+def test_the_suite_keeps_only_failed_tests_files(tmp_path):
+    """A run writes gigabytes under the temporary root (CI's disk filled up once): under
+    the project's pytest settings a passed test's directory goes when the test ends."""
+    (tmp_path / "test_inner.py").write_text(KEEP_AND_DROP)
+    root = tmp_path / "temproot"
+    root.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "-c", os.path.join(ROOT, "pytest.ini"), "--rootdir", str(tmp_path),
+         str(tmp_path / "test_inner.py")],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTEST_DEBUG_TEMPROOT": str(root)})
+    assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
+    left = {path.name for path in root.rglob("*") if path.is_dir()}
+    assert any(name.startswith("test_fails") for name in left), left
+    assert not any(name.startswith("test_passes") for name in left), left
