@@ -30,7 +30,7 @@ from octconv.deploy.algorithms import POLICY as ALGORITHMS
 from octconv.deploy import winograd as winograd_module
 from octconv.deploy.winograd import Winograd, transform_weight
 from octconv.deploy.libraries import LibraryCache
-from octconv.deploy.lower import Tensor, UnsupportedGraph, lower
+from octconv.deploy.lower import Tensor, UnsupportedGraph, _pack_conv_weight, _pair_blocks, lower
 from octconv.deploy.bench import (TVMRunner, differences_from_mxnet, gluoncv_network,
                                   interleave, onnx_file, ratio_interval, relative_difference,
                                   summarize, time_serving, timed_calls, wait_until_idle,
@@ -248,6 +248,12 @@ SMALL_WINOGRAD = [
     K.Conv((1, 8, 28, 28, 16), 2, 16, 8, 1, 1, 1, 0,
            K.Epilogue((("bias",), ("add", (1, 2, 14, 14, 16), "direct", 0))), True),
     K.Conv((2, 4, 13, 13, 8), 8, 8, 4, 1, 1, 1, 0, K.Epilogue((("bias",),)), True),
+    K.Conv((1, 14, 8, 8, 16), 7, 8, 14, 1, 1, 1, 0,
+           K.Epilogue((("bias",), ("add", (1, 7, 8, 8, 8), "direct", 0), ("act", "relu"))),
+           paired=True),
+    K.Conv((2, 3, 9, 9, 8), 4, 8, 3, 1, 3, 1, 1,
+           K.Epilogue((("bias",), ("add", (2, 5, 5, 5, 8), "up2", 1))), paired=True),
+    K.Conv((1, 2, 13, 13, 8), 3, 8, 2, 1, 3, 2, 1, K.Epilogue((("bias",),)), paired=True),
     K.Depthwise((1, 2, 9, 9, 16), 3, 2, 1, K.Epilogue((("bias",), ("act", "sigmoid")))),
     K.Depthwise((2, 1, 8, 8, 8), 3, 1, 1, K.Epilogue((("bias",),))),
     K.Depthwise((1, 4, 12, 12, 16), 3, 1, 1, K.Epilogue((("bias",), ("act", "relu")))),
@@ -263,6 +269,7 @@ SMALL_WINOGRAD = [
 ], ids=["conv1x1", "conv1x1-wide-blocked", "conv1x1-7px-batch2-up2", "grouped-1x1-7px",
         "conv3x3-strided-blocked", "conv3x3-8lane-batch2",
         "grouped-strided", "conv3x3-up2", "conv1x1-pooled-blocked", "conv1x1-pooled-odd-7px",
+        "conv1x1-paired-odd", "conv3x3-paired-batch2-up2", "conv3x3-paired-strided",
         "depthwise", "depthwise-batch2",
         "depthwise-row-chunks", "depthwise-whole-map", "depthwise-pooled-odd",
         "depthwise-pooled-8lane-batch2", "conv1x1-images", "dense-batch6",
@@ -342,6 +349,46 @@ def test_a_pooling_kernel_is_a_pooling_then_its_convolution(kind, size):
         assert kernel.out_shape[2:4] == expected.shape[2:4] == ((size + 1) // 2,) * 2
         np.testing.assert_allclose(args[-1].numpy(), blocked(expected), rtol=1e-5,
                                    atol=1e-5, err_msg=f"tile {tile}")
+
+
+def test_8_channel_blocks_pair_in_16_lane_accumulators_and_equal_numpy():
+    """With 16-lane vectors a convolution whose output has 8-channel blocks (alpha
+    .125's 56-channel maps) computes two blocks in each accumulator, its weights packed
+    by pairs when the network is lowered; with 8 lanes, or one output block, or when it
+    pools as it reads, it does not pair. A paired 3x3 convolution of 3 output blocks
+    (one dropped partner) with those weights equals NumPy."""
+    network = zoo_network("resnet50_v2", 0.125, classes=10, size=32)
+    for lanes in (16, 8):
+        program = lower(network.symbol.tojson(), network.params, (1, 3, 32, 32), lanes)
+        convs = [c.kernel for c in program.calls if type(c.kernel) is K.Conv]
+        paired = [k for k in convs if k.paired]
+        pairable = [k for k in convs if 2 * k.out_block == lanes and k.out_blocks > 1
+                    and k.groups == 1 and not k.pooled]
+        assert paired == pairable and (bool(paired) == (lanes == 16)), lanes
+    target = make_target()
+    if not runs_here(target):
+        pytest.skip("host target not runnable")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 16, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(24).astype(np.float32)
+    lin, lout = K.Layout(16, 8), K.Layout(24, 8)
+    weights = _pair_blocks(_pack_conv_weight(w, 1, lin, lout, 1, 2))
+    kernel = K.Conv((1, 2, 9, 9, 8), 3, 8, 2, 1, 3, 1, 1, K.Epilogue((("bias",),)),
+                    paired=True)
+    assert weights.shape == kernel.weight_shape == (2, 2, 3, 3, 8, 16)
+
+    def blocked(a):  # (1, C, H, W) -> (1, C / 8, H, W, 8)
+        return a.reshape(1, -1, 8, *a.shape[2:]).transpose(0, 1, 3, 4, 2)
+
+    for tile in kernel.tiles(16)[:3]:
+        func = scheduled_func(kernel, tile).with_attr("global_symbol", "k")
+        lib = tvm.compile(tvm.IRModule({"k": func}), target=target)
+        args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (
+            blocked(x), weights, bias.reshape(3, 8), np.zeros(kernel.out_shape, np.float32))]
+        lib["k"](*args)
+        np.testing.assert_allclose(args[-1].numpy(), blocked(conv2d(x, w, (1, 1), bias)),
+                                   rtol=1e-4, atol=1e-4, err_msg=f"tile {tile}")
 
 
 def test_depthwise_and_1x1_octconvs_pool_as_they_read_and_equal_mxnet(cache):

@@ -395,7 +395,12 @@ class Conv(Kernel):
     With ``pooled`` (a 1x1 stride-1 convolution whose threads split bands of rows,
     :attr:`bands_first`), of ``data`` average-pooled 2x2/2 first as :class:`Depthwise`
     ``pooled`` (OctConv's h2l path, :mod:`octconv.unit`): each band's pooled pixels made
-    once, before its output blocks (then a serial loop) read them; no pooled map stored."""
+    once, before its output blocks (then a serial loop) read them; no pooled map stored.
+    With ``paired`` (8-channel output blocks on 16-lane vectors, one block group), two
+    output blocks share each 16-lane accumulator: weights packed by pairs of blocks
+    (:attr:`weight_shape`), products in an N x pairs x H x W x 2 x ob map whose last two
+    loops are one vector, the epilogue writing each block's half to its block (an odd
+    last block pairs with a dropped one of zero weights)."""
     data: tuple          # (N, IB, H, W, ib)
     out_blocks: int
     out_block: int
@@ -406,10 +411,20 @@ class Conv(Kernel):
     pad: int
     epilogue: Epilogue
     pooled: bool = False
+    paired: bool = False
 
     def __post_init__(self):
         assert not self.pooled or (self.pointwise and self.bands_first), \
             "only a 1x1 stride-1 convolution split in bands pools"
+        assert not self.paired or self.groups == 1, "only one block group pairs its blocks"
+
+    @property
+    def tile_blocks(self):
+        """(output blocks of a group, channels of each) as register tiles and weights
+        count them: with :attr:`paired`, pairs of blocks of twice the channels."""
+        if self.paired:
+            return -(-self.out_blocks // 2), 2 * self.out_block
+        return self.out_blocks // self.groups, self.out_block
 
     @property
     def out_shape(self):
@@ -421,9 +436,9 @@ class Conv(Kernel):
 
     @property
     def weight_shape(self):
-        ib = self.data[4]
-        return (self.out_blocks, self.in_blocks_per_group, self.kernel, self.kernel, ib,
-                self.out_block)
+        blocks, block = self.tile_blocks
+        return (blocks * self.groups, self.in_blocks_per_group, self.kernel, self.kernel,
+                self.data[4], block)
 
     @property
     def macs(self):
@@ -460,14 +475,26 @@ class Conv(Kernel):
                           * weight[oc, icb, kh, kw, ic, o], axis=[icb, kh, kw, ic])
 
         if pixels is None:
-            conv = te.compute(shape, window_sum, name="conv")
-            extra, out = _with_epilogue(self.epilogue, conv, shape)
+            pixel_shape = shape[2:4]
+            at = window_sum
         else:
             width, last = shape[3], shape[2] * shape[3] - 1
-            conv = te.compute(shape[:2] + (pixels, shape[4]), lambda n, oc, q, o: window_sum(
-                n, oc, te.min(q, last) // width, te.min(q, last) % width, o), name="conv")
-            extra, out = _with_epilogue(
-                self.epilogue, lambda n, b, y, x, i: conv[n, b, y * width + x, i], shape)
+            pixel_shape = (pixels,)
+            at = lambda n, oc, q, o: window_sum(n, oc, te.min(q, last) // width,
+                                                te.min(q, last) % width, o)
+        blocks, ob = self.weight_shape[0], self.out_block
+        if self.paired:  # a pair's (half, lane): its weights' lane half * ob + lane
+            conv = te.compute((shape[0], blocks) + pixel_shape + (2, ob), lambda *i: at(
+                *i[:-2], i[-2] * ob + i[-1]), name="conv")
+        else:
+            conv = te.compute((shape[0], blocks) + pixel_shape + (ob,), at, name="conv")
+
+        def product(n, b, y, x, i):
+            pixel = (y, x) if pixels is None else (y * width + x,)
+            lane = (b % 2, i) if self.paired else (i,)
+            return conv[(n, b // 2 if self.paired else b) + pixel + lane]
+
+        extra, out = _with_epilogue(self.epilogue, product, shape)
         return [data, weight] + extra, out
 
     @property
@@ -503,7 +530,7 @@ class Conv(Kernel):
         if not self.pointwise or self.images_in_tile or self.bands_first:
             return False
         parts = part_count(-(-self._flat_pixels() // pixels))
-        return self.data[0] * (self.out_blocks // blocks) * parts >= ROW_PARTS
+        return self.data[0] * (self.weight_shape[0] // blocks) * parts >= ROW_PARTS
 
     def _padded_pixels(self, tile):
         """The flat pixels of each image that a 1x1 convolution computes with ``tile``
@@ -534,8 +561,8 @@ class Conv(Kernel):
         code the whole rows fit and stay ahead: there 7 pixels x 1 or 2 blocks ran the
         same layer in 0.88-0.90 ms, padded tiles of 5 or 10 pixels in 0.91-0.96."""
         _, _, oh, ow, _ = self.out_shape
-        vectors, budget = _accumulators(self.out_block, lanes)
-        per_group = self.out_blocks // self.groups
+        per_group, block = self.tile_blocks
+        vectors, budget = _accumulators(block, lanes)
         rows, cols = (1, self._flat_pixels()) if self.pointwise else (oh, ow)
         found = []
         for ot in (1, 2, 4):
@@ -565,9 +592,9 @@ class Conv(Kernel):
         instead of once per block: what a large map with few input channels wants
         (MobileNet v2's 16 -> 96 expansion at 112 px ran 1.45 x faster with 2 pixels
         x 6 blocks than with 16 pixels x 1 block). None when that is one block."""
-        ow, ob = self.out_shape[3], self.out_block
-        vectors, budget = _accumulators(self.out_block, lanes)
-        per_group = self.out_blocks // self.groups
+        ow = self.out_shape[3]
+        per_group, ob = self.tile_blocks
+        vectors, budget = _accumulators(ob, lanes)
         window = self.in_blocks_per_group * self.data[4] * self.kernel ** 2
         ot = max((d for d in range(1, per_group + 1) if per_group % d == 0
                   and d * vectors <= budget and window * d * ob * 4 <= L1_BYTES), default=1)
@@ -649,7 +676,7 @@ class Conv(Kernel):
         clamped to it."""
         k, ib = self.kernel, self.data[4]
         channel = r // blocks
-        return (tirx.min(first_block + r % blocks, self.out_blocks - 1),
+        return (tirx.min(first_block + r % blocks, self.weight_shape[0] - 1),
                 tirx.min(first_in + channel // (k * k * ib), self.in_blocks_per_group - 1),
                 channel // (k * ib) % k, channel // ib % k, channel % ib)
 
@@ -666,9 +693,10 @@ class Conv(Kernel):
         pixels = self._padded_pixels(tile)
         conv = sch.get_sblock("conv")
         if pixels is None:
-            n, oc, y, x, o, icb, kh, kw, ic = sch.get_loops(conv)
+            n, oc, y, x, *o, icb, kh, kw, ic = sch.get_loops(conv)
         else:  # flat pixels already
-            n, oc, y, o, icb, kh, kw, ic = sch.get_loops(conv)
+            n, oc, y, *o, icb, kh, kw, ic = sch.get_loops(conv)
+        o = sch.fuse(*o)  # the lanes' loop; a pair of blocks' (half, lane): one vector
         oco, oci = sch.split(oc, [None, ot])
         if self.images_in_tile:  # images, one pixel each, as the flat pixel axis
             sch.reorder(oco, oci, n)

@@ -30,7 +30,8 @@ Inference simplifications made here:
 - A batch's first layers, on large maps, run image by image in a network with
   depthwise convolutions there (:attr:`Program.per_image`, see :func:`lower`).
 - Weights are packed once, here, for the channel-blocked layout of
-  :mod:`octconv.deploy.kernels` (and transformed for Winograd); channel counts that
+  :mod:`octconv.deploy.kernels` (transformed for Winograd, by pairs of 8-channel
+  output blocks for 16-lane vectors: ``Conv.paired``); channel counts that
   are not a whole number of blocks are zero-padded (padded channels stay zero through
   every kernel).
 """
@@ -415,6 +416,9 @@ class _Lowering:
                 kern = self.choose(kernels, default) if len(kernels) > 1 else default
             if isinstance(kern, Winograd):
                 packed = transform_weight(packed, kern.m)
+            elif (self.lanes == 2 * lout.block and lout.blocks > 1 and block_groups == 1
+                  and not pooled):  # (pooling needs bands_first, which paired weights may flip)
+                kern, packed = replace(kern, paired=True), _pair_blocks(packed)
         out = self.emit(kern, [x, np.ascontiguousarray(packed)] + extra, x.batch, lout, size)
         if len(chains) == 1:
             return [out]
@@ -624,6 +628,17 @@ def _pack_conv_weight(weight, groups, lin, lout, block_groups, per_group):
             expanded[oo, offset:offset + gin] = weight[oo]
     return expanded.reshape(lout.blocks, lout.block, per_group, lin.block, kh, kw) \
         .transpose(0, 2, 4, 5, 3, 1)
+
+
+def _pair_blocks(weight):
+    """(OB, ICB, KH, KW, ib, ob) weights as a :attr:`~octconv.deploy.kernels.Conv.paired`
+    convolution reads them: (OB/2 rounded up, ICB, KH, KW, ib, 2 x ob), each pair's
+    first block's channels first, an odd last block's partner all zeros."""
+    if weight.shape[0] % 2:
+        weight = np.concatenate([weight, np.zeros_like(weight[:1])])
+    blocks, icb, kh, kw, ib, ob = weight.shape
+    return weight.reshape(blocks // 2, 2, icb, kh, kw, ib, ob) \
+        .transpose(0, 2, 3, 4, 5, 1, 6).reshape(blocks // 2, icb, kh, kw, ib, 2 * ob)
 
 
 # the bytes of a batch's maps in one call above which the layers up to it run image by
