@@ -418,6 +418,14 @@ class Conv(Kernel):
             "only a 1x1 stride-1 convolution split in bands pools"
         assert not self.paired or self.groups == 1, "only one block group pairs its blocks"
 
+    def pairs_on(self, lanes):
+        """Whether with ``lanes``-wide vectors this convolution should be :attr:`paired`:
+        its output blocks are half a vector wide, it has more than one of them and one
+        block group, and it does not pool as it reads (a pooling convolution must split
+        bands first, which the pairs' larger weights could change)."""
+        return (2 * self.out_block == lanes and self.out_blocks > 1 and self.groups == 1
+                and not self.pooled)
+
     @property
     def tile_blocks(self):
         """(output blocks of a group, channels of each) as register tiles and weights

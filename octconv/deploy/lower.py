@@ -416,8 +416,7 @@ class _Lowering:
                 kern = self.choose(kernels, default) if len(kernels) > 1 else default
             if isinstance(kern, Winograd):
                 packed = transform_weight(packed, kern.m)
-            elif (self.lanes == 2 * lout.block and lout.blocks > 1 and block_groups == 1
-                  and not pooled):  # (pooling needs bands_first, which paired weights may flip)
+            elif kern.pairs_on(self.lanes):
                 kern, packed = replace(kern, paired=True), _pair_blocks(packed)
         out = self.emit(kern, [x, np.ascontiguousarray(packed)] + extra, x.batch, lout, size)
         if len(chains) == 1:
