@@ -254,6 +254,9 @@ SMALL_WINOGRAD = [
     K.Conv((2, 3, 9, 9, 8), 4, 8, 3, 1, 3, 1, 1,
            K.Epilogue((("bias",), ("add", (2, 5, 5, 5, 8), "up2", 1))), paired=True),
     K.Conv((1, 2, 13, 13, 8), 3, 8, 2, 1, 3, 2, 1, K.Epilogue((("bias",),)), paired=True),
+    K.Conv((1, 3, 12, 11, 8), 3, 8, 3, 1, 1, 1, 0,
+           K.Epilogue((("bias",), ("add", (1, 3, 6, 6, 8), "direct", 0), ("act", "relu"))),
+           pooled=True, paired=True),
     K.Depthwise((1, 2, 9, 9, 16), 3, 2, 1, K.Epilogue((("bias",), ("act", "sigmoid")))),
     K.Depthwise((2, 1, 8, 8, 8), 3, 1, 1, K.Epilogue((("bias",),))),
     K.Depthwise((1, 4, 12, 12, 16), 3, 1, 1, K.Epilogue((("bias",), ("act", "relu")))),
@@ -270,6 +273,7 @@ SMALL_WINOGRAD = [
         "conv3x3-strided-blocked", "conv3x3-8lane-batch2",
         "grouped-strided", "conv3x3-up2", "conv1x1-pooled-blocked", "conv1x1-pooled-odd-7px",
         "conv1x1-paired-odd", "conv3x3-paired-batch2-up2", "conv3x3-paired-strided",
+        "conv1x1-pooled-paired-odd",
         "depthwise", "depthwise-batch2",
         "depthwise-row-chunks", "depthwise-whole-map", "depthwise-pooled-odd",
         "depthwise-pooled-8lane-batch2", "conv1x1-images", "dense-batch6",
@@ -353,43 +357,53 @@ def test_a_pooling_kernel_is_a_pooling_then_its_convolution(kind, size):
 
 def test_8_channel_blocks_pair_in_16_lane_accumulators_and_equal_numpy():
     """With 16-lane vectors a convolution whose output has 8-channel blocks (alpha
-    .125's 56-channel maps) computes two blocks in each accumulator, its weights packed
-    by pairs when the network is lowered; with 8 lanes, or one output block, or when it
-    pools as it reads, it does not pair. A paired 3x3 convolution of 3 output blocks
-    (one dropped partner) with those weights equals NumPy."""
-    network = zoo_network("resnet50_v2", 0.125, classes=10, size=32)
-    for lanes in (16, 8):
-        program = lower(network.symbol.tojson(), network.params, (1, 3, 32, 32), lanes)
-        convs = [c.kernel for c in program.calls if type(c.kernel) is K.Conv]
-        # the 56-channel outputs of stage 1 (7 blocks of 8) pair with 16 lanes; the
-        # 8-channel low outputs (one block) and every 16-channel block never do
-        fifty_six = [k for k in convs if (k.out_blocks, k.out_block) == (7, 8) and not k.pooled]
-        assert fifty_six and all(k.paired == (lanes == 16) for k in fifty_six), lanes
-        assert not any(k.paired for k in convs if k.out_blocks == 1 or k.out_block == 16)
+    .125's 56-channel maps, alpha .375's 24- and 40-channel low maps of Oct-MobileNet
+    v1 0.75, whose h2l convolutions pool as they read) computes two blocks in each
+    accumulator, its weights packed by pairs when the network is lowered; with 8 lanes,
+    or one output block, it does not pair, nor does a pooling convolution whose paired
+    weights would outweigh its input. A paired 3x3 convolution and a paired pooling 1x1
+    one of 3 output blocks (one dropped partner) with those weights equal NumPy."""
+    for name, alpha, size, blocks, pooled in (("resnet50_v2", 0.125, 32, 7, False),
+                                             ("mobilenet_v1_075", 0.375, 64, 3, True)):
+        network = zoo_network(name, alpha, classes=10, size=size)
+        for lanes in (16, 8):
+            program = lower(network.symbol.tojson(), network.params, (1, 3, size, size), lanes)
+            convs = [c.kernel for c in program.calls if type(c.kernel) is K.Conv]
+            # ResNet: the 56-channel outputs of stage 1 (7 blocks of 8); MobileNet: the
+            # 24-channel low outputs of the h2l convolution that pools the stem's map
+            chosen = [k for k in convs if (k.out_blocks, k.out_block, k.pooled)
+                      == (blocks, 8, pooled)]
+            assert chosen and all(k.paired == (lanes == 16) for k in chosen), (name, lanes)
+            assert not any(k.paired for k in convs if k.out_blocks == 1 or k.out_block == 16)
+    outweighing = K.Conv((1, 1, 5, 5, 8), 3, 8, 1, 1, 1, 1, 0, K.Epilogue((("bias",),)),
+                         pooled=True)  # 192 weights, 200 inputs; paired 256
+    assert outweighing.bands_first and not outweighing.pairs_on(16)
     target = make_target()
     if not runs_here(target):
         pytest.skip("host target not runnable")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 16, 9, 9)).astype(np.float32)
-    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(24).astype(np.float32)
     lin, lout = K.Layout(16, 8), K.Layout(24, 8)
-    weights = _pair_blocks(_pack_conv_weight(w, 1, lin, lout, 1, 2))
-    kernel = K.Conv((1, 2, 9, 9, 8), 3, 8, 2, 1, 3, 1, 1, K.Epilogue((("bias",),)),
-                    paired=True)
-    assert weights.shape == kernel.weight_shape == (2, 2, 3, 3, 8, 16)
 
     def blocked(a):  # (1, C, H, W) -> (1, C / 8, H, W, 8)
         return a.reshape(1, -1, 8, *a.shape[2:]).transpose(0, 1, 3, 4, 2)
 
-    for tile in kernel.tiles(16)[:3]:
-        func = scheduled_func(kernel, tile).with_attr("global_symbol", "k")
-        lib = tvm.compile(tvm.IRModule({"k": func}), target=target)
-        args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (
-            blocked(x), weights, bias.reshape(3, 8), np.zeros(kernel.out_shape, np.float32))]
-        lib["k"](*args)
-        np.testing.assert_allclose(args[-1].numpy(), blocked(conv2d(x, w, (1, 1), bias)),
-                                   rtol=1e-4, atol=1e-4, err_msg=f"tile {tile}")
+    for k, pooled, expected in ((3, False, lambda w: conv2d(x, w, (1, 1), bias)),
+                                (1, True, lambda w: conv2d(avg_pool2(x), w, (0, 0), bias))):
+        w = rng.standard_normal((24, 16, k, k)).astype(np.float32)
+        weights = _pair_blocks(_pack_conv_weight(w, 1, lin, lout, 1, 2))
+        kernel = K.Conv((1, 2, 9, 9, 8), 3, 8, 2, 1, k, 1, k // 2, K.Epilogue((("bias",),)),
+                        pooled=pooled, paired=True)
+        assert weights.shape == kernel.weight_shape == (2, 2, k, k, 8, 16)
+        for tile in kernel.tiles(16)[:3]:
+            func = scheduled_func(kernel, tile).with_attr("global_symbol", "k")
+            lib = tvm.compile(tvm.IRModule({"k": func}), target=target)
+            args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (
+                blocked(x), weights, bias.reshape(3, 8), np.zeros(kernel.out_shape, np.float32))]
+            lib["k"](*args)
+            np.testing.assert_allclose(args[-1].numpy(), blocked(expected(w)), rtol=1e-4,
+                                       atol=1e-4, err_msg=f"{k}x{k} tile {tile}")
 
 
 def test_depthwise_and_1x1_octconvs_pool_as_they_read_and_equal_mxnet(cache):
