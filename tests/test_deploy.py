@@ -265,6 +265,8 @@ SMALL_WINOGRAD = [
     K.Depthwise((2, 3, 28, 28, 8), 3, 1, 1, K.Epilogue((("bias",),)), True),
     K.Conv((6, 5, 1, 1, 16), 4, 16, 5, 1, 1, 1, 0, K.Epilogue((("bias",), ("act", "sigmoid")))),
     K.Dense((6, 5, 1, 1, 16), 3, 40),
+    K.Dense((1, 5, 1, 1, 16), 3, 40),
+    K.Dense((2, 3, 1, 1, 8), 2, 20),
     K.Pool((1, 2, 9, 9, 16), "max", 3, 2, 1, False),
     K.Pool((1, 1, 8, 8, 16), "avg", 3, 1, 1, False),
     K.Pool((1, 1, 9, 9, 8), "avg", 2, 2, 0, True),
@@ -276,7 +278,8 @@ SMALL_WINOGRAD = [
         "conv1x1-pooled-paired-odd",
         "depthwise", "depthwise-batch2",
         "depthwise-row-chunks", "depthwise-whole-map", "depthwise-pooled-odd",
-        "depthwise-pooled-8lane-batch2", "conv1x1-images", "dense-batch6",
+        "depthwise-pooled-8lane-batch2", "conv1x1-images", "dense-batch6", "dense-4-sums",
+        "dense-2-sums-8-channel-blocks",
         "maxpool-padded",
         "avgpool-padded", "avgpool-ceil", "winograd2", "winograd4-up2", "winograd4-4x4-tiles"])
 def test_every_candidate_tile_computes_the_same(kernel):

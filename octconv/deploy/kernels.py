@@ -1061,7 +1061,9 @@ class Concat(Kernel):
 @dataclass(frozen=True)
 class Dense(Kernel):
     """Fully connected layer on the N x B x 1 x 1 x cb pooled features: weights packed
-    (J/16, B, cb, 16), bias (J/16, 16), output N x ``classes``."""
+    (J/16, B, cb, 16), bias (J/16, 16), output N x ``classes``. Scheduled with a tile of
+    few images, each image's sum over the input channels is split into
+    :meth:`partial_sums` sums of interleaved channels, added in the epilogue."""
     data: tuple
     out_blocks: int
     classes: int
@@ -1071,17 +1073,40 @@ class Dense(Kernel):
         n_, b_, _, _, c = self.data
         return n_ * self.classes * b_ * c
 
+    def partial_sums(self, images):
+        """Independent sums per output vector of an image in a register tile of
+        ``images`` images: 4 // ``images`` (a power of two dividing the block's
+        channels), so that a tile holds at least 4 accumulators and its multiply-adds
+        do not each wait for the one before. At batch 1 a 2048 -> 1000 layer with its
+        weights in cache took 0.08 ms instead of 0.13 with one sum (1 thread, a Zen 5);
+        with its weights in memory, 0.2 ms either way."""
+        parts = 1
+        while parts * 2 * images <= 4 and self.data[4] % (parts * 2) == 0:
+            parts *= 2
+        return parts
+
     def compute(self):
+        return self.compute_for(None)
+
+    def compute_for(self, tile):
+        """The layer with :meth:`partial_sums` sums for a register tile of ``tile``
+        images (one sum when None)."""
         n_, b_, _, _, c = self.data
+        parts = 1 if tile is None else self.partial_sums(tile)
         data = te.placeholder(self.data, F32, "data")
         weight = te.placeholder((self.out_blocks, b_, c, 16), F32, "weight")
         bias = te.placeholder((self.out_blocks, 16), F32, "bias")
         rb = te.reduce_axis((0, b_), "rb")
-        rc = te.reduce_axis((0, c), "rc")
-        acc = te.compute((n_, self.out_blocks, 16), lambda n, j, o: te.sum(
-            data[n, rb, 0, 0, rc] * weight[j, rb, rc, o], axis=[rb, rc]), name="conv")
-        out = te.compute((n_, self.classes), lambda n, j:
-                         acc[n, j // 16, j % 16] + bias[j // 16, j % 16], name="epilogue")
+        rc = te.reduce_axis((0, c // parts), "rc")
+        acc = te.compute((n_, self.out_blocks, parts, 16), lambda n, j, k, o: te.sum(
+            data[n, rb, 0, 0, rc * parts + k] * weight[j, rb, rc * parts + k, o],
+            axis=[rb, rc]), name="conv")
+
+        def total(n, j):
+            partial = [acc[n, j // 16, k, j % 16] for k in range(parts)]
+            return sum(partial[1:], partial[0]) + bias[j // 16, j % 16]
+
+        out = te.compute((n_, self.classes), total, name="epilogue")
         return [data, weight, bias], out
 
     def tiles(self, lanes):
@@ -1095,11 +1120,12 @@ class Dense(Kernel):
 
     def schedule(self, sch, tile):
         acc = sch.get_sblock("conv")
-        n, j, o, rb, rc = sch.get_loops(acc)
+        n, j, k, o, rb, rc = sch.get_loops(acc)
         no, ni = sch.split(n, [None, tile])
-        sch.reorder(j, no, rb, rc, ni, o)
+        sch.reorder(j, no, rb, rc, ni, k, o)
         sch.vectorize(o)
         sch.unroll(ni)
+        sch.unroll(k)
         _parallel(sch, j, no)
         sch.decompose_reduction(acc, rb)
 
