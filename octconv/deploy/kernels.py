@@ -429,17 +429,20 @@ class Conv(Kernel):
         Zen 5)."""
         if not (2 * self.out_block == lanes and self.out_blocks > 1 and self.groups == 1):
             return False
-        paired_blocks = 2 * -(-self.out_blocks // 2)
-        return (not self.pooled or _volume(self.weight_shape) // self.out_blocks * paired_blocks
-                <= _volume(self.data[1:]))
+        return (not self.pooled
+                or _volume(self._weight_shape(paired=True)) <= _volume(self.data[1:]))
+
+    def _blocks(self, paired):
+        """(output blocks of a group, channels of each) as register tiles and weights
+        count them: ``paired``, pairs of blocks of twice the channels."""
+        if paired:
+            return -(-self.out_blocks // 2), 2 * self.out_block
+        return self.out_blocks // self.groups, self.out_block
 
     @property
     def tile_blocks(self):
-        """(output blocks of a group, channels of each) as register tiles and weights
-        count them: with :attr:`paired`, pairs of blocks of twice the channels."""
-        if self.paired:
-            return -(-self.out_blocks // 2), 2 * self.out_block
-        return self.out_blocks // self.groups, self.out_block
+        """:meth:`_blocks` of this convolution (:attr:`paired` or not)."""
+        return self._blocks(self.paired)
 
     @property
     def out_shape(self):
@@ -451,7 +454,10 @@ class Conv(Kernel):
 
     @property
     def weight_shape(self):
-        blocks, block = self.tile_blocks
+        return self._weight_shape(self.paired)
+
+    def _weight_shape(self, paired):
+        blocks, block = self._blocks(paired)
         return (blocks * self.groups, self.in_blocks_per_group, self.kernel, self.kernel,
                 self.data[4], block)
 
@@ -1073,17 +1079,15 @@ class Dense(Kernel):
         n_, b_, _, _, c = self.data
         return n_ * self.classes * b_ * c
 
-    def partial_sums(self, images):
+    @staticmethod
+    def partial_sums(images):
         """Independent sums per output vector of an image in a register tile of
-        ``images`` images: 4 // ``images`` (a power of two dividing the block's
-        channels), so that a tile holds at least 4 accumulators and its multiply-adds
-        do not each wait for the one before. At batch 1 a 2048 -> 1000 layer with its
-        weights in cache took 0.08 ms instead of 0.13 with one sum (1 thread, a Zen 5);
-        with its weights in memory, 0.2 ms either way."""
-        parts = 1
-        while parts * 2 * images <= 4 and self.data[4] % (parts * 2) == 0:
-            parts *= 2
-        return parts
+        ``images`` images: 4, 2 or 1 (blocks of 8 or 16 channels split evenly), so that
+        a tile of fewer than 4 images still holds about 4 accumulators and its
+        multiply-adds do not each wait for the one before. At batch 1 a 2048 -> 1000
+        layer with its weights in cache took 0.08 ms instead of 0.13 with one sum (1
+        thread, a Zen 5); with its weights in memory, 0.2 ms either way."""
+        return max(1, 4 // images)
 
     def compute(self):
         return self.compute_for(None)
