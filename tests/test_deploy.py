@@ -225,11 +225,14 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, bat
 
 
 # Winograd layers of few weights (in bands), in the candidates' test and step by step
+# (the last: 13 blocks of 8 channels in 7 pairs, one partner dropped, tiles of 2 x 7)
 SMALL_WINOGRAD = [
     Winograd((2, 2, 9, 7, 16), 1, 16, 1, 2, K.Epilogue((("bias",), ("act", "relu")))),
     Winograd((1, 1, 10, 10, 16), 2, 16, 1, 4,
              K.Epilogue((("bias",), ("add", (1, 2, 5, 5, 16), "up2", 0)))),
-    Winograd((1, 2, 8, 8, 16), 4, 16, 1, 4, K.Epilogue((("bias",),)))]
+    Winograd((1, 2, 8, 8, 16), 4, 16, 1, 4, K.Epilogue((("bias",),))),
+    Winograd((1, 3, 9, 9, 8), 13, 8, 1, 2, K.Epilogue((
+        ("bias",), ("add", (1, 13, 9, 9, 8), "direct", 0), ("act", "relu"))), paired=True)]
 
 
 @pytest.mark.parametrize("kernel", [
@@ -281,7 +284,8 @@ SMALL_WINOGRAD = [
         "depthwise-pooled-8lane-batch2", "conv1x1-images", "dense-batch6", "dense-4-sums",
         "dense-2-sums-8-channel-blocks",
         "maxpool-padded",
-        "avgpool-padded", "avgpool-ceil", "winograd2", "winograd4-up2", "winograd4-4x4-tiles"])
+        "avgpool-padded", "avgpool-ceil", "winograd2", "winograd4-up2", "winograd4-4x4-tiles",
+    "winograd2-paired-odd-2x7-tiles"])
 def test_every_candidate_tile_computes_the_same(kernel):
     """Every schedule the search may pick equals the unscheduled computation (the 7 px
     1x1 convolutions' include tiles that pad the flat pixels)."""
@@ -362,21 +366,24 @@ def test_8_channel_blocks_pair_in_16_lane_accumulators_and_equal_numpy():
     """With 16-lane vectors a convolution whose output has 8-channel blocks (alpha
     .125's 56-channel maps, alpha .375's 24- and 40-channel low maps of Oct-MobileNet
     v1 0.75, whose h2l convolutions pool as they read) computes two blocks in each
-    accumulator, its weights packed by pairs when the network is lowered; with 8 lanes,
-    or one output block, it does not pair, nor does a pooling convolution whose paired
-    weights would outweigh its input. A paired 3x3 convolution and a paired pooling 1x1
-    one of 3 output blocks (one dropped partner) with those weights equal NumPy."""
+    accumulator, its weights packed by pairs when the network is lowered (a Winograd
+    layer's too: alpha .125's 3x3 layers of stage 1); with 8 lanes, or one output
+    block, it does not pair, nor does a pooling convolution whose paired weights would
+    outweigh its input. A paired 3x3 convolution and a paired pooling 1x1 one of 3
+    output blocks (one dropped partner) with those weights equal NumPy."""
     for name, alpha, size, blocks, pooled in (("resnet50_v2", 0.125, 32, 7, False),
                                              ("mobilenet_v1_075", 0.375, 64, 3, True)):
         network = zoo_network(name, alpha, classes=10, size=size)
         for lanes in (16, 8):
             program = lower(network.symbol.tojson(), network.params, (1, 3, size, size), lanes)
-            convs = [c.kernel for c in program.calls if type(c.kernel) is K.Conv]
-            # ResNet: the 56-channel outputs of stage 1 (7 blocks of 8); MobileNet: the
-            # 24-channel low outputs of the h2l convolution that pools the stem's map
-            chosen = [k for k in convs if (k.out_blocks, k.out_block, k.pooled)
-                      == (blocks, 8, pooled)]
+            convs = [c.kernel for c in program.calls if type(c.kernel) in (K.Conv, Winograd)]
+            # ResNet: the 56-channel outputs of stage 1 (7 blocks of 8), by Winograd too;
+            # MobileNet: the 24-channel low outputs of the h2l convolution that pools the
+            # stem's map
+            chosen = [k for k in convs if (k.out_blocks, k.out_block,
+                                           getattr(k, "pooled", False)) == (blocks, 8, pooled)]
             assert chosen and all(k.paired == (lanes == 16) for k in chosen), (name, lanes)
+            assert any(type(k) is Winograd for k in chosen) == (name == "resnet50_v2")
             assert not any(k.paired for k in convs if k.out_blocks == 1 or k.out_block == 16)
     outweighing = K.Conv((1, 1, 5, 5, 8), 3, 8, 1, 1, 1, 1, 0, K.Epilogue((("bias",),)),
                          pooled=True)  # 192 weights, 200 inputs; paired 256
@@ -707,21 +714,25 @@ def test_winograd_in_bands_is_one_parallel_loop_of_whole_register_tiles(monkeypa
                                            target)
 
 
-@pytest.mark.parametrize("m, size", [(2, 7), (2, 10), (4, 14), (4, 17)])
-def test_winograd_equals_direct_convolution(m, size):
+@pytest.mark.parametrize("m, size, paired", [(2, 7, False), (2, 10, False), (4, 14, False),
+                                             (4, 17, False), (2, 9, True), (4, 14, True)])
+def test_winograd_equals_direct_convolution(m, size, paired):
     """Winograd's transforms against the direct convolution's definition, on odd and
-    even sizes (partial output tiles) and 8-channel blocks."""
+    even sizes (partial output tiles) and 8-channel blocks; ``paired``: 3 output
+    blocks of 8 channels, the products of two in each 16-lane accumulator (weights
+    packed by pairs, then transformed, as the lowering packs them)."""
     target = make_target()
     if not runs_here(target):
         pytest.skip("host target not runnable")
     epilogue = K.Epilogue((("bias",),))
     data = (1, 3, size, size, 8)
-    direct = K.Conv(data, 2, 16, 3, 1, 3, 1, 1, epilogue)
-    fast = Winograd(data, 2, 16, 1, m, epilogue)
+    blocks, block = (3, 8) if paired else (2, 16)
+    direct = K.Conv(data, blocks, block, 3, 1, 3, 1, 1, epilogue)
+    fast = Winograd(data, blocks, block, 1, m, epilogue, paired)
     rng = np.random.default_rng(m * size)
     x = rng.standard_normal(data).astype(np.float32)
     weight = rng.standard_normal(direct.weight_shape).astype(np.float32)
-    bias = rng.standard_normal((2, 16)).astype(np.float32)
+    bias = rng.standard_normal((blocks, block)).astype(np.float32)
 
     def run(kernel, func, w):
         lib = tvm.compile(tvm.IRModule({"main": func}), target=target)
@@ -732,7 +743,9 @@ def test_winograd_equals_direct_convolution(m, size):
 
     inputs, output = direct.compute()
     expected = run(direct, te.create_prim_func(inputs + [output]), weight)
-    got = run(fast, scheduled_func(fast, fast.tiles(8)[0]), transform_weight(weight, m))
+    packed = transform_weight(_pair_blocks(weight) if paired else weight, m)
+    assert packed.shape == fast.weight_shape
+    got = run(fast, scheduled_func(fast, fast.tiles(16 if paired else 8)[0]), packed)
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
 
 

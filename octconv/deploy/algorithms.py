@@ -41,14 +41,15 @@ def candidates(direct, size, in_channels, out_channels):
     """``(kernels, the fixed rule's pick)`` for a 3x3 stride-1 convolution whose
     direct kernel is ``direct`` and output ``size`` (rows, cols): the direct one first,
     then with >= 16 channels on either side F(2x2) on maps of >= 7 px and F(4x4) on
-    >= 14 px (:data:`POLICY`); the pick as :data:`~octconv.deploy.winograd.RULE` says.
+    >= 14 px (:data:`POLICY`), each pairing its output blocks where the direct one
+    does (``paired``); the pick as :data:`~octconv.deploy.winograd.RULE` says.
     (Offered on 7 px maps too, F(4x4) was measured fastest for ResNet-50's and
     Oct-ResNet-50 alpha .75's 7 px layers on a Zen 4, but the networks ran within 1-2 %
     of their F(2x2) libraries' time: not worth more tile searches.)"""
     side = min(size)
     kernels = [direct] + [
         Winograd(direct.data, direct.out_blocks, direct.out_block, direct.pad, m,
-                 direct.epilogue)
+                 direct.epilogue, direct.paired)
         for m, smallest in ((2, 7), (4, 14))
         if side >= smallest and min(in_channels, out_channels) >= 16]
     rule = output_tile(side) if worthwhile(size, in_channels, out_channels) else 0

@@ -301,6 +301,13 @@ def prefetch_ahead(sch, at, tiles, rows, element, work):
                                                  old.annotations))
 
 
+def block_pairs(blocks, block, paired):
+    """(blocks, channels of each) of ``blocks`` output blocks of ``block`` channels:
+    with ``paired``, pairs of blocks of twice the channels (an odd last block with a
+    dropped partner)."""
+    return (-(-blocks // 2), 2 * block) if paired else (blocks, block)
+
+
 def weight_buffer(sch, block):
     """The "weight" input that ``block`` reads."""
     return next(region.source for region in sch.get(sch.get_sblock(block)).reads
@@ -434,10 +441,8 @@ class Conv(Kernel):
 
     def _blocks(self, paired):
         """(output blocks of a group, channels of each) as register tiles and weights
-        count them: ``paired``, pairs of blocks of twice the channels."""
-        if paired:
-            return -(-self.out_blocks // 2), 2 * self.out_block
-        return self.out_blocks // self.groups, self.out_block
+        count them (:func:`block_pairs`)."""
+        return block_pairs(self.out_blocks // self.groups, self.out_block, paired)
 
     @property
     def tile_blocks(self):

@@ -30,10 +30,10 @@ Inference simplifications made here:
 - A batch's first layers, on large maps, run image by image in a network with
   depthwise convolutions there (:attr:`Program.per_image`, see :func:`lower`).
 - Weights are packed once, here, for the channel-blocked layout of
-  :mod:`octconv.deploy.kernels` (transformed for Winograd, by pairs of 8-channel
-  output blocks for 16-lane vectors: ``Conv.paired``); channel counts that
-  are not a whole number of blocks are zero-padded (padded channels stay zero through
-  every kernel).
+  :mod:`octconv.deploy.kernels` (by pairs of 8-channel output blocks for 16-lane
+  vectors, ``Conv.paired``, which a Winograd candidate keeps; then transformed for
+  Winograd); channel counts that are not a whole number of blocks are zero-padded
+  (padded channels stay zero through every kernel).
 """
 from dataclasses import dataclass, field, replace
 
@@ -411,13 +411,13 @@ class _Lowering:
                 for (w, _, _), l in zip(folded, louts)])
             kern = K.Conv(x.shape, lout.blocks, lout.block, per_group, block_groups, k, s, p,
                           epilogue, pooled)
+            if kern.pairs_on(self.lanes):
+                kern, packed = replace(kern, paired=True), _pair_blocks(packed)
             if self.winograd and (k, s, block_groups) == (3, 1, 1):
                 kernels, default = candidates(kern, size, lin.channels, lout.channels)
                 kern = self.choose(kernels, default) if len(kernels) > 1 else default
             if isinstance(kern, Winograd):
                 packed = transform_weight(packed, kern.m)
-            elif kern.pairs_on(self.lanes):
-                kern, packed = replace(kern, paired=True), _pair_blocks(packed)
         out = self.emit(kern, [x, np.ascontiguousarray(packed)] + extra, x.batch, lout, size)
         if len(chains) == 1:
             return [out]

@@ -29,8 +29,8 @@ import numpy as np
 from tvm import te, tirx
 
 from octconv.deploy.kernels import F32, Epilogue, Kernel, _pad, _padding_block, _parallel, \
-    _schedule_padding, _volume, _with_epilogue, part_count, prefetch_ahead, row_parts, \
-    weight_buffer
+    _schedule_padding, _volume, _with_epilogue, block_pairs, part_count, prefetch_ahead, \
+    row_parts, weight_buffer
 
 __all__ = ["Winograd", "transform_weight", "output_tile", "worthwhile", "RULE"]
 
@@ -132,13 +132,23 @@ class WinogradTile(NamedTuple):
 class Winograd(Kernel):
     """3x3 stride-1 convolution of NCHW[ib]c data by F(m x m, 3 x 3), then the epilogue.
     Tiles: (pixels tiles per register tile, output blocks per register tile, input
-    blocks per pass)."""
+    blocks per pass). With ``paired`` (8-channel output blocks on 16-lane vectors, as
+    :attr:`~octconv.deploy.kernels.Conv.paired`), the products of two output blocks
+    share each 16-lane accumulator: transformed weights packed by pairs of blocks, the
+    products in (a, a, pairs, tiles, 2 x ob), the output transform reading each block's
+    half."""
     data: tuple          # (N, IB, H, W, ib)
     out_blocks: int
     out_block: int
     pad: int
     m: int
     epilogue: Epilogue
+    paired: bool = False
+
+    @property
+    def tile_blocks(self):
+        """(blocks, channels of each) of the products: output blocks, or their pairs."""
+        return block_pairs(self.out_blocks, self.out_block, self.paired)
 
     @property
     def out_shape(self):
@@ -148,7 +158,8 @@ class Winograd(Kernel):
     @property
     def weight_shape(self):
         a = self.m + 2
-        return (a, a, self.out_blocks, self.data[1], self.data[4], self.out_block)
+        blocks, width = self.tile_blocks
+        return (a, a, blocks, self.data[1], self.data[4], width)
 
     @property
     def macs(self):
@@ -182,25 +193,29 @@ class Winograd(Kernel):
         registers (24 of 32 zmm with AVX-512, 12 of 16 ymm with AVX2), each with the two
         most even input-channel passes. Step by step, 4 x 4 and 4 x 1 first (among the
         fastest on the layers of ResNet-50 on an AVX-512 Zen 4; the wider tiles are for
-        CPUs with two full-width FMA units); in bands, tiles of 4 or more pixel tiles
+        CPUs with two full-width FMA units), and 2 x 7 before 4 x 1 where 7 divides the
+        output blocks and 4 does not (alpha .125's 112 and 224 channels: a 224 ->
+        224 channel layer on 14 px took 0.75-0.9 x the time of the 4 x 1 and 4 x 2
+        tiles, weights flushed, 1 thread, a Zen 5); in bands, tiles of 4 or more pixel tiles
         that divide a band's first, the most accumulators first (a band of 7 tiles in
         tiles of 4 computes 8, the last under a condition: on one thread 1.0-1.6 x the
         time of tiles of 7), then the others."""
-        vectors = max(1, self.out_block // lanes)
+        blocks, width = self.tile_blocks
+        vectors = max(1, width // lanes)
         budget = 24 if lanes == 16 else 12
         icb = self.data[1]
         blocked = [d for d in (2, 4, 1) if icb % d == 0]
-        shapes = [(4, 4), (4, 1), (4, 2), (8, 2), (2, 2), (6, 1), (3, 2), (8, 1), (2, 1),
-                  (1, 1)]
+        shapes = [(4, 4), (2, 7), (4, 1), (4, 2), (8, 2), (2, 2), (6, 1), (3, 2), (8, 1),
+                  (2, 1), (1, 1)]
         if self.banded:
             band = self.band_tiles()
             whole = sorted(((rp, ot) for rp in range(4, band + 1) if band % rp == 0
-                            for ot in range(1, self.out_blocks + 1)),
+                            for ot in range(1, blocks + 1)),
                            key=lambda shape: (-shape[0] * shape[1], -shape[0]))
             shapes = whole + [shape for shape in shapes if shape not in whole]
         found = []
         for rp, ot in shapes:
-            if rp * ot * vectors <= budget and self.out_blocks % ot == 0:
+            if rp * ot * vectors <= budget and blocks % ot == 0:
                 found += [WinogradTile(rp, ot, icin) for icin in blocked[:2]]
         return found
 
@@ -230,11 +245,18 @@ class Winograd(Kernel):
             name="bt_cols")
         icb = te.reduce_axis((0, ib_), "icb")
         ic = te.reduce_axis((0, ib), "ic")
-        product = te.compute((a, a, ob_, tiles, ob), lambda e, u, oc, p, o: te.sum(
+        blocks, width = self.tile_blocks
+        product = te.compute((a, a, blocks, tiles, width), lambda e, u, oc, p, o: te.sum(
             v[e, u, icb, p, ic] * weight[e, u, oc, icb, ic, o], axis=[icb, ic]), name="gemm")
+
+        def block_product(e, u, oc, p, o):  # output block oc's lanes of the products
+            if self.paired:
+                return product[e, u, oc // 2, p, oc % 2 * ob + o]
+            return product[e, u, oc, p, o]
+
         at_rows = te.compute((m, a, ob_, tiles, ob), lambda r, u, oc, p, o: _select(
-            r, [_combine(at[k], [product[e, u, oc, p, o] for e in range(a)]) for k in range(m)]),
-            name="at_rows")
+            r, [_combine(at[k], [block_product(e, u, oc, p, o) for e in range(a)])
+                for k in range(m)]), name="at_rows")
 
         def cols(n, oc, y, x, o):
             p = n * th * tw + (y // m) * tw + x // m
@@ -274,7 +296,7 @@ class Winograd(Kernel):
         blocks for each input channel; a block past the last is clamped to it."""
         ib = self.data[4]
         channel = r // blocks
-        return (tirx.min(first_block + r % blocks, self.out_blocks - 1),
+        return (tirx.min(first_block + r % blocks, self.tile_blocks[0] - 1),
                 tirx.min(first_in + channel // ib, self.data[1] - 1), channel % ib)
 
     def schedule(self, sch, tile):
