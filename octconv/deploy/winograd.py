@@ -194,12 +194,12 @@ class Winograd(Kernel):
         most even input-channel passes. Step by step, 4 x 4 and 4 x 1 first (among the
         fastest on the layers of ResNet-50 on an AVX-512 Zen 4; the wider tiles are for
         CPUs with two full-width FMA units), and 2 x 7 before 4 x 1 where 7 divides the
-        output blocks and 4 does not (alpha .125's 112 and 224 channels: a 224 ->
-        224 channel layer on 14 px took 0.75-0.9 x the time of the 4 x 1 and 4 x 2
-        tiles, weights flushed, 1 thread, a Zen 5); in bands, tiles of 4 or more pixel tiles
-        that divide a band's first, the most accumulators first (a band of 7 tiles in
-        tiles of 4 computes 8, the last under a condition: on one thread 1.0-1.6 x the
-        time of tiles of 7), then the others."""
+        output blocks and 4 does not (alpha .125's 112 and 224 channels: a 224 -> 224
+        channel layer on 14 px took 0.7-0.9 x the time of its 4 x 1 and 4 x 2 tiles by
+        F(2x2) and F(4x4), weights flushed, 1 thread, a Zen 5); in bands, tiles of 4 or
+        more pixel tiles that divide a band's first, the most accumulators first (a band
+        of 7 tiles in tiles of 4 computes 8, the last under a condition: on one thread
+        1.0-1.6 x the time of tiles of 7), then the others."""
         blocks, width = self.tile_blocks
         vectors = max(1, width // lanes)
         budget = 24 if lanes == 16 else 12
