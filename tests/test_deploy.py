@@ -285,7 +285,7 @@ SMALL_WINOGRAD = [
         "dense-2-sums-8-channel-blocks",
         "maxpool-padded",
         "avgpool-padded", "avgpool-ceil", "winograd2", "winograd4-up2", "winograd4-4x4-tiles",
-    "winograd2-paired-odd-2x7-tiles"])
+        "winograd2-paired-odd-2x7-tiles"])
 def test_every_candidate_tile_computes_the_same(kernel):
     """Every schedule the search may pick equals the unscheduled computation (the 7 px
     1x1 convolutions' include tiles that pad the flat pixels)."""
