@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import warnings
+from dataclasses import replace
 from types import SimpleNamespace
 
 import mxnet as mx
@@ -27,8 +28,7 @@ from octconv.deploy import TileCache, builders, compile_network, compile_symbol,
 from octconv.deploy import algorithms, hugepages
 from octconv.deploy import kernels as K
 from octconv.deploy.algorithms import POLICY as ALGORITHMS
-from octconv.deploy import winograd as winograd_module
-from octconv.deploy.winograd import Winograd, transform_weight
+from octconv.deploy.winograd import BANDED_WEIGHT_BYTES, Winograd, band_bytes, transform_weight
 from octconv.deploy.libraries import LibraryCache
 from octconv.deploy.lower import Tensor, UnsupportedGraph, _pack_conv_weight, _pair_blocks, lower
 from octconv.deploy.bench import (TVMRunner, differences_from_mxnet, gluoncv_network,
@@ -36,8 +36,9 @@ from octconv.deploy.bench import (TVMRunner, differences_from_mxnet, gluoncv_net
                                   summarize, time_serving, timed_calls, wait_until_idle,
                                   zoo_network)
 from octconv.deploy import target as targets
-from octconv.deploy.target import (LINUX_FLAGS, describe, extensions, host_cpu, lacking,
-                                   make_target, runs_here, vector_lanes)
+from octconv.deploy.target import (LINUX_FLAGS, describe, extensions, host_cpu,
+                                   l2_cache_bytes, lacking, make_target, runs_here,
+                                   vector_lanes)
 from octconv.deploy.scaling_check import scaling_check
 from octconv.deploy.threads import SPIN_COUNT, use_threads
 from octconv.deploy import tuning
@@ -676,13 +677,13 @@ def test_an_average_is_divided_in_the_loop_that_sums_it(kernel):
         assert scheduled_func(kernel, tile).script().count("T.parallel(") == 1
 
 
-def test_winograd_in_bands_is_one_parallel_loop_of_whole_register_tiles(monkeypatch):
+def test_winograd_in_bands_is_one_parallel_loop_of_whole_register_tiles():
     """A Winograd layer with few weights runs in bands of tile rows, one parallel loop
     (a thread hands no transformed tiles or products to another), first in register
     tiles of whole divisors of a band's pixel tiles where 4 or more fit; with more
-    weights than ``BANDED_WEIGHT_BYTES`` each step is a parallel loop of its own (the
-    padded copy, the input transform, the products, the output transform), and step by
-    step the small layers compute what their unscheduled computation does too."""
+    weights than its ``band_bytes`` each step is a parallel loop of its own (the padded
+    copy, the input transform, the products, the output transform), and step by step
+    the small layers compute what their unscheduled computation does too."""
     big = Winograd((1, 12, 7, 7, 16), 12, 16, 1, 2, K.Epilogue((("bias",),)))
     assert not big.banded and 4 * int(np.prod(big.weight_shape)) > (1 << 20)
     assert scheduled_func(big, big.tiles(16)[0]).script().count("T.parallel(") == 4
@@ -706,12 +707,52 @@ def test_winograd_in_bands_is_one_parallel_loop_of_whole_register_tiles(monkeypa
                 script = scheduled_func(kernel, tile).script()
                 assert script.count("T.parallel(") == 1, tile
                 assert re.search(rf"T\.parallel\({n * rows * cols // band}\)", script), tile
-    monkeypatch.setattr(winograd_module, "BANDED_WEIGHT_BYTES", 0)
-    for kernel in SMALL_WINOGRAD + [sevens]:
+    for kernel in [replace(k, band_bytes=0) for k in SMALL_WINOGRAD + [sevens]]:
         assert not kernel.banded
         if runs_here(target):
             _assert_tiles_compute_the_same(kernel, kernel.tiles(vector_lanes(target))[:4],
                                            target)
+
+
+def test_winograd_layers_run_in_bands_up_to_half_of_the_l2_cache(tmp_path):
+    """A Winograd layer runs in bands while its transformed weights take at most half of
+    a core's L2 cache, as Linux lists it (1 MB where it is not known: cross-compiling);
+    the lowering gives each Winograd layer that bound, and ``compile_symbol`` the one
+    of its target. Between bounds of 1 MB and 512 KB only layers of more than 512 KB
+    leave the bands, among them Oct-ResNet-50 alpha .5's stage-2 64 -> 64 channel
+    F(4x4) layers on 28 px (590 KB of transformed weights)."""
+    for index, (level, kind, size) in enumerate([("1", "Data", "48K"),
+                                                 ("1", "Instruction", "32K"),
+                                                 ("2", "Unified", "1024K"),
+                                                 ("3", "Unified", "32768K")]):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (folder / name).write_text(value + "\n")
+    host = make_target()
+    if runs_here(host):
+        assert l2_cache_bytes(host, str(tmp_path)) == 1 << 20
+        assert l2_cache_bytes(host, str(tmp_path / "missing")) is None
+    foreign = make_target("sapphirerapids")  # (AMX: cross-compiled on most machines)
+    if not runs_here(foreign):
+        assert l2_cache_bytes(foreign) is None
+    assert (band_bytes(None), band_bytes(1 << 20)) == (BANDED_WEIGHT_BYTES, 1 << 19)
+    network = zoo_network("resnet50_v2", 0.5, classes=10)
+    lanes = vector_lanes(host)
+    programs = {limit: lower(network.symbol.tojson(), network.params, (1, 3, 224, 224), lanes,
+                             band_bytes=limit) for limit in (1 << 20, 1 << 19)}
+    layers = {limit: [c.kernel for c in p.calls if isinstance(c.kernel, Winograd)]
+              for limit, p in programs.items()}
+    assert all(k.band_bytes == limit for limit, ks in layers.items() for k in ks)
+    moved = [a for a, b in zip(layers[1 << 20], layers[1 << 19]) if a.banded != b.banded]
+    assert all(a.banded and 4 * np.prod(a.weight_shape) > (1 << 19) for a in moved)
+    assert (64, 28, 4) in {(a.data[1] * a.data[4], a.data[2], a.m) for a in moved}
+    mini = zoo_network("resnet10_v2_mini", 0.25, classes=10)
+    compiled = compile_symbol(mini.symbol, mini.params, (1, 3, 112, 112), cache=TileCache(
+        str(tmp_path / "tiles.json")), budget=1)
+    expected = band_bytes(l2_cache_bytes(host))
+    assert {c.kernel.band_bytes for c in compiled.program.calls
+            if isinstance(c.kernel, Winograd)} == {expected}
 
 
 @pytest.mark.parametrize("m, size, paired", [(2, 7, False), (2, 10, False), (4, 14, False),

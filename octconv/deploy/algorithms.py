@@ -23,7 +23,7 @@ from octconv.deploy.target import runs_here, vector_lanes
 from octconv.deploy.threads import use_threads
 from octconv.deploy.tuning import SCHEDULE_VERSION, build_here, build_in_processes, \
     choose_tile, kernel_arguments, search_tiles, time_cold
-from octconv.deploy.winograd import Winograd, output_tile, worthwhile
+from octconv.deploy.winograd import BANDED_WEIGHT_BYTES, Winograd, output_tile, worthwhile
 
 __all__ = ["AlgorithmChoice", "candidates", "record_key", "POLICY"]
 
@@ -37,19 +37,20 @@ def _tile(kernel):
     return getattr(kernel, "m", 0)
 
 
-def candidates(direct, size, in_channels, out_channels):
+def candidates(direct, size, in_channels, out_channels, band_bytes=BANDED_WEIGHT_BYTES):
     """``(kernels, the fixed rule's pick)`` for a 3x3 stride-1 convolution whose
     direct kernel is ``direct`` and output ``size`` (rows, cols): the direct one first,
     then with >= 16 channels on either side F(2x2) on maps of >= 7 px and F(4x4) on
     >= 14 px (:data:`POLICY`), each pairing its output blocks where the direct one
-    does (``paired``); the pick as :data:`~octconv.deploy.winograd.RULE` says.
+    does (``paired``) and running in bands up to ``band_bytes`` of transformed weights
+    (:func:`~octconv.deploy.winograd.band_bytes`); the pick as :data:`~octconv.deploy.winograd.RULE` says.
     (Offered on 7 px maps too, F(4x4) was measured fastest for ResNet-50's and
     Oct-ResNet-50 alpha .75's 7 px layers on a Zen 4, but the networks ran within 1-2 %
     of their F(2x2) libraries' time: not worth more tile searches.)"""
     side = min(size)
     kernels = [direct] + [
         Winograd(direct.data, direct.out_blocks, direct.out_block, direct.pad, m,
-                 direct.epilogue, direct.paired)
+                 direct.epilogue, direct.paired, band_bytes)
         for m, smallest in ((2, 7), (4, 14))
         if side >= smallest and min(in_channels, out_channels) >= 16]
     rule = output_tile(side) if worthwhile(size, in_channels, out_channels) else 0

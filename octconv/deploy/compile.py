@@ -27,11 +27,12 @@ from octconv.deploy.hugepages import ADVISE, advice_object, advise_now, source_d
 from octconv.deploy.kernels import vectorize_inner
 from octconv.deploy.libraries import LibraryCache, program_digest
 from octconv.deploy.lower import PER_IMAGE_BYTES, Tensor, lower
-from octconv.deploy.target import (describe, extensions, host_cpu, known_cpu, lacking,
-                                   make_target, runs_here, vector_lanes)
+from octconv.deploy.target import (describe, extensions, host_cpu, known_cpu, l2_cache_bytes,
+                                   lacking, make_target, runs_here, vector_lanes)
 from octconv.deploy.threads import reserve_threads, resolve_threads, use_threads
 from octconv.deploy.tuning import (SCHEDULE_VERSION, TileCache, choose_tile, kernel_arguments,
                                    scheduled_func, search_tiles, time_cold, time_function)
+from octconv.deploy.winograd import band_bytes
 from octconv.files import write_atomically
 from octconv.weights import check_input_shape, check_params
 
@@ -383,11 +384,12 @@ def compile_symbol(symbol, params, input_shape, target=None, cache=None, budget=
     lanes = vector_lanes(target)
     start, searches_before = time.perf_counter(), cache.searches
     choose = AlgorithmChoice(target, cache, budget)
+    bands = band_bytes(l2_cache_bytes(target))
     program = lower(symbol.tojson(), params, input_shape, lanes, winograd, choose,
-                    per_image_bytes)
+                    per_image_bytes, bands)
     if choose.measure():  # lowered again with the measured algorithms
         program = lower(symbol.tojson(), params, input_shape, lanes, winograd, choose,
-                        per_image_bytes)
+                        per_image_bytes, bands)
     kernels = program.kernels()
     search_tiles(kernels, target, lanes, cache, budget)
     tiles = {k.key(): choose_tile(k, target, lanes, cache, budget) for k in kernels}

@@ -41,7 +41,7 @@ import numpy as np
 
 from octconv.deploy import kernels as K
 from octconv.deploy.algorithms import candidates
-from octconv.deploy.winograd import Winograd, transform_weight
+from octconv.deploy.winograd import BANDED_WEIGHT_BYTES, Winograd, transform_weight
 from octconv.graph import Graph, int_tuple
 
 __all__ = ["Tensor", "Call", "Program", "UnsupportedGraph", "lower"]
@@ -151,8 +151,9 @@ def _pack_channels(vector, layout):
 
 
 class _Lowering:
-    def __init__(self, graph, params, input_shape, lanes, winograd, choose):
+    def __init__(self, graph, params, input_shape, lanes, winograd, choose, band_bytes):
         self.winograd = winograd
+        self.band_bytes = band_bytes
         self.choose = choose
         self.graph = graph
         self.nodes = graph.nodes
@@ -414,7 +415,8 @@ class _Lowering:
             if kern.pairs_on(self.lanes):
                 kern, packed = replace(kern, paired=True), _pair_blocks(packed)
             if self.winograd and (k, s, block_groups) == (3, 1, 1):
-                kernels, default = candidates(kern, size, lin.channels, lout.channels)
+                kernels, default = candidates(kern, size, lin.channels, lout.channels,
+                                              self.band_bytes)
                 kern = self.choose(kernels, default) if len(kernels) > 1 else default
             if isinstance(kern, Winograd):
                 packed = transform_weight(packed, kern.m)
@@ -671,7 +673,7 @@ def _per_image_count(program, limit):
 
 
 def lower(symbol_json, params, input_shape, lanes, winograd=True, choose=None,
-          per_image_bytes=PER_IMAGE_BYTES):
+          per_image_bytes=PER_IMAGE_BYTES, band_bytes=BANDED_WEIGHT_BYTES):
     """The :class:`Program` computing the logits of the network ``symbol_json`` (a
     Symbol's JSON text, ending at its classifier) with ``params`` (name -> array) on an
     NCHW float32 input of ``input_shape``; ``lanes``: the target's float32 vector lanes;
@@ -679,7 +681,9 @@ def lower(symbol_json, params, input_shape, lanes, winograd=True, choose=None,
     (``(candidate kernels, the rule's pick) -> kernel``, the candidates of
     :func:`~octconv.deploy.algorithms.candidates`, e.g. an
     :class:`~octconv.deploy.algorithms.AlgorithmChoice`) picks it, by default where
-    :data:`~octconv.deploy.winograd.RULE` says.
+    :data:`~octconv.deploy.winograd.RULE` says; ``band_bytes``: the most bytes of
+    transformed weights a Winograd layer runs in bands with
+    (:func:`~octconv.deploy.winograd.band_bytes`).
 
     With a batch of several images, a network with depthwise convolutions on large
     maps runs its first calls image by image (:attr:`Program.per_image`): up to the
@@ -695,12 +699,13 @@ def lower(symbol_json, params, input_shape, lanes, winograd=True, choose=None,
     their first layers ran 4-7 % slower so on 2 threads.
     """
     choose = choose or (lambda candidates, default: default)
-    program = _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd, choose).run()
+    program = _Lowering(Graph(symbol_json), params, input_shape, lanes, winograd, choose,
+                        band_bytes).run()
     count = _per_image_count(program, per_image_bytes)
     if input_shape[0] == 1 or not count:
         return program
     single = _Lowering(Graph(symbol_json), params, (1,) + tuple(input_shape[1:]), lanes,
-                       winograd, choose).run()
+                       winograd, choose, band_bytes).run()
     if [type(c.kernel) for c in single.calls] != [type(c.kernel) for c in program.calls]:
         raise AssertionError("the network lowers to other kernels at batch 1")
     return replace(program, calls=single.calls[:count] + program.calls[count:],

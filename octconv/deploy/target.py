@@ -1,6 +1,7 @@
 """CPU targets: the host by default (its CPU model as LLVM names it, less the extensions
 the OS does not list for it), or any LLVM CPU name (cross-compiled when it cannot run
-here); and this machine's CPU and vector extensions as results name them."""
+here); and this machine's CPU, vector extensions and L2 cache."""
+import os
 import platform
 import re
 
@@ -8,7 +9,8 @@ import tvm
 from tvm.target import codegen
 
 __all__ = ["make_target", "host_cpu", "known_cpu", "extensions", "vector_lanes", "lacking",
-           "runs_here", "describe", "cpu_model", "vector_isa", "LINUX_FLAGS"]
+           "runs_here", "describe", "cpu_model", "vector_isa", "l2_cache_bytes",
+           "LINUX_FLAGS"]
 
 _ISA = re.compile(r"^(avx|fma|sse|f16c|bmi|amx)")
 
@@ -138,3 +140,24 @@ def vector_isa():
     flags = (_cpuinfo("flags") or "").split()
     wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16")
     return ", ".join(flag for flag in wanted if flag in flags) or "unknown"
+
+
+def l2_cache_bytes(target, cpu_caches="/sys/devices/system/cpu/cpu0/cache"):
+    """The bytes of L2 cache of a core of this machine, as Linux lists it (``size`` of
+    the level-2 data or unified cache under ``cpu_caches``), where ``target``'s code
+    runs here; None when cross-compiling or where Linux does not list it."""
+    if not runs_here(target):
+        return None
+    try:
+        for index in sorted(os.listdir(cpu_caches)):
+            folder = os.path.join(cpu_caches, index)
+            fields = {}
+            for name in ("level", "type", "size"):
+                with open(os.path.join(folder, name)) as f:
+                    fields[name] = f.read().strip()
+            if fields["level"] == "2" and fields["type"] in ("Unified", "Data"):
+                size = re.fullmatch(r"(\d+)([KMG]?)", fields["size"])
+                return int(size.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[size.group(2)]
+    except (OSError, AttributeError):
+        pass
+    return None

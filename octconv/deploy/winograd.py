@@ -32,7 +32,8 @@ from octconv.deploy.kernels import F32, Epilogue, Kernel, _pad, _padding_block, 
     _schedule_padding, _volume, _with_epilogue, block_pairs, part_count, prefetch_ahead, \
     row_parts, weight_buffer
 
-__all__ = ["Winograd", "transform_weight", "output_tile", "worthwhile", "RULE"]
+__all__ = ["Winograd", "transform_weight", "output_tile", "worthwhile", "band_bytes", "RULE",
+           "BANDED_WEIGHT_BYTES"]
 
 # (Bt, G, At) per output tile size m
 MATRICES = {
@@ -61,9 +62,20 @@ RULE = ("3x3 stride-1 convolutions by Winograd: F(4x4, 3x3) on maps of >= 14 px 
         "channels, F(2x2, 3x3) on 7-13 px maps with >= 32; the rest direct")
 
 
-# transformed weights up to this size run in bands (:attr:`Winograd.banded`): half of a
-# 2 MB L2 cache, read again by each band
+# transformed weights up to this size run in bands (:attr:`Winograd.banded`) where the
+# L2 cache's size is not known (cross-compiling): half of a 2 MB L2 cache
 BANDED_WEIGHT_BYTES = 1 << 20
+
+
+def band_bytes(l2_bytes):
+    """The most bytes of transformed weights that a Winograd layer runs in bands with
+    (:attr:`Winograd.banded`), each band reading them all again: half of a core's L2
+    cache of ``l2_bytes`` (None: not known, :data:`BANDED_WEIGHT_BYTES`). On the Zen 5
+    of stop 59 (1 MB of L2 a core), bands up to 512 KB instead of 1 MB ran
+    Oct-ResNet-50 alpha .5 in 0.94-0.95 x the time on 2 threads and 0.98 on 1, its
+    stage-2 64 -> 64 channel F(4x4) layers on 28 px (590 KB) step by step
+    (results/NOTES.md, stop 59)."""
+    return BANDED_WEIGHT_BYTES if l2_bytes is None else l2_bytes // 2
 
 
 def worthwhile(size, in_channels, out_channels):
@@ -132,7 +144,8 @@ class WinogradTile(NamedTuple):
 class Winograd(Kernel):
     """3x3 stride-1 convolution of NCHW[ib]c data by F(m x m, 3 x 3), then the epilogue.
     Tiles: (pixels tiles per register tile, output blocks per register tile, input
-    blocks per pass). With ``paired`` (8-channel output blocks on 16-lane vectors, as
+    blocks per pass). ``band_bytes``: the most bytes of transformed weights it runs in
+    bands with (:func:`band_bytes`). With ``paired`` (8-channel output blocks on 16-lane vectors, as
     :attr:`~octconv.deploy.kernels.Conv.paired`), the products of two output blocks
     share each 16-lane accumulator: transformed weights packed by pairs of blocks, the
     products in (a, a, pairs, tiles, 2 x ob), the output transform reading each block's
@@ -144,6 +157,7 @@ class Winograd(Kernel):
     m: int
     epilogue: Epilogue
     paired: bool = False
+    band_bytes: int = BANDED_WEIGHT_BYTES
 
     @property
     def tile_blocks(self):
@@ -170,15 +184,15 @@ class Winograd(Kernel):
     def banded(self):
         """Whether the layer runs in bands of output tile rows, one parallel loop
         (:meth:`_schedule_banded`), not step by step over the whole map: where its
-        transformed weights, read again by each band, take at most
-        :data:`BANDED_WEIGHT_BYTES`. Run step by step, a thread's products read the
+        transformed weights, read again by each band, take at most ``band_bytes``.
+        Run step by step, a thread's products read the
         transformed tiles that both threads made, and the output transform the products
         of both, passed between cores at every step: on 2 threads (an Intel Xeon) the
         layers of 16-192 channels of Oct-ResNet-50 alpha .75 took 0.66-0.90 x their time
         on one thread step by step, 0.58-0.62 x in bands, and on one thread 0.82-1.05 x
         the time in bands as step by step; whole networks within the noise
         (results/NOTES.md, stop 52)."""
-        return 4 * _volume(self.weight_shape) <= BANDED_WEIGHT_BYTES
+        return 4 * _volume(self.weight_shape) <= self.band_bytes
 
     def band_tiles(self):
         """The output tiles of one band of :meth:`_schedule_banded` (whole tile rows of
