@@ -43,7 +43,8 @@ def candidates(direct, size, in_channels, out_channels, band_bytes=BANDED_WEIGHT
     then with >= 16 channels on either side F(2x2) on maps of >= 7 px and F(4x4) on
     >= 14 px (:data:`POLICY`), each pairing its output blocks where the direct one
     does (``paired``) and running in bands up to ``band_bytes`` of transformed weights
-    (:func:`~octconv.deploy.winograd.band_bytes`); the pick as :data:`~octconv.deploy.winograd.RULE` says.
+    (:func:`~octconv.deploy.winograd.band_bytes`); the pick as
+    :data:`~octconv.deploy.winograd.RULE` says.
     (Offered on 7 px maps too, F(4x4) was measured fastest for ResNet-50's and
     Oct-ResNet-50 alpha .75's 7 px layers on a Zen 4, but the networks ran within 1-2 %
     of their F(2x2) libraries' time: not worth more tile searches.)"""
