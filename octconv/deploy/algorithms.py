@@ -23,7 +23,7 @@ from octconv.deploy.target import runs_here, vector_lanes
 from octconv.deploy.threads import use_threads
 from octconv.deploy.tuning import SCHEDULE_VERSION, build_here, build_in_processes, \
     choose_tile, kernel_arguments, search_tiles, time_cold
-from octconv.deploy.winograd import BANDED_WEIGHT_BYTES, Winograd, output_tile, worthwhile
+from octconv.deploy.winograd import Winograd, output_tile, worthwhile
 
 __all__ = ["AlgorithmChoice", "candidates", "record_key", "POLICY"]
 
@@ -37,7 +37,7 @@ def _tile(kernel):
     return getattr(kernel, "m", 0)
 
 
-def candidates(direct, size, in_channels, out_channels, band_bytes=BANDED_WEIGHT_BYTES):
+def candidates(direct, size, in_channels, out_channels, band_bytes):
     """``(kernels, the fixed rule's pick)`` for a 3x3 stride-1 convolution whose
     direct kernel is ``direct`` and output ``size`` (rows, cols): the direct one first,
     then with >= 16 channels on either side F(2x2) on maps of >= 7 px and F(4x4) on

@@ -157,7 +157,9 @@ def l2_cache_bytes(target, cpu_caches="/sys/devices/system/cpu/cpu0/cache"):
                     fields[name] = f.read().strip()
             if fields["level"] == "2" and fields["type"] in ("Unified", "Data"):
                 size = re.fullmatch(r"(\d+)([KMG]?)", fields["size"])
+                if size is None:
+                    return None
                 return int(size.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[size.group(2)]
-    except (OSError, AttributeError):
+    except OSError:
         pass
     return None

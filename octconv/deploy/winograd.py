@@ -145,11 +145,11 @@ class Winograd(Kernel):
     """3x3 stride-1 convolution of NCHW[ib]c data by F(m x m, 3 x 3), then the epilogue.
     Tiles: (pixels tiles per register tile, output blocks per register tile, input
     blocks per pass). ``band_bytes``: the most bytes of transformed weights it runs in
-    bands with (:func:`band_bytes`). With ``paired`` (8-channel output blocks on 16-lane vectors, as
-    :attr:`~octconv.deploy.kernels.Conv.paired`), the products of two output blocks
-    share each 16-lane accumulator: transformed weights packed by pairs of blocks, the
-    products in (a, a, pairs, tiles, 2 x ob), the output transform reading each block's
-    half."""
+    bands with (:func:`band_bytes`). With ``paired`` (8-channel output blocks on 16-lane
+    vectors, as :attr:`~octconv.deploy.kernels.Conv.paired`), the products of two output
+    blocks share each 16-lane accumulator: transformed weights packed by pairs of
+    blocks, the products in (a, a, pairs, tiles, 2 x ob), the output transform reading
+    each block's half."""
     data: tuple          # (N, IB, H, W, ib)
     out_blocks: int
     out_block: int
@@ -184,14 +184,13 @@ class Winograd(Kernel):
     def banded(self):
         """Whether the layer runs in bands of output tile rows, one parallel loop
         (:meth:`_schedule_banded`), not step by step over the whole map: where its
-        transformed weights, read again by each band, take at most ``band_bytes``.
-        Run step by step, a thread's products read the
-        transformed tiles that both threads made, and the output transform the products
-        of both, passed between cores at every step: on 2 threads (an Intel Xeon) the
-        layers of 16-192 channels of Oct-ResNet-50 alpha .75 took 0.66-0.90 x their time
-        on one thread step by step, 0.58-0.62 x in bands, and on one thread 0.82-1.05 x
-        the time in bands as step by step; whole networks within the noise
-        (results/NOTES.md, stop 52)."""
+        transformed weights, read again by each band, take at most ``band_bytes``. Run
+        step by step, a thread's products read the transformed tiles that both threads
+        made, and the output transform the products of both, passed between cores at
+        every step: on 2 threads (an Intel Xeon) the layers of 16-192 channels of
+        Oct-ResNet-50 alpha .75 took 0.66-0.90 x their time on one thread step by step,
+        0.58-0.62 x in bands, and on one thread 0.82-1.05 x the time in bands as step by
+        step; whole networks within the noise (results/NOTES.md, stop 52)."""
         return 4 * _volume(self.weight_shape) <= self.band_bytes
 
     def band_tiles(self):
