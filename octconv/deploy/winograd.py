@@ -11,8 +11,8 @@ F(2x2) and 4 x fewer for F(4x4). The transforms below use the interpolation poin
 about 1e-6 and 1e-5 of the output scale per layer.
 
 Layouts: input and output NCHW[cb]c as every kernel here; transformed weights
-(a, a, OB, IB, ib, ob). The products prefetch the next pass's weights as they compute
-(:meth:`Winograd._prefetch_next_pass`).
+(a, a, OB, IB, ib, ob). The products prefetch the weights of a later pass as they
+compute (:meth:`Winograd._prefetch_later_pass`).
 
 Two schedules (:attr:`Winograd.banded`). A layer whose transformed weights fit half a
 core's L2 cache runs in bands of output tile rows, one parallel loop: each band
@@ -61,6 +61,10 @@ def output_tile(size):
 RULE = ("3x3 stride-1 convolutions by Winograd: F(4x4, 3x3) on maps of >= 14 px with >= 16 "
         "channels, F(2x2, 3x3) on 7-13 px maps with >= 32; the rest direct")
 
+
+# the products prefetch the weights of the pass this many passes after the current one
+# (see Winograd._prefetch_later_pass)
+PASSES_AHEAD = 2
 
 # transformed weights up to this size run in bands (:attr:`Winograd.banded`) where the
 # L2 cache's size is not known (cross-compiling): half of a 2 MB L2 cache
@@ -280,23 +284,36 @@ class Winograd(Kernel):
         extra, out = _with_epilogue(self.epilogue, conv, shape)
         return [data, weight] + extra, out
 
-    def _prefetch_next_pass(self, sch, outer, po, tile):
-        """Prefetch the next pass's weights (``ot`` output blocks x ``icin`` input
-        blocks, in the order the products read them; ``outer``: the loops e, u, oco
-        and icbo) during this pass, spread over its groups of pixel tiles ``po``
+    def _prefetch_later_pass(self, sch, outer, po, tile):
+        """Prefetch the weights (``ot`` output blocks x ``icin`` input blocks, in the
+        order the products read them) of the pass :data:`PASSES_AHEAD` passes after this
+        one in the order a thread runs them, across the ends of the chains of passes
+        over one position's output blocks (``outer``: the loops e, u, oco and icbo),
+        spread over this pass's groups of pixel tiles ``po``
         (:func:`~octconv.deploy.kernels.prefetch_ahead`). With their weights flushed
         from the caches before each call, as inside a network (1 thread, an Intel
-        Xeon), a 512 -> 512 channel F(2x2) layer on a 7 px map took 1.50 ms instead of
-        1.88 (1.00 instead of 1.11 in cache), a 256 -> 256 channel F(4x4) layer on 14
-        px 0.93 instead of 1.11. Prefetched one output block after another, instead of
-        as read, the first took 1.84."""
+        Xeon), a 512 -> 512 channel F(2x2) layer on a 7 px map took 1.50 ms with the
+        next pass prefetched instead of 1.88 (1.00 instead of 1.11 in cache), a 256 ->
+        256 channel F(4x4) layer on 14 px 0.93 instead of 1.11; prefetched one output
+        block after another, instead of as read, the first took 1.84 (stop 50). Two
+        passes ahead and across chains instead of the next pass within a chain (1
+        thread, a Zen 5, flushed, tiles of 4 x 4 x 2): a 192 -> 256 channel layer on 7
+        px (chains of 6 passes) took 0.133 ms instead of 0.171 (one pass ahead across
+        chains 0.147-0.158), a 64 -> 192 one (chains of 2) 0.040 instead of 0.053, the
+        512 -> 512 one (chains of 16) 0.61-0.65 instead of 0.71-0.73 (one ahead 0.69);
+        in cache the same (results/NOTES.md, stop 60)."""
         rp, ot, icin = tile
         e, u, oco, icbo = [sch.get(loop).loop_var for loop in outer]
+        a, groups, passes = [int(sch.get(loop).extent) for loop in outer[1:]]
+        count = a * a * groups * passes
+        ahead = tirx.min(((e * a + u) * groups + oco) * passes + icbo + PASSES_AHEAD, count - 1)
+        e, u, oco, icbo = (ahead // (passes * groups * a), ahead // (passes * groups) % a,
+                           ahead // passes % groups, ahead % passes)
         weight = weight_buffer(sch, "gemm")
 
         def row(r):
             return tirx.BufferLoad(weight, [e, u, *self._weight_row(
-                r, oco * ot, (icbo + 1) * icin, ot), 0])
+                r, oco * ot, icbo * icin, ot), 0])
 
         prefetch_ahead(sch, po, [], ot * icin * self.data[4], row,
                        icin * self.data[4] * ot * rp)
@@ -320,7 +337,7 @@ class Winograd(Kernel):
 
     def _schedule_products(self, sch, loops, tile):
         """Register-tile the products ``loops`` (e, u, oc, p, o, icb, ic) like a 1x1
-        convolution, prefetching the next pass's weights; returns the loops outside the
+        convolution, prefetching a later pass's weights; returns the loops outside the
         pixel tiles: (e, u, groups of output blocks, passes over input blocks)."""
         rp, ot, icin = tile
         e, u, oc, p, o, icb, ic = loops
@@ -331,7 +348,7 @@ class Winograd(Kernel):
         sch.vectorize(o)
         sch.unroll(oci)
         sch.unroll(pi)
-        self._prefetch_next_pass(sch, (e, u, oco, icbo), po, tile)
+        self._prefetch_later_pass(sch, (e, u, oco, icbo), po, tile)
         return e, u, oco, icbo
 
     def _schedule_output_transform(self, sch):
