@@ -597,29 +597,6 @@ def test_a_pass_whose_weights_outrun_memory_is_not_prefetched():
     assert "llvm.prefetch" in scheduled_func(kernel, K.ConvTile(1, 7, 2, 8)).script()
 
 
-def test_weight_bound_1x1_convolutions_on_7px_maps_try_tiles_of_5_pixels():
-    """A 1x1 convolution whose weights outweigh its input on a 7 px map (ResNet-50's last
-    stage, 768 -> 256 channels) streams its weights (``Conv.streams_weights``): with
-    AVX-512 the search's first four candidates keep the best whole-row tile first (7
-    pixels x 2 blocks) and include 5 pixels x 2 blocks (49 flat pixels padded to 50),
-    and no candidate blocks its input channels, with AVX-512 or AVX2. On a 14 px map, or
-    with fewer weights than input, the blocked forms stay among the first four."""
-    bias = K.Epilogue((("bias",),))
-    small = K.Conv((1, 48, 7, 7, 16), 16, 16, 48, 1, 1, 1, 0, bias)
-    assert small.streams_weights
-    first = small.tiles(16)[:4]
-    assert (first[0].cols, first[0].out_blocks) == (7, 2)
-    assert any((tile.cols, tile.out_blocks) == (5, 2) for tile in first), first
-    for lanes in (16, 8):
-        assert all(tile.in_blocks == 48 for tile in small.tiles(lanes))
-    larger = replace(small, data=(1, 48, 14, 14, 16))
-    light = K.Conv((1, 16, 7, 7, 16), 1, 16, 16, 1, 1, 1, 0, bias)
-    for other in (larger, light):
-        assert not other.streams_weights
-        blocks = other.in_blocks_per_group
-        assert any(tile.in_blocks < blocks for tile in other.tiles(16)[:4]), other
-
-
 def test_1x1_convolutions_on_7px_maps_take_tiles_of_several_pixels_with_avx2():
     """ResNet-50's 7 px 1x1 layers with AVX2 code: a 16-channel block takes two of the
     12 accumulator registers, so no row of 7 pixels fits and 49 pixels have no other
