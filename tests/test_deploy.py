@@ -597,6 +597,38 @@ def test_a_pass_whose_weights_outrun_memory_is_not_prefetched():
     assert "llvm.prefetch" in scheduled_func(kernel, K.ConvTile(1, 7, 2, 8)).script()
 
 
+def test_weight_bound_1x1_convolutions_on_7px_maps_try_tiles_of_5_pixels():
+    """A 1x1 convolution whose weights outweigh its input on a 7 px map (ResNet-50's last
+    stage, 768 -> 256 channels) streams its weights (``Conv.streams_weights``): with
+    AVX-512 the search's first four candidates keep the best whole-row tile first (7
+    pixels x 2 blocks) and include 5 pixels x 2 blocks (49 flat pixels padded to 50),
+    and no candidate blocks its input channels, with AVX-512 or AVX2; the first four
+    compute what the unscheduled kernel does. On a 14 px map, with fewer weights than
+    input, or at batch 8 (whose workload keeps its batch, so that its tiles are searched
+    apart from batch 1's), the blocked forms stay among the first four."""
+    bias = K.Epilogue((("bias",),))
+    small = K.Conv((1, 48, 7, 7, 16), 16, 16, 48, 1, 1, 1, 0, bias)
+    assert small.streams_weights
+    first = small.tiles(16)[:4]
+    assert (first[0].cols, first[0].out_blocks) == (7, 2)
+    assert any((tile.cols, tile.out_blocks) == (5, 2) for tile in first), first
+    for lanes in (16, 8):
+        assert all(tile.in_blocks == 48 for tile in small.tiles(lanes))
+    target = make_target()
+    if runs_here(target):
+        _assert_tiles_compute_the_same(small, small.tiles(vector_lanes(target))[:4], target)
+    larger = replace(small, data=(1, 48, 14, 14, 16))
+    light = K.Conv((1, 16, 7, 7, 16), 1, 16, 16, 1, 1, 1, 0, bias)
+    batched = replace(small, data=(8, 48, 7, 7, 16))
+    for other in (larger, light, batched):
+        assert not other.streams_weights
+        blocks = other.in_blocks_per_group
+        assert any(tile.in_blocks < blocks for tile in other.tiles(16)[:4]), other
+    # a batch searches its own tiles, not those that batch 1 streams its weights with
+    assert small.workload().data[0] == 1 and batched.workload().data[0] == 8
+    assert replace(larger, data=(8, 48, 14, 14, 16)).workload().data[0] == 1
+
+
 def test_1x1_convolutions_on_7px_maps_take_tiles_of_several_pixels_with_avx2():
     """ResNet-50's 7 px 1x1 layers with AVX2 code: a 16-channel block takes two of the
     12 accumulator registers, so no row of 7 pixels fits and 49 pixels have no other
@@ -991,15 +1023,20 @@ def test_a_batch_of_pooled_maps_shares_each_weight_among_the_images_of_a_tile():
 def test_tuning_workload_stays_at_batch_1_until_the_data_outgrow_the_cache():
     """The tile of a batched kernel is searched at batch 1 (one search for all batch
     sizes) while its input and output (4 bytes a value) fit in 16 MB, half of a 32 MB
-    L3; beyond that at its own batch, where the map streams through memory."""
+    L3; beyond that at its own batch, where the map streams through memory, and where
+    batch 1 would stream its weights (``Conv.streams_weights``)."""
     relu = K.Epilogue((("bias",), ("act", "relu6")))
     for batch, tuned_at in ((1, 1), (2, 1), (8, 8)):
         # 16 -> 96 channels at 112 px: (16 + 96) * 112 * 112 * 4 bytes = 5.6 MB an image
         kernel = K.Conv((batch, 1, 112, 112, 16), 6, 16, 1, 1, 1, 1, 0, relu)
         assert kernel.workload() == K.Conv((tuned_at, 1, 112, 112, 16), 6, 16, 1, 1, 1, 1, 0,
                                            K.Epilogue((("bias",),))), batch
-    small = K.Conv((8, 16, 7, 7, 16), 6, 16, 16, 1, 1, 1, 0, relu)
+    small = K.Conv((8, 16, 7, 7, 16), 2, 16, 16, 1, 1, 1, 0, relu)
     assert small.workload().data == (1, 16, 7, 7, 16)
+    # unless batch 1 streams its weights (more weights than input on a 7 px map) and
+    # so has other candidates
+    streaming = K.Conv((8, 16, 7, 7, 16), 6, 16, 16, 1, 1, 1, 0, relu)
+    assert streaming.workload().data == (8, 16, 7, 7, 16)
 
 
 def test_channel_blocks_follow_the_vector_width_and_never_pad_the_alpha_125_split():

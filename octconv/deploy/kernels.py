@@ -48,6 +48,11 @@ L1_BYTES = 32 << 10
 # (each weight it loads serves one pixel); see Conv.register_tiles
 PADDED_TILE_COST = 0.4
 ONE_PIXEL_TILE_COST = 0.5
+# a 1x1 convolution whose weights outweigh its input on a map of at most this many pixels
+# (7 x 7, 8 x 8) counts a register tile as full from this many accumulators (else two
+# thirds of the budget) and is offered no input-channel blocking (Conv.streams_weights)
+SMALL_MAP_PIXELS = 64
+STREAMING_ACCUMULATORS = 10
 # the fewest vector multiply-adds a kernel does per row of weights it prefetches: one
 # 64-byte row per 12 multiply-adds (6 cycles at two a cycle) is 27 GB/s at 2.6 GHz,
 # twice what one core read from memory on an Intel Xeon (see prefetch_ahead)
@@ -566,6 +571,35 @@ class Conv(Kernel):
             return None
         return -(-self._flat_pixels() // tile[1]) * tile[1]
 
+    @property
+    def streams_weights(self):
+        """A 1x1 convolution on a map of at most :data:`SMALL_MAP_PIXELS` pixels whose
+        weights outweigh its input (ResNet-50's last stage, Oct-ResNet-50's 7 px low
+        maps): its weights stream from memory through tiles of few pixels. Its register
+        tiles count as full from :data:`STREAMING_ACCUMULATORS` accumulators, and its
+        candidates include no input-channel blocking, so that the search tries padded
+        tiles of 5 pixels: on the Zen 5, flushed, 1 thread, 5 pixels x 2 blocks ran
+        ResNet-50's 7 px layers in 0.86-0.91 x the time of the best 7-pixel tile (2048
+        -> 512, 512 -> 2048, 768 -> 256 and 768 -> 192 channels; 192 -> 1024 0.91 x, 3
+        pixels x 4 blocks the same), but 64 -> 768 1.12 x, where the search keeps 7
+        pixels; Oct-ResNet-50 alpha .75 ran in 0.92-0.98 x the time. Of the 174 1x1
+        layers of any map whose weights outweigh their input searched for stop 60's
+        tables (AVX-512 and AVX2), a blocked tile won once (results/NOTES.md, stop
+        60)."""
+        return (self.pointwise and not self.images_in_tile and self.data[0] == 1
+                and weight_bound(self) and self._flat_pixels() <= SMALL_MAP_PIXELS)
+
+    def workload(self):
+        """:meth:`Kernel.workload`, but at its own batch where this convolution would
+        stream its weights at batch 1 and does not at its batch (each weight serves
+        several images): its candidates differ, so it searches its own tiles (the
+        5-pixel tiles that batch 1 takes ran MobileNet v2 1.0 and its Oct network at
+        batch 8 in 1.03 x the time, 2 threads, stop 60)."""
+        found = super().workload()
+        if found.streams_weights and not self.streams_weights:
+            return replace(found, data=tuple(self.data))
+        return found
+
     def _flat_pixels(self):
         """The flat pixel axis of a 1x1 convolution: a map's pixels, or the images."""
         n, _, oh, ow, _ = self.out_shape
@@ -575,7 +609,8 @@ class Conv(Kernel):
         """Register tiles (rows, cols, output blocks) whose accumulators fit in the
         vector registers (12 of 16 ymm on AVX2, 24 of 32 zmm on AVX-512), best-guess
         first: no ragged edge (a partial tile costs more than its share), then about
-        8-12 accumulators (20-24 with AVX-512). A 1x1 stride-1 convolution tiles flat
+        8-12 accumulators (20-24 with AVX-512; 10 or more where the convolution
+        :attr:`streams_weights`). A 1x1 stride-1 convolution tiles flat
         pixels (rows is 1, cols counts pixels): whole rows or a divisor of a row, or,
         where it :meth:`_may_pad` the pixels, any count (guessed slower than a tile of
         whole rows: :data:`PADDED_TILE_COST`); there a tile of one pixel, which loads each weight
@@ -585,11 +620,16 @@ class Conv(Kernel):
         channel layer in 0.96-1.05 ms against 1.33 for the best one-pixel tile (a Zen 4
         core); Oct-ResNet-50 alpha .75 ran 11 % faster, ResNet-50 7 %. With AVX-512
         code the whole rows fit and stay ahead: there 7 pixels x 1 or 2 blocks ran the
-        same layer in 0.88-0.90 ms, padded tiles of 5 or 10 pixels in 0.91-0.96."""
+        same layer in 0.88-0.90 ms, padded tiles of 5 or 10 pixels in 0.91-0.96 (on
+        the Zen 5, flushed, 5 pixels x 2 blocks 0.91 x the time of 7 pixels x 1 block,
+        which :attr:`streams_weights` lets the search try)."""
         _, _, oh, ow, _ = self.out_shape
         per_group, block = self.tile_blocks
         vectors, budget = _accumulators(block, lanes)
         rows, cols = (1, self._flat_pixels()) if self.pointwise else (oh, ow)
+        enough = budget * 2 // 3  # accumulators of a full tile
+        if self.streams_weights:
+            enough = min(enough, STREAMING_ACCUMULATORS)
         found = []
         for ot in (1, 2, 4):
             if per_group % ot:
@@ -605,7 +645,7 @@ class Conv(Kernel):
                     waste = (-(-rows // rh) * rh * -(-cols // rw) * rw) / (rows * cols) - 1
                     ragged = PADDED_TILE_COST if padded else (1.0 if waste else 0.0)
                     lone = ONE_PIXEL_TILE_COST if self.pointwise and rw == 1 < cols else 0.0
-                    short = max(0, budget * 2 // 3 - count) / budget
+                    short = max(0, enough - count) / budget
                     found.append((ragged + lone + waste + short, (rh, rw, ot)))
         return [tile for _, tile in sorted(found)]
 
@@ -649,13 +689,14 @@ class Conv(Kernel):
         held in registers to the epilogue; fewer blocks the input-channel blocking
         (topi's ``tile_ic``), whose slices of input and weights stay in L1 while the
         partial sums go through memory, offered when a group has at least 4 input
-        blocks (with fewer, a whole pass's slices fit L1 anyway). Order: the best
+        blocks (with fewer, a whole pass's slices fit L1 anyway) and the convolution does
+        not :attr:`streams_weights`. Order: the best
         register tile unblocked and blocked, the :meth:`wide_tile`, then the next
         register tiles likewise (the best three in both forms), then the rest
         unblocked. With 16 lanes every tile is :attr:`ConvTile.unrolled`."""
         icb = self.in_blocks_per_group
         blocked = max((d for d in (8, 4, 2, 1) if icb % d == 0 and d < icb), default=None) \
-            if icb >= 4 else None
+            if icb >= 4 and not self.streams_weights else None
         unrolled = lanes == 16
         found = []
         for j, (rh, rw, ot) in enumerate(self.register_tiles(lanes)):
