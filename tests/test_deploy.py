@@ -43,7 +43,8 @@ from octconv.deploy.target import (LINUX_FLAGS, describe, extensions, host_cpu,
 from octconv.deploy.scaling_check import scaling_check
 from octconv.deploy.threads import SPIN_COUNT, use_threads
 from octconv.deploy import tuning
-from octconv.deploy.tuning import choose_tile, scheduled_func, search_tiles
+from octconv.deploy.tuning import (choose_tile, scheduled_func, search_tiles,
+                                   tuning_workload)
 
 from helpers import assert_refused_weights, load_script, run_script, run_symbol
 from reference import avg_pool2, conv2d
@@ -625,8 +626,8 @@ def test_weight_bound_1x1_convolutions_on_7px_maps_try_tiles_of_5_pixels():
         blocks = other.in_blocks_per_group
         assert any(tile.in_blocks < blocks for tile in other.tiles(16)[:4]), other
     # a batch searches its own tiles, not those that batch 1 streams its weights with
-    assert small.workload().data[0] == 1 and batched.workload().data[0] == 8
-    assert replace(larger, data=(8, 48, 14, 14, 16)).workload().data[0] == 1
+    assert [tuning_workload(k, 16).data[0] for k in (small, batched)] == [1, 8]
+    assert tuning_workload(replace(larger, data=(8, 48, 14, 14, 16)), 16).data[0] == 1
 
 
 def test_1x1_convolutions_on_7px_maps_take_tiles_of_several_pixels_with_avx2():
@@ -1032,11 +1033,12 @@ def test_tuning_workload_stays_at_batch_1_until_the_data_outgrow_the_cache():
         assert kernel.workload() == K.Conv((tuned_at, 1, 112, 112, 16), 6, 16, 1, 1, 1, 1, 0,
                                            K.Epilogue((("bias",),))), batch
     small = K.Conv((8, 16, 7, 7, 16), 2, 16, 16, 1, 1, 1, 0, relu)
-    assert small.workload().data == (1, 16, 7, 7, 16)
-    # unless batch 1 streams its weights (more weights than input on a 7 px map) and
-    # so has other candidates
+    assert tuning_workload(small, 16).data == (1, 16, 7, 7, 16)
+    # unless batch 1 offers other candidate tiles: it streams its weights (more weights
+    # than input on a 7 px map), the batch does not
     streaming = K.Conv((8, 16, 7, 7, 16), 6, 16, 16, 1, 1, 1, 0, relu)
-    assert streaming.workload().data == (8, 16, 7, 7, 16)
+    assert tuning_workload(streaming, 16).data == (8, 16, 7, 7, 16)
+    assert tuning_workload(streaming, 16).epilogue == K.Epilogue((("bias",),))
 
 
 def test_channel_blocks_follow_the_vector_width_and_never_pad_the_alpha_125_split():
@@ -1987,8 +1989,8 @@ def test_parallel_search_runs_the_searches_a_one_by_one_search_runs(tmp_path, mo
     assert parallel.searches == one_by_one.searches > 1
     assert len(searched) == parallel.searches  # each with the function of its record:
     for kernel in kernels:
-        if kernel.workload().key() in searched:
-            module, name = searched[kernel.workload().key()]
+        if tuning_workload(kernel, lanes).key() in searched:
+            module, name = searched[tuning_workload(kernel, lanes).key()]
             assert module.implements_function(name)
             assert kernel.tiles(lanes)[int(name[len("tile"):])] == \
                 choose_tile(kernel, target, lanes, parallel, 2)

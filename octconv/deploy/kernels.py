@@ -589,17 +589,6 @@ class Conv(Kernel):
         return (self.pointwise and not self.images_in_tile and self.data[0] == 1
                 and weight_bound(self) and self._flat_pixels() <= SMALL_MAP_PIXELS)
 
-    def workload(self):
-        """:meth:`Kernel.workload`, but at its own batch where this convolution would
-        stream its weights at batch 1 and does not at its batch (each weight serves
-        several images): its candidates differ, so it searches its own tiles (the
-        5-pixel tiles that batch 1 takes ran MobileNet v2 1.0 and its Oct network at
-        batch 8 in 1.03 x the time, 2 threads, stop 60)."""
-        found = super().workload()
-        if found.streams_weights and not self.streams_weights:
-            return replace(found, data=tuple(self.data))
-        return found
-
     def _flat_pixels(self):
         """The flat pixel axis of a 1x1 convolution: a map's pixels, or the images."""
         n, _, oh, ow, _ = self.out_shape

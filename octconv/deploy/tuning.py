@@ -2,7 +2,8 @@
 
 A kernel offers candidate tiles best-guess first (:meth:`Conv.tiles`); the search
 builds the first ``budget`` of them on the kernel's tuning workload (batch 1 unless
-its data outgrow the cache, no epilogue inputs: :meth:`Kernel.workload`) as
+its data outgrow the cache or batch 1 offers other candidates, no epilogue inputs:
+:func:`tuning_workload`) as
 stand-alone functions, times each on random inputs (single thread, median of 5
 repeats; with its weights flushed from the caches before each call where they
 outweigh its input, as inside a network: :func:`~octconv.deploy.kernels.weight_bound`)
@@ -24,6 +25,7 @@ import json
 import os
 import tempfile
 import warnings
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -39,7 +41,7 @@ from octconv.files import write_atomically
 __all__ = ["TileCache", "scheduled_func", "functions_module", "build_here",
            "build_in_processes", "choose_tile", "search_tiles", "default_cache_path",
            "schedule_digest", "kernel_arguments", "time_function", "time_cold",
-           "SCHEDULE_VERSION"]
+           "tuning_workload", "SCHEDULE_VERSION"]
 
 
 SCHEDULE_SOURCES = ("kernels.py", "winograd.py", "tuning.py")
@@ -250,13 +252,29 @@ class _Search(NamedTuple):
     tiles: list
 
 
+def tuning_workload(kernel, lanes):
+    """The kernel whose timing chooses ``kernel``'s tile: :meth:`Kernel.workload
+    <octconv.deploy.kernels.Kernel.workload>` (often at batch 1, one search for every
+    batch), at the kernel's own batch where the workload's batch would offer other
+    candidate tiles than the kernel's, whose search would not stand for it. So it is
+    for a 1x1 layer that streams its weights at batch 1 only
+    (:attr:`~octconv.deploy.kernels.Conv.streams_weights`): the 5-pixel tiles chosen at
+    batch 1 ran MobileNet v2 1.0 and its Oct network at batch 8 in 1.03 x the time (2
+    threads, results/NOTES.md, stop 60)."""
+    workload = kernel.workload()
+    if workload.data[0] == kernel.data[0]:
+        return workload
+    own = replace(workload, data=tuple(kernel.data))
+    return own if own.tiles(lanes) != workload.tiles(lanes) else workload
+
+
 def _lookup(kernel, target, lanes, cache, budget):
     """The kernel's tile when no search is needed (a single candidate, a cached
     record, or nothing can be timed here), else the search to run."""
     candidates = kernel.tiles(lanes)
     if len(candidates) == 1:
         return candidates[0]
-    workload = kernel.workload()
+    workload = tuning_workload(kernel, lanes)
     key = f"v{SCHEDULE_VERSION} {workload.key()}"
     cached = cache.get(target, key)
     if cached is not None and cached in candidates:
