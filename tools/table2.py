@@ -432,12 +432,12 @@ def verdicts(rows, meta):
         every = [r for r in rows if r["network"] in OCT_ROWS
                  and r["network"].startswith("Oct-MobileNet") and r["speedup"] is not None]
         # faster than vanilla: speed-up > 1, i.e. speed-up / MACs ratio > 1 / MACs ratio
-        faster = {id(r): _judge([r], "speedup_over_macs_ratio", 1 / r["macs_ratio"], True)
-                  for r in every}
+        faster = [(r, _judge([r], "speedup_over_macs_ratio", 1 / r["macs_ratio"], True))
+                  for r in every]
         verdict = _together(_judge(mobile, "speedup_over_macs_ratio", 0.9, True),
-                            *faster.values())
-        slower = [r for r in every if faster[id(r)] is False]
-        close = [r for r in every if faster[id(r)] is None]
+                            *(judged for _, judged in faster))
+        slower = [r for r, judged in faster if judged is False]
+        close = [r for r, judged in faster if judged is None]
         checks.append(("Oct-MobileNets: speed-up >= 0.9 x MACs ratio on 1 thread and faster "
                        "than vanilla in every row", verdict,
                        f"lowest {_ranged(worst, 'speedup_over_macs_ratio')} "
