@@ -319,18 +319,19 @@ def weight_buffer(sch, block):
                 if region.source.name == "weight")
 
 
-def weight_bound(kernel):
-    """Whether ``kernel``'s weights outweigh an image of its input. Inside a network such
-    a kernel reads its weights from memory (or L3) once per call while its input comes
-    from the kernel before it, in cache. A convolution so splits its output blocks among
-    threads (not :attr:`Conv.bands_first`), and the tile search times its candidates
-    with their weights flushed (:mod:`octconv.deploy.tuning`), not again and again on
-    weights in cache, where tiles that cannot prefetch their weights win: Oct-ResNet-50
-    alpha .75's 192 -> 256 channel 3x3 convolution on 7 px (1 thread, an Intel Xeon), 7
-    pixels x 2 output blocks in passes of 4 input blocks, took 0.295 ms in cache and
-    0.364 flushed, the same tile with the reduction innermost (which prefetches) 0.305
-    and 0.331; with the eight such layers' tiles so, the network took 0.93 x the time."""
-    shape = getattr(kernel, "weight_shape", None)
+def weight_bound(kernel, weight_shape=None):
+    """Whether ``kernel``'s weights (or weights of ``weight_shape``, a form it may take)
+    outweigh an image of its input. Inside a network such a kernel reads its weights
+    from memory (or L3) once per call while its input comes from the kernel before it,
+    in cache. A convolution so splits its output blocks among threads (not
+    :attr:`Conv.bands_first`), and the tile search times its candidates with their
+    weights flushed (:mod:`octconv.deploy.tuning`), not again and again on weights in
+    cache, where tiles that cannot prefetch their weights win: Oct-ResNet-50 alpha .75's
+    192 -> 256 channel 3x3 convolution on 7 px (1 thread, an Intel Xeon), 7 pixels x 2
+    output blocks in passes of 4 input blocks, took 0.295 ms in cache and 0.364 flushed,
+    the same tile with the reduction innermost (which prefetches) 0.305 and 0.331; with
+    the eight such layers' tiles so, the network took 0.93 x the time."""
+    shape = weight_shape or getattr(kernel, "weight_shape", None)
     return shape is not None and _volume(shape) > _volume(kernel.data[1:])
 
 
@@ -441,8 +442,7 @@ class Conv(Kernel):
         Zen 5)."""
         if not (2 * self.out_block == lanes and self.out_blocks > 1 and self.groups == 1):
             return False
-        return (not self.pooled
-                or _volume(self._weight_shape(paired=True)) <= _volume(self.data[1:]))
+        return not self.pooled or not weight_bound(self, self._weight_shape(paired=True))
 
     def _blocks(self, paired):
         """(output blocks of a group, channels of each) as register tiles and weights

@@ -297,11 +297,12 @@ class Winograd(Kernel):
         256 channel F(4x4) layer on 14 px 0.93 instead of 1.11; prefetched one output
         block after another, instead of as read, the first took 1.84 (stop 50). Two
         passes ahead and across chains instead of the next pass within a chain (1
-        thread, a Zen 5, flushed, tiles of 4 x 4 x 2): a 192 -> 256 channel layer on 7
-        px (chains of 6 passes) took 0.133 ms instead of 0.171 (one pass ahead across
-        chains 0.147-0.158), a 64 -> 192 one (chains of 2) 0.040 instead of 0.053, the
-        512 -> 512 one (chains of 16) 0.61-0.65 instead of 0.71-0.73 (one ahead 0.69);
-        in cache the same (results/NOTES.md, stop 60)."""
+        thread, a Zen 5, flushed, tiles of 4 x 4 x 2, over several runs): a 192 -> 256
+        channel layer on 7 px (chains of 6 passes) took 0.129-0.139 ms instead of
+        0.170-0.173 (one pass ahead across chains 0.147-0.158), a 64 -> 192 one (chains
+        of 2) 0.038-0.040 instead of 0.053, the 512 -> 512 one (chains of 16) 0.61-0.67
+        instead of 0.71-0.73 (one ahead 0.69); in cache the same (results/NOTES.md, stop
+        60)."""
         rp, ot, icin = tile
         e, u, oco, icbo = [sch.get(loop).loop_var for loop in outer]
         a, groups, passes = [int(sch.get(loop).extent) for loop in outer[1:]]
