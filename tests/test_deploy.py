@@ -671,8 +671,11 @@ def test_convolutions_unroll_the_input_channels_of_a_block_with_16_lanes(kernel)
     unrolled already; with 8 lanes (AVX2 code, where it ran slower) no tile does."""
     for lanes, unrolled in ((16, True), (8, False)):
         for tile in kernel.tiles(lanes):
-            script = scheduled_func(kernel, tile).script()
-            assert ("for ic in T.unroll(" in script) == unrolled, (lanes, tile)
+            loops = {loop.loop_var.name: loop
+                     for loop in _stmts(scheduled_func(kernel, tile).body)
+                     if isinstance(loop, tvm.tirx.For)}
+            assert int(loops["ic"].extent) == kernel.data[4], (lanes, tile)  # a block's
+            assert (loops["ic"].kind == tvm.tirx.ForKind.UNROLLED) == unrolled, (lanes, tile)
 
 
 @pytest.mark.parametrize("kernel", [
