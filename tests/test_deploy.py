@@ -674,7 +674,7 @@ def test_convolutions_unroll_the_input_channels_of_a_block_with_16_lanes(kernel)
             loops = {loop.loop_var.name: loop
                      for loop in _stmts(scheduled_func(kernel, tile).body)
                      if isinstance(loop, tvm.tirx.For)}
-            assert int(loops["ic"].extent) == kernel.data[4], (lanes, tile)  # a block's
+            assert int(loops["ic"].extent) == kernel.data[4], (lanes, tile)  # a block's channels
             assert (loops["ic"].kind == tvm.tirx.ForKind.UNROLLED) == unrolled, (lanes, tile)
 
 
