@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import warnings
+from collections import Counter
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -1320,32 +1321,45 @@ def test_idle_wait_outlasts_a_spinning_thread_and_its_limit_holds():
 
 
 def test_serving_times_request_threads_at_once_and_checks_every_output():
-    """``time_serving`` on a callable that sleeps (as a library's kernels release the
-    GIL): its request threads' calls overlap, each round gives images/s for one thread
-    and for all, the gain is the ratio of their medians; a callable whose output
-    depends on the calling thread, or that fails there, is a RuntimeError."""
-    active, most, lock = [0], [0], threading.Lock()
+    """``time_serving`` on callables that sleep (as a library's kernels release the
+    GIL): a callable's request threads' calls overlap, its rounds alternate with the
+    other callable's, each round gives images/s for one thread and for all, the gain is
+    the ratio of their medians; a callable whose output depends on the calling thread,
+    or that fails there, is a RuntimeError naming it."""
+    active, most, lock, order = Counter(), Counter(), threading.Lock(), []
 
-    def run(x):
-        with lock:
-            active[0] += 1
-            most[0] = max(most[0], active[0])
-        time.sleep(0.01)
-        with lock:
-            active[0] -= 1
-        return x.sum(axis=(1, 2, 3))
+    def sleeper(name, seconds):
+        def run(x):
+            with lock:
+                active[name] += 1
+                most[name] = max(most[name], active[name])
+                if not order or order[-1] != name:
+                    order.append(name)
+            time.sleep(seconds)
+            with lock:
+                active[name] -= 1
+            return x.sum(axis=(1, 2, 3))
+        return run
 
     x = np.ones((2, 3, 4, 4), np.float32)
-    result = time_serving(run, x, requests=3, rounds=3, calls=2)
-    assert most[0] == 3  # all three request threads inside a call at once
-    assert result["requests"] == 3 and result["calls"] == 2
-    assert len(result["one"]) == len(result["many"]) == 3
-    assert result["gain"] == pytest.approx(np.median(result["many"]) / np.median(result["one"]))
-    low, high = result["interval"]
-    assert 0 < low <= high
-    with pytest.raises(RuntimeError, match=r"\d+ calls from request threads gave another "
-                                           r"output than one call alone \(first: another"):
-        time_serving(lambda x: np.array([threading.get_ident()]), x, requests=2, rounds=1)
+    results = time_serving({"a": sleeper("a", 0.01), "b": sleeper("b", 0.002)}, x,
+                           requests=3, rounds=3, calls=2)
+    assert most == {"a": 3, "b": 3}  # a callable's three request threads in a call at once
+    assert order[-8:] == ["a", "b"] * 4  # the callables take turns, round after round
+    assert list(results) == ["a", "b"]
+    for result in results.values():
+        assert result["calls"] == 2 and len(result["one"]) == len(result["many"]) == 3
+        assert result["gain"] == pytest.approx(np.median(result["many"])
+                                               / np.median(result["one"]))
+        low, high = result["interval"]
+        assert 0 < low <= high
+    assert np.median(results["b"]["one"]) > 2 * np.median(results["a"]["one"])  # its own
+    run = sleeper("a", 0.01)
+    with pytest.raises(RuntimeError, match=r"^thread-bound: \d+ calls from request threads "
+                                           r"gave another output than one call alone "
+                                           r"\(first: another"):
+        time_serving({"a": run, "thread-bound": lambda x: np.array([threading.get_ident()])},
+                     x, requests=2, rounds=1, calls=2)
     main = threading.get_ident()
 
     def fails_elsewhere(x):
@@ -1354,9 +1368,9 @@ def test_serving_times_request_threads_at_once_and_checks_every_output():
         return x
 
     with pytest.raises(RuntimeError, match=r"first: MemoryError\('out of memory'\)"):
-        time_serving(fails_elsewhere, x, requests=2, rounds=1)
+        time_serving({"f": fails_elsewhere}, x, requests=2, rounds=1, calls=2)
     with pytest.raises(ValueError, match="2 or more request threads, got 1"):
-        time_serving(run, x, requests=1, rounds=1)
+        time_serving({"a": run}, x, requests=1, rounds=1)
 
 
 @pytest.mark.parametrize("steady", [True, False])
@@ -2339,18 +2353,27 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
             f"check (a compute-bound 3x3 convolution whose threads share no data) "
             f"{text['check']}") in lines
     serving = report["serving"]
-    start = lines.index(f"serving on 2 thread(s) per request thread, batch 2, 3 rounds of 2 x "
-                        f"{serving['calls_per_request_thread']} calls (images/s: median, "
-                        "min-max):")
-    assert serving["calls_per_request_thread"] >= 1  # (as many as take about 0.2 s)
-    for line, key in zip(lines[start + 1:start + 3], ("one", "many")):
-        entry = serving[key]
-        assert entry["runs"] == 3 and 0 < entry["min"] <= entry["median"] <= entry["max"]
-        assert f"{entry['median']:9.1f} img/s" in line
-    assert serving["gain"] == pytest.approx(serving["many"]["median"]
-                                            / serving["one"]["median"])
-    low, high = serving["interval"]
-    assert lines[start + 3] == f"  2 at once / one: {serving['gain']:.3g} [{low:.3g}-{high:.3g}]"
+    start = lines.index("serving 2 request threads of 2 thread(s) each, batch 2, 3 interleaved "
+                        "rounds (images/s: median, min-max; at once over one request thread, "
+                        "and TVM's at once over the backend's, with 95 % intervals):")
+    assert serving["requests"] == 2 and list(serving["backends"]) == ["tvm", "onnxruntime",
+                                                                      "openvino"]
+    for line, (backend, entry) in zip(lines[start + 1:start + 4], serving["backends"].items()):
+        assert line.startswith(f"  {backend} ")
+        assert entry["calls_per_request_thread"] >= 1  # (as many as take about 0.2 s)
+        for key in ("one", "many"):
+            rates = entry[key]
+            assert rates["runs"] == 3 and 0 < rates["min"] <= rates["median"] <= rates["max"]
+        assert f" at once {entry['many']['median']:8.1f} " in line
+        assert entry["gain"] == pytest.approx(entry["many"]["median"] / entry["one"]["median"])
+        low, high = entry["interval"]
+        assert f"gain {entry['gain']:.3g} [{low:.3g}-{high:.3g}]" in line and 0 < low <= high
+        assert entry["max_diff"] < 1e-4  # each backend's output is MXNet's
+        if backend != "tvm":  # TVM's images/s at once over the backend's
+            tvm = serving["backends"]["tvm"]["many"]["median"]
+            assert entry["tvm_over_it"] == pytest.approx(tvm / entry["many"]["median"])
+            low, high = entry["tvm_over_it_interval"]
+            assert f"TVM / it {entry['tvm_over_it']:.3g} [{low:.3g}-{high:.3g}]" in line
 
 
 def test_score_cli_scores_a_library_beside_its_checkpoint(trained_run, digits, tmp_path, cache):
@@ -2410,18 +2433,25 @@ def test_compile_cli_names_a_bad_checkpoint_and_weights_of_another_alpha(tmp_pat
 def test_serving_results_come_from_the_compile_tool(name):
     """results/serving/*.json, which README cites, were written by ``tvm_compile.py
     --requests 2 --json`` for the network their name gives, on one thread per request
-    thread, with the machine's CPU and vector extensions, the gain their medians imply
-    and its interval."""
+    thread, with the machine's CPU and vector extensions: for TVM, ONNX Runtime and
+    OpenVINO the gain their medians imply and its interval, and TVM's images/s at once
+    over the others'."""
     report = json.load(open(os.path.join(ROOT, "results", "serving", f"{name}.json")))
     model, alpha = name.rsplit("_a", 1)
     assert report["network"].startswith(f"{model} alpha={float(alpha):g}")
     assert report["threads"] == 1 and report["input_shape"] == [1, 3, 224, 224]
     assert report["cpu"] and report["isa"] and report["target"].startswith("llvm -mcpu=")
     serving = report["serving"]
-    assert serving["requests"] == 2 and serving["one"]["runs"] >= 10
-    assert serving["gain"] == pytest.approx(serving["many"]["median"] / serving["one"]["median"])
-    low, high = serving["interval"]
-    assert 0 < low <= high
+    assert serving["requests"] == 2
+    assert list(serving["backends"]) == ["tvm", "onnxruntime", "openvino"]
+    for backend, entry in serving["backends"].items():
+        assert entry["one"]["runs"] == entry["many"]["runs"] >= 10
+        assert entry["gain"] == pytest.approx(entry["many"]["median"] / entry["one"]["median"])
+        low, high = entry["interval"]
+        assert 0 < low <= high and entry["max_diff"] < 1e-4
+        if backend != "tvm":
+            assert entry["tvm_over_it"] == pytest.approx(
+                serving["backends"]["tvm"]["many"]["median"] / entry["many"]["median"])
 
 
 def test_results_file_comes_from_the_table2_tool():

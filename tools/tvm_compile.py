@@ -28,11 +28,13 @@ kernel that scales alone but not inside the network waits there for what another
 wrote). On more than one
 thread a profile varies from process to process far more than whole calls do
 (Oct-MobileNet v1 0.75 on 2 threads: totals of 2.5-3.2 ms, whole calls 2.56-2.68), so
-compare kernels within one profile. ``--requests N`` times the library serving N
-request threads at once, each on ``--threads`` threads (a thread calling a library
-runs a VM of its own), against one request thread making as many calls: images/s of
-each, --runs rounds, and the gain with its 95 % interval; every output is checked
-against one call's alone.
+compare kernels within one profile. ``--requests N`` times TVM's library, ONNX
+Runtime and OpenVINO serving N request threads at once, each on ``--threads`` threads
+(a thread calling a library runs a VM of its own; ONNX Runtime's calls share one
+session's pool; OpenVINO runs N streams), against one request thread making as many
+calls, in --runs interleaved rounds: images/s of each, the gain with its 95 % interval
+and TVM's images/s at once over each other backend's; every output is checked against
+one call's alone, and each backend's against MXNet's.
 On more than one thread ``--time`` also times, in the same rounds, TVM's library on
 one thread and the machine's scaling check on one thread and on all of them (a
 compute-bound convolution whose threads share no data: how far the machine let a
@@ -73,7 +75,8 @@ def parse(argv):
     parser.add_argument("--runs", type=positive_int, default=10, help="timed runs per backend")
     add_after_idle_argument(parser)
     parser.add_argument("--requests", type=positive_int, metavar="N",
-                        help="time TVM serving N (>= 2) request threads at once against one")
+                        help="time TVM, ONNX Runtime and OpenVINO serving N (>= 2) "
+                             "request threads at once against one")
     parser.add_argument("--profile", type=positive_int, metavar="N",
                         help="print the N slowest kernels of a call (timed over --runs calls)")
     parser.add_argument("--budget", type=positive_int, default=4,
@@ -137,7 +140,8 @@ def main(argv=None):
         if "scaling" in result:
             report["scaling"] = print_scaling(result["scaling"])
     if args.requests:
-        report["serving"] = print_serving(compiled, shape, args.requests, args.runs)
+        report["serving"] = print_serving(network, compiled, shape, args.requests,
+                                          args.runs, cache)
     if args.json:
         write_atomically(args.json, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
         print(f"wrote {args.json}")
@@ -184,24 +188,46 @@ def print_scaling(scaling):
     return scaling
 
 
-def print_serving(compiled, shape, requests, rounds):
-    """Print the images/s of ``compiled`` serving ``requests`` request threads at once
-    against one request thread (:func:`~octconv.deploy.bench.time_serving`, random
-    input) and return them: the summary of each one's images/s per round
-    (:func:`~octconv.deploy.bench.summarize`), the gain and its interval."""
-    from octconv.deploy.bench import random_input, summarize, time_serving
-    result = time_serving(compiled.run, random_input(shape), requests, rounds)
-    print(f"serving on {compiled.threads} thread(s) per request thread, batch {shape[0]}, "
-          f"{rounds} rounds of {requests} x {result['calls']} calls (images/s: median, "
-          "min-max):")
-    serving = {"requests": requests, "calls_per_request_thread": result["calls"]}
-    for key, label in (("one", "one request thread"), ("many", f"{requests} at once")):
-        rates = serving[key] = summarize(result[key])
-        print(f"  {label:20s} {rates['median']:9.1f} img/s  ({rates['min']:.1f}-"
-              f"{rates['max']:.1f})")
-    low, high = serving["interval"] = result["interval"]
-    serving["gain"] = result["gain"]
-    print(f"  {requests} at once / one: {result['gain']:.3g} [{low:.3g}-{high:.3g}]")
+def print_serving(network, compiled, shape, requests, rounds, cache):
+    """Print the images/s of TVM's library ``compiled``, ONNX Runtime and OpenVINO
+    (:func:`~octconv.deploy.bench.serving_runs`) serving ``requests`` request threads
+    at once against one request thread, in interleaved rounds
+    (:func:`~octconv.deploy.bench.time_serving`, random input), each backend's output
+    against MXNet's, and TVM's images/s at once over each other's; return them by
+    backend: the summary of each one's images/s per round
+    (:func:`~octconv.deploy.bench.summarize`), the gain and its interval, ``max_diff``,
+    and ``tvm_over_it`` with its interval."""
+    from octconv.deploy.bench import (make_runners, random_input, ratio_interval,
+                                      relative_difference, serving_runs, summarize,
+                                      time_serving)
+    x = random_input(shape)
+    runs = serving_runs(network, x, compiled, requests, cache)
+    reference = make_runners(network, x, ("mxnet",), compiled.threads)["mxnet"]()
+    results = time_serving(runs, x, requests, rounds)
+    print(f"serving {requests} request threads of {compiled.threads} thread(s) each, batch "
+          f"{shape[0]}, {rounds} interleaved rounds (images/s: median, min-max; at once "
+          "over one request thread, and TVM's at once over the backend's, with 95 % "
+          "intervals):")
+    serving = {"requests": requests, "backends": {}}
+    for backend, result in results.items():
+        row = serving["backends"][backend] = {
+            "calls_per_request_thread": result["calls"], "one": summarize(result["one"]),
+            "many": summarize(result["many"]), "gain": result["gain"],
+            "interval": result["interval"],
+            "max_diff": relative_difference(runs[backend](x), reference)}
+        low, high = row["interval"]
+        line = (f"  {backend:12s} one {row['one']['median']:8.1f} ({row['one']['min']:.1f}-"
+                f"{row['one']['max']:.1f})  at once {row['many']['median']:8.1f} "
+                f"({row['many']['min']:.1f}-{row['many']['max']:.1f})  gain "
+                f"{row['gain']:.3g} [{low:.3g}-{high:.3g}]")
+        if backend != "tvm":
+            row["tvm_over_it"] = (summarize(results["tvm"]["many"])["median"]
+                                  / row["many"]["median"])
+            row["tvm_over_it_interval"] = ratio_interval(results["tvm"]["many"],
+                                                         result["many"])
+            low, high = row["tvm_over_it_interval"]
+            line += f"  TVM / it {row['tvm_over_it']:.3g} [{low:.3g}-{high:.3g}]"
+        print(line + f"  max |diff| vs MXNet {row['max_diff']:.2g} x max |out|")
     return serving
 
 

@@ -11,7 +11,8 @@ Without ``steady`` it is the first call after the wait instead (a request arrivi
 idle process: on several threads of a virtual machine it also pays for bringing a
 sleeping core back, which varied several-fold within an hour on this project's). Each
 backend's times are summarized by their median and spread (:func:`summarize`).
-:func:`time_serving` times one callable serving several request threads at once.
+:func:`time_serving` times backends serving several request threads at once
+(:func:`serving_runs`).
 
 MXNet fixes its thread count when it is imported, from ``OMP_NUM_THREADS``:
 :func:`require_threads` checks it; the CLIs set it from ``--threads``. TVM, ONNX
@@ -40,6 +41,7 @@ __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
            "thread_scaling", "thread_scaling_text", "WARM_SECONDS", "timed_calls",
            "random_input", "relative_difference", "differences_from_mxnet", "time_serving",
+           "serving_runs",
            "time_backends", "onnx_file", "BACKENDS"]
 
 BACKENDS = ("tvm", "mxnet", "onnxruntime", "openvino")
@@ -127,6 +129,10 @@ class _MXNet:
 
 
 class _OnnxRuntime:
+    """ONNX Runtime's CPU provider on the ONNX export, ``threads`` intra-op threads;
+    its session takes calls from several threads at once (:meth:`serve`), which share
+    that pool."""
+
     def __init__(self, onnx_path, x, threads):
         import onnxruntime as ort
         options = ort.SessionOptions()
@@ -140,21 +146,38 @@ class _OnnxRuntime:
     def __call__(self):
         return self.session.run(None, self.feed)[0]
 
+    def serve(self, x):
+        """The output for ``x`` (safe to call from several threads at once)."""
+        return self.session.run(None, {self.session.get_inputs()[0].name: x})[0]
+
 
 class _OpenVINO:
-    """OpenVINO's CPU plugin on the ONNX export: latency hint, one stream, float32."""
+    """OpenVINO's CPU plugin on the ONNX export, float32: the latency hint and one
+    stream of ``threads`` threads; with ``streams`` > 1 the throughput hint and as many
+    streams of ``threads`` threads each, for request threads calling :meth:`serve` at
+    once (OpenVINO's way to serve requests in parallel: an infer request per calling
+    thread, the streams running them side by side)."""
 
-    def __init__(self, onnx_path, x, threads):
+    def __init__(self, onnx_path, x, threads, streams=1):
         import openvino as ov
         core = ov.Core()
-        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                  "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
-        model = core.compile_model(core.read_model(onnx_path), "CPU", config)
-        self.request = model.create_infer_request()
+        config = {"INFERENCE_NUM_THREADS": threads * streams, "NUM_STREAMS": streams,
+                  "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
+                  "INFERENCE_PRECISION_HINT": "f32"}
+        self.model = core.compile_model(core.read_model(onnx_path), "CPU", config)
+        self.request = self.model.create_infer_request()
         self.x = x
+        self.requests = threading.local()  # the calling thread's infer request
 
     def __call__(self):
         return np.array(self.request.infer({0: self.x})[0])
+
+    def serve(self, x):
+        """The output for ``x``, by an infer request of the calling thread's own."""
+        request = getattr(self.requests, "request", None)
+        if request is None:
+            request = self.requests.request = self.model.create_infer_request()
+        return np.array(request.infer({0: x})[0])
 
 
 class TVMRunner:
@@ -429,50 +452,77 @@ class _RequestThreads:
 SERVING_SECONDS = 0.2  # about how long each request thread calls in a timed phase
 
 
-def time_serving(run, x, requests, rounds, calls=None):
-    """Images/s of ``run`` (``x`` -> output; safe to call from several threads at once,
-    as a TVM library is) for ``requests`` request threads calling it at once, against
-    one request thread making as many calls. Each round times one of the threads making
-    ``requests`` x ``calls`` calls, then all ``requests`` making ``calls`` each, after
-    one untimed such pair; ``rounds`` rounds. ``calls`` defaults to as many as take
-    about :data:`SERVING_SECONDS` (three calls timed first): with phases of 5 calls of
-    a short network (25 ms), the rounds' rates of request threads at once varied
-    two-fold within a run and the gains of four runs were 1.05-1.89 (Oct-MobileNet v1
-    0.75 here); with phases of about 0.2 s, 1.78-1.94. ``{"requests", "calls", "one":
-    [images/s per round], "many": [...], "gain": the median of many over that of one,
-    "interval": its 95 % interval (:func:`ratio_interval`)}``. Every output is checked
-    against one call's alone: a RuntimeError says how many differ."""
+def serving_runs(network, x, compiled, requests, cache=None):
+    """``{backend: x -> output}`` for :func:`time_serving`, each serving ``requests``
+    request threads at once on ``compiled.threads`` threads a request thread: TVM's
+    library ``compiled`` (each calling thread runs a VM and a thread pool of its own),
+    ONNX Runtime (one session, whose concurrent calls share its pool of intra-op
+    threads) and OpenVINO (as many streams as request threads), the latter two on
+    :func:`onnx_file`. MXNet's executor runs one call at a time and is not among them."""
+    onnx_path = onnx_file(network, x.shape, cache)
+    return {"tvm": compiled.run,
+            "onnxruntime": _OnnxRuntime(onnx_path, x, compiled.threads).serve,
+            "openvino": _OpenVINO(onnx_path, x, compiled.threads, streams=requests).serve}
+
+
+def _serving_calls(run, x):
+    """Calls of ``run`` that take about :data:`SERVING_SECONDS` (three timed first)."""
+    spent = []
+    for _ in range(3):
+        start = time.perf_counter()
+        run(x)
+        spent.append(time.perf_counter() - start)
+    return max(1, round(SERVING_SECONDS / float(np.median(spent))))
+
+
+def time_serving(runs, x, requests, rounds, calls=None):
+    """Images/s of each of ``runs`` (``{name: x -> output}``, each safe to call from
+    several threads at once, as a TVM library is) for ``requests`` request threads
+    calling it at once, against one request thread making as many calls. Each round
+    times, for each run in turn, one of its threads making ``requests`` x ``calls``
+    calls, then all ``requests`` making ``calls`` each; ``rounds`` rounds after one
+    untimed. ``calls`` defaults to as many as take each run about
+    :data:`SERVING_SECONDS`: with phases of 5 calls of a short network (25 ms), the
+    rounds' rates of request threads at once varied two-fold within a run and the gains
+    of four runs were 1.05-1.89 (Oct-MobileNet v1 0.75 here); with phases of about 0.2
+    s, 1.78-1.94. ``{name: {"calls", "one": [images/s per round], "many": [...], "gain":
+    the median of many over that of one, "interval": its 95 % interval
+    (:func:`ratio_interval`)}}``. Every output is checked against one call's alone of
+    the same run: a RuntimeError names the run and says how many differ."""
     if requests < 2:
         raise ValueError(f"serving is timed for 2 or more request threads, got {requests}")
-    want = run(x)
-    if calls is None:
-        spent = []
-        for _ in range(3):
-            start = time.perf_counter()
-            run(x)
-            spent.append(time.perf_counter() - start)
-        calls = max(1, round(SERVING_SECONDS / float(np.median(spent))))
-    pool = _RequestThreads(run, x, requests, want)
-    seconds = {"one": [], "many": []}
+    pools, counts = {}, {}
+    seconds = {name: {"one": [], "many": []} for name in runs}
     try:
+        for name, run in runs.items():
+            want = run(x)
+            counts[name] = calls or _serving_calls(run, x)
+            pools[name] = _RequestThreads(run, x, requests, want)
         for r in range(rounds + 1):
-            one = pool.serve([requests * calls] + [0] * (requests - 1))
-            many = pool.serve([calls] * requests)
-            if r:  # (the first pair untimed)
-                seconds["one"].append(one)
-                seconds["many"].append(many)
+            for name, pool in pools.items():
+                one = pool.serve([requests * counts[name]] + [0] * (requests - 1))
+                many = pool.serve([counts[name]] * requests)
+                if r:  # (the first round untimed)
+                    seconds[name]["one"].append(one)
+                    seconds[name]["many"].append(many)
     except BaseException:
-        pool.abort()
+        for pool in pools.values():
+            pool.abort()
         raise
-    pool.close()
-    if pool.wrong:
-        raise RuntimeError(f"{len(pool.wrong)} calls from request threads gave another output "
-                           f"than one call alone (first: {pool.wrong[0]})")
-    images = requests * calls * len(x)
-    rates = {key: [images / t for t in spent] for key, spent in seconds.items()}
-    return dict(rates, requests=requests, calls=calls,
-                gain=float(np.median(rates["many"]) / np.median(rates["one"])),
-                interval=ratio_interval(rates["many"], rates["one"]))
+    for pool in pools.values():
+        pool.close()
+    for name, pool in pools.items():
+        if pool.wrong:
+            raise RuntimeError(f"{name}: {len(pool.wrong)} calls from request threads gave "
+                               f"another output than one call alone (first: {pool.wrong[0]})")
+    results = {}
+    for name, spent in seconds.items():
+        images = requests * counts[name] * len(x)
+        rates = {key: [images / t for t in times] for key, times in spent.items()}
+        results[name] = dict(rates, calls=counts[name],
+                             gain=float(np.median(rates["many"]) / np.median(rates["one"])),
+                             interval=ratio_interval(rates["many"], rates["one"]))
+    return results
 
 
 def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, target=None,
