@@ -41,8 +41,7 @@ __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
            "thread_scaling", "thread_scaling_text", "WARM_SECONDS", "timed_calls",
            "random_input", "relative_difference", "differences_from_mxnet", "time_serving",
-           "serving_runs",
-           "time_backends", "onnx_file", "BACKENDS"]
+           "serving_runs", "time_backends", "onnx_file", "BACKENDS"]
 
 BACKENDS = ("tvm", "mxnet", "onnxruntime", "openvino")
 
