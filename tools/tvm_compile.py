@@ -140,8 +140,7 @@ def main(argv=None):
         if "scaling" in result:
             report["scaling"] = print_scaling(result["scaling"])
     if args.requests:
-        report["serving"] = print_serving(network, compiled, shape, args.requests,
-                                          args.runs, cache)
+        report["serving"] = print_serving(network, compiled, args.requests, args.runs, cache)
     if args.json:
         write_atomically(args.json, lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
         print(f"wrote {args.json}")
@@ -188,44 +187,35 @@ def print_scaling(scaling):
     return scaling
 
 
-def print_serving(network, compiled, shape, requests, rounds, cache):
+def print_serving(network, compiled, requests, rounds, cache):
     """Print the images/s of TVM's library ``compiled``, ONNX Runtime and OpenVINO
-    (:func:`~octconv.deploy.bench.serving_runs`) serving ``requests`` request threads
-    at once against one request thread, in interleaved rounds
-    (:func:`~octconv.deploy.bench.time_serving`, random input), each backend's output
-    against MXNet's, and TVM's images/s at once over each other's; return them by
-    backend: the summary of each one's images/s per round
+    serving ``requests`` request threads at once against one request thread, in
+    interleaved rounds (:func:`~octconv.deploy.bench.time_serving_backends`), each
+    backend's output against MXNet's, and TVM's images/s at once over each other's;
+    return them by backend: the summary of each one's images/s per round
     (:func:`~octconv.deploy.bench.summarize`), the gain and its interval, ``max_diff``,
     and ``tvm_over_it`` with its interval."""
-    from octconv.deploy.bench import (make_runners, random_input, ratio_interval,
-                                      relative_difference, serving_runs, summarize,
-                                      time_serving)
-    x = random_input(shape)
-    runs = serving_runs(network, x, compiled, requests, cache)
-    reference = make_runners(network, x, ("mxnet",), compiled.threads)["mxnet"]()
-    results = time_serving(runs, x, requests, rounds)
+    from octconv.deploy.bench import ratio_interval, summarize, time_serving_backends
+    result = time_serving_backends(network, compiled, requests, rounds, cache)
     print(f"serving {requests} request threads of {compiled.threads} thread(s) each, batch "
-          f"{shape[0]}, {rounds} interleaved rounds (images/s: median, min-max; at once "
-          "over one request thread, and TVM's at once over the backend's, with 95 % "
-          "intervals):")
-    serving = {"requests": requests, "backends": {}}
-    for backend, result in results.items():
+          f"{compiled.input_shape[0]}, {rounds} interleaved rounds (images/s: median, "
+          "min-max; at once over one request thread, and TVM's at once over the "
+          "backend's, with 95 % intervals):")
+    serving, tvm = {"requests": requests, "backends": {}}, result["backends"]["tvm"]["many"]
+    tvm_median = summarize(tvm)["median"]  # TVM's images/s at once
+    for backend, rates in result["backends"].items():
         row = serving["backends"][backend] = {
-            "calls_per_request_thread": result["calls"], "one": summarize(result["one"]),
-            "many": summarize(result["many"]), "gain": result["gain"],
-            "interval": result["interval"],
-            "max_diff": relative_difference(runs[backend](x), reference)}
+            "calls_per_request_thread": rates["calls"], "one": summarize(rates["one"]),
+            "many": summarize(rates["many"]), "gain": rates["gain"],
+            "interval": rates["interval"], "max_diff": result["max_diff"][backend]}
         low, high = row["interval"]
         line = (f"  {backend:12s} one {row['one']['median']:8.1f} ({row['one']['min']:.1f}-"
                 f"{row['one']['max']:.1f})  at once {row['many']['median']:8.1f} "
                 f"({row['many']['min']:.1f}-{row['many']['max']:.1f})  gain "
                 f"{row['gain']:.3g} [{low:.3g}-{high:.3g}]")
         if backend != "tvm":
-            row["tvm_over_it"] = (summarize(results["tvm"]["many"])["median"]
-                                  / row["many"]["median"])
-            row["tvm_over_it_interval"] = ratio_interval(results["tvm"]["many"],
-                                                         result["many"])
-            low, high = row["tvm_over_it_interval"]
+            row["tvm_over_it"] = tvm_median / row["many"]["median"]
+            low, high = row["tvm_over_it_interval"] = ratio_interval(tvm, rates["many"])
             line += f"  TVM / it {row['tvm_over_it']:.3g} [{low:.3g}-{high:.3g}]"
         print(line + f"  max |diff| vs MXNet {row['max_diff']:.2g} x max |out|")
     return serving

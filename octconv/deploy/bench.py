@@ -11,13 +11,14 @@ Without ``steady`` it is the first call after the wait instead (a request arrivi
 idle process: on several threads of a virtual machine it also pays for bringing a
 sleeping core back, which varied several-fold within an hour on this project's). Each
 backend's times are summarized by their median and spread (:func:`summarize`).
-:func:`time_serving` times backends serving several request threads at once
-(:func:`serving_runs`).
+:func:`time_serving_backends` times backends serving several request threads at once
+(:func:`serving_runs`, :func:`time_serving`).
 
 MXNet fixes its thread count when it is imported, from ``OMP_NUM_THREADS``:
 :func:`require_threads` checks it; the CLIs set it from ``--threads``. TVM, ONNX
 Runtime and OpenVINO take the count as an option.
 """
+import functools
 import hashlib
 import inspect
 import os
@@ -41,7 +42,8 @@ __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
            "thread_scaling", "thread_scaling_text", "WARM_SECONDS", "timed_calls",
            "random_input", "relative_difference", "differences_from_mxnet", "time_serving",
-           "serving_runs", "time_backends", "onnx_file", "BACKENDS"]
+           "serving_runs", "time_serving_backends", "time_backends", "onnx_file",
+           "BACKENDS"]
 
 BACKENDS = ("tvm", "mxnet", "onnxruntime", "openvino")
 
@@ -140,14 +142,14 @@ class _OnnxRuntime:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self.session = ort.InferenceSession(onnx_path, options,
                                             providers=["CPUExecutionProvider"])
-        self.feed = {self.session.get_inputs()[0].name: x}
+        self.input_name, self.x = self.session.get_inputs()[0].name, x
 
     def __call__(self):
-        return self.session.run(None, self.feed)[0]
+        return self.serve(self.x)
 
     def serve(self, x):
         """The output for ``x`` (safe to call from several threads at once)."""
-        return self.session.run(None, {self.session.get_inputs()[0].name: x})[0]
+        return self.session.run(None, {self.input_name: x})[0]
 
 
 class _OpenVINO:
@@ -164,12 +166,11 @@ class _OpenVINO:
                   "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
                   "INFERENCE_PRECISION_HINT": "f32"}
         self.model = core.compile_model(core.read_model(onnx_path), "CPU", config)
-        self.request = self.model.create_infer_request()
         self.x = x
         self.requests = threading.local()  # the calling thread's infer request
 
     def __call__(self):
-        return np.array(self.request.infer({0: self.x})[0])
+        return self.serve(self.x)
 
     def serve(self, x):
         """The output for ``x``, by an infer request of the calling thread's own."""
@@ -464,6 +465,19 @@ def serving_runs(network, x, compiled, requests, cache=None):
             "openvino": _OpenVINO(onnx_path, x, compiled.threads, streams=requests).serve}
 
 
+def time_serving_backends(network, compiled, requests, rounds, cache=None, seed=0):
+    """:func:`time_serving` of the backends of :func:`serving_runs` on a random input of
+    ``compiled``'s shape: ``{"backends": {backend: its result}, "max_diff": {backend:
+    relative difference from MXNet's output}}`` (:func:`differences_from_mxnet`), as
+    :func:`time_backends` gives them for single calls."""
+    x = random_input(compiled.input_shape, seed)
+    runs = serving_runs(network, x, compiled, requests, cache)
+    outputs = {backend: functools.partial(run, x) for backend, run in runs.items()}
+    outputs.update(make_runners(network, x, ("mxnet",), compiled.threads))
+    return {"backends": time_serving(runs, x, requests, rounds),
+            "max_diff": differences_from_mxnet(outputs)}
+
+
 def _serving_calls(run, x):
     """Calls of ``run`` that take about :data:`SERVING_SECONDS` (three timed first)."""
     spent = []
@@ -490,13 +504,12 @@ def time_serving(runs, x, requests, rounds, calls=None):
     the same run: a RuntimeError names the run and says how many differ."""
     if requests < 2:
         raise ValueError(f"serving is timed for 2 or more request threads, got {requests}")
-    pools, counts = {}, {}
-    seconds = {name: {"one": [], "many": []} for name in runs}
-    try:
+    pools, seconds = {}, {name: {"one": [], "many": []} for name in runs}
+    wants = {name: run(x) for name, run in runs.items()}
+    counts = {name: calls or _serving_calls(run, x) for name, run in runs.items()}
+    try:  # (request threads started once no run is calibrated any more)
         for name, run in runs.items():
-            want = run(x)
-            counts[name] = calls or _serving_calls(run, x)
-            pools[name] = _RequestThreads(run, x, requests, want)
+            pools[name] = _RequestThreads(run, x, requests, wants[name])
         for r in range(rounds + 1):
             for name, pool in pools.items():
                 one = pool.serve([requests * counts[name]] + [0] * (requests - 1))
