@@ -1139,10 +1139,12 @@ def test_3x3_algorithms_are_measured_once_recorded_and_followed(tmp_path, monkey
                        cache=TileCache(str(tmp_path / "one_core.json")), budget=2)
     assert built == []
     (records,) = json.load(open(path)).values()
-    choices = {key: record["value"] for key, record in records.items() if " algorithm " in key}
+    choices = {key: record["value"] for key, record in records.items()
+               if " kernel choice " in key}
     # 16 -> 16 at 16 px (3 algorithms), 16 -> 32 and 32 -> 32 at 8 px (2 each), each
-    # recorded as the chosen Winograd output tile (0: direct)
-    assert len(choices) == 3 and all(v in (0, 2, 4) for v in choices.values())
+    # recorded as the chosen candidate's name (16-channel blocks: none paired)
+    assert len(choices) == 3 and all(v in ("direct", "F(2x2)", "F(4x4)")
+                                     for v in choices.values())
     tiles_only = TileCache(str(tmp_path / "tiles_only.json"))
     for key, record in records.items():
         if key not in choices:
@@ -1157,14 +1159,97 @@ def test_3x3_algorithms_are_measured_once_recorded_and_followed(tmp_path, monkey
     again = compile_symbol(network.symbol, network.params, x.shape, cache=TileCache(path),
                            budget=2)
     assert again.stats["searches"] == 0 and again.stats["library"] == "cached"
-    for choice, kinds in ((0, [("Conv", None)] * 5),
-                          (2, [("Conv", None)] + [("Winograd", 2)] * 3 + [("Conv", None)])):
+    for choice, kinds in (("direct", [("Conv", None)] * 5),
+                          ("F(2x2)", [("Conv", None)] + [("Winograd", 2)] * 3 + [("Conv", None)])):
         cache = TileCache(path)
         for key in choices:
             cache.put_value(make_target(), key, choice)
         compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache,
                                   budget=2)
         assert conv_kinds(compiled.program) == kinds
+        assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
+
+
+def test_an_odd_count_of_8_channel_blocks_is_offered_paired_and_unpaired():
+    """With 16 lanes a convolution of an odd count of 8-channel output blocks is offered
+    unpaired and paired (the rule's pick, as before any measurement), a 3x3 stride-1 one
+    with each Winograd algorithm so; an even count only paired; 16-channel blocks, and
+    8 lanes, only unpaired. Each candidate's name tells its algorithm and pairing."""
+    from octconv.deploy.algorithms import candidates, label
+    epilogue = K.Epilogue((("bias",),))
+    odd = K.Conv((1, 2, 16, 16, 16), 3, 8, 2, 1, 1, 1, 0, epilogue)
+    kernels, pick = candidates(odd, 16, (16, 16), 32, 24, BANDED_WEIGHT_BYTES, False)
+    assert [label(k) for k in kernels] == ["direct", "direct paired"] and pick.paired
+    assert [label(k) for k in candidates(odd, 8, (16, 16), 32, 24, BANDED_WEIGHT_BYTES,
+                                         False)[0]] == ["direct"]
+    even = replace(odd, out_blocks=4)
+    assert [label(k) for k in candidates(even, 16, (16, 16), 32, 32, BANDED_WEIGHT_BYTES,
+                                         False)[0]] == ["direct paired"]
+    wide = replace(odd, out_blocks=2, out_block=16)
+    assert [label(k) for k in candidates(wide, 16, (16, 16), 32, 32, BANDED_WEIGHT_BYTES,
+                                         False)[0]] == ["direct"]
+    three = K.Conv((1, 2, 16, 16, 16), 3, 8, 2, 1, 3, 1, 1, epilogue)
+    kernels, pick = candidates(three, 16, (16, 16), 32, 24, BANDED_WEIGHT_BYTES, True)
+    assert sorted(label(k) for k in kernels) == sorted(
+        f"{name}{paired}" for name in ("direct", "F(2x2)", "F(4x4)")
+        for paired in ("", " paired"))
+    assert label(pick) == "F(4x4) paired"  # the fixed rule on a 16 px map, paired
+    assert label(kernels[0]) == "direct"  # the workload that keys the choice
+
+
+def odd_block_layers():
+    """3 -> 24 channels by a 3x3 stride-2 convolution (3 blocks of 8 with 16 lanes),
+    then 24 -> 40 by a 1x1 one (5 blocks) and 40 -> 16 (one block of 16), with ReLUs,
+    on a 16 px input."""
+    x = mx.sym.var("data")
+    for j, (channels, k, s) in enumerate(((24, 3, 2), (40, 1, 1), (16, 1, 1))):
+        x = mx.sym.Activation(mx.sym.Convolution(x, num_filter=channels, kernel=(k, k),
+                                                 stride=(s, s), pad=(k // 2, k // 2),
+                                                 name=f"c{j}"), act_type="relu")
+    return small_network(x, 0.2)
+
+
+def test_pairing_an_odd_count_of_blocks_is_measured_recorded_and_followed(tmp_path,
+                                                                       monkeypatch):
+    """On 16 lanes a compile that searches tiles times each convolution of an odd count
+    of 8-channel output blocks paired and unpaired with its weights out of cache, and
+    records the faster; the recorded choice is what the network runs, its weights packed
+    to match, and either choice equals MXNet."""
+    target = make_target()
+    if not runs_here(target) or vector_lanes(target) != 16:
+        pytest.skip("needs a host with 16-lane (AVX-512) vectors")
+    network = odd_block_layers()
+    x = image(16)
+    timed = {}  # (input shape, paired) -> ms, as the measurement timed each candidate
+    time_cold = algorithms.time_cold
+
+    def noted(module, name, args, *rest):
+        ms = time_cold(module, name, args, *rest)
+        data, weight = (tuple(a.shape) for a in args[:2])
+        timed[data, weight[-1] == 16] = ms  # paired weights: 16 lanes of a pair of blocks
+        return ms
+
+    monkeypatch.setattr(algorithms, "time_cold", noted)
+    path = str(tmp_path / "tiles.json")
+    compile_symbol(network.symbol, network.params, x.shape, cache=TileCache(path), budget=2)
+    (records,) = json.load(open(path)).values()
+    choices = {key: record["value"] for key, record in records.items()
+               if " kernel choice " in key}
+    assert len(choices) == 2 and len(timed) == 4  # 3 and 5 blocks; 16 channels do not pair
+    for key, choice in choices.items():
+        times = {paired: ms for (data, paired), ms in timed.items() if f"data={data}," in key}
+        assert len(times) == 2
+        assert choice == ("direct paired" if min(times, key=times.get) else "direct")
+    for choice in ("direct", "direct paired"):
+        cache = TileCache(path)
+        for key in choices:
+            cache.put_value(target, key, choice)
+        compiled = compile_symbol(network.symbol, network.params, x.shape, cache=cache,
+                                  budget=2)
+        eights = [c.kernel for c in compiled.program.calls
+                  if isinstance(c.kernel, K.Conv) and c.kernel.out_block == 8]
+        assert [k.out_blocks for k in eights] == [3, 5]
+        assert all(k.paired == (choice == "direct paired") for k in eights)
         assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 

@@ -1,6 +1,8 @@
-"""Which algorithm computes each 3x3 stride-1 convolution (directly, by Winograd's
-F(2x2, 3x3) or F(4x4, 3x3)): measured per workload with its weights out of cache, and
-kept in the tuning cache.
+"""Which kernel computes each convolution, where the fastest depends on the machine:
+for a 3x3 stride-1 convolution, the algorithm (directly, by Winograd's F(2x2, 3x3) or
+F(4x4, 3x3)), and for an odd count of 8-channel output blocks on 16-lane vectors,
+whether they pair in 16-lane accumulators. Measured per workload with its weights out
+of cache, and kept in the tuning cache.
 
 Timed alone, again and again on the same arrays (as the tile search times kernels), a
 convolution finds its weights in cache; inside a network it reads them from memory,
@@ -9,12 +11,23 @@ times the direct kernel's, so on small maps, where each weight serves few pixels
 algorithm with the fewest multiplies can be the slowest. On an Intel Xeon (ms per
 call, 224 -> 224 channels at 14 px, alone / weights flushed): F(4x4) 0.51 / 1.02,
 F(2x2) 0.52 / 0.62, direct 0.86 / 0.93; inside Oct-ResNet-50 that layer took 1.02.
+
+Paired, an odd count of 8-channel blocks pairs its last with a dropped block of zero
+weights: 3 blocks compute 4, 5 compute 6. Where AVX-512 runs on full-width units (an
+AMD Zen 5), a 16-lane multiply-add costs what an 8-lane one does, and pairing won
+(results/NOTES.md, stop 57); where it runs as two 256-bit halves (an AMD Zen 4), an
+8-lane multiply-add costs half a 16-lane one, and the dropped block is paid for:
+there Oct-MobileNet v1 0.75's 3 x 3 stem and its h2l and l2l layers of 3 and 5 blocks
+ran 5-20 % faster unpaired (results/NOTES.md, stop 62). An even count pairs with
+nothing dropped, and stays paired.
+
 So each candidate is timed with its searched tile and every argument but its input
 flushed from the caches before each call (:func:`~octconv.deploy.tuning.time_cold`),
 and the fastest is kept. Without a measurement (cross-compiling, a search budget of 1)
-the fixed rule of :mod:`octconv.deploy.winograd` decides.
+the fixed rules decide: :data:`~octconv.deploy.winograd.RULE`, and blocks paired.
 """
 import tempfile
+from dataclasses import replace
 
 import tvm
 
@@ -25,54 +38,71 @@ from octconv.deploy.tuning import SCHEDULE_VERSION, build_here, build_in_process
     choose_tile, kernel_arguments, search_tiles, time_cold
 from octconv.deploy.winograd import Winograd, output_tile, worthwhile
 
-__all__ = ["AlgorithmChoice", "candidates", "record_key", "POLICY"]
+__all__ = ["AlgorithmChoice", "candidates", "pairings", "label", "record_key", "POLICY"]
 
 POLICY = ("3x3 stride-1 convolutions with >= 16 channels directly, by F(2x2, 3x3) (maps of "
-          ">= 7 px) or by F(4x4, 3x3) (>= 14 px), whichever was measured fastest with its "
-          "weights out of cache; the rest direct")
+          ">= 7 px) or by F(4x4, 3x3) (>= 14 px), and an odd count of 8-channel output "
+          "blocks on 16-lane vectors paired in 16-lane accumulators or not, whichever was "
+          "measured fastest with its weights out of cache; the rest direct")
 
 
-def _tile(kernel):
-    """A candidate's name in the cache: Winograd's output tile m, 0 for direct."""
-    return getattr(kernel, "m", 0)
+def label(kernel):
+    """A candidate's name in the cache: its algorithm (``direct``, ``F(2x2)``,
+    ``F(4x4)``), then `` paired`` where its output blocks pair."""
+    m = getattr(kernel, "m", 0)
+    return (f"F({m}x{m})" if m else "direct") + (" paired" if kernel.paired else "")
 
 
-def candidates(direct, size, in_channels, out_channels, band_bytes):
-    """``(kernels, the fixed rule's pick)`` for a 3x3 stride-1 convolution whose
-    direct kernel is ``direct`` and output ``size`` (rows, cols): the direct one first,
-    then with >= 16 channels on either side F(2x2) on maps of >= 7 px and F(4x4) on
-    >= 14 px (:data:`POLICY`), each pairing its output blocks where the direct one
-    does (``paired``) and running in bands up to ``band_bytes`` of transformed weights
-    (:func:`~octconv.deploy.winograd.band_bytes`); the pick as
-    :data:`~octconv.deploy.winograd.RULE` says.
+def pairings(direct, lanes):
+    """The direct kernel ``direct`` (unpaired) as to pairing its output blocks on
+    ``lanes``-wide vectors: unpaired alone where it should not pair
+    (:meth:`~octconv.deploy.kernels.Conv.pairs_on`), paired alone where an even count of
+    blocks pairs with none dropped, else unpaired, then paired (the fixed rule's pick:
+    last)."""
+    if not direct.pairs_on(lanes):
+        return [direct]
+    paired = replace(direct, paired=True)
+    return [paired] if direct.out_blocks % 2 == 0 else [direct, paired]
+
+
+def candidates(direct, lanes, size, in_channels, out_channels, band_bytes, winograd):
+    """``(kernels, the fixed rules' pick)`` for a convolution whose direct kernel,
+    unpaired, is ``direct``, its output ``size`` (rows, cols), on ``lanes``-wide
+    vectors: the direct kernel as :func:`pairings` offers it; with ``winograd`` (a 3x3
+    stride-1 convolution of one group may use it) and >= 16 channels on either side,
+    for each of those F(2x2) on maps of >= 7 px and F(4x4) on >= 14 px
+    (:data:`POLICY`), running in bands up to ``band_bytes`` of transformed weights
+    (:func:`~octconv.deploy.winograd.band_bytes`). The pick: the algorithm
+    :data:`~octconv.deploy.winograd.RULE` says, paired where it may pair.
     (Offered on 7 px maps too, F(4x4) was measured fastest for ResNet-50's and
     Oct-ResNet-50 alpha .75's 7 px layers on a Zen 4, but the networks ran within 1-2 %
     of their F(2x2) libraries' time: not worth more tile searches.)"""
-    side = min(size)
-    kernels = [direct] + [
-        Winograd(direct.data, direct.out_blocks, direct.out_block, direct.pad, m,
-                 direct.epilogue, direct.paired, band_bytes)
-        for m, smallest in ((2, 7), (4, 14))
-        if side >= smallest and min(in_channels, out_channels) >= 16]
-    rule = output_tile(side) if worthwhile(size, in_channels, out_channels) else 0
-    return kernels, next(k for k in kernels if _tile(k) == rule)
+    directs = pairings(direct, lanes)
+    side, kernels = min(size), list(directs)
+    if winograd and min(in_channels, out_channels) >= 16:
+        kernels += [Winograd(d.data, d.out_blocks, d.out_block, d.pad, m, d.epilogue, d.paired,
+                             band_bytes)
+                    for d in directs for m, smallest in ((2, 7), (4, 14)) if side >= smallest]
+    rule = output_tile(side) if winograd and worthwhile(size, in_channels, out_channels) else 0
+    paired = directs[-1].paired
+    return kernels, next(k for k in kernels if getattr(k, "m", 0) == rule and k.paired == paired)
 
 
 def record_key(kernels):
     """The tuning-cache key of a convolution's choice: the schedule version and the
-    first (direct) candidate's workload; the record holds the chosen output tile m (0:
-    direct)."""
-    return f"v{SCHEDULE_VERSION} 3x3 algorithm {kernels[0].workload().key()}"
+    first (direct) candidate's workload; the record holds the chosen candidate's
+    :func:`label`."""
+    return f"v{SCHEDULE_VERSION} kernel choice {kernels[0].workload().key()}"
 
 
 class AlgorithmChoice:
-    """Called by the lowering with a convolution's candidate kernels (the direct one
-    first) and the fixed rule's pick: returns the recorded choice; else, when the
-    target runs here and ``budget`` > 1, notes the convolution for :meth:`measure` and
-    returns the direct kernel (a program lowered before a measurement is lowered again
-    after it, so this one only has to list the convolutions: the direct kernel's
-    weights need no Winograd transform, which took 0.6 of Oct-ResNet-50's 0.7 s of
-    lowering); else the rule's pick."""
+    """Called by the lowering with a convolution's candidate kernels (:func:`candidates`,
+    a direct one first) and the fixed rules' pick: returns the recorded choice; else,
+    when the target runs here and ``budget`` > 1, notes the convolution for
+    :meth:`measure` and returns the first candidate (a program lowered before a
+    measurement is lowered again after it, so this one only has to list the
+    convolutions: the direct kernel's weights need no Winograd transform, which took
+    0.6 of Oct-ResNet-50's 0.7 s of lowering); else the rules' pick."""
 
     def __init__(self, target, cache, budget):
         self.target, self.cache, self.budget = target, cache, budget
@@ -81,7 +111,7 @@ class AlgorithmChoice:
 
     def __call__(self, kernels, default):
         key = record_key(kernels)
-        chosen = [k for k in kernels if _tile(k) == self.cache.value(self.target, key)]
+        chosen = [k for k in kernels if label(k) == self.cache.value(self.target, key)]
         if chosen:
             return chosen[0]
         if self.measurable:
@@ -113,7 +143,7 @@ class AlgorithmChoice:
         for key, kernels in self.pending.items():
             times = [time_cold(*built[k.workload().key()], kernel_arguments(k.workload()))
                      for k in kernels]
-            self.cache.put_value(self.target, key, _tile(kernels[times.index(min(times))]))
+            self.cache.put_value(self.target, key, label(kernels[times.index(min(times))]))
         self.cache.save()
         self.pending = {}
         return True

@@ -432,11 +432,13 @@ class Conv(Kernel):
         assert not self.paired or self.groups == 1, "only one block group pairs its blocks"
 
     def pairs_on(self, lanes):
-        """Whether with ``lanes``-wide vectors this convolution should be :attr:`paired`:
+        """Whether with ``lanes``-wide vectors this convolution may be :attr:`paired`:
         its output blocks are half a vector wide, it has more than one of them and one
         block group, and, if it pools as it reads, it still splits bands first with the
         pairs' weights (an odd count of blocks pairs its last with a dropped one of zero
-        weights, so they can outweigh the input where the unpaired ones did not).
+        weights, so they can outweigh the input where the unpaired ones did not). Where
+        an even count may pair, it does; whether an odd count does is measured
+        (:func:`~octconv.deploy.algorithms.pairings`).
         Oct-MobileNet v1 0.75 alpha .375's h2l convolutions that pool 112 and 56 px maps
         of 8-channel blocks took 0.81, 0.61 and 0.67 x their time paired (1 thread, a
         Zen 5)."""

@@ -23,16 +23,15 @@ Inference simplifications made here:
 - OctConv's stride-2 average pooling of a map that only a depthwise convolution reads
   is computed by that convolution as it reads (no pooled map is stored).
 - 3x3 stride-1 dense convolutions run directly or as Winograd convolutions
-  (:mod:`octconv.deploy.winograd`), as ``choose`` picks among the candidates of
-  :func:`~octconv.deploy.algorithms.candidates` (measured by an
-  :class:`~octconv.deploy.algorithms.AlgorithmChoice`; else the fixed rule), unless
-  ``winograd=False``.
+  (:mod:`octconv.deploy.winograd`) unless ``winograd=False``, and an odd count of
+  8-channel output blocks pairs in 16-lane accumulators or not, as ``choose`` picks
+  among the candidates of :func:`~octconv.deploy.algorithms.candidates` (measured by an
+  :class:`~octconv.deploy.algorithms.AlgorithmChoice`; else the fixed rules).
 - A batch's first layers, on large maps, run image by image in a network with
   depthwise convolutions there (:attr:`Program.per_image`, see :func:`lower`).
 - Weights are packed once, here, for the channel-blocked layout of
-  :mod:`octconv.deploy.kernels` (by pairs of 8-channel output blocks for 16-lane
-  vectors, ``Conv.paired``, which a Winograd candidate keeps; then transformed for
-  Winograd); channel counts that are not a whole number of blocks are zero-padded
+  :mod:`octconv.deploy.kernels` (by pairs of 8-channel output blocks where the chosen
+  kernel pairs them, ``paired``; then transformed for Winograd); channel counts that are not a whole number of blocks are zero-padded
   (padded channels stay zero through every kernel).
 """
 from dataclasses import dataclass, field, replace
@@ -412,12 +411,12 @@ class _Lowering:
                 for (w, _, _), l in zip(folded, louts)])
             kern = K.Conv(x.shape, lout.blocks, lout.block, per_group, block_groups, k, s, p,
                           epilogue, pooled)
-            if kern.pairs_on(self.lanes):
-                kern, packed = replace(kern, paired=True), _pair_blocks(packed)
-            if self.winograd and (k, s, block_groups) == (3, 1, 1):
-                kernels, default = candidates(kern, size, lin.channels, lout.channels,
-                                              self.band_bytes)
-                kern = self.choose(kernels, default) if len(kernels) > 1 else default
+            kernels, default = candidates(kern, self.lanes, size, lin.channels, lout.channels,
+                                          self.band_bytes,
+                                          self.winograd and (k, s, block_groups) == (3, 1, 1))
+            kern = self.choose(kernels, default) if len(kernels) > 1 else default
+            if kern.paired:
+                packed = _pair_blocks(packed)
             if isinstance(kern, Winograd):
                 packed = transform_weight(packed, kern.m)
         out = self.emit(kern, [x, np.ascontiguousarray(packed)] + extra, x.batch, lout, size)
@@ -678,9 +677,10 @@ def lower(symbol_json, params, input_shape, lanes, winograd=True, choose=None,
     Symbol's JSON text, ending at its classifier) with ``params`` (name -> array) on an
     NCHW float32 input of ``input_shape``; ``lanes``: the target's float32 vector lanes;
     ``winograd``: 3x3 stride-1 convolutions by Winograd's algorithm where ``choose``
-    (``(candidate kernels, the rule's pick) -> kernel``, the candidates of
+    (``(candidate kernels, the rules' pick) -> kernel``, the candidates of
     :func:`~octconv.deploy.algorithms.candidates`, e.g. an
-    :class:`~octconv.deploy.algorithms.AlgorithmChoice`) picks it, by default where
+    :class:`~octconv.deploy.algorithms.AlgorithmChoice`, which also chooses whether an
+    odd count of 8-channel output blocks pairs) picks it, by default where
     :data:`~octconv.deploy.winograd.RULE` says; ``band_bytes``: the most bytes of
     transformed weights a Winograd layer runs in bands with
     (:func:`~octconv.deploy.winograd.band_bytes`).

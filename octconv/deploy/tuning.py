@@ -107,10 +107,12 @@ class TileCache:
         self._store(describe(target), key, {"tile": tile, "ms": ms})
 
     def value(self, target, key):
-        """A measurement recorded under ``key`` (:meth:`put_value`): a number, or None."""
+        """A measurement recorded under ``key`` (:meth:`put_value`): a number or a name,
+        or None."""
         record = self.records.get(describe(target), {}).get(key)
         value = record.get("value") if isinstance(record, dict) else None
-        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return value if isinstance(value, (int, float, str)) and not isinstance(value, bool) \
+            else None
 
     def put_value(self, target, key, value):
         self._store(describe(target), key, {"value": value})
