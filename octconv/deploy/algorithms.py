@@ -17,9 +17,10 @@ weights: 3 blocks compute 4, 5 compute 6. Where AVX-512 runs on full-width units
 AMD Zen 5), a 16-lane multiply-add costs what an 8-lane one does, and pairing won
 (results/NOTES.md, stop 57); where it runs as two 256-bit halves (an AMD Zen 4), an
 8-lane multiply-add costs half a 16-lane one, and the dropped block is paid for:
-there Oct-MobileNet v1 0.75's 3 x 3 stem and its h2l and l2l layers of 3 and 5 blocks
-ran 5-20 % faster unpaired (results/NOTES.md, stop 62). An even count pairs with
-nothing dropped, and stays paired.
+there the Oct-MobileNets' layers of 3 and 5 blocks ran 5-20 % faster unpaired alone
+(one of 21 6 % slower), those of 7 blocks 1-5 % faster, those of 11 4-6 % slower
+(results/NOTES.md, stop 62). An even count pairs with nothing dropped, and stays
+paired.
 
 So each candidate is timed with its searched tile and every argument but its input
 flushed from the caches before each call (:func:`~octconv.deploy.tuning.time_cold`),

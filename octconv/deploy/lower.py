@@ -31,8 +31,9 @@ Inference simplifications made here:
   depthwise convolutions there (:attr:`Program.per_image`, see :func:`lower`).
 - Weights are packed once, here, for the channel-blocked layout of
   :mod:`octconv.deploy.kernels` (by pairs of 8-channel output blocks where the chosen
-  kernel pairs them, ``paired``; then transformed for Winograd); channel counts that are not a whole number of blocks are zero-padded
-  (padded channels stay zero through every kernel).
+  kernel pairs them, ``paired``; then transformed for Winograd); channel counts that
+  are not a whole number of blocks are zero-padded (padded channels stay zero through
+  every kernel).
 """
 from dataclasses import dataclass, field, replace
 
