@@ -2573,8 +2573,9 @@ def test_results_file_comes_from_the_table2_tool():
 
 @pytest.mark.parametrize("folder, steady", [("results", True), ("results/avx2", True),
                                             ("results/after_idle", False),
-                                            ("results/zen4", True),
-                                            ("results/zen4/avx2", True)])
+                                            ("results/zen5", True),
+                                            ("results/zen5/avx2", True),
+                                            ("results/zen5/after_idle", False)])
 def test_results_verdicts_are_the_tools_verdicts_on_the_results_rows(folder, steady):
     """The verdict lines of each committed table are what the tool's verdict code
     gives for the committed CSV rows: a change of the verdicts' rules without a new run
