@@ -47,10 +47,15 @@ POLICY = ("3x3 stride-1 convolutions with >= 16 channels directly, by F(2x2, 3x3
           "measured fastest with its weights out of cache; the rest direct")
 
 
+def _tile(kernel):
+    """A candidate's algorithm: Winograd's output tile m, 0 for direct."""
+    return getattr(kernel, "m", 0)
+
+
 def label(kernel):
     """A candidate's name in the cache: its algorithm (``direct``, ``F(2x2)``,
     ``F(4x4)``), then `` paired`` where its output blocks pair."""
-    m = getattr(kernel, "m", 0)
+    m = _tile(kernel)
     return (f"F({m}x{m})" if m else "direct") + (" paired" if kernel.paired else "")
 
 
@@ -86,7 +91,7 @@ def candidates(direct, lanes, size, in_channels, out_channels, band_bytes, winog
                     for d in directs for m, smallest in ((2, 7), (4, 14)) if side >= smallest]
     rule = output_tile(side) if winograd and worthwhile(size, in_channels, out_channels) else 0
     paired = directs[-1].paired
-    return kernels, next(k for k in kernels if getattr(k, "m", 0) == rule and k.paired == paired)
+    return kernels, next(k for k in kernels if _tile(k) == rule and k.paired == paired)
 
 
 def record_key(kernels):
