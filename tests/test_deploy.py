@@ -1046,16 +1046,23 @@ def test_tuning_workload_stays_at_batch_1_until_the_data_outgrow_the_cache():
 
 
 def test_channel_blocks_follow_the_vector_width_and_never_pad_the_alpha_125_split():
-    """The layout rule: 16-channel blocks where they fit; on AVX-512 also 16-channel
-    blocks padded by at most 1/8 (120 -> 128); else 8-channel blocks where they pad
-    less, so that no tensor of Oct-ResNet-50 at alpha .125 (56 + 8 channels in its
-    first stage) carries padding, and Oct-MobileNet v1 0.75's low branches at alpha
-    .375 (18 and 36 channels) carry 6 and 4 padded channels, not 14 and 12."""
+    """The layout rule: 16-channel blocks where they fit, else 8-channel blocks where
+    they pad less, so that no tensor of Oct-ResNet-50 at alpha .125 (56 + 8 channels in
+    its first stage) carries padding, Oct-MobileNet v1 0.75's low branches at alpha
+    .375 (18 and 36 channels) carry 6 and 4 padded channels, not 14 and 12, and its
+    branches of 72 and 120 channels none (not padded to 80 and 128 for 16-lane
+    blocks, which 8-channel blocks paired in 16-lane accumulators make moot): no count
+    pads beyond the lesser padding of the two block widths."""
     def blocking(channels, lanes):
         layout = K.Layout.for_channels(channels, lanes)
         return layout.block, layout.padded
 
-    assert blocking(120, 16) == (16, 128)
+    for channels in range(1, 1100):
+        for lanes in (8, 16):
+            assert blocking(channels, lanes)[1] == min(-(-channels // 16) * 16,
+                                                       -(-channels // 8) * 8), channels
+    assert blocking(120, 16) == (8, 120)
+    assert blocking(72, 16) == (8, 72)
     assert blocking(120, 8) == (8, 120)
     assert blocking(56, 16) == (8, 56)
     assert blocking(24, 16) == (8, 24)

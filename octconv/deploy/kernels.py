@@ -102,14 +102,21 @@ class Layout:
 
     @staticmethod
     def for_channels(channels, lanes):
-        """16-channel blocks when the channels allow it; with 16 lanes (AVX-512) also
-        when padding to a whole 16-channel block adds at most 1/8 of the channels (120
-        -> 128: full-width vectors, twice the 8-lane ones, for 7 % more work); else
-        8-channel blocks when they pad less than 16-channel ones (none for OctConv's 56
-        + 8 split at alpha .125; the alpha .375 branches of 48 and 96 channels, 18 and
-        36, are padded to 24 and 40 instead of 32 and 48), else blocks of ``lanes`` (8
-        on AVX2, 16 on AVX-512) zero-padded to a whole block."""
-        if channels % 16 == 0 or (lanes == 16 and -channels % 16 <= channels / 8):
+        """16-channel blocks when the channels fill them; else 8-channel blocks when
+        they pad less than 16-channel ones (none for OctConv's 56 + 8 split at alpha
+        .125; Oct-MobileNet v1 0.75's alpha .375 branches of 18 and 36 channels take 24
+        and 40 instead of 32 and 48, those of 72 and 120 none instead of 80 and 128);
+        else blocks of ``lanes`` (8 on AVX2, 16 on AVX-512) zero-padded to a whole
+        block. With 16 lanes a convolution writing 8-channel blocks computes two in each
+        16-lane accumulator (:attr:`Conv.paired`; an odd count where measured faster),
+        so padding a count to whole 16-channel blocks buys no wider arithmetic, and its
+        readers would reduce over the padding too. On an AMD Zen 4 (1 thread, side by
+        side with the rule before, which padded counts within 1/8 of a whole 16-channel
+        block to it: 72 -> 80, 120 -> 128) Oct-MobileNet v1 0.75 alpha .375 ran in
+        0.979 x the time, v2 1.125 alpha .5 in 0.975 x, v2 1.0 alpha .375 in 0.990 x,
+        their twins in 0.99-1.01 x (results/NOTES.md, stop 63); not measured on
+        full-width AVX-512 units."""
+        if channels % 16 == 0:
             return Layout(channels, 16)
         if -channels % 8 < -channels % 16:
             return Layout(channels, 8)
