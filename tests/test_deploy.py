@@ -2726,8 +2726,8 @@ def test_table2_stops_timing_a_backend_only_when_it_is_clearly_not_the_fastest_o
     does everything before 10 runs. In the loop, real calls: TVM's and ONNX Runtime's
     of 2 ms, MXNet's of 8, OpenVINO's of 1.8 and 2.6 by turns (slower by median, faster
     by its first quartile); MXNet is called 10 times, the others up to the round limit;
-    a loose tolerance ends the loop after its first step, though the machine's scaling
-    check in the loop is far noisier."""
+    a loose tolerance ends the loop after 10 runs, not at its first step of 5, nor later,
+    though the machine's scaling check in the loop is far noisier."""
     table2 = load_script("tools/table2.py")
     rng = np.random.default_rng(0)
     times = {("net", "tvm"): list(5 + rng.random(10)),
@@ -2752,7 +2752,7 @@ def test_table2_stops_timing_a_backend_only_when_it_is_clearly_not_the_fastest_o
     assert runs == {("net", "tvm"): 15, ("net", "mxnet"): 10, ("net", "onnxruntime"): 15,
                     ("net", "openvino"): 15, ("check", "tvm"): 15, ("check", "tvm_1"): 15}
     runs = {len(v) for v in table2.time_rounds(runners, 0.99, 15, beside).values()}
-    assert runs == {5}
+    assert runs == {10}
 
 
 TIME_GROUP = """

@@ -9,9 +9,9 @@ this CPU with TVM beside MXNet (oneDNN), ONNX Runtime and OpenVINO.
 Timing: every network of a group (ResNets, MobileNets) runs on all four backends in
 one interleaved loop, one call of each per round, so each network has one time per
 backend and the speed-up over a vanilla twin (another row of the group) is measured
-side by side. Rounds are added in steps of five until every backend's spread
-(interquartile range over the median) is below ``--tolerance`` or ``--max-runs`` is
-reached; rows still above it are marked noisy. After ten runs, a backend whose times
+side by side. Ten rounds are timed, then more in steps of five until every backend's
+spread (interquartile range over the median) is below ``--tolerance`` or ``--max-runs``
+is reached; rows still above it are marked noisy. After ten runs, a backend whose times
 lie clearly above the network's fastest other backend's (its first quartile above that
 one's third) is no longer timed, since no ratio a target judges uses it. Each ratio a
 target judges (TVM over the fastest other backend, speed-up over MACs ratio, scaling)
@@ -166,17 +166,20 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
 
 CHECK = "scaling check"  # the label of the machine's scaling check's runners
 STEP = 5  # runs added per round of checks
-SETTLE_RUNS = 10  # runs before a backend clearly slower than the fastest other stops
+# runs before anything stops: the loop (a ratio of medians over 5 paired rounds has a wide
+# interval: 1.02 [0.95-1.05] for a quiet group in results/NOTES.md, stop 63) and a
+# backend clearly slower than the fastest other
+SETTLE_RUNS = 10
 
 
 def time_rounds(runners, tolerance, max_runs, beside=None, steady=True):
     """``{(label, backend): [ms, ...]}``: the runners of a group called in one
     interleaved loop (:func:`~octconv.deploy.bench.interleave`; ``steady``: each timed
     call after untimed ones of the same runner, else the first after the idle wait),
-    :data:`STEP` runs at a time, until every runner still timed has a spread under
-    ``tolerance`` or ``max_runs`` runs were taken. After each step the runners that no
-    ratio a target judges needs stop (:func:`not_needed`): their lists end early,
-    holding the same rounds as the first ones of the others'. The runners ``beside``
+    :data:`STEP` runs at a time, until, after at least :data:`SETTLE_RUNS`, every runner
+    still timed has a spread under ``tolerance``, or ``max_runs`` runs were taken. After
+    each step the runners that no ratio a target judges needs stop (:func:`not_needed`):
+    their lists end early, holding the same rounds as the first ones of the others'. The runners ``beside``
     (the machine's scaling check) are called in every round, first, and neither stop
     nor prolong the loop."""
     from octconv.deploy.bench import interleave, summarize
@@ -189,8 +192,9 @@ def time_rounds(runners, tolerance, max_runs, beside=None, steady=True):
         warmup, runs = 0, runs + STEP
         for key in not_needed({key: times[key] for key in runners}):
             timed.pop(key, None)
-        if max(summarize(times[key])["spread"] for key in timed) < tolerance \
-                or runs >= max_runs:
+        settled = runs >= SETTLE_RUNS and max(
+            summarize(times[key])["spread"] for key in timed) < tolerance
+        if settled or runs >= max_runs:
             return times
 
 
@@ -641,10 +645,11 @@ def main(argv=None):
             "threads": ", ".join(str(c) for c in counts),
             "versions": ", ".join(f"{k} {v}" for k, v in versions().items()),
             "algorithm": ALGORITHMS,
-            "timing": f"{timed_calls(not args.after_idle)}; rounds of {STEP} until every "
-                      f"spread < {100 * args.tolerance:.0f} % or {args.max_runs} runs; after "
-                      f"{SETTLE_RUNS}, a backend whose first quartile exceeds the fastest "
-                      f"other's third stops; the scaling check: {DESCRIPTION}",
+            "timing": f"{timed_calls(not args.after_idle)}; {SETTLE_RUNS} runs, then rounds "
+                      f"of {STEP} until every spread < {100 * args.tolerance:.0f} % or "
+                      f"{args.max_runs} runs; after {SETTLE_RUNS}, a backend whose first "
+                      f"quartile exceeds the fastest other's third stops; the scaling "
+                      f"check: {DESCRIPTION}",
             "scaling check": check_figures(workers, "groups"),
             f"scaling check at batch {BATCH}": check_figures(workers, "batch"),
             "search budget": f"{args.budget} tiles per workload",
