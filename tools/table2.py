@@ -179,9 +179,9 @@ def time_rounds(runners, tolerance, max_runs, beside=None, steady=True):
     :data:`STEP` runs at a time, until, after at least :data:`SETTLE_RUNS`, every runner
     still timed has a spread under ``tolerance``, or ``max_runs`` runs were taken. After
     each step the runners that no ratio a target judges needs stop (:func:`not_needed`):
-    their lists end early, holding the same rounds as the first ones of the others'. The runners ``beside``
-    (the machine's scaling check) are called in every round, first, and neither stop
-    nor prolong the loop."""
+    their lists end early, holding the same rounds as the first ones of the others'.
+    The runners ``beside`` (the machine's scaling check) are called in every round,
+    first, and neither stop nor prolong the loop."""
     from octconv.deploy.bench import interleave, summarize
     beside = beside or {}
     times = {key: [] for key in {**beside, **runners}}
