@@ -2590,7 +2590,7 @@ def test_results_verdicts_are_the_tools_verdicts_on_the_results_rows(folder, ste
     (results/after_idle: ``--after-idle``)."""
     table2 = load_script("tools/table2.py")
     text = open(os.path.join(ROOT, folder, "table2.md")).read()
-    assert f"- timing: {timed_calls(steady)}; rounds of " in text
+    assert f"- timing: {timed_calls(steady)}; " in text
     meta_line = lambda key: text.split(f"- {key}: ", 1)[1].split("\n", 1)[0]
     meta = {"TVM target": meta_line("TVM target"),
             "tuning records at start": int(meta_line("tuning cache at start").split()[0]),
