@@ -264,6 +264,13 @@ SMALL_WINOGRAD = [
     K.Conv((1, 3, 12, 11, 8), 3, 8, 3, 1, 1, 1, 0,
            K.Epilogue((("bias",), ("add", (1, 3, 6, 6, 8), "direct", 0), ("act", "relu"))),
            pooled=True, paired=True),
+    K.Conv((1, 4, 14, 14, 16), 3, 16, 4, 1, 1, 1, 0, K.Epilogue((("bias",),)),
+           in_channels=60),
+    K.Conv((1, 5, 12, 11, 8), 5, 8, 5, 1, 1, 1, 0,
+           K.Epilogue((("bias",), ("add", (1, 5, 6, 6, 8), "direct", 0))),
+           pooled=True, paired=True, in_channels=36),
+    K.Conv((2, 3, 9, 9, 8), 3, 8, 3, 1, 3, 2, 1, K.Epilogue((("bias",),)), paired=True,
+           in_channels=18),
     K.Depthwise((1, 2, 9, 9, 16), 3, 2, 1, K.Epilogue((("bias",), ("act", "sigmoid")))),
     K.Depthwise((2, 1, 8, 8, 8), 3, 1, 1, K.Epilogue((("bias",),))),
     K.Depthwise((1, 4, 12, 12, 16), 3, 1, 1, K.Epilogue((("bias",), ("act", "relu")))),
@@ -282,7 +289,8 @@ SMALL_WINOGRAD = [
         "conv3x3-strided-blocked", "conv3x3-8lane-batch2",
         "grouped-strided", "conv3x3-up2", "conv1x1-pooled-blocked", "conv1x1-pooled-odd-7px",
         "conv1x1-paired-odd", "conv3x3-paired-batch2-up2", "conv3x3-paired-strided",
-        "conv1x1-pooled-paired-odd",
+        "conv1x1-pooled-paired-odd", "conv1x1-60-of-64-channels-blocked",
+        "conv1x1-pooled-paired-36-of-40-channels", "conv3x3-strided-paired-18-of-24-channels",
         "depthwise", "depthwise-batch2",
         "depthwise-row-chunks", "depthwise-whole-map", "depthwise-pooled-odd",
         "depthwise-pooled-8lane-batch2", "conv1x1-images", "dense-batch6", "dense-4-sums",
@@ -418,6 +426,58 @@ def test_8_channel_blocks_pair_in_16_lane_accumulators_and_equal_numpy():
             lib["k"](*args)
             np.testing.assert_allclose(args[-1].numpy(), blocked(expected(w)), rtol=1e-4,
                                        atol=1e-4, err_msg=f"{k}x{k} tile {tile}")
+
+
+def test_convolutions_skip_the_padding_lanes_of_their_last_input_block():
+    """Oct-MobileNet v1 0.75 alpha .375's maps of 18, 30, 36 and 60 channels are stored
+    in whole blocks (24, 32, 40, 64 lanes): each convolution of one block group that
+    reads one of them reduces over its channels only (``in_channels``), the others over
+    every lane. With garbage in the input's padding lanes and in the weights' (zeros
+    once lowered), 1x1 (pooling as it reads too) and strided 3x3 convolutions, paired
+    or not, equal NumPy over the real channels with each of their first tiles."""
+    network = zoo_network("mobilenet_v1_075", 0.375, classes=10, size=64)
+    program = lower(network.symbol.tojson(), network.params, (1, 3, 64, 64), 16)
+    skipping = Counter()
+    for call in program.calls:
+        if type(call.kernel) is K.Conv:
+            layout = call.args[0].layout
+            padded = layout.channels < layout.padded and call.kernel.groups == 1
+            assert call.kernel.in_channels == (layout.channels if padded else None)
+            skipping[layout.channels] += padded
+    assert {c for c, n in skipping.items() if n} == {18, 30, 36, 60}
+    target = make_target()
+    if not runs_here(target):
+        pytest.skip("host target not runnable")
+    rng = np.random.default_rng(0)
+    for channels, block, k, stride, pooled, out, out_block in (
+            (60, 16, 1, 1, False, 48, 16), (36, 8, 1, 1, True, 24, 8),
+            (18, 8, 3, 2, False, 24, 8), (30, 16, 1, 1, False, 40, 8)):
+        lin, lout = K.Layout(channels, block), K.Layout(out, out_block)
+        x = rng.standard_normal((1, lin.padded, 10, 10)).astype(np.float32)  # garbage past
+        w = rng.standard_normal((out, lin.padded, k, k)).astype(np.float32)  # the channels
+        bias = rng.standard_normal(out).astype(np.float32)
+        real = (avg_pool2(x) if pooled else x)[:, :channels]
+        expected = conv2d(real, w[:, :channels], (k // 2, k // 2), bias)[..., ::stride, ::stride]
+        paired = out_block == 8
+        weights = _pack_conv_weight(w, 1, K.Layout(lin.padded, block), lout, 1, lin.blocks)
+        kernel = K.Conv((1, lin.blocks, 10, 10, block), lout.blocks, out_block, lin.blocks, 1,
+                        k, stride, k // 2, K.Epilogue((("bias",),)), pooled=pooled,
+                        paired=paired, in_channels=channels)
+        for tile in kernel.tiles(16)[:3]:
+            func = scheduled_func(kernel, tile).with_attr("global_symbol", "k")
+            lib = tvm.compile(tvm.IRModule({"k": func}), target=target)
+            args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (
+                _blocked(x, block), _pair_blocks(weights) if paired else weights,
+                bias.reshape(-1, out_block), np.zeros(kernel.out_shape, np.float32))]
+            lib["k"](*args)
+            np.testing.assert_allclose(args[-1].numpy(), _blocked(expected, out_block),
+                                       rtol=1e-4, atol=1e-4,
+                                       err_msg=f"{channels} channels, tile {tile}")
+
+
+def _blocked(a, block):
+    """(N, C, H, W) -> (N, C / block, H, W, block)."""
+    return a.reshape(a.shape[0], -1, block, *a.shape[2:]).transpose(0, 1, 3, 4, 2)
 
 
 def test_depthwise_and_1x1_octconvs_pool_as_they_read_and_equal_mxnet(cache):

@@ -172,8 +172,9 @@ class Kernel:
     @property
     def macs(self):
         """Multiply-adds of one call as the direct computation counts them (padded
-        channels and the zeros of block-diagonal grouped weights included); 0 for
-        kernels that only move, pool or scale data."""
+        output channels, input channels a convolution reduces over in full blocks and
+        the zeros of block-diagonal grouped weights included); 0 for kernels that only
+        move, pool or scale data."""
         return 0
 
 
@@ -420,7 +421,16 @@ class Conv(Kernel):
     output blocks share each 16-lane accumulator: weights packed by pairs of blocks
     (:attr:`weight_shape`), products in an N x pairs x H x W x 2 x ob map whose last two
     loops are one vector, the epilogue writing each block's half to its block (an odd
-    last block pairs with a dropped one of zero weights)."""
+    last block pairs with a dropped one of zero weights). With ``in_channels`` (one
+    block group, fewer channels than the input's blocks hold), the reduction reads
+    those channels only, not the zero padding lanes of the last input block (the
+    schedule splits the channels into blocks and lanes; the lanes past them are
+    skipped under a condition): on a Zen 4 core (1 thread, each with its best tile)
+    Oct-MobileNet v1 0.75 alpha .375's 1x1 convolutions of 18 channels in 3 blocks of
+    8 took 0.76 x their time, of 36 in 5 blocks of 8 0.89-0.90 x, of 30 and 60 in
+    16-channel blocks 0.94-0.95 x; MobileNet v2 1.125 at alpha 0 and .5, 5.5-5.7 % of
+    whose multiply-adds fell on such lanes, ran in 0.92-0.96 x the time
+    (results/NOTES.md, stop 65)."""
     data: tuple          # (N, IB, H, W, ib)
     out_blocks: int
     out_block: int
@@ -432,11 +442,15 @@ class Conv(Kernel):
     epilogue: Epilogue
     pooled: bool = False
     paired: bool = False
+    in_channels: int | None = None
 
     def __post_init__(self):
         assert not self.pooled or (self.pointwise and self.bands_first), \
             "only a 1x1 stride-1 convolution split in bands pools"
         assert not self.paired or self.groups == 1, "only one block group pairs its blocks"
+        assert self.in_channels is None or (
+            self.groups == 1 and 0 < self.data[1] * self.data[4] - self.in_channels
+            < self.data[4]), "only one block group skips padding lanes of its last block"
 
     def pairs_on(self, lanes):
         """Whether with ``lanes``-wide vectors this convolution may be :attr:`paired`:
@@ -482,8 +496,8 @@ class Conv(Kernel):
 
     @property
     def macs(self):
-        window = self.in_blocks_per_group * self.data[4] * self.kernel ** 2
-        return _volume(self.out_shape) * window
+        channels = self.in_channels or self.in_blocks_per_group * self.data[4]
+        return _volume(self.out_shape) * channels * self.kernel ** 2
 
     def compute(self):
         return self._compute(None)
@@ -501,18 +515,23 @@ class Conv(Kernel):
         shape = self.out_shape
         k, s, p = self.kernel, self.stride, self.pad
         padded = _pad(_average_2x2(data) if self.pooled else data, shape, k, s, p, 0.0)
-        icb = te.reduce_axis((0, self.in_blocks_per_group), "icb")
         kh = te.reduce_axis((0, k), "kh")
         kw = te.reduce_axis((0, k), "kw")
-        ic = te.reduce_axis((0, ib), "ic")
         per_group = self.out_blocks // self.groups
+        if self.in_channels is None:
+            icb = te.reduce_axis((0, self.in_blocks_per_group), "icb")
+            ic = te.reduce_axis((0, ib), "ic")
+            axes = [icb, kh, kw, ic]
+        else:  # one axis over the channels: the schedule splits it into blocks and lanes
+            c = te.reduce_axis((0, self.in_channels), "c")
+            icb, ic, axes = c // ib, c % ib, [c, kh, kw]
 
         def source_block(oc):
             return icb if self.groups == 1 else (oc // per_group) * self.in_blocks_per_group + icb
 
         def window_sum(n, oc, y, x, o):
             return te.sum(padded[n, source_block(oc), y * s + kh, x * s + kw, ic]
-                          * weight[oc, icb, kh, kw, ic, o], axis=[icb, kh, kw, ic])
+                          * weight[oc, icb, kh, kw, ic, o], axis=axes)
 
         if pixels is None:
             pixel_shape = shape[2:4]
@@ -757,10 +776,15 @@ class Conv(Kernel):
         rh, rw, ot, icin, unrolled = tile
         pixels = self._padded_pixels(tile)
         conv = sch.get_sblock("conv")
+        loops = sch.get_loops(conv)
+        if self.in_channels is not None:  # the channels' axis as blocks and lanes
+            *loops, c, kh, kw = loops
+            icb, ic = sch.split(c, [None, self.data[4]])
+            loops += [icb, kh, kw, ic]
         if pixels is None:
-            n, oc, y, x, *o, icb, kh, kw, ic = sch.get_loops(conv)
+            n, oc, y, x, *o, icb, kh, kw, ic = loops
         else:  # flat pixels already
-            n, oc, y, *o, icb, kh, kw, ic = sch.get_loops(conv)
+            n, oc, y, *o, icb, kh, kw, ic = loops
         o = sch.fuse(*o)  # the lanes' loop; a pair of blocks' (half, lane): one vector
         oco, oci = sch.split(oc, [None, ot])
         if self.images_in_tile:  # images, one pixel each, as the flat pixel axis

@@ -411,7 +411,7 @@ class _Lowering:
                 _pack_conv_weight(w, groups, lin, l, block_groups, per_group)
                 for (w, _, _), l in zip(folded, louts)])
             kern = K.Conv(x.shape, lout.blocks, lout.block, per_group, block_groups, k, s, p,
-                          epilogue, pooled)
+                          epilogue, pooled, in_channels=_reduced_channels(lin, block_groups))
             kernels, default = candidates(kern, self.lanes, size, lin.channels, lout.channels,
                                           self.band_bytes,
                                           self.winograd and (k, s, block_groups) == (3, 1, 1))
@@ -594,6 +594,15 @@ class _Lowering:
 _SINGLE = {"Reshape": "reshape", "Flatten": "reshape", "UpSampling": "upsampling",
            "slice_like": "crop", "Pooling": "pooling", "Concat": "concat", "Pad": "pad",
            "FullyConnected": "dense"}
+
+
+def _reduced_channels(layout, block_groups):
+    """The channels a convolution of one block group reads of an input stored in
+    ``layout`` (:attr:`~octconv.deploy.kernels.Conv.in_channels`): its channels, where
+    its last block has zero padding lanes; else None (every lane)."""
+    if block_groups == 1 and layout.channels < layout.padded:
+        return layout.channels
+    return None
 
 
 def _block_grouping(groups, lin, lout):
