@@ -427,8 +427,8 @@ class Conv(Kernel):
     schedule splits the channels into blocks and lanes; the lanes past them are
     skipped under a condition): on a Zen 4 core (1 thread, each with its best tile)
     Oct-MobileNet v1 0.75 alpha .375's 1x1 convolutions of 18 channels in 3 blocks of
-    8 took 0.76 x their time, of 36 in 5 blocks of 8 0.89-0.90 x, of 30 and 60 in
-    16-channel blocks 0.94-0.95 x; MobileNet v2 1.125 at alpha 0 and .5, 5.5-5.7 % of
+    8 took 0.76 x their time, of 36 in 5 blocks of 8 0.89-0.95 x, of 30 and 60 in
+    16-channel blocks 0.84-0.96 x; MobileNet v2 1.125 at alpha 0 and .5, 5.5-5.7 % of
     whose multiply-adds fell on such lanes, ran in 0.92-0.96 x the time
     (results/NOTES.md, stop 65)."""
     data: tuple          # (N, IB, H, W, ib)
