@@ -355,9 +355,6 @@ def test_a_pooling_kernel_is_a_pooling_then_its_convolution(kind, size):
     bias = rng.standard_normal(out).astype(np.float32)
     expected = conv2d(avg_pool2(x), w, (k // 2, k // 2), bias)
 
-    def blocked(a):  # (1, C, H, W) -> (1, C / lanes, H, W, lanes)
-        return a.reshape(1, -1, lanes, *a.shape[2:]).transpose(0, 1, 3, 4, 2)
-
     if kind == "depthwise":  # (B, KH, KW, lanes)
         packed_w = w[:, 0].reshape(blocks, lanes, 3, 3).transpose(0, 2, 3, 1)
     else:  # (OB, IB, 1, 1, in lanes, out lanes)
@@ -366,11 +363,11 @@ def test_a_pooling_kernel_is_a_pooling_then_its_convolution(kind, size):
         func = scheduled_func(kernel, tile).with_attr("global_symbol", "k")
         lib = tvm.compile(tvm.IRModule({"k": func}), target=target)
         args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (
-            blocked(x), packed_w, bias.reshape(-1, lanes),
+            _blocked(x, lanes), packed_w, bias.reshape(-1, lanes),
             np.zeros(kernel.out_shape, np.float32))]
         lib["k"](*args)
         assert kernel.out_shape[2:4] == expected.shape[2:4] == ((size + 1) // 2,) * 2
-        np.testing.assert_allclose(args[-1].numpy(), blocked(expected), rtol=1e-5,
+        np.testing.assert_allclose(args[-1].numpy(), _blocked(expected, lanes), rtol=1e-5,
                                    atol=1e-5, err_msg=f"tile {tile}")
 
 
@@ -408,9 +405,6 @@ def test_8_channel_blocks_pair_in_16_lane_accumulators_and_equal_numpy():
     bias = rng.standard_normal(24).astype(np.float32)
     lin, lout = K.Layout(16, 8), K.Layout(24, 8)
 
-    def blocked(a):  # (1, C, H, W) -> (1, C / 8, H, W, 8)
-        return a.reshape(1, -1, 8, *a.shape[2:]).transpose(0, 1, 3, 4, 2)
-
     for k, pooled, expected in ((3, False, lambda w: conv2d(x, w, (1, 1), bias)),
                                 (1, True, lambda w: conv2d(avg_pool2(x), w, (0, 0), bias))):
         w = rng.standard_normal((24, 16, k, k)).astype(np.float32)
@@ -422,9 +416,10 @@ def test_8_channel_blocks_pair_in_16_lane_accumulators_and_equal_numpy():
             func = scheduled_func(kernel, tile).with_attr("global_symbol", "k")
             lib = tvm.compile(tvm.IRModule({"k": func}), target=target)
             args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (
-                blocked(x), weights, bias.reshape(3, 8), np.zeros(kernel.out_shape, np.float32))]
+                _blocked(x, 8), weights, bias.reshape(3, 8),
+                np.zeros(kernel.out_shape, np.float32))]
             lib["k"](*args)
-            np.testing.assert_allclose(args[-1].numpy(), blocked(expected(w)), rtol=1e-4,
+            np.testing.assert_allclose(args[-1].numpy(), _blocked(expected(w), 8), rtol=1e-4,
                                        atol=1e-4, err_msg=f"{k}x{k} tile {tile}")
 
 
