@@ -41,7 +41,7 @@ from octconv.deploy import target as targets
 from octconv.deploy.target import (LINUX_FLAGS, describe, extensions, host_cpu,
                                    l2_cache_bytes, lacking, make_target, runs_here,
                                    vector_lanes)
-from octconv.deploy.scaling_check import scaling_check
+from octconv.deploy.scaling_check import PART_FLOATS, PASSES, scaling_check
 from octconv.deploy.threads import SPIN_COUNT, use_threads
 from octconv.deploy import tuning
 from octconv.deploy.tuning import (choose_tile, scheduled_func, search_tiles,
@@ -2495,9 +2495,18 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
                    f"{scaling[name]['interval'][1]:.2f}] (spread "
                    f"{100 * scaling[name]['spread']:.0f} % on 2 threads)")
             for name in ("tvm", "check")}
+    # the data-passing check in the same rounds: passes reading the other thread's
+    # writes over passes reading one's own
+    passing = scaling["passing"]
+    own, passed = passing["times"]["own"], passing["times"]["passed"]
+    assert len(own) == len(passed) == 3
+    assert passing["ratio"] == pytest.approx(np.median(passed) / np.median(own))
+    assert passing["interval"] == pytest.approx(ratio_interval(passed, own))
     assert (f"  1 -> 2 threads in the same rounds: TVM {text['tvm']}; the machine's scaling "
             f"check (a compute-bound 3x3 convolution whose threads share no data) "
-            f"{text['check']}") in lines
+            f"{text['check']}; its data-passing check (2 threads): reading another core's "
+            f"writes {passing['ratio']:.2f} [{passing['interval'][0]:.2f}-"
+            f"{passing['interval'][1]:.2f}] x as long as one's own") in lines
     serving = report["serving"]
     start = lines.index("serving 2 request threads of 2 thread(s) each, batch 2, 3 interleaved "
                         "rounds (images/s: median, min-max; at once over one request thread, "
@@ -2720,25 +2729,34 @@ def test_table2_rows_and_verdicts_follow_the_targets():
     cold = table2.verdicts(rows, dict(meta, wall_s=300, **{"tuning records at start": 0}))
     assert cold[-1][:2] == ("wall time from an empty cache <= 6 min", True)
     # the machine's scaling check of each 2-thread group: its 1 -> 2 thread ratio with
-    # the interval, beside the scaling verdict's figure
+    # the interval, and the data-passing passes' time over the in-core ones', beside
+    # the scaling verdict's figure
     assert table2.check_figures(good, "groups") is None
-    for part, group, one, two in (("groups", "resnet", 4.0, 2.5),
-                                  ("groups", "mobilenet", 3.0, 2.0),
-                                  ("batch", "resnet", 5.0, 2.5)):
-        good[1]["checks"][part][group] = {"times": {"tvm_1": [one] * 10, "tvm": [two] * 10}}
+    for part, group, one, two, own, passed in (("groups", "resnet", 4.0, 2.5, 0.2, 0.6),
+                                               ("groups", "mobilenet", 3.0, 2.0, 0.2, 2.2),
+                                               ("batch", "resnet", 5.0, 2.5, 0.25, 0.5)):
+        good[1]["checks"][part][group] = {"times": {
+            "tvm_1": [one] * 10, "tvm": [two] * 10, "own": [own] * 10, "passed": [passed] * 10}}
     figures = table2.check_figures(good, "groups")
-    assert figures == ("ResNets 1.60 [1.60-1.60] (spread 0 % on 2 threads), "
-                       "MobileNets 1.50 [1.50-1.50] (spread 0 % on 2 threads)")
+    assert figures == ("ResNets 1.60 [1.60-1.60] (spread 0 % on 2 threads), reading another "
+                       "core's writes 3.00 [3.00-3.00] x as long as one's own; "
+                       "MobileNets 1.50 [1.50-1.50] (spread 0 % on 2 threads), reading "
+                       "another core's writes 11.00 [11.00-11.00] x as long as one's own")
     batch_figures = table2.check_figures(good, "batch")
-    assert batch_figures == "ResNets 2.00 [2.00-2.00] (spread 0 % on 2 threads)"
+    assert batch_figures == ("ResNets 2.00 [2.00-2.00] (spread 0 % on 2 threads), reading "
+                             "another core's writes 2.00 [2.00-2.00] x as long as one's own")
     assert table2.check_figures(good + [dict(good[1], threads=4)], "batch") == (
-        "ResNets 2.00 [2.00-2.00] (spread 0 % on 2 threads), "
-        "ResNets 2.00 [2.00-2.00] (spread 0 % on 4 threads)")
+        batch_figures + "; " + batch_figures.replace("on 2 threads", "on 4 threads"))
     # a machine slow in half the rounds: the 2-thread calls take 2 or 3 ms, the
-    # interquartile range 1 ms over a median of 2.5
+    # interquartile range 1 ms over a median of 2.5; passing data between the cores
+    # 0.4 or 2.0 ms against 0.2 in core: the median 1.2 ms, 6 x, its interval wide
     wavering = {"threads": 2, "checks": {"groups": {"resnet": {"times": {
-        "tvm_1": [5.0] * 10, "tvm": [2.0, 3.0] * 5}}}}}
-    assert table2.check_figures([wavering], "groups").endswith("(spread 40 % on 2 threads)")
+        "tvm_1": [5.0] * 10, "tvm": [2.0, 3.0] * 5, "own": [0.2] * 10,
+        "passed": [0.4, 2.0] * 5}}}}}
+    figure = table2.check_figures([wavering], "groups")
+    assert "(spread 40 % on 2 threads), reading another core's writes 6.00 [" in figure
+    low, high = (float(v) for v in figure.split("writes 6.00 [")[1].split("]")[0].split("-"))
+    assert 2.0 <= low < 6.0 < high <= 10.0
     checks = table2.verdicts(rows, dict(meta, **{"scaling check": figures,
                                                   "scaling check at batch 8": batch_figures}))
     note = "; the machine's scaling check in the same rounds: "
@@ -2751,27 +2769,44 @@ def test_table2_rows_and_verdicts_follow_the_targets():
 def test_scaling_check_is_a_convolution_on_one_and_two_threads_built_once(cache,
                                                                           monkeypatch):
     """The machine's scaling check computes, on one thread and on two, the 3x3
-    convolution (plus bias) that NumPy computes from its unpacked arrays; a second
-    check with the same cache loads its library and builds nothing."""
+    convolution (plus bias) that NumPy computes from its unpacked arrays; its
+    data-passing passes on two threads compute, from each thread's row, its own row's
+    values or the other thread's, as NumPy does; a second check with the same cache
+    loads its library and builds nothing."""
     runners = scaling_check(2, make_target(), cache)
     assert (runners["tvm_1"].threads, runners["tvm"].threads) == (1, 2)
-    data, weight, shift, out = [a.numpy() for a in runners["tvm"].args]
+    (check, args), = runners["tvm"].calls
+    data, weight, shift, out = [a.numpy() for a in args]
     n, blocks, h, w, lanes = data.shape
     x = data.transpose(0, 1, 4, 2, 3).reshape(n, blocks * lanes, h, w)
     # weights (out block, in block, 3, 3, in lane, out lane) -> (out, in, 3, 3)
     kernel = weight.transpose(0, 5, 1, 4, 2, 3).reshape(blocks * lanes, blocks * lanes, 3, 3)
     want = conv2d(x.astype(np.float64), kernel.astype(np.float64), (1, 1), shift.reshape(-1))
     for threads in ("tvm_1", "tvm"):
-        runners[threads].args[-1].copyfrom(np.zeros_like(out))
+        args[-1].copyfrom(np.zeros_like(out))
         runners[threads].prepare()
         runners[threads]()
-        got = runners[threads].args[-1].numpy().transpose(0, 1, 4, 2, 3).reshape(want.shape)
+        got = args[-1].numpy().transpose(0, 1, 4, 2, 3).reshape(want.shape)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+    for read, rows in (("own", [0, 1]), ("passed", [1, 0])):
+        runner = runners[read]
+        assert (runner.threads, runner.repeat) == (2, PASSES)
+        (write, (x, y)), (_, (y_read, z)) = runner.calls
+        assert y_read is y  # the rows the first kernel wrote
+        rng = np.random.default_rng(1)
+        source = rng.standard_normal(x.shape).astype("float32")
+        x.copyfrom(source)
+        z.copyfrom(np.zeros(z.shape, "float32"))
+        runner.prepare()
+        runner()
+        assert z.shape == (2, PART_FLOATS)
+        np.testing.assert_allclose(y.numpy(), source / 2 + 1, rtol=1e-6)
+        np.testing.assert_allclose(z.numpy(), source[rows] + 1, rtol=1e-5, atol=1e-6)
 
     def no_build(*args, **kwargs):
         raise AssertionError("the check's library was built again")
     monkeypatch.setattr(tvm, "compile", no_build)
-    scaling_check(2, make_target(), cache)["tvm"]()
+    scaling_check(2, make_target(), cache)["passed"]()
 
 
 def test_table2_stops_timing_a_backend_only_when_it_is_clearly_not_the_fastest_other():
@@ -2840,7 +2875,8 @@ def test_table2_times_a_group_on_the_four_backends_in_one_loop(tmp_path, threads
     started with MXNet's thread count): each backend's output agrees with MXNet, every
     backend runs the 10 rounds of the limit (none stops before 10), and the row's ratio
     comes with its interval. On two threads the library runs on one thread too, and the
-    machine's scaling check on one and on two, in every round. (On one thread each timed
+    machine's scaling check on one and on two and its data-passing passes on two, in
+    every round. (On one thread each timed
     call is the first after the idle wait, ``--after-idle``.)"""
     out = subprocess.run([sys.executable, "-c", TIME_GROUP, str(tmp_path / "tiles.json"),
                           str(threads), timing],
@@ -2850,7 +2886,8 @@ def test_table2_times_a_group_on_the_four_backends_in_one_loop(tmp_path, threads
     scaled = {"tvm_1"} if threads > 1 else set()
     assert set(result["runs"]) == {"tvm", "mxnet", "onnxruntime", "openvino"} | scaled
     assert set(result["runs"].values()) == {10}
-    assert result["check"] == ({"tvm": 10, "tvm_1": 10} if threads > 1 else {})
+    assert result["check"] == ({"tvm": 10, "tvm_1": 10, "own": 10, "passed": 10}
+                               if threads > 1 else {})
     assert result["diff"] < 1e-4
     ratio, low = result["ratio"]
     assert 0 < low <= ratio

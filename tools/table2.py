@@ -30,7 +30,9 @@ count runs in its own process (MXNet fixes its thread count when it starts); the
 2-thread process also runs the TVM libraries on one thread, for the scaling ratio, and
 beside them a compute-bound kernel on one thread and on two
 (:mod:`octconv.deploy.scaling_check`), whose scaling in the same rounds tells how much
-of two cores the machine gave. A few rows are timed again at batch 8 on the most
+of two cores the machine gave, and passes of kernels on two threads that read what
+the other core has written, or what their own has, whose ratio tells how slowly the
+machine passed data between the cores. A few rows are timed again at batch 8 on the most
 threads, in images per second.
 
 "Vanilla" networks are GluonCV's (true strided convolutions, what a user would
@@ -126,9 +128,9 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
     :class:`~octconv.deploy.bench.Network`}) on ``batch`` images of ``size``, all timed
     in one interleaved loop (:func:`time_rounds`); with ``scaling`` each TVM library
     also runs on one thread (runner ``tvm_1``). On more than one thread the machine's
-    scaling check (:mod:`octconv.deploy.scaling_check`) is timed in the same loop,
-    beside the networks: ``check`` is ``{"ms", "times"}`` of its runners ``tvm`` and
-    ``tvm_1`` (None on one thread)."""
+    checks (:mod:`octconv.deploy.scaling_check`) are timed in the same loop, beside the
+    networks: ``check`` is ``{"ms", "times"}`` of their runners ``tvm``, ``tvm_1``,
+    ``own`` and ``passed`` (None on one thread)."""
     from octconv.deploy.bench import (differences_from_mxnet, make_runners, random_input,
                                       summarize)
     x = random_input((batch, 3, size, size))
@@ -164,7 +166,7 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
     return results, check
 
 
-CHECK = "scaling check"  # the label of the machine's scaling check's runners
+CHECK = "scaling check"  # the label of the machine's checks' runners
 STEP = 5  # runs added per round of checks
 # runs before anything stops: the loop (a ratio of medians over 5 paired rounds has a wide
 # interval: 1.02 [0.95-1.05] for a quiet group in results/NOTES.md, stop 63) and a
@@ -292,15 +294,22 @@ def _row(label, result, group_results, threads, batch, tolerance):
 
 
 def check_figures(workers, part):
-    """The machine's scaling check of each group of ``part`` ("groups" or "batch")
+    """The machine's scaling check in each group of ``part`` ("groups" or "batch")
     timed on more than one thread (the workers' ``checks``): ``"<group> <scaling [95 %
-    interval]> (spread <%> on <N> threads), ..."``
-    (:func:`~octconv.deploy.bench.thread_scaling_text`), or None when no group had it."""
-    from octconv.deploy.bench import thread_scaling, thread_scaling_text
-    parts = [f"{GROUPS[group]} " + thread_scaling_text(
-                 thread_scaling(check["times"]["tvm_1"], check["times"]["tvm"]), out["threads"])
+    interval]> (spread <%> on <N> threads), reading another core's writes <ratio [95 %
+    interval]> x as long as one's own; ..."``: the compute-bound kernel's 1 -> N thread
+    scaling and the data-passing figure
+    (:func:`~octconv.deploy.bench.thread_scaling_text`,
+    :func:`~octconv.deploy.bench.passing_text`), or None when no group had them."""
+    from octconv.deploy.bench import (passing_cost, passing_text, thread_scaling,
+                                      thread_scaling_text)
+    parts = [f"{GROUPS[group]} "
+             + thread_scaling_text(thread_scaling(check["times"]["tvm_1"],
+                                                  check["times"]["tvm"]), out["threads"])
+             + ", " + passing_text(passing_cost(check["times"]["own"],
+                                                check["times"]["passed"]))
              for out in workers for group, check in out["checks"][part].items()]
-    return ", ".join(parts) or None
+    return "; ".join(parts) or None
 
 
 def _speedup_over_macs(reference, result, key, row):

@@ -39,7 +39,10 @@ On more than one thread ``--time`` also times, in the same rounds, TVM's library
 one thread and the machine's scaling check on one thread and on all of them (a
 compute-bound convolution whose threads share no data: how far the machine let a
 kernel scale while the backends were timed; on a shared virtual machine, far from the
-thread count at times), and prints both scalings. Each backend's turn in a round
+thread count at times), and prints both scalings, and the machine's data-passing check
+(how much longer threads take to read what another core wrote than what they wrote
+themselves: slow at times on such a machine, which slows a network's threads, that
+hand each other their maps, but not the scaling check). Each backend's turn in a round
 starts once the previous backend's workers are idle, with untimed calls for 40 ms, and
 the call after them is timed (calls back to back, as under steady load and as each
 runtime's own benchmark tool times them); ``--after-idle`` times the first call after
@@ -51,7 +54,8 @@ its input, target, this machine's CPU and vector extensions and threads, the com
 statistics, and, as asked, each backend's times (median, extremes, quartiles, spread,
 runs, images/s; ``steady``: whether each followed untimed calls), TVM's time over its
 with the 95 % interval, its largest difference from MXNet over MXNet's largest
-|output|, the two scalings, the profile's rows and the serving times.
+|output|, the two scalings and the data-passing figure, the profile's rows and the
+serving times.
 """
 import json
 import os
@@ -175,15 +179,17 @@ def print_timing(result, threads, batch, runs, steady):
 
 
 def print_scaling(scaling):
-    """Print TVM's scaling from one thread and the machine's scaling check's, timed in
-    the same rounds (:func:`~octconv.deploy.bench.time_backends`' ``result["scaling"]``),
-    and return them."""
-    from octconv.deploy.bench import thread_scaling_text
+    """Print TVM's scaling from one thread, the machine's scaling check's and its
+    data-passing check's figure, timed in the same rounds
+    (:func:`~octconv.deploy.bench.time_backends`' ``result["scaling"]``), and return
+    them."""
+    from octconv.deploy.bench import passing_text, thread_scaling_text
     threads = scaling["threads"]
     print(f"  1 -> {threads} threads in the same rounds: TVM "
           f"{thread_scaling_text(scaling['tvm'], threads)}; the machine's scaling check (a "
           f"compute-bound 3x3 convolution whose threads share no data) "
-          f"{thread_scaling_text(scaling['check'], threads)}")
+          f"{thread_scaling_text(scaling['check'], threads)}; its data-passing check "
+          f"({threads} threads): {passing_text(scaling['passing'])}")
     return scaling
 
 

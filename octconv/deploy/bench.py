@@ -40,7 +40,8 @@ from octconv.specs import get_spec
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
-           "thread_scaling", "thread_scaling_text", "WARM_SECONDS", "timed_calls",
+           "thread_scaling", "thread_scaling_text", "passing_cost", "passing_text",
+           "WARM_SECONDS", "timed_calls",
            "random_input", "relative_difference", "differences_from_mxnet", "time_serving",
            "serving_runs", "time_serving_backends", "time_backends", "onnx_file",
            "BACKENDS"]
@@ -360,6 +361,24 @@ def thread_scaling(one, many):
             "spread": summarize(many)["spread"]}
 
 
+def passing_cost(own, passed):
+    """The data-passing check's figure (:mod:`octconv.deploy.scaling_check`) from the
+    milliseconds of its passes reading their own thread's writes (``own``) and another
+    thread's (``passed``), one of each per round of the same loop: ``{"ratio": the
+    ratio of medians passed / own, "interval": its 95 % interval}``
+    (:func:`ratio_interval`)."""
+    return {"ratio": float(np.median(passed) / np.median(own)),
+            "interval": [float(v) for v in ratio_interval(passed, own)]}
+
+
+def passing_text(value):
+    """A :func:`passing_cost` as printed: ``"reading another core's writes 3.10
+    [2.95-3.30] x as long as one's own"``."""
+    low, high = value["interval"]
+    return (f"reading another core's writes {value['ratio']:.2f} [{low:.2f}-{high:.2f}] x "
+            "as long as one's own")
+
+
 def thread_scaling_text(value, threads):
     """A :func:`thread_scaling` as printed: ``"1.88 [1.85-1.89] (spread 3 % on 2
     threads)"``."""
@@ -548,10 +567,12 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     ``compiled``: the network already compiled for this input (else it is compiled).
     ``scaling``, with TVM among the backends and more than one thread: TVM's library
     also runs on one thread, and the machine's scaling check
-    (:mod:`octconv.deploy.scaling_check`) on one thread and on ``threads``, in the same
-    rounds (the check first in each, as in the table); ``"scaling"`` then holds
-    ``threads`` and, for ``"tvm"`` and ``"check"``, the :func:`thread_scaling` of their
-    times with the times (``"times"``: ``{"1": [...], "many": [...]}``). ``steady``: each
+    (:mod:`octconv.deploy.scaling_check`) on one thread and on ``threads``, and its
+    data-passing check on ``threads``, in the same rounds (the checks first in each, as
+    in the table); ``"scaling"`` then holds ``threads``, for ``"tvm"`` and ``"check"``
+    the :func:`thread_scaling` of their times with the times (``"times"``: ``{"1":
+    [...], "many": [...]}``), and for ``"passing"`` the :func:`passing_cost` with the
+    times (``{"own": [...], "passed": [...]}``). ``steady``: each
     timed call follows untimed ones of the same runner (else it is the first after the
     idle wait: :func:`interleave`)."""
     x = random_input((batch, 3, size, size), seed)
@@ -562,7 +583,8 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     if scaling and threads > 1 and "tvm" in runners:  # the check for TVM's target
         from octconv.deploy.scaling_check import scaling_check
         check = scaling_check(threads, runners["tvm"].compiled.target, cache or TileCache())
-        first = {("check", "1"): check["tvm_1"], ("check", "many"): check["tvm"]}
+        first = {("check", "1"): check["tvm_1"], ("check", "many"): check["tvm"],
+                 ("check", "own"): check["own"], ("check", "passed"): check["passed"]}
         last = {("tvm", "1"): runners["tvm"].with_threads(1)}
     times = interleave({**first, **runners, **last}, runs, warmup, steady)
     result = {"ms": {b: summarize(times[b]) for b in runners}, "times": {
@@ -572,7 +594,11 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
             return dict(thread_scaling(one, many), times={"1": one, "many": many})
         result["scaling"] = {"threads": threads,
                              "tvm": scaled(times[("tvm", "1")], times["tvm"]),
-                             "check": scaled(times[("check", "1")], times[("check", "many")])}
+                             "check": scaled(times[("check", "1")], times[("check", "many")]),
+                             "passing": dict(passing_cost(times[("check", "own")],
+                                                          times[("check", "passed")]),
+                                             times={"own": times[("check", "own")],
+                                                    "passed": times[("check", "passed")]})}
     if "tvm" in runners:
         result["tvm"] = runners["tvm"].compiled.stats
     return result
