@@ -30,9 +30,9 @@ count runs in its own process (MXNet fixes its thread count when it starts); the
 2-thread process also runs the TVM libraries on one thread, for the scaling ratio, and
 beside them a compute-bound kernel on one thread and on two
 (:mod:`octconv.deploy.scaling_check`), whose scaling in the same rounds tells how much
-of two cores the machine gave, and passes of kernels on two threads that read what
-the other core has written, or what their own has, whose ratio tells how slowly the
-machine passed data between the cores. A few rows are timed again at batch 8 on the most
+of two cores the machine gave, and passes of kernels on two threads that read what the
+other core has written, or what their own has, whose ratio tells how slowly the machine
+passed data between the cores. A few rows are timed again at batch 8 on the most
 threads, in images per second.
 
 "Vanilla" networks are GluonCV's (true strided convolutions, what a user would

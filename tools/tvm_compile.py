@@ -41,13 +41,13 @@ compute-bound convolution whose threads share no data: how far the machine let a
 kernel scale while the backends were timed; on a shared virtual machine, far from the
 thread count at times), and prints both scalings, and the machine's data-passing check
 (how much longer threads take to read what another core wrote than what they wrote
-themselves: slow at times on such a machine, which slows a network's threads, that
-hand each other their maps, but not the scaling check). Each backend's turn in a round
-starts once the previous backend's workers are idle, with untimed calls for 40 ms, and
-the call after them is timed (calls back to back, as under steady load and as each
-runtime's own benchmark tool times them); ``--after-idle`` times the first call after
-the wait instead (a request arriving at an idle process; on several threads of a
-virtual machine it also pays for bringing a sleeping core back, a cost that varied
+themselves: at times far longer on such a machine, which slows a network, whose
+threads hand each other their maps, and not the compute-bound check). Each backend's
+turn in a round starts once the previous backend's workers are idle, with untimed calls
+for 40 ms, and the call after them is timed (calls back to back, as under steady load
+and as each runtime's own benchmark tool times them); ``--after-idle`` times the first
+call after the wait instead (a request arriving at an idle process; on several threads
+of a virtual machine it also pays for bringing a sleeping core back, a cost that varied
 several-fold within an hour on this project's).
 ``--json PATH`` also writes what is printed to a JSON file, for scripts: the network,
 its input, target, this machine's CPU and vector extensions and threads, the compile's

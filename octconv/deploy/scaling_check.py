@@ -17,15 +17,15 @@ the machine allowed a kernel that needs nothing from it but cores.
 Its threads share no data, so it does not see a machine that passes data between its
 cores slowly, which slows a network, whose threads hand each other parts of their maps
 at every layer (results/NOTES.md, stops 46 and 66). The check's second part, the
-data-passing check, measures that: on N threads, passes of two kernels, the first writing a part of
-:data:`PART_FLOATS` floats on each thread (in its core's L2 cache), the second reading
-on each thread either the part it wrote (``own``) or the part of the next thread
-(``passed``, written on another core). The passes that read another core's writes take
-longer by what moving them between the cores costs; their time over the others' is the
-data-passing figure (1 where passing data is as fast as reading one's own cache). On this
-project's 2-core Zen 4 VM it was 3 in some stretches and 10-12 in others, stretches in
-which a network's 2-thread calls took 1.5 x as long while the compute-bound check still
-scaled by 2.0 (results/NOTES.md, stop 66).
+data-passing check, measures that: on N threads, passes of two kernels, the first
+writing a part of :data:`PART_FLOATS` floats on each thread (in its core's L2 cache),
+the second reading on each thread either the part it wrote (``own``) or the part of the
+next thread (``passed``, written on another core). The passes that read another core's
+writes take longer by what moving them between the cores costs; their time over the
+others' is the data-passing figure (1 where passing data is as fast as reading one's
+own cache). On this project's 2-core Zen 4 VM it was 2-3 in some stretches and 9-11 in
+others, minutes long, in which a network's 2-thread calls took 1.5 x as long while the
+compute-bound check still scaled by 2.0 (results/NOTES.md, stop 66).
 """
 import hashlib
 
