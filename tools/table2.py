@@ -298,17 +298,17 @@ def check_figures(workers, part):
     timed on more than one thread (the workers' ``checks``): ``"<group> <scaling [95 %
     interval]> (spread <%> on <N> threads), reading another core's writes <ratio [95 %
     interval]> x as long as one's own; ..."``: the compute-bound kernel's 1 -> N thread
-    scaling and the data-passing figure
-    (:func:`~octconv.deploy.bench.thread_scaling_text`,
-    :func:`~octconv.deploy.bench.passing_text`), or None when no group had them."""
-    from octconv.deploy.bench import (passing_cost, passing_text, thread_scaling,
-                                      thread_scaling_text)
-    parts = [f"{GROUPS[group]} "
-             + thread_scaling_text(thread_scaling(check["times"]["tvm_1"],
-                                                  check["times"]["tvm"]), out["threads"])
-             + ", " + passing_text(passing_cost(check["times"]["own"],
-                                                check["times"]["passed"]))
-             for out in workers for group, check in out["checks"][part].items()]
+    scaling and the data-passing figure (:func:`octconv.deploy.scaling_check.figures`),
+    or None when no group had them."""
+    from octconv.deploy.bench import passing_text, thread_scaling_text
+    from octconv.deploy.scaling_check import figures
+    parts = []
+    for out in workers:
+        for group, check in out["checks"][part].items():
+            machine = figures(check["times"])
+            parts.append(f"{GROUPS[group]} "
+                         f"{thread_scaling_text(machine['scaling'], out['threads'])}, "
+                         f"{passing_text(machine['passing'])}")
     return "; ".join(parts) or None
 
 

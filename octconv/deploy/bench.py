@@ -583,22 +583,22 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     if scaling and threads > 1 and "tvm" in runners:  # the check for TVM's target
         from octconv.deploy.scaling_check import scaling_check
         check = scaling_check(threads, runners["tvm"].compiled.target, cache or TileCache())
-        first = {("check", "1"): check["tvm_1"], ("check", "many"): check["tvm"],
-                 ("check", "own"): check["own"], ("check", "passed"): check["passed"]}
+        first = {("check", name): run for name, run in check.items()}
         last = {("tvm", "1"): runners["tvm"].with_threads(1)}
     times = interleave({**first, **runners, **last}, runs, warmup, steady)
     result = {"ms": {b: summarize(times[b]) for b in runners}, "times": {
         b: times[b] for b in runners}, "max_diff": max_diff}
     if first:
-        def scaled(one, many):
-            return dict(thread_scaling(one, many), times={"1": one, "many": many})
-        result["scaling"] = {"threads": threads,
-                             "tvm": scaled(times[("tvm", "1")], times["tvm"]),
-                             "check": scaled(times[("check", "1")], times[("check", "many")]),
-                             "passing": dict(passing_cost(times[("check", "own")],
-                                                          times[("check", "passed")]),
-                                             times={"own": times[("check", "own")],
-                                                    "passed": times[("check", "passed")]})}
+        from octconv.deploy.scaling_check import figures
+        mine = {name: times[("check", name)] for name in check}
+        machine = figures(mine)
+        one, many = times[("tvm", "1")], times["tvm"]
+        result["scaling"] = {
+            "threads": threads,
+            "tvm": dict(thread_scaling(one, many), times={"1": one, "many": many}),
+            "check": dict(machine["scaling"], times={"1": mine["tvm_1"], "many": mine["tvm"]}),
+            "passing": dict(machine["passing"], times={"own": mine["own"],
+                                                       "passed": mine["passed"]})}
     if "tvm" in runners:
         result["tvm"] = runners["tvm"].compiled.stats
     return result

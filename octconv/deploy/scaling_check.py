@@ -39,7 +39,7 @@ from octconv.deploy.target import describe, vector_lanes
 from octconv.deploy.threads import resolve_threads, use_threads
 from octconv.deploy.tuning import SCHEDULE_VERSION, functions_module, kernel_arguments
 
-__all__ = ["check_kernel", "passing_functions", "scaling_check", "DESCRIPTION",
+__all__ = ["check_kernel", "passing_functions", "scaling_check", "figures", "DESCRIPTION",
            "PART_FLOATS", "PASSES"]
 
 IMAGES, CHANNELS, SIDE = 8, 64, 28
@@ -131,3 +131,14 @@ def scaling_check(threads, target, cache):
     return {"tvm": _Calls(check, threads), "tvm_1": _Calls(check, 1),
             **{read: _Calls([(module["write"], (x, y)), (module[read], (y, z))], threads,
                             PASSES) for read in ("own", "passed")}}
+
+
+def figures(times):
+    """The check's figures from the milliseconds of its runners in the same rounds
+    (``times``: runner name, as :func:`scaling_check` names them, -> ms per round):
+    ``{"scaling": the compute-bound check's 1 -> N thread scaling
+    (:func:`~octconv.deploy.bench.thread_scaling`), "passing": the data-passing figure
+    (:func:`~octconv.deploy.bench.passing_cost`)}``."""
+    from octconv.deploy.bench import passing_cost, thread_scaling  # (bench loads MXNet)
+    return {"scaling": thread_scaling(times["tvm_1"], times["tvm"]),
+            "passing": passing_cost(times["own"], times["passed"])}
