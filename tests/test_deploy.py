@@ -1681,6 +1681,16 @@ print(len(wrong), sorted(counts))
 """
 
 
+def test_a_runners_input_array_is_aligned_and_shared_with_its_tvm_tensor():
+    from octconv.deploy.compile import ALIGNMENT, _shared_input
+    for shape in ((1, 3, 33, 33), (2, 3, 7, 5), (1, 1, 1, 1)):
+        for _ in range(4):  # (NumPy places its arrays at various offsets)
+            array, tensor = _shared_input(shape)
+            assert array.ctypes.data % ALIGNMENT == 0 and array.shape == shape
+            array[...] = np.random.default_rng(0).standard_normal(shape)
+            np.testing.assert_array_equal(tensor.numpy(), array)
+
+
 def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
     network = network_("mobilenet_v2_100", 0.25, 33)
     x = image(33)
@@ -1706,6 +1716,15 @@ def test_library_reloads_in_a_fresh_process_without_mxnet(tmp_path, cache):
     assert served.stdout.split("\n")[-2] == "0 [1]"
     reloaded = load_library(library)
     np.testing.assert_array_equal(reloaded(x), compiled.run(x))
+    # inputs of another type or order are converted as they are copied in; each output
+    # is an array of the caller's own, which later calls leave as it was
+    first = reloaded(x)
+    for other in (x.astype(np.float64), np.asfortranarray(x), x.tolist()):
+        np.testing.assert_array_equal(reloaded(other), first)
+    assert first.flags.writeable and first.flags.owndata
+    kept = first.copy()
+    assert not np.array_equal(reloaded(image(33, seed=2)), kept)
+    np.testing.assert_array_equal(first, kept)
     assert reloaded.input_shape == (1, 3, 33, 33)  # kept in the library
     for run in (compiled.run, reloaded):
         with pytest.raises(ValueError, match=r"compiled for inputs of shape \(1, 3, 33, 33\)"):
