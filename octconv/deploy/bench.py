@@ -40,8 +40,8 @@ from octconv.specs import get_spec
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
-           "thread_scaling", "thread_scaling_text", "passing_cost", "passing_text",
-           "WARM_SECONDS", "timed_calls",
+           "median_ratio", "thread_scaling", "thread_scaling_text", "passing_cost",
+           "passing_text", "WARM_SECONDS", "timed_calls",
            "random_input", "relative_difference", "differences_from_mxnet", "time_serving",
            "serving_runs", "time_serving_backends", "time_backends", "onnx_file",
            "BACKENDS"]
@@ -349,6 +349,13 @@ def ratio_interval(numerator, denominator, level=0.95, resamples=2000, seed=0):
     return float(low), float(high)
 
 
+def median_ratio(numerator, denominator):
+    """``(ratio, [low, high])``: the ratio of the medians of two lists of times taken in
+    the same rounds, and its 95 % interval (:func:`ratio_interval`)."""
+    return (float(np.median(numerator) / np.median(denominator)),
+            [float(v) for v in ratio_interval(numerator, denominator)])
+
+
 def thread_scaling(one, many):
     """A 1 -> N thread scaling (a network's, or the machine's scaling check's) from the
     milliseconds of calls on one thread (``one``) and on N (``many``), one of each per
@@ -356,9 +363,8 @@ def thread_scaling(one, many):
     interval (:func:`ratio_interval`), "spread": the interquartile spread of the N-thread
     calls}``. The median says what held most of the time; the spread, how much it
     wavered (a machine slow in a quarter of the rounds leaves the median where it was)."""
-    return {"scaling": float(np.median(one) / np.median(many)),
-            "interval": [float(v) for v in ratio_interval(one, many)],
-            "spread": summarize(many)["spread"]}
+    scaling, interval = median_ratio(one, many)
+    return {"scaling": scaling, "interval": interval, "spread": summarize(many)["spread"]}
 
 
 def passing_cost(own, passed):
@@ -366,9 +372,9 @@ def passing_cost(own, passed):
     milliseconds of its passes reading their own thread's writes (``own``) and another
     thread's (``passed``), one of each per round of the same loop: ``{"ratio": the
     ratio of medians passed / own, "interval": its 95 % interval}``
-    (:func:`ratio_interval`)."""
-    return {"ratio": float(np.median(passed) / np.median(own)),
-            "interval": [float(v) for v in ratio_interval(passed, own)]}
+    (:func:`median_ratio`)."""
+    ratio, interval = median_ratio(passed, own)
+    return {"ratio": ratio, "interval": interval}
 
 
 def passing_text(value):
@@ -550,9 +556,8 @@ def time_serving(runs, x, requests, rounds, calls=None):
     for name, spent in seconds.items():
         images = requests * counts[name] * len(x)
         rates = {key: [images / t for t in times] for key, times in spent.items()}
-        results[name] = dict(rates, calls=counts[name],
-                             gain=float(np.median(rates["many"]) / np.median(rates["one"])),
-                             interval=ratio_interval(rates["many"], rates["one"]))
+        gain, interval = median_ratio(rates["many"], rates["one"])
+        results[name] = dict(rates, calls=counts[name], gain=gain, interval=interval)
     return results
 
 
