@@ -252,17 +252,15 @@ def _row(label, result, group_results, threads, batch, tolerance):
     """One CSV row. Each ratio a target judges is the ratio of two medians over the
     rounds both were timed in, with a 95 % interval from resampling those rounds of the
     interleaved loop (both times of a round together:
-    :func:`~octconv.deploy.bench.ratio_interval`). So where the fastest other backend
+    :func:`~octconv.deploy.bench.median_ratio`). So where the fastest other backend
     stopped early (:func:`not_needed`), TVM over it pairs its rounds with TVM's first
     ones, not with TVM's median over all."""
-    import numpy as np
-    from octconv.deploy.bench import ratio_interval, thread_scaling
+    from octconv.deploy.bench import median_ratio, thread_scaling
     ms = {b: s["median"] for b, s in result["ms"].items()}
     times = result["times"]
     spreads = [s["spread"] for b, s in result["ms"].items() if b != "tvm_1"]
     twin = next(r[5] for r in ROWS if r[1] == label)
     fastest = min(OTHERS, key=ms.get)
-    best = ms[fastest]
     row = {"network": label, "threads": threads, "batch": batch, "macs_m": result["macs"] / 1e6,
            "tvm_ms": ms["tvm"], "mxnet_ms": ms["mxnet"], "onnxruntime_ms": ms["onnxruntime"],
            "openvino_ms": ms["openvino"], "tvm_spread": result["ms"]["tvm"]["spread"],
@@ -277,9 +275,8 @@ def _row(label, result, group_results, threads, batch, tolerance):
     # the fastest other ran to the end unless it was overtaken after it stopped
     # (:func:`not_needed`): then the ratio and its interval pair the rounds it ran
     runs = len(times[fastest])
-    row["tvm_vs_best_other"] = float(np.median(times["tvm"][:runs]) / best)
-    row["tvm_vs_best_other_low"], row["tvm_vs_best_other_high"] = ratio_interval(
-        times["tvm"][:runs], times[fastest])
+    row["tvm_vs_best_other"], (row["tvm_vs_best_other_low"], row["tvm_vs_best_other_high"]) = \
+        median_ratio(times["tvm"][:runs], times[fastest])
     if "tvm_1" in times:
         scaled = thread_scaling(times["tvm_1"], times["tvm"])
         row["scaling"] = scaled["scaling"]
@@ -316,10 +313,9 @@ def _speedup_over_macs(reference, result, key, row):
     """Set ``row[key]`` (and ``key_low``, ``key_high``) to TVM's speed-up of ``result``
     over ``reference`` (another network of the group) divided by their MACs ratio, with
     its 95 % interval; return the speed-up and the MACs ratio."""
-    from octconv.deploy.bench import ratio_interval
-    speedup = reference["ms"]["tvm"]["median"] / result["ms"]["tvm"]["median"]
+    from octconv.deploy.bench import median_ratio
+    speedup, (low, high) = median_ratio(reference["times"]["tvm"], result["times"]["tvm"])
     macs_ratio = reference["macs"] / result["macs"]
-    low, high = ratio_interval(reference["times"]["tvm"], result["times"]["tvm"])
     row.update({key: speedup / macs_ratio, f"{key}_low": low / macs_ratio,
                 f"{key}_high": high / macs_ratio})
     return speedup, macs_ratio

@@ -157,7 +157,7 @@ def print_timing(result, threads, batch, runs, steady):
     return them by backend: the summary, images/s, TVM's time over its (``tvm_over_it``,
     with its 95 % ``interval``) and its largest difference from MXNet over MXNet's
     largest |output| (``max_diff``)."""
-    from octconv.deploy.bench import ratio_interval, timed_calls
+    from octconv.deploy.bench import median_ratio, timed_calls
     print(f"{threads} thread(s), batch {batch}, {runs} interleaved runs, "
           f"{timed_calls(steady)} (median, min-max, images/s; TVM's time over the backend's, "
           "with a 95 % interval from resampling the rounds):")
@@ -167,9 +167,9 @@ def print_timing(result, threads, batch, runs, steady):
         line = (f"  {backend:12s} {ms['median']:9.3f} ms  ({ms['min']:.3f}-{ms['max']:.3f})"
                 f"  {entry['images_per_s']:8.1f} img/s")
         if backend != "tvm":
-            entry["tvm_over_it"] = result["ms"]["tvm"]["median"] / ms["median"]
-            low, high = entry["interval"] = ratio_interval(result["times"]["tvm"],
-                                                           result["times"][backend])
+            entry["tvm_over_it"], entry["interval"] = median_ratio(result["times"]["tvm"],
+                                                                   result["times"][backend])
+            low, high = entry["interval"]
             line += f"   TVM / it {entry['tvm_over_it']:.3g} [{low:.3g}-{high:.3g}]"
         if backend in result["max_diff"]:
             entry["max_diff"] = result["max_diff"][backend]
@@ -201,14 +201,13 @@ def print_serving(network, compiled, requests, rounds, cache):
     return them by backend: the summary of each one's images/s per round
     (:func:`~octconv.deploy.bench.summarize`), the gain and its interval, ``max_diff``,
     and ``tvm_over_it`` with its interval."""
-    from octconv.deploy.bench import ratio_interval, summarize, time_serving_backends
+    from octconv.deploy.bench import median_ratio, summarize, time_serving_backends
     result = time_serving_backends(network, compiled, requests, rounds, cache)
     print(f"serving {requests} request threads of {compiled.threads} thread(s) each, batch "
           f"{compiled.input_shape[0]}, {rounds} interleaved rounds (images/s: median, "
           "min-max; at once over one request thread, and TVM's at once over the "
           "backend's, with 95 % intervals):")
     serving, tvm = {"requests": requests, "backends": {}}, result["backends"]["tvm"]["many"]
-    tvm_median = summarize(tvm)["median"]  # TVM's images/s at once
     for backend, rates in result["backends"].items():
         row = serving["backends"][backend] = {
             "calls_per_request_thread": rates["calls"], "one": summarize(rates["one"]),
@@ -220,8 +219,8 @@ def print_serving(network, compiled, requests, rounds, cache):
                 f"({row['many']['min']:.1f}-{row['many']['max']:.1f})  gain "
                 f"{row['gain']:.3g} [{low:.3g}-{high:.3g}]")
         if backend != "tvm":
-            row["tvm_over_it"] = tvm_median / row["many"]["median"]
-            low, high = row["tvm_over_it_interval"] = ratio_interval(tvm, rates["many"])
+            row["tvm_over_it"], row["tvm_over_it_interval"] = median_ratio(tvm, rates["many"])
+            low, high = row["tvm_over_it_interval"]
             line += f"  TVM / it {row['tvm_over_it']:.3g} [{low:.3g}-{high:.3g}]"
         print(line + f"  max |diff| vs MXNet {row['max_diff']:.2g} x max |out|")
     return serving
