@@ -509,14 +509,8 @@ class Conv(Kernel):
         """The convolution over the output map, or for a 1x1 convolution with ``pixels``
         (not None) over each image's flat pixels padded to ``pixels`` (the padding
         recomputes the map's last pixel, its results unused), then the epilogue."""
-        ib = self.data[4]
-        data = te.placeholder(self.data, F32, "data")
-        weight = te.placeholder(self.weight_shape, F32, "weight")
-        shape = self.out_shape
-        k, s, p = self.kernel, self.stride, self.pad
-        padded = _pad(_average_2x2(data) if self.pooled else data, shape, k, s, p, 0.0)
-        kh = te.reduce_axis((0, k), "kh")
-        kw = te.reduce_axis((0, k), "kw")
+        ib, s = self.data[4], self.stride
+        data, weight, shape, padded, kh, kw = _window_operands(self)
         per_group = self.out_blocks // self.groups
         if self.in_channels is None:
             icb = te.reduce_axis((0, self.in_blocks_per_group), "icb")
@@ -893,13 +887,8 @@ class Depthwise(Kernel):
         return (self.data[1], self.kernel, self.kernel, self.data[4])
 
     def compute(self):
-        data = te.placeholder(self.data, F32, "data")
-        weight = te.placeholder(self.weight_shape, F32, "weight")
-        shape = self.out_shape
-        k, s, p = self.kernel, self.stride, self.pad
-        padded = _pad(_average_2x2(data) if self.pooled else data, shape, k, s, p, 0.0)
-        kh = te.reduce_axis((0, k), "kh")
-        kw = te.reduce_axis((0, k), "kw")
+        data, weight, shape, padded, kh, kw = _window_operands(self)
+        s = self.stride
         conv = te.compute(shape, lambda n, b, y, x, i: te.sum(
             padded[n, b, y * s + kh, x * s + kw, i] * weight[b, kh, kw, i], axis=[kh, kw]),
             name="conv")
@@ -941,6 +930,24 @@ class Depthwise(Kernel):
         _pad_inside(sch, outer[-1])
         _parallel(sch, *outer)
         sch.decompose_reduction(conv, kh)
+
+
+def _window_operands(kernel):
+    """What a :class:`Conv` or :class:`Depthwise` ``kernel`` computes from: the
+    placeholders of its data and weights, its output shape, its input padded for its
+    window (average-pooled 2x2/2 first where it pools as it reads) and the window's
+    reduce axes (kh, kw)."""
+    data = te.placeholder(kernel.data, F32, "data")
+    weight = te.placeholder(kernel.weight_shape, F32, "weight")
+    shape, k = kernel.out_shape, kernel.kernel
+    padded = _pad(_average_2x2(data) if kernel.pooled else data, shape, k, kernel.stride,
+                  kernel.pad, 0.0)
+    return (data, weight, shape, padded) + _window_axes((k, k))
+
+
+def _window_axes(window):
+    """The reduce axes (kh, kw) over a ``window`` of (rows, columns)."""
+    return tuple(te.reduce_axis((0, extent), name) for extent, name in zip(window, ("kh", "kw")))
 
 
 def _average_2x2(data):
@@ -995,6 +1002,20 @@ class Pointwise(Kernel):
         vectorize_inner(sch, sch.get_sblock("epilogue"))
 
 
+def _window(padded, shape, window, stride, reduce, divisor=None):
+    """The map ``shape`` whose pixel (y, x) reduces (``te.max`` or ``te.sum``) the
+    ``window`` (rows, columns) of ``padded`` from (y, x) x ``stride`` on: a "pool"
+    block, then, with ``divisor`` (of y and x, for an average), an "epilogue" block
+    dividing by it (as :func:`_schedule_window` schedules them)."""
+    kh, kw = _window_axes(window)
+    pooled = te.compute(shape, lambda n, b, y, x, i: reduce(
+        padded[n, b, y * stride + kh, x * stride + kw, i], axis=[kh, kw]), name="pool")
+    if divisor is None:
+        return pooled
+    return te.compute(shape, lambda n, b, y, x, i: pooled[n, b, y, x, i] / divisor(y, x),
+                      name="epilogue")
+
+
 def _schedule_window(sch, data):
     """The "pool" block (n, b, y, x, lane, window rows, window cols) over the input map
     of shape ``data``: the window loops inside the vectorized lanes' loop, any padding
@@ -1041,20 +1062,12 @@ class Pool(Kernel):
         data = te.placeholder(self.data, F32, "data")
         shape = self.out_shape
         k, s, p = self.kernel, self.stride, self.pad
-        is_max = self.pool_type == "max"
-        fill = -3.4e38 if is_max else 0.0
-        padded = _pad(data, shape, k, s, p, fill)
-        kh = te.reduce_axis((0, k), "kh")
-        kw = te.reduce_axis((0, k), "kw")
-        reduce = te.max if is_max else te.sum
-        pooled = te.compute(shape, lambda n, b, y, x, i: reduce(
-            padded[n, b, y * s + kh, x * s + kw, i], axis=[kh, kw]), name="pool")
-        if is_max:
-            return [data], pooled
-        out = te.compute(shape, lambda n, b, y, x, i: pooled[n, b, y, x, i]
-                         / (_covered(y, h, k, s, p) * _covered(x, w, k, s, p)),
-                         name="epilogue")
-        return [data], out
+        if self.pool_type == "max":
+            padded = _pad(data, shape, k, s, p, -3.4e38)
+            return [data], _window(padded, shape, (k, k), s, te.max)
+        padded = _pad(data, shape, k, s, p, 0.0)
+        return [data], _window(padded, shape, (k, k), s, te.sum, lambda y, x: (
+            _covered(y, h, k, s, p) * _covered(x, w, k, s, p)))
 
     def schedule(self, sch, tile):
         _schedule_window(sch, self.data)
@@ -1068,13 +1081,8 @@ class GlobalPool(Kernel):
     def compute(self):
         n_, b_, h, w, c = self.data
         data = te.placeholder(self.data, F32, "data")
-        ry = te.reduce_axis((0, h), "ry")
-        rx = te.reduce_axis((0, w), "rx")
-        total = te.compute((n_, b_, 1, 1, c), lambda n, b, y, x, i: te.sum(
-            data[n, b, ry, rx, i], axis=[ry, rx]), name="pool")
-        out = te.compute((n_, b_, 1, 1, c), lambda n, b, y, x, i:
-                         total[n, b, y, x, i] / float(h * w), name="epilogue")
-        return [data], out
+        return [data], _window(data, (n_, b_, 1, 1, c), (h, w), 1, te.sum,
+                               lambda y, x: float(h * w))
 
     def schedule(self, sch, tile):
         _schedule_window(sch, self.data)
