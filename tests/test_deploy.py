@@ -755,6 +755,26 @@ def test_average_poolings_equal_numpy(kernel):
             rows = slice(max(y * s - p, 0), min(y * s - p + k, kernel.data[2]))
             cols = slice(max(x_ * s - p, 0), min(x_ * s - p + k, kernel.data[3]))
             expected[:, :, y, x_] = x[:, :, rows, cols].mean(axis=(2, 3))
+    _assert_every_tile_gives(kernel, x, expected, target)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 7, 9, 16), (2, 1, 9, 4, 16)],
+                         ids=["7x9", "9x4-batch2"])
+def test_global_average_equals_numpy_on_maps_of_unequal_sides(shape):
+    """The global average takes its window as (height, width): on maps whose sides
+    differ, a window with the two swapped would read past one side and miss part of
+    the other. Against NumPy's mean over the map, with every candidate tile."""
+    target = make_target()
+    if not runs_here(target):
+        pytest.skip("host target not runnable")
+    kernel = K.GlobalPool(shape)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    _assert_every_tile_gives(kernel, x, x.mean(axis=(2, 3), keepdims=True), target)
+
+
+def _assert_every_tile_gives(kernel, x, expected, target):
+    """``kernel`` (of one input) scheduled with each of its candidate tiles for
+    ``target`` gives ``expected`` on ``x``."""
     for tile in kernel.tiles(vector_lanes(target)):
         func = scheduled_func(kernel, tile).with_attr("global_symbol", "k")
         lib = tvm.compile(tvm.IRModule({"k": func}), target=target)
