@@ -228,6 +228,19 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, bat
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 
+@pytest.mark.parametrize("name, alpha, shape, threads", [
+    ("mobilenet_v1_075", 0.5, (2, 3, 41, 29), 2), ("resnet50_v1b", 0.375, (3, 3, 21, 44), 0)])
+def test_inputs_of_unequal_odd_sides_equal_mxnet(name, alpha, shape, threads, cache):
+    """Inputs whose sides differ and are odd: every map after them has unequal sides
+    (the low maps each rounded up), which the row bands, Winograd tiles and global
+    average see, at a batch and on more than one thread."""
+    network = network_(name, alpha, max(shape[2:]))
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    compiled = compile_symbol(network.symbol, network.params, shape, cache=cache, budget=1,
+                              threads=threads)
+    assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
+
+
 # Winograd layers of few weights (in bands), in the candidates' test and step by step
 # (the last: 13 blocks of 8 channels in 7 pairs, one partner dropped, tiles of 2 x 7)
 SMALL_WINOGRAD = [
