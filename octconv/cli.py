@@ -18,8 +18,8 @@ import sys
 
 __all__ = ["UserError", "command", "mxnet_reason", "ArgumentParser", "add_checkpoint_arguments",
            "add_network_arguments", "check_network_arguments", "chosen_network",
-           "child_processes", "positive_int", "size_list", "exchange_paths", "output_path",
-           "output_folder"]
+           "child_processes", "positive_int", "image_size", "size_list", "exchange_paths",
+           "output_path", "output_folder"]
 
 
 class UserError(Exception):
@@ -127,7 +127,8 @@ def add_network_arguments(parser):
                         help="output classes (default 1000)")
     parser.add_argument("--params", help="weights for --model (an MXNet .params file)")
     parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
-    parser.add_argument("--size", type=positive_int, default=224)
+    parser.add_argument("--size", type=image_size, default=224, metavar="SIZE",
+                        help="input side in pixels, or HEIGHTxWIDTH (default 224)")
     parser.add_argument("--batch", type=positive_int, default=1, help="images per call")
 
 
@@ -168,6 +169,17 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def image_size(text):
+    """An argument type: an image's side (``224``, a square) or its ``HEIGHTxWIDTH``
+    (``224x320``), each a whole number of at least 1: the side, or (height, width)."""
+    sides = text.lower().split("x")
+    if len(sides) > 2 or not all(side.strip().lstrip("-").isdigit() for side in sides):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: give a side (224) or "
+                                         f"HEIGHTxWIDTH (224x320)")
+    values = [positive_int(side) for side in sides]
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 def size_list(text):

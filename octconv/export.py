@@ -14,7 +14,7 @@ from octconv.files import write_atomically
 from octconv.ops import CEIL_POOL_PAD
 from octconv.weights import as_array, check_params
 
-__all__ = ["logits_symbol", "export_onnx"]
+__all__ = ["logits_symbol", "export_onnx", "image_sides"]
 
 
 def logits_symbol(name, alpha=0.0, classes=1000, **options):
@@ -25,14 +25,23 @@ def logits_symbol(name, alpha=0.0, classes=1000, **options):
     return sym.get_internals()["classifier_output"]
 
 
+def image_sides(size):
+    """``(height, width)`` of an input ``size``: one side of a square, or the pair."""
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    height, width = size
+    return int(height), int(width)
+
+
 def export_onnx(sym, params, path, size=224, batch=1, frames=None, dynamic_batch=False):
     """Write ``sym`` with ``params`` (name -> NDArray or array) to the ONNX file ``path``
-    (atomically) for inputs of ``batch`` x 3 x ``size`` x ``size`` (x ``frames`` before
-    the size, for a video network); every weight is first checked against the graph
+    (atomically) for inputs of ``batch`` x 3 x ``size`` x ``size`` (or x height x width,
+    ``size`` a pair; x ``frames`` before them, for a video network); every weight is
+    first checked against the graph
     (:func:`octconv.weights.check_params`). ``dynamic_batch``: the batch axis is left
     free (named ``batch`` in the input and the output), so that one file runs any batch
     (ResNet-50 alpha .5 ran as fast from it in ONNX Runtime and OpenVINO here)."""
-    shape = (batch, 3) + ((frames,) if frames else ()) + (size, size)
+    shape = (batch, 3) + ((frames,) if frames else ()) + image_sides(size)
     check_params(sym, params, shape)
     inputs = sym.list_inputs()
     weights = {n: as_array(params[n], np.float32) for n in inputs if n in params}

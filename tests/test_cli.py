@@ -167,6 +167,10 @@ CASES = {
                                           "invalid choice: 'resnet51'"),
     "tvm_compile --size -3": (("tools/tvm_compile.py",) + MODEL + ("--size", "-3"),
                               AT_LEAST_ONE),
+    "tvm_compile --size 32x": (("tools/tvm_compile.py",) + MODEL + ("--size", "32x"),
+                               "'32x' is not a size: give a side (224) or HEIGHTxWIDTH"),
+    "export_onnx --size 32x0": (("tools/export_onnx.py",) + MODEL +
+                                ("--size", "32x0", "--out", "{root}/m.onnx"), AT_LEAST_ONE),
     "tvm_compile --batch 0": (("tools/tvm_compile.py",) + MODEL + ("--batch", "0"),
                               AT_LEAST_ONE),
     "tvm_compile --budget -3": (("tools/tvm_compile.py",) + MODEL + ("--budget", "-3"),

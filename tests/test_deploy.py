@@ -2466,6 +2466,38 @@ def test_compile_cli_times_first_calls_after_an_idle_wait_on_request(trained_run
         "tvm": 2, "mxnet": 2, "onnxruntime": 2, "openvino": 2}
 
 
+def test_compile_network_takes_a_height_and_a_width(cache):
+    net = compile_network("resnet10_v2_mini", 0.25, classes=10, size=(21, 30), cache=cache,
+                          budget=1)
+    assert net.input_shape == (1, 3, 21, 30)
+    x = np.random.default_rng(2).standard_normal((1, 3, 21, 30)).astype(np.float32)
+    network = zoo_network("resnet10_v2_mini", 0.25, classes=10)  # the same random weights
+    assert_close_to_mxnet(net.run(x), mxnet_logits(network, x))
+
+
+def test_compile_cli_takes_unequal_sides_for_every_backend(tmp_path):
+    """``--size HEIGHTxWIDTH``: the library takes inputs of those sides at the batch
+    asked, and every backend timed runs them (ONNX Runtime and OpenVINO from an export
+    of those sides), each equal to MXNet within 1e-4 of its output scale."""
+    library, report = tmp_path / "m.so", tmp_path / "r.json"
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "tvm_compile.py"), "--model",
+         "resnet10_v2_mini", "--alpha", "0.25", "--classes", "10", "--size", "33x45",
+         "--batch", "2", "--budget", "1", "--time", "--runs", "2", "--cache",
+         str(tmp_path / "tiles.json"), "--out", str(library), "--json", str(report)],
+        check=True, capture_output=True, text=True, cwd=ROOT)
+    result = json.load(open(report))
+    assert result["input_shape"] == [2, 3, 33, 45]
+    assert sorted(result["timing"]) == ["mxnet", "onnxruntime", "openvino", "tvm"]
+    assert all(result["timing"][b]["max_diff"] <= 1e-4
+               for b in ("onnxruntime", "openvino", "tvm"))
+    run = load_library(str(library))
+    assert run.input_shape == (2, 3, 33, 45)
+    network = zoo_network("resnet10_v2_mini", 0.25, classes=10)  # the tool's random weights
+    x = np.random.default_rng(3).standard_normal((2, 3, 33, 45)).astype(np.float32)
+    assert_close_to_mxnet(run(x), mxnet_logits(network, x))
+
+
 def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     """All four backends on 2 threads and a batch of 2, each timed call after 40 ms of
     untimed ones of its backend, each checked against MXNet and compared with TVM (a

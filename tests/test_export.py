@@ -132,6 +132,24 @@ def test_a_batch_and_a_free_batch_axis_export(tmp_path):
                 assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
+def test_an_input_of_unequal_sides_exports(tmp_path):
+    """``size`` as (height, width): a file for 31 x 46 px inputs (odd and even sides, so
+    the low maps round up on one side only), which ONNX Runtime and OpenVINO run equal
+    to MXNet."""
+    height, width = 31, 46
+    net = calibrated("resnet26_v2", 0.5, 32)
+    params = {k: p.data() for k, p in net.collect_params().items()}
+    path = export_onnx(logits_symbol("resnet26_v2", 0.5, 10), params,
+                       str(tmp_path / "m.onnx"), (height, width))
+    dims = [d.dim_value for d in onnx.load(path).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, height, width]
+    x = np.random.RandomState(0).uniform(-1, 1, (1, 3, height, width)).astype("float32")
+    want = net(mx.nd.array(x)).asnumpy()
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for got in (session.run(None, {"data": x})[0], openvino_logits(path, x)):
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
 def test_export_refuses_weights_of_another_alpha(tmp_path):
     """The tool names the first parameter whose shape does not fit, with both shapes."""
     net = get_model("resnet26_v2", alpha=0.5, classes=10)

@@ -6,6 +6,7 @@
     python tools/export_onnx.py --model resnet50_v2 --alpha 0.25 --params r50.params --out r50.onnx
     python tools/export_onnx.py --model i3d_resnet50 --alpha 0.1 --frames 8 --out i3d.onnx
     python tools/export_onnx.py --model resnet50_v2 --alpha 0.5 --dynamic-batch --out r50.onnx
+    python tools/export_onnx.py --model resnet50_v2 --alpha 0.5 --size 224x320 --out r50.onnx
 
 Every weight is checked against the shape the network needs: a parameter file of
 another network or alpha is refused, naming the parameter.

@@ -11,9 +11,11 @@ beside MXNet (oneDNN), ONNX Runtime and OpenVINO on the same thread count.
     python tools/tvm_compile.py --model resnet50_v2 --alpha .75 --profile 15
     python tools/tvm_compile.py --model resnet50_v2 --alpha .5 --time --json r50.json
     python tools/tvm_compile.py --model mobilenet_v1_075 --alpha .375 --requests 2
+    python tools/tvm_compile.py --model resnet50_v2 --alpha .5 --size 224x320 --out r50.so
 
-``--target`` takes an LLVM CPU name (default: this machine); a target this machine
-cannot run is cross-compiled (no tuning, no timing). Tuning results are cached in
+``--size`` takes a side or HEIGHTxWIDTH. ``--target`` takes an LLVM CPU name (default:
+this machine); a target this machine cannot run is cross-compiled (no tuning, no
+timing). Tuning results are cached in
 ``--cache`` (default ``$OCTCONV_TVM_CACHE`` or ``~/.cache/octconv/tvm_tiles.json``), the
 compiled libraries in the ``libraries/`` folder beside it. ``--threads`` (default 1,
 as the paper; 0 = all cores) applies to every backend. ``--profile N`` prints the N
@@ -109,6 +111,7 @@ def main(argv=None):
     from octconv.deploy.compile import compile_symbol
     from octconv.deploy.target import cpu_model, describe, make_target, runs_here, vector_isa
     from octconv.deploy.tuning import TileCache
+    from octconv.export import image_sides
     from octconv.files import write_atomically
     model, params = chosen_network(args)
     if params is not None:
@@ -116,15 +119,15 @@ def main(argv=None):
     network = zoo_network(params=params, size=args.size, **model)
     target = make_target(args.target)
     cache = TileCache(args.cache)
+    shape = (args.batch, 3) + image_sides(args.size)
     report = {"network": network.label, "macs_per_image": network.macs(args.size),
-              "input_shape": [args.batch, 3, args.size, args.size], "threads": threads,
+              "input_shape": list(shape), "threads": threads,
               "target": describe(target), "cpu": cpu_model(), "isa": vector_isa()}
     print(f"{network.label}: {report['macs_per_image'] / 1e6:.1f} M multiply-adds per "
-          f"image at {args.size} px, target {report['target']} on {report['cpu']} "
-          f"({report['isa']})")
+          f"image of {shape[2]} x {shape[3]} px, target {report['target']} on "
+          f"{report['cpu']} ({report['isa']})")
     if (args.time or args.profile or args.requests) and not runs_here(target):
         raise ValueError(f"cannot time {describe(target)} on this machine")
-    shape = (args.batch, 3, args.size, args.size)
     compiled = compile_symbol(network.symbol, network.params, shape, target, cache,
                               args.budget, threads, winograd=not args.no_winograd)
     report["compile"] = compiled.stats

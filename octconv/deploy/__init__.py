@@ -34,10 +34,12 @@ __all__ = ["compile_network", "compile_symbol", "load_library", "CompiledNetwork
 def compile_network(name, alpha=0.0, classes=1000, params=None, size=224, batch=1,
                     target=None, cache=None, budget=4, threads=1, winograd=True):
     """Compile the zoo network ``name`` at ``alpha`` for ``batch`` x 3 x ``size`` x
-    ``size`` inputs, run on ``threads`` threads (0: all cores); ``params`` (name ->
-    array) default to random weights and must fit the network (ValueError naming the
-    first that does not). See :func:`compile_symbol` for the other arguments."""
+    ``size`` inputs (or x height x width, ``size`` a pair), run on ``threads`` threads
+    (0: all cores); ``params`` (name -> array) default to random weights and must fit
+    the network (ValueError naming the first that does not). See :func:`compile_symbol`
+    for the other arguments."""
     from octconv.deploy.bench import zoo_network
+    from octconv.export import image_sides
     network = zoo_network(name, alpha, classes, params, size)
-    return compile_symbol(network.symbol, network.params, (batch, 3, size, size), target,
-                          cache, budget, threads, winograd=winograd)
+    return compile_symbol(network.symbol, network.params, (batch, 3) + image_sides(size),
+                          target, cache, budget, threads, winograd=winograd)

@@ -34,7 +34,7 @@ from octconv.deploy.compile import compile_symbol
 from octconv.deploy.libraries import CheckedFiles
 from octconv.deploy.threads import resolve_threads, use_threads
 from octconv.deploy.tuning import TileCache
-from octconv.export import export_onnx, logits_symbol
+from octconv.export import export_onnx, image_sides, logits_symbol
 from octconv.graph import Graph, param_role
 from octconv.specs import get_spec
 
@@ -65,7 +65,8 @@ class Network:
     params: dict
 
     def macs(self, size):
-        return count_symbol(self.symbol, {"data": (1, 3, size, size)}).macs
+        """Multiply-adds of one image of ``size`` (a side, or (height, width))."""
+        return count_symbol(self.symbol, {"data": (1, 3) + image_sides(size)}).macs
 
 
 def _random_params(symbol, size, seed=0):
@@ -73,7 +74,7 @@ def _random_params(symbol, size, seed=0):
     layers, BatchNorm statistics near identity; drawn in float32 (a ResNet-50's 25 M
     weights in 0.37 s, against 1.49 in float64 and a cast)."""
     rng = np.random.default_rng(seed)
-    shapes, _, aux = symbol.infer_shape(data=(1, 3, size, size))
+    shapes, _, aux = symbol.infer_shape(data=(1, 3) + image_sides(size))
     params = {}
     names = symbol.list_arguments() + symbol.list_auxiliary_states()
     for name, shape in zip(names, shapes + aux):
@@ -251,7 +252,7 @@ def onnx_file(network, input_shape, cache=None):
     digest = digest.hexdigest()
     if not files.valid(digest):
         files.store(digest, lambda tmp: export_onnx(
-            network.symbol, network.params, tmp, size=input_shape[2], batch=input_shape[0]))
+            network.symbol, network.params, tmp, size=input_shape[2:], batch=input_shape[0]))
     return files.path(digest)
 
 
@@ -567,8 +568,8 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     """``{"ms": {backend: summary}, "times": {backend: [ms per round]}, "max_diff":
     {backend: relative difference from MXNet's output} (:func:`differences_from_mxnet`),
     "tvm": compile stats}``
-    for ``batch`` images of ``size`` on ``threads`` threads; summaries as
-    :func:`summarize` (times per call).
+    for ``batch`` images of ``size`` (a side, or (height, width)) on ``threads``
+    threads; summaries as :func:`summarize` (times per call).
     ``compiled``: the network already compiled for this input (else it is compiled).
     ``scaling``, with TVM among the backends and more than one thread: TVM's library
     also runs on one thread, and the machine's scaling check
@@ -580,7 +581,7 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     times (``{"own": [...], "passed": [...]}``). ``steady``: each
     timed call follows untimed ones of the same runner (else it is the first after the
     idle wait: :func:`interleave`)."""
-    x = random_input((batch, 3, size, size), seed)
+    x = random_input((batch, 3) + image_sides(size), seed)
     runners = make_runners(network, x, backends, threads, target, cache, budget, compiled)
     max_diff = differences_from_mxnet(runners)
     threads = resolve_threads(threads)
