@@ -12,9 +12,10 @@ import numpy as np
 
 from octconv.files import write_atomically
 from octconv.ops import CEIL_POOL_PAD
+from octconv.specs import image_sides
 from octconv.weights import as_array, check_params
 
-__all__ = ["logits_symbol", "export_onnx", "image_sides"]
+__all__ = ["logits_symbol", "export_onnx"]
 
 
 def logits_symbol(name, alpha=0.0, classes=1000, **options):
@@ -23,14 +24,6 @@ def logits_symbol(name, alpha=0.0, classes=1000, **options):
     from octconv.symbol import get_symbol
     sym = get_symbol(name, alpha=alpha, num_classes=classes, **options)
     return sym.get_internals()["classifier_output"]
-
-
-def image_sides(size):
-    """``(height, width)`` of an input ``size``: one side of a square, or the pair."""
-    if isinstance(size, (int, np.integer)):
-        return int(size), int(size)
-    height, width = size
-    return int(height), int(width)
 
 
 def export_onnx(sym, params, path, size=224, batch=1, frames=None, dynamic_batch=False):

@@ -4,14 +4,15 @@ Figures from the original release, facebookresearch/OctConv, as docs/ARCHITECTUR
 sets them out; "section N" below is a section of that page. Both APIs build these through the
 builders of :mod:`octconv.builders`.
 """
+import numbers
 from dataclasses import dataclass, field
 
 from octconv import builders, builders_video
 from octconv.unit import EXCHANGE_PATHS, check_exchange
 
 __all__ = ["check_options", "ResNetV2", "ResNetV1", "MobileNetV1", "MobileNetV2", "DenseNet",
-           "VideoResNet", "SlowFastResNet", "ModelSpec", "MODELS", "get_spec", "model_names",
-           "register"]
+           "VideoResNet", "SlowFastResNet", "ModelSpec", "MODELS", "get_spec", "image_sides",
+           "model_names", "register"]
 
 # BatchNorm settings of the release's Symbol networks (section 1.6) and of Gluon's defaults.
 SYMBOL_BN = dict(momentum=0.92, eps=1e-4)
@@ -155,10 +156,10 @@ class ModelSpec:
         return self.arch.classes if self.dims == 3 else 1000
 
     def input_shape(self, size, batch=1):
-        """The network's input for ``size`` x ``size`` images or frames (video: the
-        clip length the paper counts)."""
+        """The network's input for images or frames of ``size`` (a side, or (height,
+        width): :func:`image_sides`; video: the clip length the paper counts)."""
         frames = (self.arch.frames,) if self.dims == 3 else ()
-        return (batch, 3) + frames + (size, size)
+        return (batch, 3) + frames + image_sides(size)
 
     def check_input(self, shape, name="network"):
         """ValueError naming the problem unless ``shape`` is an input this network takes:
@@ -267,6 +268,14 @@ _register_the_video_zoo()
 
 def model_names():
     return sorted(MODELS)
+
+
+def image_sides(size):
+    """``(height, width)`` of an input ``size``: one side of a square, or the pair."""
+    if isinstance(size, numbers.Integral):
+        return int(size), int(size)
+    height, width = size
+    return int(height), int(width)
 
 
 def get_spec(name):

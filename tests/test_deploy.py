@@ -231,13 +231,16 @@ def test_grouped_se_and_large_and_tiny_inputs_equal_mxnet(name, alpha, size, bat
 @pytest.mark.parametrize("name, alpha, shape, threads", [
     ("mobilenet_v1_075", 0.5, (2, 3, 41, 29), 2), ("resnet50_v1b", 0.375, (3, 3, 21, 44), 0)])
 def test_inputs_of_unequal_odd_sides_equal_mxnet(name, alpha, shape, threads, cache):
-    """Inputs whose sides differ and are odd: every map after them has unequal sides
-    (the low maps each rounded up), which the row bands, Winograd tiles and global
-    average see, at a batch and on more than one thread."""
+    """Inputs whose sides differ and are odd, compiled through ``compile_network``'s
+    ``size=(height, width)``: every map after them has unequal sides (the low maps each
+    rounded up), which the row bands, Winograd tiles and global average see, at a batch
+    and on more than one thread."""
     network = network_(name, alpha, max(shape[2:]))
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    compiled = compile_symbol(network.symbol, network.params, shape, cache=cache, budget=1,
-                              threads=threads)
+    compiled = compile_network(name, alpha, classes=10, params=network.params,
+                               size=shape[2:], batch=shape[0], cache=cache, budget=1,
+                               threads=threads)
+    assert compiled.input_shape == shape
     assert_close_to_mxnet(compiled.run(x), mxnet_logits(network, x))
 
 
@@ -2464,15 +2467,6 @@ def test_compile_cli_times_first_calls_after_an_idle_wait_on_request(trained_run
     assert report["steady"] is False
     assert {b: t["runs"] for b, t in report["timing"].items()} == {
         "tvm": 2, "mxnet": 2, "onnxruntime": 2, "openvino": 2}
-
-
-def test_compile_network_takes_a_height_and_a_width(cache):
-    net = compile_network("resnet10_v2_mini", 0.25, classes=10, size=(21, 30), cache=cache,
-                          budget=1)
-    assert net.input_shape == (1, 3, 21, 30)
-    x = np.random.default_rng(2).standard_normal((1, 3, 21, 30)).astype(np.float32)
-    network = zoo_network("resnet10_v2_mini", 0.25, classes=10)  # the same random weights
-    assert_close_to_mxnet(net.run(x), mxnet_logits(network, x))
 
 
 def test_compile_cli_takes_unequal_sides_for_every_backend(tmp_path):

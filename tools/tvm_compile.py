@@ -15,10 +15,10 @@ beside MXNet (oneDNN), ONNX Runtime and OpenVINO on the same thread count.
 
 ``--size`` takes a side or HEIGHTxWIDTH. ``--target`` takes an LLVM CPU name (default:
 this machine); a target this machine cannot run is cross-compiled (no tuning, no
-timing). Tuning results are cached in
-``--cache`` (default ``$OCTCONV_TVM_CACHE`` or ``~/.cache/octconv/tvm_tiles.json``), the
-compiled libraries in the ``libraries/`` folder beside it. ``--threads`` (default 1,
-as the paper; 0 = all cores) applies to every backend. ``--profile N`` prints the N
+timing). Tuning results are cached in ``--cache`` (default ``$OCTCONV_TVM_CACHE`` or
+``~/.cache/octconv/tvm_tiles.json``), the compiled libraries in the ``libraries/``
+folder beside it. ``--threads`` (default 1, as the paper; 0 = all cores) applies to
+every backend. ``--profile N`` prints the N
 slowest compiled kernels of a call (median time, share, calls, multiply-adds counted
 directly and the rate they imply, the megabytes of weights its calls read, and the
 same calls' time with the kernel run alone on its own arrays, in cache and with all
@@ -111,8 +111,8 @@ def main(argv=None):
     from octconv.deploy.compile import compile_symbol
     from octconv.deploy.target import cpu_model, describe, make_target, runs_here, vector_isa
     from octconv.deploy.tuning import TileCache
-    from octconv.export import image_sides
     from octconv.files import write_atomically
+    from octconv.specs import image_sides
     model, params = chosen_network(args)
     if params is not None:
         params = {k: v.asnumpy() for k, v in params.items()}

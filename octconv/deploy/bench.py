@@ -34,9 +34,9 @@ from octconv.deploy.compile import compile_symbol
 from octconv.deploy.libraries import CheckedFiles
 from octconv.deploy.threads import resolve_threads, use_threads
 from octconv.deploy.tuning import TileCache
-from octconv.export import export_onnx, image_sides, logits_symbol
+from octconv.export import export_onnx, logits_symbol
 from octconv.graph import Graph, param_role
-from octconv.specs import get_spec
+from octconv.specs import get_spec, image_sides
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
