@@ -96,6 +96,22 @@ def test_cli_contract_one_network_as_json():
     assert bad.returncode == 2 and "invalid choice: 'resnet27'" in bad.stderr
 
 
+def test_cli_counts_inputs_of_unequal_sides():
+    """``--size HEIGHTxWIDTH``: every map of ResNet-50 halves evenly from 64 and from 96
+    px, so each layer's multiply-adds scale with height x width (the classifier's stay),
+    and the count at 64 x 96 lies on the line through those at 64 and 96 px squares. The
+    Gluon API counts the same with the sides swapped."""
+    square = {side: count_model("resnet50_v2", 0.5, "symbol", side).macs for side in (64, 96)}
+    on_line = square[64] + (square[96] - square[64]) * (64 * 96 - 64 ** 2) // (96 ** 2 - 64 ** 2)
+    out = json.loads(run_tool("--model", "resnet50_v2", "--alpha", "0.5", "--size", "64x96",
+                              "--json").stdout)
+    assert (out["size"], out["macs"]) == ([64, 96], on_line)
+    assert count_model("resnet50_v2", 0.5, "gluon", (96, 64)).macs == on_line
+    assert f"{on_line:,} multiply-adds at 64x96" in run_tool(
+        "--model", "resnet50_v2", "--alpha", "0.5", "--size", "64x96").stdout
+    assert "| MACs at 64x96 |" in load_script("tools/complexity.py").format_zoo([], (64, 96))
+
+
 def test_zoo_table_json_and_readme():
     """One run of ``--zoo --json``; the README's table is those rows as the tool prints
     them (``--zoo`` formats the same rows)."""

@@ -8,15 +8,16 @@ what the FLOPs tool its release credits counts (see octconv.complexity.paper_flo
     python tools/complexity.py --table1             # Table 1 only
     python tools/complexity.py --zoo [--json]       # every network, paper figures beside
     python tools/complexity.py --api gluon --model resnet50_v2 --alpha 0.25 --size 224 --json
+    python tools/complexity.py --model resnet50_v2 --alpha 0.5 --size 224x320   # height x width
     python tools/complexity.py --model resnet50_v2 --alpha 0.5 --exchange l2h  # no H->L
 """
 import json
 import sys
 
-from octconv.cli import ArgumentParser, command, exchange_paths, positive_int
+from octconv.cli import ArgumentParser, command, exchange_paths, image_size
 from octconv.complexity import count_model, paper_flops, table1
 from octconv.paper import PAPER_FIGURES, VIDEO_FIGURES
-from octconv.specs import get_spec, model_names
+from octconv.specs import get_spec, image_sides, model_names
 
 
 def format_table1(rows):
@@ -43,8 +44,13 @@ def zoo_rows(size):
                                   unit=paper[3]) if paper else None)
 
 
+def sides_text(size):
+    """``224x224`` for a side of 224, ``224x320`` for (224, 320)."""
+    return "x".join(map(str, image_sides(size)))
+
+
 def format_zoo(rows, size):
-    lines = [f"| network | alpha | params | MACs at {size} | FLOPs, paper's tool | "
+    lines = [f"| network | alpha | params | MACs at {sides_text(size)} | FLOPs, paper's tool | "
              "paper (params / FLOPs) |", "|---|---:|---:|---:|---:|---|"]
     for r in rows:
         p = r["paper"]
@@ -62,7 +68,8 @@ def main(argv=None):
                         help="one network: " + ", ".join(model_names()))
     parser.add_argument("--api", choices=("symbol", "gluon"), default="symbol")
     parser.add_argument("--alpha", type=float, default=0.0)
-    parser.add_argument("--size", type=positive_int, default=224, help="input height and width")
+    parser.add_argument("--size", type=image_size, default=224, metavar="SIZE",
+                        help="input side in pixels, or HEIGHTxWIDTH (default 224)")
     parser.add_argument("--exchange", type=exchange_paths, default=("h2l", "l2h"),
                         help="exchange paths kept by --model's inner layers: h2l,l2h "
                              "(default), h2l, l2h or none")
@@ -76,7 +83,7 @@ def main(argv=None):
                       exchange=list(args.exchange), params=c.params, macs=c.macs)
         print(json.dumps(result) if args.json else
               f"{args.model} alpha {args.alpha:g} ({args.api}): {c.params:,} parameters, "
-              f"{c.macs:,} multiply-adds at {args.size}x{args.size}")
+              f"{c.macs:,} multiply-adds at {sides_text(args.size)}")
         return 0
     if args.zoo:
         rows = list(zoo_rows(args.size))

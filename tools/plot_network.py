@@ -4,6 +4,7 @@ parameter counts, or with ``--out`` a graphviz drawing (needs graphviz's ``dot``
 
     python tools/plot_network.py --model resnet26_v2 --alpha 0.25              # text
     python tools/plot_network.py --model resnet26_v2 --alpha 0.25 --out net.pdf
+    python tools/plot_network.py --model i3d_resnet50 --alpha 0.25 --size 224x320
 """
 import os
 import shutil
@@ -11,8 +12,8 @@ import sys
 
 import mxnet as mx
 
-from octconv.cli import ArgumentParser, command, output_path, positive_int
-from octconv.specs import model_names
+from octconv.cli import ArgumentParser, command, image_size, output_path
+from octconv.specs import get_spec, model_names
 from octconv.symbol import get_symbol
 
 
@@ -22,11 +23,13 @@ def main(argv=None):
     parser.add_argument("--model", required=True, choices=model_names(), metavar="NAME",
                         help="one of: " + ", ".join(model_names()))
     parser.add_argument("--alpha", type=float, default=0.0)
-    parser.add_argument("--size", type=positive_int, default=224)
+    parser.add_argument("--size", type=image_size, default=224, metavar="SIZE",
+                        help="input side in pixels, or HEIGHTxWIDTH (default 224); a video "
+                             "network takes clips of the frames the paper counts")
     parser.add_argument("--out", help="drawing to write (.pdf, .png or .svg); needs graphviz")
     args = parser.parse_args(argv)
     sym = get_symbol(args.model, alpha=args.alpha)
-    shape = {"data": (1, 3, args.size, args.size)}
+    shape = {"data": get_spec(args.model).input_shape(args.size)}
     if args.out:
         if shutil.which("dot") is None:
             parser.error("--out needs graphviz's 'dot' program (apt-get install graphviz); "
