@@ -17,7 +17,8 @@ import subprocess
 import sys
 
 __all__ = ["UserError", "command", "mxnet_reason", "ArgumentParser", "add_checkpoint_arguments",
-           "add_network_arguments", "check_network_arguments", "chosen_network",
+           "add_network_arguments", "add_size_argument", "add_after_idle_argument",
+           "check_network_arguments", "chosen_network",
            "child_processes", "positive_int", "image_size", "size_list", "exchange_paths",
            "output_path", "output_folder"]
 
@@ -127,9 +128,15 @@ def add_network_arguments(parser):
                         help="output classes (default 1000)")
     parser.add_argument("--params", help="weights for --model (an MXNet .params file)")
     parser.add_argument("--checkpoint", help="a run folder or manifest of train_imagenet.py")
-    parser.add_argument("--size", type=image_size, default=224, metavar="SIZE",
-                        help="input side in pixels, or HEIGHTxWIDTH (default 224)")
+    add_size_argument(parser)
     parser.add_argument("--batch", type=positive_int, default=1, help="images per call")
+
+
+def add_size_argument(parser, note=""):
+    """``--size``, the input's side or HEIGHTxWIDTH (:func:`image_size`; default 224),
+    its help followed by ``note``."""
+    parser.add_argument("--size", type=image_size, default=224, metavar="SIZE",
+                        help="input side in pixels, or HEIGHTxWIDTH (default 224)" + note)
 
 
 def add_after_idle_argument(parser):

@@ -14,7 +14,7 @@ what the FLOPs tool its release credits counts (see octconv.complexity.paper_flo
 import json
 import sys
 
-from octconv.cli import ArgumentParser, command, exchange_paths, image_size
+from octconv.cli import ArgumentParser, add_size_argument, command, exchange_paths
 from octconv.complexity import count_model, paper_flops, table1
 from octconv.paper import PAPER_FIGURES, VIDEO_FIGURES
 from octconv.specs import get_spec, image_sides, model_names
@@ -68,8 +68,7 @@ def main(argv=None):
                         help="one network: " + ", ".join(model_names()))
     parser.add_argument("--api", choices=("symbol", "gluon"), default="symbol")
     parser.add_argument("--alpha", type=float, default=0.0)
-    parser.add_argument("--size", type=image_size, default=224, metavar="SIZE",
-                        help="input side in pixels, or HEIGHTxWIDTH (default 224)")
+    add_size_argument(parser)
     parser.add_argument("--exchange", type=exchange_paths, default=("h2l", "l2h"),
                         help="exchange paths kept by --model's inner layers: h2l,l2h "
                              "(default), h2l, l2h or none")

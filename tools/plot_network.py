@@ -12,7 +12,7 @@ import sys
 
 import mxnet as mx
 
-from octconv.cli import ArgumentParser, command, image_size, output_path
+from octconv.cli import ArgumentParser, add_size_argument, command, output_path
 from octconv.specs import get_spec, model_names
 from octconv.symbol import get_symbol
 
@@ -23,9 +23,7 @@ def main(argv=None):
     parser.add_argument("--model", required=True, choices=model_names(), metavar="NAME",
                         help="one of: " + ", ".join(model_names()))
     parser.add_argument("--alpha", type=float, default=0.0)
-    parser.add_argument("--size", type=image_size, default=224, metavar="SIZE",
-                        help="input side in pixels, or HEIGHTxWIDTH (default 224); a video "
-                             "network takes clips of the frames the paper counts")
+    add_size_argument(parser, "; a video network takes clips of the frames the paper counts")
     parser.add_argument("--out", help="drawing to write (.pdf, .png or .svg); needs graphviz")
     args = parser.parse_args(argv)
     sym = get_symbol(args.model, alpha=args.alpha)
