@@ -12,7 +12,7 @@ import numpy as np
 
 from octconv.files import write_atomically
 from octconv.ops import CEIL_POOL_PAD
-from octconv.specs import image_sides
+from octconv.specs import images_shape
 from octconv.weights import as_array, check_params
 
 __all__ = ["logits_symbol", "export_onnx"]
@@ -28,13 +28,13 @@ def logits_symbol(name, alpha=0.0, classes=1000, **options):
 
 def export_onnx(sym, params, path, size=224, batch=1, frames=None, dynamic_batch=False):
     """Write ``sym`` with ``params`` (name -> NDArray or array) to the ONNX file ``path``
-    (atomically) for inputs of ``batch`` x 3 x ``size`` x ``size`` (or x height x width,
-    ``size`` a pair; x ``frames`` before them, for a video network); every weight is
-    first checked against the graph
-    (:func:`octconv.weights.check_params`). ``dynamic_batch``: the batch axis is left
-    free (named ``batch`` in the input and the output), so that one file runs any batch
-    (ResNet-50 alpha .5 ran as fast from it in ONNX Runtime and OpenVINO here)."""
-    shape = (batch, 3) + ((frames,) if frames else ()) + image_sides(size)
+    (atomically) for inputs of ``batch`` images of ``size`` (a side, or (height, width)),
+    or clips of ``frames`` such images for a video network
+    (:func:`~octconv.specs.images_shape`); every weight is first checked against the
+    graph (:func:`octconv.weights.check_params`). ``dynamic_batch``: the batch axis is
+    left free (named ``batch`` in the input and the output), so that one file runs any
+    batch (ResNet-50 alpha .5 ran as fast from it in ONNX Runtime and OpenVINO here)."""
+    shape = images_shape(size, batch, frames)
     check_params(sym, params, shape)
     inputs = sym.list_inputs()
     weights = {n: as_array(params[n], np.float32) for n in inputs if n in params}

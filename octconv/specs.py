@@ -12,7 +12,7 @@ from octconv.unit import EXCHANGE_PATHS, check_exchange
 
 __all__ = ["check_options", "ResNetV2", "ResNetV1", "MobileNetV1", "MobileNetV2", "DenseNet",
            "VideoResNet", "SlowFastResNet", "ModelSpec", "MODELS", "get_spec", "image_sides",
-           "model_names", "register"]
+           "images_shape", "model_names", "register"]
 
 # BatchNorm settings of the release's Symbol networks (section 1.6) and of Gluon's defaults.
 SYMBOL_BN = dict(momentum=0.92, eps=1e-4)
@@ -156,10 +156,9 @@ class ModelSpec:
         return self.arch.classes if self.dims == 3 else 1000
 
     def input_shape(self, size, batch=1):
-        """The network's input for images or frames of ``size`` (a side, or (height,
-        width): :func:`image_sides`; video: the clip length the paper counts)."""
-        frames = (self.arch.frames,) if self.dims == 3 else ()
-        return (batch, 3) + frames + image_sides(size)
+        """The network's input for images or frames of ``size`` (:func:`images_shape`;
+        video: clips of the length the paper counts)."""
+        return images_shape(size, batch, self.arch.frames if self.dims == 3 else None)
 
     def check_input(self, shape, name="network"):
         """ValueError naming the problem unless ``shape`` is an input this network takes:
@@ -276,6 +275,12 @@ def image_sides(size):
         return int(size), int(size)
     height, width = size
     return int(height), int(width)
+
+
+def images_shape(size, batch=1, frames=None):
+    """``(batch, 3, height, width)`` of RGB images of ``size`` (:func:`image_sides`), or
+    ``(batch, 3, frames, height, width)`` of clips of ``frames`` such images."""
+    return (batch, 3) + ((frames,) if frames else ()) + image_sides(size)
 
 
 def get_spec(name):

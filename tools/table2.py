@@ -133,7 +133,8 @@ def time_group(networks, threads, batch, args, cache, target, scaling=False, siz
     ``own`` and ``passed`` (None on one thread)."""
     from octconv.deploy.bench import (differences_from_mxnet, make_runners, random_input,
                                       summarize)
-    x = random_input((batch, 3, size, size))
+    from octconv.specs import images_shape
+    x = random_input(images_shape(size, batch))
     runners, results, beside = {}, {}, {}
     if threads > 1:
         from octconv.deploy.scaling_check import scaling_check

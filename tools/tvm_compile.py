@@ -13,12 +13,13 @@ beside MXNet (oneDNN), ONNX Runtime and OpenVINO on the same thread count.
     python tools/tvm_compile.py --model mobilenet_v1_075 --alpha .375 --requests 2
     python tools/tvm_compile.py --model resnet50_v2 --alpha .5 --size 224x320 --out r50.so
 
-``--size`` takes a side or HEIGHTxWIDTH. ``--target`` takes an LLVM CPU name (default:
-this machine); a target this machine cannot run is cross-compiled (no tuning, no
-timing). Tuning results are cached in ``--cache`` (default ``$OCTCONV_TVM_CACHE`` or
-``~/.cache/octconv/tvm_tiles.json``), the compiled libraries in the ``libraries/``
-folder beside it. ``--threads`` (default 1, as the paper; 0 = all cores) applies to
-every backend. ``--profile N`` prints the N
+``--size`` takes a side or HEIGHTxWIDTH.
+
+``--target`` takes an LLVM CPU name (default: this machine); a target this machine
+cannot run is cross-compiled (no tuning, no timing). Tuning results are cached in
+``--cache`` (default ``$OCTCONV_TVM_CACHE`` or ``~/.cache/octconv/tvm_tiles.json``), the
+compiled libraries in the ``libraries/`` folder beside it. ``--threads`` (default 1,
+as the paper; 0 = all cores) applies to every backend. ``--profile N`` prints the N
 slowest compiled kernels of a call (median time, share, calls, multiply-adds counted
 directly and the rate they imply, the megabytes of weights its calls read, and the
 same calls' time with the kernel run alone on its own arrays, in cache and with all
@@ -112,14 +113,14 @@ def main(argv=None):
     from octconv.deploy.target import cpu_model, describe, make_target, runs_here, vector_isa
     from octconv.deploy.tuning import TileCache
     from octconv.files import write_atomically
-    from octconv.specs import image_sides
+    from octconv.specs import images_shape
     model, params = chosen_network(args)
     if params is not None:
         params = {k: v.asnumpy() for k, v in params.items()}
     network = zoo_network(params=params, size=args.size, **model)
     target = make_target(args.target)
     cache = TileCache(args.cache)
-    shape = (args.batch, 3) + image_sides(args.size)
+    shape = images_shape(args.size, args.batch)
     report = {"network": network.label, "macs_per_image": network.macs(args.size),
               "input_shape": list(shape), "threads": threads,
               "target": describe(target), "cpu": cpu_model(), "isa": vector_isa()}

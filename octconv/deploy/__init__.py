@@ -39,7 +39,7 @@ def compile_network(name, alpha=0.0, classes=1000, params=None, size=224, batch=
     the network (ValueError naming the first that does not). See :func:`compile_symbol`
     for the other arguments."""
     from octconv.deploy.bench import zoo_network
-    from octconv.specs import image_sides
+    from octconv.specs import images_shape
     network = zoo_network(name, alpha, classes, params, size)
-    return compile_symbol(network.symbol, network.params, (batch, 3) + image_sides(size),
+    return compile_symbol(network.symbol, network.params, images_shape(size, batch),
                           target, cache, budget, threads, winograd=winograd)

@@ -36,7 +36,7 @@ from octconv.deploy.threads import resolve_threads, use_threads
 from octconv.deploy.tuning import TileCache
 from octconv.export import export_onnx, logits_symbol
 from octconv.graph import Graph, param_role
-from octconv.specs import get_spec, image_sides
+from octconv.specs import get_spec, images_shape
 
 __all__ = ["Network", "zoo_network", "gluoncv_network", "require_threads", "make_runners",
            "TVMRunner", "interleave", "wait_until_idle", "summarize", "ratio_interval",
@@ -66,7 +66,7 @@ class Network:
 
     def macs(self, size):
         """Multiply-adds of one image of ``size`` (a side, or (height, width))."""
-        return count_symbol(self.symbol, {"data": (1, 3) + image_sides(size)}).macs
+        return count_symbol(self.symbol, {"data": images_shape(size)}).macs
 
 
 def _random_params(symbol, size, seed=0):
@@ -74,7 +74,7 @@ def _random_params(symbol, size, seed=0):
     layers, BatchNorm statistics near identity; drawn in float32 (a ResNet-50's 25 M
     weights in 0.37 s, against 1.49 in float64 and a cast)."""
     rng = np.random.default_rng(seed)
-    shapes, _, aux = symbol.infer_shape(data=(1, 3) + image_sides(size))
+    shapes, _, aux = symbol.infer_shape(data=images_shape(size))
     params = {}
     names = symbol.list_arguments() + symbol.list_auxiliary_states()
     for name, shape in zip(names, shapes + aux):
@@ -581,7 +581,7 @@ def time_backends(network, size=224, runs=10, warmup=2, backends=BACKENDS, targe
     times (``{"own": [...], "passed": [...]}``). ``steady``: each
     timed call follows untimed ones of the same runner (else it is the first after the
     idle wait: :func:`interleave`)."""
-    x = random_input((batch, 3) + image_sides(size), seed)
+    x = random_input(images_shape(size, batch), seed)
     runners = make_runners(network, x, backends, threads, target, cache, budget, compiled)
     max_diff = differences_from_mxnet(runners)
     threads = resolve_threads(threads)

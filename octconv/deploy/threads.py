@@ -1,15 +1,15 @@
 """The thread count of TVM's runtime thread pool.
 
 TVM sizes its pool once, from ``TVM_NUM_THREADS`` (else half the logical CPUs on x86),
-when the first parallel kernel runs; ``runtime.config_threadpool`` then chooses how
-many of those workers a parallel loop uses, at most the pool's size. :func:`use_threads`
+when the first parallel kernel runs; ``runtime.config_threadpool`` then chooses how many
+of those workers a parallel loop uses, at most the pool's size. :func:`use_threads`
 sizes the pool for every core this process may run on, or for more threads if
 :func:`reserve_threads` asked for them before (a compile does, before its tile search
 times kernels on one thread), by setting ``TVM_NUM_THREADS`` (a value the environment
 gave is replaced: the thread count is chosen per call, ``threads=`` or ``--threads``),
 and switches the count when it changes, so one process can time the same library at 1
-and at 2 threads. TVM keeps one pool per calling thread,
-so the count is set, and switched, for each thread that runs a library.
+and at 2 threads. TVM keeps one pool per calling thread, so the count is set, and
+switched, for each thread that runs a library.
 
 After a parallel loop TVM's workers spin, waiting for the next one, for
 ``TVM_THREAD_POOL_SPIN_COUNT`` yields before they sleep. TVM's default (300000) kept a
