@@ -2029,6 +2029,23 @@ def test_extensions_linux_lists_count_though_the_cpu_model_lacks_them(monkeypatc
     assert "amx-tile" not in extensions(make_target())  # (the host target's code as before)
 
 
+def test_the_cpu_named_in_results_tells_cpus_of_one_name_apart(monkeypatch):
+    """Results name this machine's CPU with the numbers /proc/cpuinfo gives for it and
+    LLVM's name of it, so two CPUs a virtual machine names alike ('AMD EPYC' for a Zen 4
+    and a Zen 5) read differently; a machine whose OS gives no numbers keeps the rest."""
+    fields = {}
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    if not {"model name", "cpu family", "model"} <= set(fields):
+        pytest.skip("/proc/cpuinfo gives no CPU name and numbers here")
+    assert targets.cpu_model() == (f"{fields['model name']} (family {fields['cpu family']}, "
+                                   f"model {fields['model']}; LLVM {host_cpu()})")
+    monkeypatch.setattr(targets, "_cpuinfo", lambda key: {"model name": "Some CPU"}.get(key))
+    assert targets.cpu_model() == f"Some CPU (LLVM {host_cpu()})"
+
+
 def test_caches_are_written_then_reused_and_corrupt_ones_are_ignored(tmp_path):
     """Tile records and compiled libraries: a second compile searches nothing and builds
     nothing (the library file is loaded as is); unreadable ones warn and are rebuilt."""

@@ -28,16 +28,15 @@ exceeds the first, the kernel waits for data that its predecessors left in L3 or
 memory; where it is near the second, for its weights from memory) and the total; on
 more than one thread also each kernel alone on one thread and its scaling alone (a
 kernel that scales alone but not inside the network waits there for what another core
-wrote). On more than one
-thread a profile varies from process to process far more than whole calls do
-(Oct-MobileNet v1 0.75 on 2 threads: totals of 2.5-3.2 ms, whole calls 2.56-2.68), so
-compare kernels within one profile. ``--requests N`` times TVM's library, ONNX
-Runtime and OpenVINO serving N request threads at once, each on ``--threads`` threads
-(a thread calling a library runs a VM of its own; ONNX Runtime's calls share one
-session's pool; OpenVINO runs N streams), against one request thread making as many
-calls, in --runs interleaved rounds: images/s of each, the gain with its 95 % interval
-and TVM's images/s at once over each other backend's; every output is checked against
-one call's alone, and each backend's against MXNet's.
+wrote). On more than one thread a profile varies from process to process far more than
+whole calls do (Oct-MobileNet v1 0.75 on 2 threads: totals of 2.5-3.2 ms, whole calls
+2.56-2.68), so compare kernels within one profile. ``--requests N`` times TVM's
+library, ONNX Runtime and OpenVINO serving N request threads at once, each on
+``--threads`` threads (a thread calling a library runs a VM of its own; ONNX Runtime's
+calls share one session's pool; OpenVINO runs N streams), against one request thread
+making as many calls, in --runs interleaved rounds: images/s of each, the gain with its
+95 % interval and TVM's images/s at once over each other backend's; every output is
+checked against one call's alone, and each backend's against MXNet's.
 On more than one thread ``--time`` also times, in the same rounds, TVM's library on
 one thread and the machine's scaling check on one thread and on all of them (a
 compute-bound convolution whose threads share no data: how far the machine let a

@@ -130,8 +130,14 @@ def _cpuinfo(key):
 
 
 def cpu_model():
-    """This machine's CPU as the OS names it (e.g. 'AMD EPYC'), for results."""
-    return _cpuinfo("model name") or platform.processor() or "unknown"
+    """This machine's CPU for results: its name as the OS gives it, then the family and
+    model numbers /proc/cpuinfo gives and LLVM's name of the host CPU, e.g. 'AMD EPYC
+    (family 26, model 2; LLVM znver5)'. A virtual machine may name different CPUs
+    alike ('AMD EPYC' on a Zen 4 and on a Zen 5); the numbers tell them apart."""
+    name = _cpuinfo("model name") or platform.processor() or "unknown"
+    family, model = _cpuinfo("cpu family"), _cpuinfo("model")
+    numbers = f"family {family}, model {model}; " if family and model else ""
+    return f"{name} ({numbers}LLVM {host_cpu()})"
 
 
 def vector_isa():
