@@ -2547,7 +2547,7 @@ def test_compile_cli_times_the_trained_demo_network(trained_run, tmp_path):
     report = json.load(open(tmp_path / "r.json"))
     assert report["input_shape"] == [2, 3, 32, 32] and report["threads"] == 2
     assert report["steady"] is True
-    assert lines[0].endswith(f" on {report['cpu']} ({report['isa']})")  # the machine
+    assert lines[0].endswith(f" on {report['cpu']} with {report['isa']}")  # the machine
     name = report["cpu"].rsplit(" (", 1)[0]  # (then its numbers and LLVM's name of it)
     assert f": {name}\n" in open("/proc/cpuinfo").read() and report["cpu"].endswith(
         f"LLVM {host_cpu()})")

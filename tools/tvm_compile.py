@@ -125,7 +125,7 @@ def main(argv=None):
               "target": describe(target), "cpu": cpu_model(), "isa": vector_isa()}
     print(f"{network.label}: {report['macs_per_image'] / 1e6:.1f} M multiply-adds per "
           f"image of {shape[2]} x {shape[3]} px, target {report['target']} on "
-          f"{report['cpu']} ({report['isa']})")
+          f"{report['cpu']} with {report['isa']}")
     if (args.time or args.profile or args.requests) and not runs_here(target):
         raise ValueError(f"cannot time {describe(target)} on this machine")
     compiled = compile_symbol(network.symbol, network.params, shape, target, cache,
