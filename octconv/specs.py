@@ -12,7 +12,7 @@ from octconv.unit import EXCHANGE_PATHS, check_exchange
 
 __all__ = ["check_options", "ResNetV2", "ResNetV1", "MobileNetV1", "MobileNetV2", "DenseNet",
            "VideoResNet", "SlowFastResNet", "ModelSpec", "MODELS", "get_spec", "image_sides",
-           "images_shape", "model_names", "register"]
+           "sides_text", "images_shape", "model_names", "register"]
 
 # BatchNorm settings of the release's Symbol networks (section 1.6) and of Gluon's defaults.
 SYMBOL_BN = dict(momentum=0.92, eps=1e-4)
@@ -275,6 +275,12 @@ def image_sides(size):
         return int(size), int(size)
     height, width = size
     return int(height), int(width)
+
+
+def sides_text(size):
+    """``size`` as results print it: ``224x224`` for a side of 224, ``224x320`` for
+    (224, 320)."""
+    return "x".join(map(str, image_sides(size)))
 
 
 def images_shape(size, batch=1, frames=None):

@@ -2491,7 +2491,7 @@ def test_compile_cli_takes_unequal_sides_for_every_backend(tmp_path):
     asked, and every backend timed runs them (ONNX Runtime and OpenVINO from an export
     of those sides), each equal to MXNet within 1e-4 of its output scale."""
     library, report = tmp_path / "m.so", tmp_path / "r.json"
-    subprocess.run(
+    out = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "tvm_compile.py"), "--model",
          "resnet10_v2_mini", "--alpha", "0.25", "--classes", "10", "--size", "33x45",
          "--batch", "2", "--budget", "1", "--time", "--runs", "2", "--cache",
@@ -2499,6 +2499,7 @@ def test_compile_cli_takes_unequal_sides_for_every_backend(tmp_path):
         check=True, capture_output=True, text=True, cwd=ROOT)
     result = json.load(open(report))
     assert result["input_shape"] == [2, 3, 33, 45]
+    assert " per image of 33x45 px, " in out.stdout.splitlines()[0]  # as the count tool
     assert sorted(result["timing"]) == ["mxnet", "onnxruntime", "openvino", "tvm"]
     assert all(result["timing"][b]["max_diff"] <= 1e-4
                for b in ("onnxruntime", "openvino", "tvm"))

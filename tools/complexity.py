@@ -17,7 +17,7 @@ import sys
 from octconv.cli import ArgumentParser, add_size_argument, command, exchange_paths
 from octconv.complexity import count_model, paper_flops, table1
 from octconv.paper import PAPER_FIGURES, VIDEO_FIGURES
-from octconv.specs import get_spec, image_sides, model_names
+from octconv.specs import get_spec, model_names, sides_text
 
 
 def format_table1(rows):
@@ -42,11 +42,6 @@ def zoo_rows(size):
                        tool_flops=paper_flops(name, alpha, size),
                        paper=dict(table=paper[0], params_m=paper[1], flops=paper[2],
                                   unit=paper[3]) if paper else None)
-
-
-def sides_text(size):
-    """``224x224`` for a side of 224, ``224x320`` for (224, 320)."""
-    return "x".join(map(str, image_sides(size)))
 
 
 def format_zoo(rows, size):

@@ -112,7 +112,7 @@ def main(argv=None):
     from octconv.deploy.target import cpu_model, describe, make_target, runs_here, vector_isa
     from octconv.deploy.tuning import TileCache
     from octconv.files import write_atomically
-    from octconv.specs import images_shape
+    from octconv.specs import images_shape, sides_text
     model, params = chosen_network(args)
     if params is not None:
         params = {k: v.asnumpy() for k, v in params.items()}
@@ -124,7 +124,7 @@ def main(argv=None):
               "input_shape": list(shape), "threads": threads,
               "target": describe(target), "cpu": cpu_model(), "isa": vector_isa()}
     print(f"{network.label}: {report['macs_per_image'] / 1e6:.1f} M multiply-adds per "
-          f"image of {shape[2]} x {shape[3]} px, target {report['target']} on "
+          f"image of {sides_text(args.size)} px, target {report['target']} on "
           f"{report['cpu']} with {report['isa']}")
     if (args.time or args.profile or args.requests) and not runs_here(target):
         raise ValueError(f"cannot time {describe(target)} on this machine")
