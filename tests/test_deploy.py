@@ -2722,6 +2722,7 @@ def test_results_file_comes_from_the_table2_tool():
     assert {r["threads"] for r in rows} == {"1", "2"}
     assert {r["network"] for r in rows if r["batch"] == str(table2.BATCH)} == set(table2.BATCH_ROWS)
     text = open(os.path.join(folder, "table2.md")).read()
+    assert f"; {table2.SIZE} x {table2.SIZE} inputs. " in text  # the size the tool times
     for key in ("CPU", "ISA", "TVM target", "threads", "versions", "algorithm", "timing",
                 "scaling check", "scaling check at batch 8", "search budget", "wall time"):
         assert f"- {key}: " in text

@@ -511,8 +511,8 @@ def write(rows, checks, meta, out_dir):
         writer.writeheader()
         writer.writerows(rows)
     lines = ["# Table 2 / Table 3 timing: TVM vs MXNet (oneDNN) vs ONNX Runtime vs OpenVINO", "",
-             "Written by `tools/table2.py`; 224 x 224 inputs. Times are medians (ms per call) "
-             "of interleaved rounds; spread is the interquartile range over the median; "
+             f"Written by `tools/table2.py`; {SIZE} x {SIZE} inputs. Times are medians (ms per "
+             "call) of interleaved rounds; spread is the interquartile range over the median; "
              "rows marked ~ stayed above the tolerance (noisy: read them with care). "
              "Ratios carry their 95 % interval in brackets (bootstrap over the rounds).", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items()
