@@ -9,11 +9,12 @@
     python score.py runs/demo --data runs/digits/val --library runs/demo/model.so
 
 The data is a RecordIO file (.rec with its .idx) or a folder with one sub-folder per
-class (videos: .npy files, each scored by the mean of --clips windows). A run folder or
-manifest brings its network and data recipe; a bare .params file needs --model and
---alpha; a Symbol checkpoint brings its own graph. ``--library`` also scores a library
-compiled from the checkpoint with TVM (tools/tvm_compile.py --out) on the same images,
-at the size it was compiled for, on all cores: a row for each backend.
+class (videos: .npy files, each scored by the mean of --clips windows). A run folder
+(its latest checkpoint, last.json) or a manifest (best.json: the best epoch's) brings
+its network and data recipe; a bare .params file needs --model and --alpha; a Symbol
+checkpoint brings its own graph. ``--library`` also scores a library compiled from the
+checkpoint with TVM (tools/tvm_compile.py --out) on the same images, at the size it was
+compiled for, on all cores: a row for each backend.
 """
 import json
 import os

@@ -268,8 +268,9 @@ def fit(cfg, resume=False, log=print):
         stop.restore()
     if run.chief:
         plot_curves(run.metrics_path, os.path.join(run.out_dir, "curves.png"))
-    log(f"done: best val top-1 {run.state['best_top1']:.4f}; rank {run.rank} parameters "
-        f"digest {params_digest(run.net)}")
+    log(f"done: best val top-1 {run.state['best_top1']:.4f} "
+        f"({os.path.join(run.out_dir, 'best.json')}; the latest: last.json); "
+        f"rank {run.rank} parameters digest {params_digest(run.net)}")
     return run.state
 
 

@@ -53,6 +53,9 @@ def test_a_small_oct_network_learns_real_digits(api, digits, tmp_path):
     assert (saved.MODEL.api, saved.OPTIM.epochs, saved.MODEL.alpha) == (api, 10, 0.25)
     best = json.load(open(tmp_path / "best.json"))
     assert best["state"]["best_top1"] == max(r["val_top1"] for r in records)
+    # the last line names the best epoch's manifest, which a folder alone does not score
+    done = run.stdout.strip().splitlines()[-1]
+    assert f"best val top-1 {best['state']['best_top1']:.4f} ({tmp_path / 'best.json'};" in done
 
 
 def run_until_checkpoint_then(out_dir, digits, sig, *overrides):
