@@ -208,8 +208,9 @@ class _Run:
         return seen, loss_sum, correct, started
 
     def end_epoch(self, seen, loss_sum, correct, started):
-        """Validate, advance to the next epoch, checkpoint (last, best, every
-        ``save_every``), append to metrics.jsonl and log a line."""
+        """Validate, advance to the next epoch, checkpoint (last; best: the first epoch,
+        then each that beats it; every ``save_every``), append to metrics.jsonl and log a
+        line."""
         optim, epoch = self.cfg.OPTIM, self.state["epoch"]
         top1, top5, _ = evaluate(self.net, self.val_data, self.ctx, optim.dtype)
         elapsed = time.time() - started
@@ -220,7 +221,7 @@ class _Run:
                       images_per_sec=seen * self.workers / elapsed, seconds=elapsed)
         self.state.update(epoch=epoch + 1, batch=0)
         tags = ["last"]
-        if top1 > self.state["best_top1"]:
+        if epoch == 0 or top1 > self.state["best_top1"]:  # (the first is the best so far)
             self.state["best_top1"] = top1
             tags.append("best")
         if (epoch + 1) % self.cfg.TRAIN.save_every == 0:
@@ -268,9 +269,10 @@ def fit(cfg, resume=False, log=print):
         stop.restore()
     if run.chief:
         plot_curves(run.metrics_path, os.path.join(run.out_dir, "curves.png"))
-    log(f"done: best val top-1 {run.state['best_top1']:.4f} "
-        f"({os.path.join(run.out_dir, 'best.json')}; the latest: last.json); "
-        f"rank {run.rank} parameters digest {params_digest(run.net)}")
+    saved = (f" ({os.path.join(run.out_dir, 'best.json')}; the latest: last.json)"
+             if run.chief else "")  # (rank 0 writes the checkpoints)
+    log(f"done: best val top-1 {run.state['best_top1']:.4f}{saved}; rank {run.rank} "
+        f"parameters digest {params_digest(run.net)}")
     return run.state
 
 

@@ -58,6 +58,21 @@ def test_a_small_oct_network_learns_real_digits(api, digits, tmp_path):
     assert f"best val top-1 {best['state']['best_top1']:.4f} ({tmp_path / 'best.json'};" in done
 
 
+def test_a_run_that_never_scores_still_has_a_best_checkpoint(digits, tmp_path, monkeypatch):
+    """The first epoch's checkpoint is the best so far whatever it scores: a run whose
+    validation top-1 stays 0 (a tiny validation set early on) still leaves best.json,
+    which the run's last line names."""
+    import octconv.train as train_module
+    monkeypatch.setattr(train_module, "evaluate", lambda *args: (0.0, 0.0, 1))
+    cfg = load(DEMO, ["TRAIN.out_dir", str(tmp_path), "DATA.train", digits,
+                      "OPTIM.epochs", "2"])
+    lines = []
+    state = train_module.fit(cfg, log=lines.append)
+    best = json.load(open(tmp_path / "best.json"))
+    assert best["state"]["epoch"] == 1 and state["best_top1"] == 0.0
+    assert f"best val top-1 0.0000 ({tmp_path / 'best.json'};" in lines[-1]
+
+
 def run_until_checkpoint_then(out_dir, digits, sig, *overrides):
     """Start a run, wait for its first epoch checkpoint, send ``sig``; return the process."""
     proc = subprocess.Popen(train_command(out_dir, digits, *overrides),
