@@ -1,7 +1,7 @@
 """From a network's Symbol graph and weights to a list of kernel calls.
 
 We translate the MXNet Symbol JSON directly rather than going through ONNX: the
-network uses 15 operators, and owning the translation lets it decide fusion and layout
+network uses 14 operators, and owning the translation lets it decide fusion and layout
 with OctConv in mind. (MXNet's ONNX exporter turns every low-to-high crop into eight
 shape-computing nodes, and Relax's ONNX importer would keep them.)
 
