@@ -18,8 +18,8 @@ import mxnet as mx
 from octconv.cli import UserError, mxnet_reason
 from octconv.files import write_atomically
 
-__all__ = ["CheckpointError", "save", "save_converted", "load_manifest", "read_params",
-           "load_params", "load_states", "trained_model"]
+__all__ = ["CheckpointError", "save", "start_state", "save_converted", "load_manifest",
+           "read_params", "load_params", "load_states", "trained_model"]
 
 
 class CheckpointError(UserError, ValueError):
@@ -45,12 +45,18 @@ def save(out_dir, tags, net, trainer, state, config):
     _remove_unreferenced(out_dir)
 
 
+def start_state(**origin):
+    """The state of a run that has not trained yet (``origin``: where its weights came
+    from, if elsewhere): epoch, batch and iteration 0, best top-1 0 (the first epoch's
+    score replaces it, whatever it is), not interrupted."""
+    return dict(epoch=0, batch=0, iteration=0, best_top1=0.0, interrupted=None, **origin)
+
+
 def save_converted(out_dir, net, config, **origin):
     """Write ``net`` (weights from elsewhere: a release file, an inflated image network)
     as the ``last`` checkpoint of a run that has not trained, with ``config`` (a dict)
     and ``origin`` in its state; return the manifest's path."""
-    state = dict(epoch=0, batch=0, iteration=0, best_top1=0.0, interrupted=None, **origin)
-    save(out_dir, ["last"], net, None, state, config)
+    save(out_dir, ["last"], net, None, start_state(**origin), config)
     return f"{out_dir}/last.json"
 
 

@@ -123,7 +123,7 @@ class _Run:
         except ValueError as err:  # an option the network cannot take (last_gamma)
             raise TrainingError(f"MODEL.{err}") from None
         _initialize(self.net, cfg, self.ctx)
-        self.state = dict(epoch=0, batch=0, iteration=0, best_top1=0.0, interrupted=None)
+        self.state = checkpoint.start_state()
         if not resume and os.path.exists(os.path.join(out_dir, "last.json")):
             raise TrainingError(f"{out_dir} already holds a run: continue it with --resume or "
                                 f"choose another TRAIN.out_dir")
